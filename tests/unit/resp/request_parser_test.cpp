@@ -1,0 +1,296 @@
+#include <gtest/gtest.h>
+
+#include "resp/parser.h"
+#include "resp_test_util.h"
+
+namespace faultline::resp {
+namespace {
+
+using test::bytewise;
+using test::requests;
+
+std::string mb(std::initializer_list<std::string_view> args) {
+  std::string s = "*" + std::to_string(args.size()) + "\r\n";
+  for (auto a : args) s += "$" + std::to_string(a.size()) + "\r\n" + std::string(a) + "\r\n";
+  return s;
+}
+
+// Checks that every split point and byte-at-a-time feeding give the same frames as one chunk.
+void expect_split_invariant(const std::string& in, const Limits& l = {},
+                            const CaptureOptions& c = {}) {
+  auto whole = requests(in, {}, l, c);
+  for (size_t i = 1; i < in.size(); ++i)
+    ASSERT_EQ(requests(in, {i}, l, c), whole) << "split at " << i;
+  for (size_t i = 1; i + 2 < in.size(); i += 3)
+    ASSERT_EQ(requests(in, {i, 2}, l, c), whole) << "splits at " << i << "," << i + 2;
+  ASSERT_EQ(requests(in, bytewise(in.size()), l, c), whole) << "byte by byte";
+}
+
+TEST(RequestParser, MultibulkGet) {
+  auto r = requests("*2\r\n$3\r\nget\r\n$3\r\nfoo\r\n");
+  ASSERT_FALSE(r.failed);
+  ASSERT_EQ(r.frames.size(), 1u);
+  auto& f = r.frames[0];
+  EXPECT_EQ(f.start, 0u);
+  EXPECT_EQ(f.end, 22u);
+  EXPECT_EQ(f.name, "GET");
+  EXPECT_EQ(f.argc, 2u);
+  EXPECT_TRUE(f.has_key);
+  EXPECT_EQ(f.key, "foo");
+  ASSERT_EQ(f.args.size(), 2u);
+  EXPECT_EQ(f.args[0].first, "get");
+  EXPECT_NE(f.cmd_id, -1);
+  EXPECT_FALSE(f.is_inline);
+}
+
+TEST(RequestParser, PipelineOffsetsAreAbsolute) {
+  std::string a = mb({"SET", "k", "v"}), b = mb({"GET", "k"}), c = mb({"PING"});
+  auto r = requests(a + b + c, {5, 30});
+  ASSERT_EQ(r.frames.size(), 3u);
+  EXPECT_EQ(r.frames[0].start, 0u);
+  EXPECT_EQ(r.frames[0].end, a.size());
+  EXPECT_EQ(r.frames[1].start, a.size());
+  EXPECT_EQ(r.frames[1].end, a.size() + b.size());
+  EXPECT_EQ(r.frames[2].end, a.size() + b.size() + c.size());
+  EXPECT_EQ(r.frames[2].name, "PING");
+  EXPECT_FALSE(r.frames[2].has_key);
+}
+
+TEST(RequestParser, SubcommandsAndKeys) {
+  auto r = requests(mb({"client", "setname", "x"}) + mb({"object", "encoding", "mykey"}) +
+                    mb({"CONFIG", "GET", "maxmemory"}) + mb({"client"}) +
+                    mb({"client", "nosuchsub"}));
+  ASSERT_EQ(r.frames.size(), 5u);
+  EXPECT_EQ(r.frames[0].name, "CLIENT");
+  EXPECT_EQ(r.frames[0].sub, "SETNAME");
+  EXPECT_FALSE(r.frames[0].has_key);
+  EXPECT_EQ(r.frames[1].sub, "ENCODING");
+  EXPECT_EQ(r.frames[1].key, "mykey");
+  EXPECT_EQ(r.frames[2].sub, "GET");
+  EXPECT_EQ(r.frames[3].sub, "");
+  EXPECT_EQ(r.frames[3].cmd_id, lookup("CLIENT")->id);
+  EXPECT_EQ(r.frames[4].cmd_id, lookup("CLIENT")->id);  // unknown sub: the container
+}
+
+TEST(RequestParser, MovableKeys) {
+  auto r = requests(mb({"EVAL", "return 1", "2", "k1", "k2", "a"}) +
+                    mb({"EVAL", "return 1", "0", "a"}) +
+                    mb({"XREAD", "COUNT", "2", "streams", "s1", "s2", "0", "0"}) +
+                    mb({"XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"}) +
+                    mb({"MIGRATE", "h", "6379", "k", "0", "100"}) +
+                    mb({"ZUNIONSTORE", "dst", "2", "a", "b"}) + mb({"LMPOP", "2", "l1", "l2", "LEFT"}) +
+                    mb({"FCALL", "f", "1", "fk"}) + mb({"MSET", "a", "1", "b", "2"}));
+  ASSERT_EQ(r.frames.size(), 9u);
+  EXPECT_EQ(r.frames[0].key, "k1");
+  EXPECT_FALSE(r.frames[1].has_key);
+  EXPECT_EQ(r.frames[2].key, "s1");
+  EXPECT_EQ(r.frames[3].key, "s");
+  EXPECT_EQ(r.frames[4].key, "k");
+  EXPECT_EQ(r.frames[5].key, "dst");
+  EXPECT_EQ(r.frames[6].key, "l1");
+  EXPECT_EQ(r.frames[7].key, "fk");
+  EXPECT_EQ(r.frames[8].key, "a");
+}
+
+TEST(RequestParser, FirstKeyIndexMatchesParser) {
+  std::vector<std::string_view> argv = {"XREAD", "BLOCK", "0", "STREAMS", "a", "$"};
+  EXPECT_EQ(first_key_index(*lookup("XREAD"), argv), 4);
+  std::vector<std::string_view> eval = {"EVAL", "s", "1", "k"};
+  EXPECT_EQ(first_key_index(*lookup("EVAL"), eval), 3);
+  std::vector<std::string_view> ping = {"PING"};
+  EXPECT_EQ(first_key_index(*lookup("PING"), ping), -1);
+}
+
+TEST(RequestParser, UnknownAndLongNames) {
+  std::string longname(40, 'x');
+  auto r = requests(mb({"nosuchcmd", "a"}) + mb({longname, "b"}));
+  ASSERT_EQ(r.frames.size(), 2u);
+  EXPECT_EQ(r.frames[0].name, "NOSUCHCMD");
+  EXPECT_EQ(r.frames[0].cmd_id, -1);
+  EXPECT_EQ(r.frames[1].name, std::string(32, 'X'));
+  EXPECT_EQ(r.frames[1].cmd_id, -1);
+  EXPECT_EQ(r.frames[1].args[0].second, 40u);
+}
+
+TEST(RequestParser, EmptyMultibulkAndEmptyInline) {
+  auto r = requests("*0\r\n*-1\r\n\r\n   \r\nPING\r\n");
+  ASSERT_EQ(r.frames.size(), 5u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(r.frames[size_t(i)].argc, 0u) << i;
+  EXPECT_EQ(r.frames[4].name, "PING");
+  EXPECT_TRUE(r.frames[4].is_inline);
+  EXPECT_EQ(r.frames[4].start, 16u);
+}
+
+TEST(RequestParser, InlineQuotesLikeSdssplitargs) {
+  auto r = requests("set \"a b\" 'c\\'d' \"\\x41\\n\\t\\\\\"\r\nget  k\nPING\r\n");
+  ASSERT_FALSE(r.failed);
+  ASSERT_EQ(r.frames.size(), 3u);
+  auto& f = r.frames[0];
+  EXPECT_TRUE(f.is_inline);
+  EXPECT_EQ(f.name, "SET");
+  EXPECT_EQ(f.argc, 4u);
+  EXPECT_EQ(f.key, "a b");
+  EXPECT_EQ(f.args[2].first, "c'd");
+  EXPECT_EQ(f.args[3].first, "A\n\t\\");
+  EXPECT_EQ(r.frames[1].key, "k");
+  EXPECT_EQ(r.frames[1].end, r.frames[2].start);
+}
+
+TEST(RequestParser, InlineUnbalancedQuotesIsStickyError) {
+  auto r = requests("PING\r\nset \"abc\r\nPING\r\n");
+  ASSERT_EQ(r.frames.size(), 1u);
+  EXPECT_TRUE(r.failed);
+  EXPECT_EQ(r.error.offset, 6u);
+  auto r2 = requests("set \"a\"b\r\n");
+  EXPECT_TRUE(r2.failed);
+  auto r3 = requests("set 'a'b\r\n");
+  EXPECT_TRUE(r3.failed);
+}
+
+TEST(RequestParser, InlineLimit) {
+  Limits l;
+  l.max_inline_len = 10;
+  auto ok = requests("0123456789\nPING\r\n", {}, l);  // exactly 10 bytes before '\n'
+  EXPECT_FALSE(ok.failed);
+  EXPECT_EQ(ok.frames.size(), 2u);
+  auto bad = requests("PING\r\n0123456789A\n", {}, l);
+  EXPECT_TRUE(bad.failed);
+  EXPECT_EQ(bad.error.offset, 16u);
+  EXPECT_EQ(requests("PING\r\n0123456789A\n", bytewise(20), l), bad);
+  EXPECT_EQ(requests("PING\r\n0123456789A", {}, l), bad);  // no newline yet, still too long
+  EXPECT_FALSE(requests("PING\r\n0123456789", {}, l).failed);
+}
+
+TEST(RequestParser, SplitInvariance) {
+  std::string in = mb({"SET", "key", "value"}) + mb({"client", "reply", "skip"}) +
+                   "get \"x y\" 'z'\r\n" + mb({"EVAL", "s", "1", "k"}) + "\r\n" +
+                   mb({"XREAD", "STREAMS", "s", "0"}) + mb({}) + mb({"", ""}) +
+                   mb({"OBJECT", "FREQ", "kk"}) + "PING\n";
+  expect_split_invariant(in);
+  CaptureOptions small;
+  small.max_args = 3;
+  small.arg_cap_bytes = 16;
+  expect_split_invariant(in + mb({"MSET", std::string(40, 'k'), std::string(40, 'v')}), {},
+                         small);
+}
+
+TEST(RequestParser, LargeBulkSpanningChunks) {
+  std::string big(1 << 20, 'v');
+  std::string key(300, 'k');
+  std::string in = mb({"SET", key, big}) + mb({"GET", "x"});
+  auto r = requests(in, std::vector<size_t>(in.size() / 4096 + 1, 4096));
+  ASSERT_EQ(r.frames.size(), 2u);
+  EXPECT_EQ(r.frames[0].key_len, 300u);
+  EXPECT_EQ(r.frames[0].key, std::string(256, 'k'));
+  EXPECT_EQ(r.frames[0].args[2].second, big.size());
+  EXPECT_EQ(r.frames[0].args[2].first.size(), 256u);
+  EXPECT_EQ(r.frames[1].start, r.frames[0].end);
+}
+
+TEST(RequestParser, ViewsWhenWholeFrameInChunkCopiesOtherwise) {
+  RequestParser p;
+  std::string in = mb({"SET", "k", std::string(1000, 'v')});
+  bool seen = false;
+  p.feed(in.data(), in.size(), [&](const RequestFrame& f) {
+    seen = true;
+    EXPECT_GE(f.args[2].data.data(), in.data());
+    EXPECT_EQ(f.args[2].data.size(), 1000u);
+    EXPECT_FALSE(f.args[2].truncated());
+  });
+  EXPECT_TRUE(seen);
+  RequestParser q;
+  seen = false;
+  auto sink = [&](const RequestFrame& f) {
+    seen = true;
+    EXPECT_EQ(f.args[2].data.size(), 256u);
+    EXPECT_TRUE(f.args[2].truncated());
+    EXPECT_EQ(f.key.data, "k");
+  };
+  q.feed(in.data(), 30, sink);  // the value starts in the first chunk
+  q.feed(in.data() + 30, in.size() - 30, sink);
+  EXPECT_TRUE(seen);
+}
+
+TEST(RequestParser, CaptureBoundedButArgcExact) {
+  std::vector<std::string> many(100, "m");
+  std::string in = "*101\r\n$4\r\nSADD\r\n";
+  for (auto& m : many) in += "$1\r\n" + m + "\r\n";
+  auto r = requests(in);
+  ASSERT_EQ(r.frames.size(), 1u);
+  EXPECT_EQ(r.frames[0].argc, 101u);
+  EXPECT_EQ(r.frames[0].args.size(), 64u);
+  CaptureOptions off;
+  off.max_args = 0;  // clamped to 3
+  auto r2 = requests(in, {}, {}, off);
+  EXPECT_EQ(r2.frames[0].args.size(), 3u);
+  EXPECT_EQ(r2.frames[0].key, "m");
+}
+
+TEST(RequestParser, MidFrameAndFrameStart) {
+  RequestParser p;
+  int n = 0;
+  auto sink = [&](const RequestFrame&) { ++n; };
+  std::string a = mb({"GET", "a"});
+  p.feed(a.data(), a.size(), sink);
+  EXPECT_FALSE(p.mid_frame());
+  EXPECT_EQ(p.frame_start(), a.size());
+  p.feed("*2\r\n$3", 6, sink);
+  EXPECT_TRUE(p.mid_frame());
+  EXPECT_EQ(p.frame_start(), a.size());
+  p.feed("\r\nGET\r\n$1\r\nb\r\n", 14, sink);
+  EXPECT_FALSE(p.mid_frame());
+  EXPECT_EQ(n, 2);
+  EXPECT_EQ(p.offset(), a.size() + 20);
+}
+
+struct BadCase {
+  const char* in;
+  uint64_t offset;
+};
+
+TEST(RequestParser, MalformedIsStickyWithOffset) {
+  const BadCase cases[] = {
+      {"*2\r\n$3\r\nGET\r\n:3\r\n", 13},      // expected '$'
+      {"*2\r\n$3\r\nGETX\r\n", 11},          // missing CRLF after bulk
+      {"*2\r\n$3\r\nGET\rX", 12},            // CR not followed by LF
+      {"*x\r\n", 1},                         // bad count
+      {"*1\r\n$-3\r\n", 9},                  // negative bulk length
+      {"*\r\n", 1},                          // empty count
+      {"*1\r\n$1\nx\r\n", 6},                // LF without CR in the length line
+      {"*99999999999999999999\r\n", 20},     // too many digits
+  };
+  for (const auto& c : cases) {
+    std::string in = c.in;
+    auto r = requests(in);
+    EXPECT_TRUE(r.failed) << in;
+    EXPECT_EQ(r.error.offset, c.offset) << in;
+    EXPECT_EQ(requests(in, bytewise(in.size())), r) << in;
+  }
+  RequestParser p;
+  int n = 0;
+  auto sink = [&](const RequestFrame&) { ++n; };
+  EXPECT_EQ(p.feed("*1\r\n$4\r\nPING\r\n*1", 16, sink), Status::Ok);
+  EXPECT_EQ(p.feed("\r\n$z", 4, sink), Status::Error);
+  EXPECT_EQ(p.feed("*1\r\n$4\r\nPING\r\n", 14, sink), Status::Error);
+  EXPECT_EQ(n, 1);
+}
+
+TEST(RequestParser, Limits) {
+  Limits l;
+  l.max_bulk_len = 5;
+  l.max_elements = 3;
+  EXPECT_FALSE(requests(mb({"GET", "12345"}), {}, l).failed);
+  auto r = requests(mb({"GET", "123456"}), {}, l);
+  EXPECT_TRUE(r.failed);
+  EXPECT_STREQ(r.error.reason, "invalid bulk length");
+  EXPECT_EQ(r.error.offset, 17u);
+  auto r2 = requests(mb({"DEL", "a", "b", "c"}), {}, l);
+  EXPECT_TRUE(r2.failed);
+  EXPECT_EQ(r2.error.offset, 4u);
+  // Defaults: 512 MB bulk is accepted as a header (payload not needed to check).
+  EXPECT_FALSE(requests("*1\r\n$536870912\r\n").failed);
+  EXPECT_TRUE(requests("*1\r\n$536870913\r\n").failed);
+}
+
+} // namespace
+} // namespace faultline::resp
