@@ -71,7 +71,8 @@ const llhttp_settings_t& reply_settings() {
     };
     v.on_body = [](llhttp_t* p, const char* at, std::size_t len) {
       ReplyState& st = state(p);
-      if (st.on_data != nullptr) {
+      const int status = st.result->status;
+      if (st.on_data != nullptr && status >= 200 && status < 300) {
         if (!(*st.on_data)(std::string_view(at, len))) {
           st.stopped = true;
           return static_cast<int>(HPE_USER);

@@ -40,8 +40,9 @@ public:
                      std::string_view content_type = "application/json");
 
   // For long-lived replies (the traffic stream): on_data gets the decoded body as it arrives,
-  // chunk by chunk. Returns when the body ends, on_data returns false, or no byte arrives for
-  // idle_timeout_ms (0: wait forever). The connection is not reused afterwards.
+  // chunk by chunk (only for a 2xx reply; any other reply's body lands in HttpResult::body, so
+  // its error can be shown). Returns when the body ends, on_data returns false, or no byte arrives
+  // for idle_timeout_ms (0: wait forever). The connection is not reused afterwards.
   HttpResult stream(std::string_view method, std::string_view path, const DataCallback& on_data,
                     int idle_timeout_ms = 0);
 
