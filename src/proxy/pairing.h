@@ -1,0 +1,128 @@
+#pragma once
+// Pairs request frames with reply frames for one session, and tracks the connection state that
+// changes how many replies a request gets (pure code: no libuv).
+//
+//   requests, in the order they go to Redis        replies, in the order they come back
+//   on_request() ──► [ GET | SUBSCRIBE a b | INJ | EXEC ] ──► on_reply()
+//                      head ▲                 ▲
+//            each reply completes the head;   an injected reply (answered by faultline) waits
+//            SUBSCRIBE a b takes two;         here for its turn: next_injected() releases it
+//            pushes, pub/sub messages and     once everything before it has been answered,
+//            MONITOR lines pair with nothing  and real replies never consume it
+//
+// Connection state followed: MULTI/EXEC/DISCARD (QUEUED replies, nil EXEC after WATCH),
+// RESP2 pub/sub mode (one reply per channel; UNSUBSCRIBE without arguments gets one per
+// subscription, or one), RESP3 pushes, MONITOR, CLIENT REPLY OFF/ON/SKIP, HELLO 2/3 (only
+// when it succeeds), RESET, QUIT, SELECT. Entries live in a ring that only grows, so a session
+// in steady state does not allocate.
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "resp/commands.h"
+#include "resp/parser.h"
+#include "resp/writer.h"
+
+namespace faultline::proxy {
+
+using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
+
+// A request waiting for its reply, as the caller sees it.
+struct PendingInfo {
+  PendingId id = 0;
+  const resp::CommandInfo* cmd = nullptr;  // nullptr for unknown commands
+  uint64_t start_us = 0;                   // when the request was sent
+  uint64_t req_start = 0, req_end = 0;     // request's range in the client->Redis stream
+  uint32_t key_hash = 0;                   // FNV-1a of the first key (0 if none)
+  uint32_t user_flags = 0;                 // caller's flags (toxic decisions), returned as given
+  int32_t db = 0;                          // database selected when the request was sent
+  bool injected = false;                   // answered by faultline, never by Redis
+  bool queued = false;                     // sent inside MULTI (its reply is +QUEUED)
+};
+
+struct RequestResult {
+  PendingId id = 0;
+  bool expects_reply = false;  // false: CLIENT REPLY OFF/SKIP, empty commands
+};
+
+enum class ReplyKind : uint8_t {
+  Paired,         // a reply to `request`
+  Push,           // RESP3 push not answering a request (pub/sub message, invalidation...)
+  PubSubMessage,  // RESP2 "message" / "pmessage" / "smessage" in subscribed mode
+  Monitor,        // a MONITOR line
+  Unmatched,      // a reply with no pending request (counted)
+};
+
+const char* reply_kind_name(ReplyKind k);
+
+struct ReplyResult {
+  ReplyKind kind = ReplyKind::Unmatched;
+  PendingInfo request;        // when Paired
+  uint64_t latency_us = 0;    // when Paired: now - request.start_us
+  bool final = true;          // when Paired: the request's last reply (SUBSCRIBE a b has two)
+};
+
+enum class ReplyMode : uint8_t { On, Off };
+
+class Pairing {
+public:
+  explicit Pairing(size_t initial_capacity = 64);
+
+  // A request forwarded to Redis, in stream order.
+  RequestResult on_request(const resp::RequestFrame& f, uint64_t now_us, uint32_t user_flags = 0);
+  // A request faultline answers itself (not forwarded). It takes its place in the FIFO and
+  // changes no connection state (Redis never saw it).
+  RequestResult on_injected(const resp::RequestFrame& f, uint64_t now_us,
+                            uint32_t user_flags = 0);
+  // A reply frame from Redis, in stream order.
+  ReplyResult on_reply(const resp::ReplyFrame& f, uint64_t now_us);
+  // After on_request/on_injected/on_reply: pops the head if it is an injected entry whose turn
+  // has come (everything before it answered). Call until it returns nullopt.
+  std::optional<PendingInfo> next_injected();
+
+  resp::Protocol protocol() const { return protocol_; }
+  int32_t db() const { return db_; }
+  bool in_multi() const { return in_multi_; }
+  bool subscribed() const { return channels_ + patterns_ + shard_channels_ > 0; }
+  int64_t subscriptions() const { return channels_ + patterns_ + shard_channels_; }
+  bool monitoring() const { return monitoring_; }
+  ReplyMode reply_mode() const { return reply_mode_; }
+  bool quitting() const { return quitting_; }  // QUIT answered: Redis closes next
+  size_t pending() const { return size_; }
+  uint64_t unmatched_replies() const { return unmatched_; }
+  uint64_t out_of_band() const { return out_of_band_; }
+
+private:
+  struct Entry {
+    PendingInfo info;
+    int32_t expect;         // replies still expected; kDynamic: UNSUBSCRIBE without arguments
+    int64_t arg;            // SELECT db, HELLO protocol version
+    resp::Special special;
+  };
+  static constexpr int32_t kDynamic = -1;
+
+  Entry& push_entry();
+  Entry* first_real();       // oldest entry Redis will answer
+  void pop_entry(Entry* e);  // removes e (the first real entry), keeping injected ones before it
+  void track_subscriptions(const resp::ReplyFrame& f);
+  void complete(const Entry& e, const resp::ReplyFrame& f);
+  PendingInfo make_info(const resp::RequestFrame& f, uint64_t now_us, uint32_t flags, bool inj);
+
+  std::vector<Entry> ring_;
+  size_t head_ = 0, size_ = 0;  // ring_.size() is a power of two
+  PendingId next_id_ = 1;
+
+  resp::Protocol protocol_ = resp::Protocol::Resp2;
+  int32_t db_ = 0;
+  bool in_multi_ = false;
+  int64_t tx_db_ = -1;       // SELECT queued in the transaction, applied if EXEC runs
+  int64_t channels_ = 0, patterns_ = 0, shard_channels_ = 0;
+  bool monitoring_ = false;
+  ReplyMode reply_mode_ = ReplyMode::On;
+  bool skip_next_ = false;   // CLIENT REPLY SKIP: the next command gets no reply
+  bool quitting_ = false;
+  uint64_t unmatched_ = 0, out_of_band_ = 0;
+};
+
+} // namespace faultline::proxy

@@ -1,0 +1,333 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "proxy/pairing.h"
+
+// Byte streams below were captured from redis-server 7.0 (requests as redis-py sends them,
+// replies exactly as the server wrote them), so the pairing is checked against real traffic.
+
+namespace faultline::proxy {
+namespace {
+
+using resp::Protocol;
+
+std::string mb(std::initializer_list<std::string_view> args) {
+  std::string s = "*" + std::to_string(args.size()) + "\r\n";
+  for (auto a : args) s += "$" + std::to_string(a.size()) + "\r\n" + std::string(a) + "\r\n";
+  return s;
+}
+
+struct Harness {
+  resp::RequestParser req;
+  resp::ReplyParser rep;
+  Pairing pairing;
+  uint64_t now_us = 1000;
+  std::vector<RequestResult> sent;
+
+  void send(std::string_view s, bool inject = false) {
+    req.feed(s, [&](const resp::RequestFrame& f) {
+      sent.push_back(inject ? pairing.on_injected(f, now_us) : pairing.on_request(f, now_us));
+    });
+  }
+  // Feeds replies (in `chunk`-byte pieces) and describes each result: the paired command
+  // ("GET", "CLIENT REPLY", "SUBSCRIBE+" when more replies follow) or the out-of-band kind.
+  std::vector<std::string> recv(std::string_view s, size_t chunk = 0) {
+    std::vector<std::string> out;
+    auto sink = [&](const resp::ReplyFrame& f) {
+      ReplyResult r = pairing.on_reply(f, now_us);
+      if (r.kind != ReplyKind::Paired) {
+        out.emplace_back(reply_kind_name(r.kind));
+        return;
+      }
+      std::string name = r.request.cmd ? std::string(r.request.cmd->name) : "?";
+      if (r.request.cmd && !r.request.cmd->sub.empty()) name += " " + std::string(r.request.cmd->sub);
+      out.push_back(name + (r.final ? "" : "+"));
+    };
+    if (chunk == 0) chunk = s.size();
+    for (size_t at = 0; at < s.size(); at += chunk) rep.feed(s.substr(at, chunk), sink);
+    return out;
+  }
+};
+
+using V = std::vector<std::string>;
+
+TEST(Pairing, LongPipelineInOrder) {
+  Harness h;
+  std::string reqs, reps;
+  for (int i = 0; i < 5000; ++i) {
+    reqs += mb({i % 2 ? "GET" : "SET", "k" + std::to_string(i), "v"}).substr(0);
+    reps += i % 2 ? "$1\r\nv\r\n" : "+OK\r\n";
+  }
+  h.send(reqs);
+  EXPECT_EQ(h.pairing.pending(), 5000u);
+  std::vector<PendingId> ids;
+  h.rep.feed(reps, [&](const resp::ReplyFrame& f) {
+    auto r = h.pairing.on_reply(f, h.now_us + 7);
+    ASSERT_EQ(r.kind, ReplyKind::Paired);
+    EXPECT_EQ(r.latency_us, 7u);
+    ids.push_back(r.request.id);
+  });
+  ASSERT_EQ(ids.size(), 5000u);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(ids[i], h.sent[i].id);
+  EXPECT_EQ(h.pairing.pending(), 0u);
+  EXPECT_EQ(h.pairing.unmatched_replies(), 0u);
+}
+
+TEST(Pairing, Resp2PubSub) {
+  Harness h;
+  h.send(mb({"SUBSCRIBE", "a", "b"}) + mb({"PSUBSCRIBE", "p*"}) + mb({"PING"}));
+  EXPECT_EQ(h.recv("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:"
+                   "2\r\n*3\r\n$10\r\npsubscribe\r\n$2\r\np*\r\n:3\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+                   7),
+            (V{"SUBSCRIBE+", "SUBSCRIBE", "PSUBSCRIBE", "PING"}));
+  EXPECT_TRUE(h.pairing.subscribed());
+  EXPECT_EQ(h.pairing.subscriptions(), 3);
+  h.send(mb({"UNSUBSCRIBE"}) + mb({"PUNSUBSCRIBE"}) + mb({"UNSUBSCRIBE"}) + mb({"PING"}));
+  EXPECT_EQ(h.recv("*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\nb"
+                   "\r\n:2\r\n*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$12\r\npunsubscribe"
+                   "\r\n$2\r\np*\r\n:0\r\n*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n+PONG\r\n",
+                   1),
+            (V{"pubsub_message", "UNSUBSCRIBE+", "UNSUBSCRIBE", "PUNSUBSCRIBE", "UNSUBSCRIBE",
+               "PING"}));
+  EXPECT_FALSE(h.pairing.subscribed());
+  EXPECT_EQ(h.pairing.pending(), 0u);
+  EXPECT_EQ(h.pairing.out_of_band(), 1u);
+}
+
+TEST(Pairing, Resp2PatternMessagesAndShardChannels) {
+  Harness h;
+  h.send(mb({"PSUBSCRIBE", "n*"}) + mb({"SSUBSCRIBE", "s1"}));
+  EXPECT_EQ(h.recv("*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:1\r\n*3\r\n$10\r\nssubscribe\r\n$2\r\ns1"
+                   "\r\n:1\r\n*4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$2\r\nnx\r\n$1\r\nm\r\n*3\r\n$8\r\n"
+                   "smessage\r\n$2\r\ns1\r\n$1\r\nm\r\n"),
+            (V{"PSUBSCRIBE", "SSUBSCRIBE", "pubsub_message", "pubsub_message"}));
+  h.send(mb({"SUNSUBSCRIBE"}));
+  EXPECT_EQ(h.recv("*3\r\n$12\r\nsunsubscribe\r\n$2\r\ns1\r\n:0\r\n"), (V{"SUNSUBSCRIBE"}));
+  EXPECT_EQ(h.pairing.subscriptions(), 1);
+}
+
+TEST(Pairing, Resp3PubSubAndPushes) {
+  Harness h;
+  h.send(mb({"HELLO", "3"}));
+  EXPECT_EQ(h.recv("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\npro"
+                   "to\r\n:3\r\n$2\r\nid\r\n:9\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$"
+                   "6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n"),
+            (V{"HELLO"}));
+  EXPECT_EQ(h.pairing.protocol(), Protocol::Resp3);
+  h.send(mb({"SUBSCRIBE", "a"}) + mb({"PING"}));
+  EXPECT_EQ(h.recv(">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n+PONG\r\n"), (V{"SUBSCRIBE", "PING"}));
+  h.send(mb({"GET", "x"}) + mb({"UNSUBSCRIBE"}));
+  EXPECT_EQ(h.recv(">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n_\r\n>3\r\n$11\r\nunsubscribe\r\n$"
+                   "1\r\na\r\n:0\r\n"),
+            (V{"push", "GET", "UNSUBSCRIBE"}));
+  EXPECT_FALSE(h.pairing.subscribed());
+  // In RESP3 an array starting with "message" is an ordinary reply.
+  h.send(mb({"LRANGE", "l", "0", "-1"}));
+  EXPECT_EQ(h.recv("*1\r\n$7\r\nmessage\r\n"), (V{"LRANGE"}));
+}
+
+TEST(Pairing, ClientSideCachingInvalidation) {
+  Harness h;
+  h.send(mb({"HELLO", "3"}) + mb({"CLIENT", "TRACKING", "on"}) + mb({"GET", "t"}));
+  EXPECT_EQ(h.recv("%1\r\n$5\r\nproto\r\n:3\r\n+OK\r\n_\r\n"),
+            (V{"HELLO", "CLIENT TRACKING", "GET"}));
+  h.send(mb({"PING"}));
+  EXPECT_EQ(h.recv(">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nt\r\n+PONG\r\n"), (V{"push", "PING"}));
+}
+
+TEST(Pairing, HelloSwitchesOnlyOnSuccess) {
+  Harness h;
+  h.send(mb({"HELLO", "3", "AUTH", "u", "wrong"}));
+  EXPECT_EQ(h.recv("-WRONGPASS invalid username-password pair or user is disabled.\r\n"),
+            (V{"HELLO"}));
+  EXPECT_EQ(h.pairing.protocol(), Protocol::Resp2);
+  h.send(mb({"HELLO", "4"}));
+  h.recv("-NOPROTO unsupported protocol version\r\n");
+  EXPECT_EQ(h.pairing.protocol(), Protocol::Resp2);
+  h.send(mb({"HELLO", "3"}) + mb({"HELLO"}) + mb({"HELLO", "2"}));
+  h.recv("%1\r\n$5\r\nproto\r\n:3\r\n");
+  EXPECT_EQ(h.pairing.protocol(), Protocol::Resp3);
+  h.recv("%1\r\n$5\r\nproto\r\n:3\r\n");  // HELLO without a version keeps it
+  EXPECT_EQ(h.pairing.protocol(), Protocol::Resp3);
+  h.recv("*2\r\n$5\r\nproto\r\n:2\r\n");
+  EXPECT_EQ(h.pairing.protocol(), Protocol::Resp2);
+}
+
+TEST(Pairing, MultiExecWatchAndExecAbort) {
+  Harness h;
+  h.send(mb({"SET", "w", "1"}) + mb({"WATCH", "w"}) + mb({"MULTI"}) + mb({"SET", "w", "3"}));
+  EXPECT_TRUE(h.pairing.in_multi());
+  h.send(mb({"EXEC"}));
+  EXPECT_FALSE(h.pairing.in_multi());
+  EXPECT_EQ(h.recv("+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n"),
+            (V{"SET", "WATCH", "MULTI", "SET", "EXEC"}));
+  // A queued error aborts at EXEC; the count of replies does not change.
+  h.send(mb({"MULTI"}) + mb({"SET", "w", "3"}) + mb({"FOO"}) + mb({"EXEC"}));
+  EXPECT_EQ(h.recv("+OK\r\n+QUEUED\r\n-ERR unknown command 'FOO', with args beginning with: \r\n"
+                   "-EXECABORT Transaction discarded because of previous errors.\r\n"),
+            (V{"MULTI", "SET", "?", "EXEC"}));
+  EXPECT_EQ(h.pairing.pending(), 0u);
+}
+
+TEST(Pairing, SelectTracksDbIncludingInsideTransactions) {
+  Harness h;
+  h.send(mb({"SELECT", "3"}) + mb({"SELECT", "99"}));
+  h.recv("+OK\r\n-ERR DB index is out of range\r\n");
+  EXPECT_EQ(h.pairing.db(), 3);
+  h.send(mb({"MULTI"}) + mb({"SELECT", "2"}) + mb({"EXEC"}));
+  EXPECT_EQ(h.recv("+OK\r\n+QUEUED\r\n"), (V{"MULTI", "SELECT"}));
+  EXPECT_EQ(h.pairing.db(), 3);  // not before EXEC
+  h.recv("*1\r\n+OK\r\n");
+  EXPECT_EQ(h.pairing.db(), 2);
+  h.send(mb({"MULTI"}) + mb({"SELECT", "5"}) + mb({"DISCARD"}));
+  h.recv("+OK\r\n+QUEUED\r\n+OK\r\n");
+  EXPECT_EQ(h.pairing.db(), 2);
+  h.send(mb({"GET", "k"}));
+  h.recv("$-1\r\n");
+}
+
+TEST(Pairing, ClientReplyOffOnSkip) {
+  Harness h;
+  h.send(mb({"CLIENT", "REPLY", "OFF"}) + mb({"PING"}) + mb({"CLIENT", "REPLY", "ON"}) +
+         mb({"CLIENT", "REPLY", "SKIP"}) + mb({"PING"}) + mb({"PING", "x"}));
+  ASSERT_EQ(h.sent.size(), 6u);
+  EXPECT_FALSE(h.sent[0].expects_reply);
+  EXPECT_FALSE(h.sent[1].expects_reply);
+  EXPECT_TRUE(h.sent[2].expects_reply);
+  EXPECT_FALSE(h.sent[3].expects_reply);
+  EXPECT_FALSE(h.sent[4].expects_reply);
+  EXPECT_TRUE(h.sent[5].expects_reply);
+  EXPECT_EQ(h.recv("+OK\r\n$1\r\nx\r\n"), (V{"CLIENT REPLY", "PING"}));
+  EXPECT_EQ(h.pairing.unmatched_replies(), 0u);
+  // An empty command consumes a SKIP, as in Redis's resetClient().
+  h.send(mb({"CLIENT", "REPLY", "SKIP"}) + "\r\n" + mb({"PING"}));
+  EXPECT_TRUE(h.sent.back().expects_reply);
+  // RESET answers even when replies are off.
+  h.recv("+PONG\r\n");
+  h.send(mb({"CLIENT", "REPLY", "OFF"}) + mb({"RESET"}));
+  EXPECT_TRUE(h.sent.back().expects_reply);
+  EXPECT_EQ(h.recv("+RESET\r\n"), (V{"RESET"}));
+  EXPECT_EQ(h.pairing.reply_mode(), ReplyMode::On);
+}
+
+TEST(Pairing, MonitorThenReset) {
+  Harness h;
+  h.send(mb({"MONITOR"}));
+  EXPECT_EQ(h.recv("+OK\r\n"), (V{"MONITOR"}));
+  EXPECT_TRUE(h.pairing.monitoring());
+  h.send(mb({"PING"}));
+  EXPECT_EQ(h.recv("+1795928995.667255 [0 127.0.0.1:53342] \"SET\" \"m\" \"1\"\r\n+PONG\r\n+1795928"
+                   "996.068812 [0 127.0.0.1:41346] \"PING\"\r\n"),
+            (V{"monitor", "PING", "monitor"}));
+  h.send(mb({"RESET"}) + mb({"PING"}));
+  EXPECT_EQ(h.recv("+RESET\r\n+PONG\r\n"), (V{"RESET", "PING"}));
+  EXPECT_FALSE(h.pairing.monitoring());
+}
+
+TEST(Pairing, ResetLeavesEverything) {
+  Harness h;
+  h.send(mb({"HELLO", "3"}) + mb({"SELECT", "4"}) + mb({"SUBSCRIBE", "c"}));
+  h.recv("%1\r\n$5\r\nproto\r\n:3\r\n+OK\r\n>3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+  EXPECT_EQ(h.pairing.db(), 4);
+  EXPECT_TRUE(h.pairing.subscribed());
+  h.send(mb({"MULTI"}) + mb({"RESET"}));  // RESET is not queued
+  EXPECT_FALSE(h.pairing.in_multi());
+  EXPECT_EQ(h.recv("+OK\r\n+RESET\r\n"), (V{"MULTI", "RESET"}));
+  EXPECT_EQ(h.pairing.protocol(), Protocol::Resp2);
+  EXPECT_EQ(h.pairing.db(), 0);
+  EXPECT_FALSE(h.pairing.subscribed());
+}
+
+TEST(Pairing, BlockingCommandRepliesLater) {
+  Harness h;
+  h.send(mb({"BLPOP", "q", "0"}));
+  h.now_us += 5'000'000;
+  std::vector<ReplyResult> rs;
+  h.rep.feed("*2\r\n$1\r\nq\r\n$1\r\nv\r\n", [&](const resp::ReplyFrame& f) {
+    rs.push_back(h.pairing.on_reply(f, h.now_us));
+  });
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].kind, ReplyKind::Paired);
+  EXPECT_EQ(rs[0].latency_us, 5'000'000u);
+  EXPECT_TRUE(rs[0].request.cmd->is_blocking());
+  EXPECT_EQ(rs[0].request.key_hash, resp::fnv1a("q"));
+}
+
+TEST(Pairing, UnmatchedAndQuit) {
+  Harness h;
+  EXPECT_EQ(h.recv("+OK\r\n-ERR x\r\n"), (V{"unmatched", "unmatched"}));
+  EXPECT_EQ(h.pairing.unmatched_replies(), 2u);
+  h.send(mb({"QUIT"}));
+  EXPECT_EQ(h.recv("+OK\r\n"), (V{"QUIT"}));
+  EXPECT_TRUE(h.pairing.quitting());
+}
+
+TEST(Pairing, InjectedRepliesWaitTheirTurn) {
+  Harness h;
+  h.send(mb({"GET", "a"}));
+  h.send(mb({"GET", "b"}), /*inject=*/true);
+  EXPECT_FALSE(h.pairing.next_injected());  // GET a still unanswered
+  h.send(mb({"GET", "c"}));
+  EXPECT_EQ(h.pairing.pending(), 3u);
+  EXPECT_EQ(h.recv("$1\r\nA\r\n"), (V{"GET"}));
+  auto inj = h.pairing.next_injected();
+  ASSERT_TRUE(inj);
+  EXPECT_EQ(inj->id, h.sent[1].id);
+  EXPECT_TRUE(inj->injected);
+  EXPECT_FALSE(h.pairing.next_injected());
+  EXPECT_EQ(h.recv("$1\r\nC\r\n"), (V{"GET"}));
+  EXPECT_EQ(h.pairing.pending(), 0u);
+  // Nothing pending: an injected reply goes out at once.
+  h.send(mb({"GET", "d"}), true);
+  EXPECT_TRUE(h.pairing.next_injected());
+  // A caller that has not drained: the real reply still pairs with the real request, and the
+  // injected entries keep their order.
+  h.send(mb({"GET", "e"}), true);
+  h.send(mb({"GET", "f"}), true);
+  h.send(mb({"GET", "g"}));
+  std::vector<ReplyResult> rs;
+  h.rep.feed("$1\r\nG\r\n",
+             [&](const resp::ReplyFrame& f) { rs.push_back(h.pairing.on_reply(f, h.now_us)); });
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].request.id, h.sent.back().id);
+  EXPECT_EQ(h.pairing.next_injected()->id, h.sent[h.sent.size() - 3].id);
+  EXPECT_EQ(h.pairing.next_injected()->id, h.sent[h.sent.size() - 2].id);
+  EXPECT_FALSE(h.pairing.next_injected());
+}
+
+TEST(Pairing, InjectedChangesNoState) {
+  Harness h;
+  h.send(mb({"SELECT", "7"}), true);
+  h.send(mb({"MULTI"}), true);
+  EXPECT_FALSE(h.pairing.in_multi());
+  while (h.pairing.next_injected()) {
+  }
+  EXPECT_EQ(h.pairing.db(), 0);
+  EXPECT_EQ(h.pairing.pending(), 0u);
+}
+
+TEST(Pairing, RingGrowsAndWraps) {
+  Pairing p(8);
+  resp::RequestParser rq;
+  resp::ReplyParser rp;
+  std::string one = mb({"INCR", "n"});
+  uint64_t paired = 0;
+  for (int round = 0; round < 50; ++round) {
+    int n = 1 + round * 37 % 300;
+    for (int i = 0; i < n; ++i)
+      rq.feed(one, [&](const resp::RequestFrame& f) { p.on_request(f, 0); });
+    std::string reps;
+    for (int i = 0; i < n; ++i) reps += ":" + std::to_string(i) + "\r\n";
+    rp.feed(reps, [&](const resp::ReplyFrame& f) {
+      if (p.on_reply(f, 0).kind == ReplyKind::Paired) ++paired;
+    });
+    EXPECT_EQ(p.pending(), 0u);
+  }
+  EXPECT_EQ(p.unmatched_replies(), 0u);
+  EXPECT_GT(paired, 0u);
+}
+
+} // namespace
+} // namespace faultline::proxy
