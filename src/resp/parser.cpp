@@ -434,7 +434,7 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
       if (r == Num::Bad) goto failed;
       const int64_t n = num_value();
       if (n > limits_.max_elements) {
-        fail(pos(p), "too many arguments");
+        fail(pos(p) - 1, "too many arguments");
         goto failed;
       }
       if (n <= 0) {  // Redis ignores *0 and *-1: no command, no reply
@@ -461,7 +461,7 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
       if (r == Num::More) break;
       if (r == Num::Bad) goto failed;
       if (num_neg_ || num_val_ > uint64_t(limits_.max_bulk_len)) {
-        fail(pos(p), "invalid bulk length");
+        fail(pos(p) - 1, "invalid bulk length");
         goto failed;
       }
       arg_len_ = arg_left_ = int64_t(num_val_);
@@ -629,7 +629,7 @@ bool ReplyParser::push_level(const char* p, Type t, int64_t n, bool attribute, C
     return value_done(pos(p), cb, ctx);
   }
   if (depth_ >= limits_.max_depth) {
-    fail(pos(p), "nesting too deep");
+    fail(pos(p) - 1, "nesting too deep");
     return false;
   }
   stack_[depth_++] = Level{n, t, attribute};
@@ -705,7 +705,7 @@ bool ReplyParser::on_number(const char* p, Callback cb, void* ctx) {
         frame_.size = -1;
       }
       if (depth_ >= limits_.max_depth) {
-        fail(pos(p), "nesting too deep");
+        fail(pos(p) - 1, "nesting too deep");
         return false;
       }
       stack_[depth_++] = Level{-1, cur_, false};

@@ -290,8 +290,6 @@ private:
   uint32_t depth_ = 0;
   std::vector<Level> stack_;
   int64_t first_idx_ = 0;       // element index at depth 1, for head capture
-  bool capture_ = false;        // current value's text is captured (top level)
-  bool capture_head_ = false;   // current value is the head of the top-level aggregate
   ReplyFrame frame_;
   std::unique_ptr<char[]> text_;
   uint32_t text_len_ = 0;

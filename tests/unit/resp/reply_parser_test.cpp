@@ -246,7 +246,7 @@ TEST(ReplyParser, Limits) {
   EXPECT_FALSE(replies("*1\r\n*1\r\n*1\r\n:1\r\n", {}, l).failed);
   auto deep = replies("*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", {}, l);
   EXPECT_TRUE(deep.failed);
-  EXPECT_EQ(deep.error.offset, 16u);
+  EXPECT_EQ(deep.error.offset, 15u);
   EXPECT_STREQ(deep.error.reason, "nesting too deep");
   l = {};
   l.max_elements = 2;

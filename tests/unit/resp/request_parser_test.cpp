@@ -254,7 +254,7 @@ TEST(RequestParser, MalformedIsStickyWithOffset) {
       {"*2\r\n$3\r\nGETX\r\n", 11},          // missing CRLF after bulk
       {"*2\r\n$3\r\nGET\rX", 12},            // CR not followed by LF
       {"*x\r\n", 1},                         // bad count
-      {"*1\r\n$-3\r\n", 9},                  // negative bulk length
+      {"*1\r\n$-3\r\n", 8},                  // negative bulk length (at its LF)
       {"*\r\n", 1},                          // empty count
       {"*1\r\n$1\nx\r\n", 6},                // LF without CR in the length line
       {"*99999999999999999999\r\n", 20},     // too many digits
@@ -283,10 +283,10 @@ TEST(RequestParser, Limits) {
   auto r = requests(mb({"GET", "123456"}), {}, l);
   EXPECT_TRUE(r.failed);
   EXPECT_STREQ(r.error.reason, "invalid bulk length");
-  EXPECT_EQ(r.error.offset, 17u);
+  EXPECT_EQ(r.error.offset, 16u);
   auto r2 = requests(mb({"DEL", "a", "b", "c"}), {}, l);
   EXPECT_TRUE(r2.failed);
-  EXPECT_EQ(r2.error.offset, 4u);
+  EXPECT_EQ(r2.error.offset, 3u);
   // Defaults: 512 MB bulk is accepted as a header (payload not needed to check).
   EXPECT_FALSE(requests("*1\r\n$536870912\r\n").failed);
   EXPECT_TRUE(requests("*1\r\n$536870913\r\n").failed);
