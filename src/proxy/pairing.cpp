@@ -1,6 +1,7 @@
 #include "proxy/pairing.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace faultline::proxy {
 
@@ -52,6 +53,23 @@ bool is_monitor_line(std::string_view t) {
 }
 
 } // namespace
+
+uint32_t key_hash(std::string_view s) {
+  constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
+  uint64_t h = 0x9E3779B97F4A7C15ULL ^ s.size();
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    h = (h ^ w) * kMul;
+    h ^= h >> 32;
+  }
+  uint64_t w = 0;
+  if (i < s.size()) std::memcpy(&w, s.data() + i, s.size() - i);
+  h = (h ^ w) * kMul;
+  h ^= h >> 29;
+  return uint32_t(h) | 1u;  // never 0, which means "no key"
+}
 
 const char* reply_kind_name(ReplyKind k) {
   switch (k) {
@@ -112,7 +130,7 @@ PendingInfo Pairing::make_info(const resp::RequestFrame& f, uint64_t now_us, uin
   p.start_us = now_us;
   p.req_start = f.start;
   p.req_end = f.end;
-  p.key_hash = f.has_key ? resp::fnv1a(f.key.data) : 0;
+  p.key_hash = f.has_key ? key_hash(f.key.data) : 0;
   p.user_flags = flags;
   p.db = db_;
   p.injected = inj;

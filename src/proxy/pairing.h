@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "resp/commands.h"
@@ -28,13 +29,16 @@ namespace faultline::proxy {
 
 using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
 
+// Hash of a key as kept per pending request (8 bytes at a time: cheap for the hot path).
+uint32_t key_hash(std::string_view key);
+
 // A request waiting for its reply, as the caller sees it.
 struct PendingInfo {
   PendingId id = 0;
   const resp::CommandInfo* cmd = nullptr;  // nullptr for unknown commands
   uint64_t start_us = 0;                   // when the request was sent
   uint64_t req_start = 0, req_end = 0;     // request's range in the client->Redis stream
-  uint32_t key_hash = 0;                   // FNV-1a of the first key (0 if none)
+  uint32_t key_hash = 0;                   // key_hash() of the first key (0 if none)
   uint32_t user_flags = 0;                 // caller's flags (toxic decisions), returned as given
   int32_t db = 0;                          // database selected when the request was sent
   bool injected = false;                   // answered by faultline, never by Redis

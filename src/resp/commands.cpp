@@ -11,13 +11,15 @@ using detail::kCommands;
 
 namespace {
 
-const CommandInfo* find_top(std::string_view name) {
+const CommandInfo* find_top(std::string_view name, uint32_t fnv) {
   if (name.empty()) return nullptr;
-  uint32_t h = fnv1a(name) & 1023u;
+  uint32_t h = fnv & 1023u;
   for (;;) {
     uint16_t i = kCommandHash[h];
     if (i == 0xFFFF) return nullptr;
-    if (kCommands[i].name == name) return &kCommands[i];
+    const std::string_view n = kCommands[i].name;
+    if (n.size() == name.size() && std::memcmp(n.data(), name.data(), n.size()) == 0)
+      return &kCommands[i];
     h = (h + 1) & 1023u;
   }
 }
@@ -63,8 +65,12 @@ bool parse_int(std::string_view s, int64_t& out) {
 
 } // namespace
 
+const CommandInfo* detail::lookup_hashed(std::string_view upper_name, uint32_t fnv) {
+  return find_top(upper_name, fnv);
+}
+
 const CommandInfo* lookup(std::string_view upper_name, std::string_view upper_sub) {
-  const CommandInfo* top = find_top(upper_name);
+  const CommandInfo* top = find_top(upper_name, fnv1a(upper_name));
   if (top == nullptr || top->sub_count == 0) return top;
   return find_sub(top, upper_sub);
 }

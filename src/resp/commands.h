@@ -162,6 +162,8 @@ constexpr uint32_t fnv1a(std::string_view s) {
 int first_key_index(const CommandInfo& cmd, std::span<const std::string_view> argv);
 
 namespace detail {
+// lookup() of a top-level name whose FNV-1a the caller computed while upper-casing it.
+const CommandInfo* lookup_hashed(std::string_view upper_name, uint32_t fnv);
 extern const CommandInfo kCommands[];
 extern const size_t kCommandCount;
 extern const uint16_t kCommandHash[1024];

@@ -21,6 +21,21 @@ constexpr size_t kTok = 32;
 
 inline char upper(char c) { return (c >= 'a' && c <= 'z') ? char(c - 32) : c; }
 
+// Fast path for a "digits\r\n" length line wholly inside the chunk: returns the byte after
+// it, or nullptr for anything else (incomplete, signed, too long), which the general state
+// machine then handles, errors and offsets included.
+inline const char* fast_len(const char* q, const char* end, int64_t& n) {
+  int64_t v = 0;
+  const char* start = q;
+  while (q < end && *q >= '0' && *q <= '9') {
+    v = v * 10 + (*q - '0');
+    if (++q - start > 15) return nullptr;
+  }
+  if (q == start || end - q < 2 || q[0] != '\r' || q[1] != '\n') return nullptr;
+  n = v;
+  return q + 2;
+}
+
 inline bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
@@ -214,9 +229,14 @@ void RequestParser::reset_frame() {
 
 void RequestParser::set_name(const char* data, size_t n) {
   size_t k = std::min(n, sizeof name_);
-  for (size_t i = 0; i < k; ++i) name_[i] = upper(data[i]);
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < k; ++i) {
+    const char c = upper(data[i]);
+    name_[i] = c;
+    h = (h ^ uint8_t(c)) * 16777619u;
+  }
   name_len_ = uint8_t(k);
-  cmd_ = n <= sizeof name_ ? lookup({name_, k}) : nullptr;
+  cmd_ = n <= sizeof name_ ? detail::lookup_hashed({name_, k}, h) : nullptr;
 }
 
 void RequestParser::set_sub(const char* data, size_t n) {
@@ -410,6 +430,31 @@ bool RequestParser::inline_line(const char* line, size_t n, uint64_t line_start,
   return true;
 }
 
+// A whole multibulk request inside the chunk, parsed without the per-byte state machine.
+// Returns the byte after it, or nullptr (nothing consumed, nothing reported) so the general
+// path takes over: on incomplete frames, unusual headers and anything erroneous.
+const char* RequestParser::fast_frame(const char* p, const char* end, Callback cb, void* ctx) {
+  int64_t n = 0;
+  const char* q = fast_len(p + 1, end, n);
+  if (q == nullptr || n <= 0 || n > limits_.max_elements) return nullptr;
+  argc_ = n;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t len = 0;
+    const char* d;
+    if (q >= end || *q != '$' || (d = fast_len(q + 1, end, len)) == nullptr ||
+        len > limits_.max_bulk_len || end - d < len + 2 || d[len] != '\r' || d[len + 1] != '\n') {
+      reset_frame();
+      return nullptr;
+    }
+    arg_idx_ = i;
+    arg_len_ = len;
+    begin_arg(d, end);
+    q = d + len + 2;
+  }
+  emit(pos(q), cb, ctx);
+  return q;
+}
+
 Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void* ctx) {
   if (failed()) return Status::Error;
   base_ = data;
@@ -420,6 +465,10 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
     case St::Start:
       frame_start_ = pos(p);
       if (*p == '*') {
+        if (const char* q = fast_frame(p, end, cb, ctx)) {
+          p = q;
+          break;
+        }
         ++p;
         reset_number();
         state_ = St::MbCount;
@@ -805,6 +854,67 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
   }
 }
 
+// A whole top-level scalar (+, -, :, $) inside the chunk, without the state machine; nullptr
+// hands it to the general path (which also reports any error at the right offset).
+const char* ReplyParser::fast_scalar(const char* p, const char* end, Callback cb, void* ctx) {
+  const char c = *p;
+  const char* q;
+  int64_t n = 0;
+  frame_ = ReplyFrame{};
+  text_len_ = 0;
+  switch (c) {
+  case '+':
+  case '-': {
+    const size_t avail = size_t(end - p - 1);
+    const size_t scan = size_t(std::min<uint64_t>(avail, limits_.max_line_len + 2));
+    const char* nl = static_cast<const char*>(std::memchr(p + 1, '\n', scan));
+    if (nl == nullptr || nl == p + 1 || nl[-1] != '\r' ||
+        uint64_t(nl - p - 2) > limits_.max_line_len)
+      return nullptr;
+    keep_text(p + 1, size_t(nl - p - 2));
+    frame_.type = c == '+' ? Type::SimpleString : Type::Error;
+    frame_.text = {text_.get(), text_len_};
+    q = nl + 1;
+    break;
+  }
+  case ':': {
+    const bool neg = p + 1 < end && p[1] == '-';
+    q = fast_len(p + 1 + neg, end, n);
+    if (q == nullptr) return nullptr;
+    frame_.type = Type::Integer;
+    frame_.integer = neg ? -n : n;
+    break;
+  }
+  case '$': {
+    if (p + 1 < end && p[1] == '-') {
+      if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return nullptr;
+      frame_.type = Type::Bulk;
+      frame_.is_null = true;
+      frame_.size = -1;
+      q = p + 5;
+      break;
+    }
+    const char* d = fast_len(p + 1, end, n);
+    if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || d[n] != '\r' ||
+        d[n + 1] != '\n')
+      return nullptr;
+    keep_text(d, size_t(n));
+    frame_.type = Type::Bulk;
+    frame_.size = n;
+    frame_.text = {text_.get(), text_len_};
+    q = d + n + 2;
+    break;
+  }
+  default:
+    return nullptr;
+  }
+  frame_.start = pos(p);
+  frame_.end = pos(q);
+  head_len_ = 0;
+  cb(ctx, frame_);
+  return q;
+}
+
 Status ReplyParser::feed_impl(const char* data, size_t len, Callback cb, void* ctx) {
   if (failed()) return Status::Error;
   base_ = data;
@@ -813,6 +923,12 @@ Status ReplyParser::feed_impl(const char* data, size_t len, Callback cb, void* c
   while (p < end) {
     switch (state_) {
     case St::Type:
+      if (!in_frame_) {
+        if (const char* q = fast_scalar(p, end, cb, ctx)) {
+          p = q;
+          break;
+        }
+      }
       if (!on_type(p)) goto failed;
       ++p;
       break;

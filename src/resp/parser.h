@@ -187,6 +187,7 @@ private:
   Status feed_impl(const char* data, size_t len, Callback cb, void* ctx);
 
   enum class St : uint8_t { Start, MbCount, BulkHdr, BulkLen, BulkData, BulkCR, BulkLF, Inline };
+  const char* fast_frame(const char* p, const char* end, Callback cb, void* ctx);
   void begin_arg(const char* p, const char* end);
   void arg_bytes(const char* p, size_t n);
   void finish_arg(const char* data, size_t n, bool view);
@@ -268,6 +269,7 @@ private:
     Type type;
     bool attribute;
   };
+  const char* fast_scalar(const char* p, const char* end, Callback cb, void* ctx);
   bool on_type(const char* p);
   bool on_number(const char* p, Callback cb, void* ctx);
   bool line_done(const char* p, Callback cb, void* ctx);

@@ -252,7 +252,9 @@ TEST(Pairing, BlockingCommandRepliesLater) {
   EXPECT_EQ(rs[0].kind, ReplyKind::Paired);
   EXPECT_EQ(rs[0].latency_us, 5'000'000u);
   EXPECT_TRUE(rs[0].request.cmd->is_blocking());
-  EXPECT_EQ(rs[0].request.key_hash, resp::fnv1a("q"));
+  EXPECT_EQ(rs[0].request.key_hash, key_hash("q"));
+  EXPECT_NE(key_hash("q"), key_hash("r"));
+  EXPECT_NE(key_hash("12345678a"), key_hash("12345678b"));
 }
 
 TEST(Pairing, UnmatchedAndQuit) {
