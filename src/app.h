@@ -1,0 +1,32 @@
+#pragma once
+// The running program: wires the proxies, the control API, profiles and logs onto one loop.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace cxxopts {
+class Options;
+class ParseResult;
+} // namespace cxxopts
+
+namespace faultline {
+
+struct AppConfig {
+  std::string listen = "127.0.0.1:6381";
+  std::string upstream = "127.0.0.1:6379";
+  uint32_t connect_timeout_ms = 2000;
+  std::string api = "127.0.0.1:8474";
+  std::string api_token;
+  std::optional<uint64_t> seed;
+  bool parse_resp = true;
+};
+
+// Options that later parts (traffic log, profiles) add to the main command line.
+void add_app_options(cxxopts::Options& opts);
+bool read_app_options(const cxxopts::ParseResult& r, AppConfig& cfg, std::string& err);
+
+int run_app(const AppConfig& cfg);
+int run_subcommand(const std::string& name, int argc, char** argv);
+
+} // namespace faultline

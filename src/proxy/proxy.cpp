@@ -1,0 +1,313 @@
+#include "proxy/proxy.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "observe/log.h"
+
+namespace faultline::proxy {
+
+namespace {
+uint64_t mix_seed(uint64_t seed, std::string_view name) {
+  uint64_t h = seed ^ 0x9e3779b97f4a7c15ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+} // namespace
+
+Proxy::Proxy(Runtime& rt, ProxyConfig cfg, uint64_t seed)
+    : rt_(rt), cfg_(std::move(cfg)), rng_(mix_seed(seed, cfg_.name)) {}
+
+Proxy::~Proxy() = default;
+
+bool Proxy::start(std::string& err) {
+  auto l = uv::parse_endpoint(cfg_.listen, err);
+  if (!l) return false;
+  listen_ep_ = *l;
+  if (!set_upstream(cfg_.upstream, err)) return false;
+  if (cfg_.enabled) return listen_now(err);
+  sockaddr_storage ss;
+  if (!uv::resolve(listen_ep_, ss, err, true)) return false;
+  return true;
+}
+
+bool Proxy::set_upstream(const std::string& upstream, std::string& err) {
+  auto u = uv::parse_endpoint(upstream, err);
+  if (!u) return false;
+  if (u->host.empty()) u->host = "127.0.0.1";
+  sockaddr_storage ss;
+  if (!uv::resolve(*u, ss, err)) return false;
+  if (u->port == 0) {
+    err = fmt::format("upstream '{}' needs a port", upstream);
+    return false;
+  }
+  upstream_ep_ = *u;
+  upstream_addr_ = ss;
+  upstream_literal_ = uv::literal_address(*u, ss);
+  upstream_resolved_ms_ = uv_now(rt_.loop());
+  cfg_.upstream = upstream;
+  return true;
+}
+
+const sockaddr* Proxy::upstream_sockaddr() {
+  // Host names are looked up again (at most every 5 s) so a moved Redis is found.
+  if (!upstream_literal_ && uv_now(rt_.loop()) - upstream_resolved_ms_ > 5000) {
+    std::string err;
+    sockaddr_storage ss;
+    if (uv::resolve(upstream_ep_, ss, err)) upstream_addr_ = ss;
+    else log::warn("proxy {}: {}", cfg_.name, err);
+    upstream_resolved_ms_ = uv_now(rt_.loop());
+  }
+  return reinterpret_cast<const sockaddr*>(&upstream_addr_);
+}
+
+bool Proxy::set_listen(const std::string& listen, std::string& err) {
+  auto l = uv::parse_endpoint(listen, err);
+  if (!l) return false;
+  if (listen == cfg_.listen || (l->host == listen_ep_.host && l->port == listen_ep_.port &&
+                                l->port != 0))
+    return true;
+  uv::Endpoint old_ep = listen_ep_;
+  std::string old = cfg_.listen;
+  bool was_listening = listening();
+  close_listener();
+  listen_ep_ = *l;
+  cfg_.listen = listen;
+  if (cfg_.enabled && !listen_now(err)) {
+    listen_ep_ = old_ep;
+    cfg_.listen = old;
+    std::string ignored;
+    if (was_listening) listen_now(ignored);
+    return false;
+  }
+  // Toxiproxy restarts a proxy whose listen address changes; its connections go with it.
+  drop_connections(false);
+  return true;
+}
+
+bool Proxy::set_enabled(bool enabled, std::string& err) {
+  if (enabled == cfg_.enabled && enabled == listening()) return true;
+  if (enabled) {
+    if (!listen_now(err)) return false;
+    cfg_.enabled = true;
+    return true;
+  }
+  cfg_.enabled = false;
+  close_listener();
+  std::vector<Session*> all;
+  for (auto& [id, s] : sessions_) all.push_back(s.get());
+  for (Session* s : all) s->close(CloseReason::ProxyDisabled);
+  log::info("proxy {}: disabled (connects to {} are refused)", cfg_.name, cfg_.listen);
+  return true;
+}
+
+bool Proxy::listen_now(std::string& err) {
+  if (listener_) return true;
+  sockaddr_storage ss;
+  if (!uv::resolve(listen_ep_, ss, err, true)) return false;
+  auto* h = new uv_tcp_t;
+  uv_tcp_init(rt_.loop(), h);
+  h->data = this;
+  auto fail = [&](int rc, const char* what) {
+    err = fmt::format("cannot {} {}: {}", what, cfg_.listen, uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(h),
+             [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
+    return false;
+  };
+  int rc = uv_tcp_bind(h, reinterpret_cast<sockaddr*>(&ss), 0);
+  if (rc < 0) return fail(rc, "bind");
+  rc = uv_listen(reinterpret_cast<uv_stream_t*>(h), 1024, [](uv_stream_t* server, int status) {
+    static_cast<Proxy*>(server->data)->on_connection(status);
+  });
+  if (rc < 0) return fail(rc, "listen on");
+  listener_ = h;
+  // Port 0 picks a free port; report and keep the real one so re-enabling reuses it.
+  sockaddr_storage bound{};
+  int len = sizeof bound;
+  if (uv_tcp_getsockname(h, reinterpret_cast<sockaddr*>(&bound), &len) == 0)
+    listen_ep_.port = uv::address_port(reinterpret_cast<sockaddr*>(&bound));
+  log::info("proxy {}: listening on {}, upstream {}", cfg_.name, listen_address(), cfg_.upstream);
+  return true;
+}
+
+std::string Proxy::listen_address() const {
+  uv::Endpoint ep = listen_ep_;
+  if (ep.host.empty()) ep.host = "0.0.0.0";
+  return ep.str();
+}
+
+void Proxy::close_listener() {
+  if (!listener_) return;
+  listener_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(listener_),
+           [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
+  listener_ = nullptr;
+}
+
+void Proxy::on_connection(int status) {
+  if (status < 0) {
+    log::warn("proxy {}: accept failed: {}", cfg_.name, uv_strerror(status));
+    return;
+  }
+  if (!listener_ || shutting_down_) return;
+  uint64_t id = next_session_id_++;
+  auto s = std::make_unique<Session>(*this, id);
+  Session* sp = s.get();
+  sessions_.emplace(id, std::move(s));
+  if (sp->accept(reinterpret_cast<uv_stream_t*>(listener_)) != 0) {
+    sp->close(CloseReason::Error);
+    return;
+  }
+  ++stats_.connections_total;
+  if (accept_mode_ == AcceptMode::Reset) ++stats_.connections_refused;
+  log::debug("proxy {}: session {} opened from {}", cfg_.name, id, sp->client_address());
+  sp->start(accept_mode_);
+}
+
+void Proxy::note_connect_failure(int err) {
+  ++stats_.connect_failures;
+  if (!upstream_down_logged_) {
+    log::warn("proxy {}: upstream {} unreachable: {}", cfg_.name, cfg_.upstream,
+              err == UV_ETIMEDOUT ? "connect timed out" : uv_strerror(err));
+    upstream_down_logged_ = true;
+  }
+}
+
+void Proxy::note_connect_ok() {
+  if (upstream_down_logged_) {
+    log::info("proxy {}: upstream {} reachable again", cfg_.name, cfg_.upstream);
+    upstream_down_logged_ = false;
+  }
+}
+
+void Proxy::session_closed(Session& s) {
+  stats_.bytes_from_client += s.bytes_from_client();
+  stats_.bytes_from_upstream += s.bytes_from_upstream();
+  log::debug("proxy {}: session {} closed ({}), {} bytes from client, {} from upstream",
+             cfg_.name, s.id(), to_string(s.close_reason()), s.bytes_from_client(),
+             s.bytes_from_upstream());
+  sessions_.erase(s.id());
+  maybe_finish_shutdown();
+}
+
+void Proxy::drop_connections(bool rst) {
+  std::vector<Session*> all;
+  for (auto& [id, s] : sessions_) all.push_back(s.get());
+  for (Session* s : all) {
+    if (rst) s->reset(CloseReason::Dropped);
+    else s->close(CloseReason::Dropped);
+  }
+}
+
+void Proxy::shutdown(std::function<void()> on_done) {
+  shutting_down_ = true;
+  on_shutdown_ = std::move(on_done);
+  close_listener();
+  drop_connections(false);
+  maybe_finish_shutdown();
+}
+
+void Proxy::maybe_finish_shutdown() {
+  if (!shutting_down_ || !sessions_.empty() || !on_shutdown_) return;
+  auto cb = std::move(on_shutdown_);
+  on_shutdown_ = nullptr;
+  cb(); // may destroy this proxy: nothing after this line
+}
+
+const toxics::Toxic* Proxy::find_toxic(std::string_view name) const {
+  for (const auto& t : toxics_)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+void Proxy::add_toxic(toxics::Toxic t) {
+  toxics_.push_back(t);
+  for (auto& [id, s] : sessions_) s->add_toxic(toxics_.back());
+  log::info("proxy {}: toxic {} ({}, {}) added", cfg_.name, t.name, t.type,
+            toxics::to_string(t.stream));
+}
+
+void Proxy::update_toxic(toxics::Toxic t) {
+  for (auto& cur : toxics_) {
+    if (cur.name != t.name) continue;
+    cur = std::move(t);
+    for (auto& [id, s] : sessions_) s->replace_toxic(cur);
+    return;
+  }
+}
+
+bool Proxy::remove_toxic(std::string_view name) {
+  auto it = std::find_if(toxics_.begin(), toxics_.end(),
+                         [&](const toxics::Toxic& t) { return t.name == name; });
+  if (it == toxics_.end()) return false;
+  toxics::Toxic t = std::move(*it);
+  toxics_.erase(it);
+  for (auto& [id, s] : sessions_) s->remove_toxic(t.name, t.stream);
+  log::info("proxy {}: toxic {} removed", cfg_.name, t.name);
+  return true;
+}
+
+void Proxy::remove_all_toxics() {
+  while (!toxics_.empty()) remove_toxic(std::string(toxics_.back().name));
+}
+
+// ---- Registry ----
+
+Proxy* Registry::create(ProxyConfig cfg, std::string& err) {
+  if (proxies_.count(cfg.name)) {
+    err = fmt::format("proxy already exists");
+    return nullptr;
+  }
+  auto p = std::make_unique<Proxy>(rt_, cfg, seed_);
+  if (!p->start(err)) return nullptr;
+  Proxy* raw = p.get();
+  proxies_.emplace(cfg.name, std::move(p));
+  return raw;
+}
+
+Proxy* Registry::find(std::string_view name) {
+  auto it = proxies_.find(name);
+  return it == proxies_.end() ? nullptr : it->second.get();
+}
+
+bool Registry::remove(std::string_view name) {
+  auto it = proxies_.find(name);
+  if (it == proxies_.end()) return false;
+  std::unique_ptr<Proxy> p = std::move(it->second);
+  proxies_.erase(it);
+  Proxy* raw = p.get();
+  closing_.push_back(std::move(p));
+  ++closing_left_;
+  raw->shutdown([this, raw] {
+    auto it2 = std::find_if(closing_.begin(), closing_.end(),
+                            [raw](const auto& q) { return q.get() == raw; });
+    // Destroying the proxy from inside its own callback is safe: it does nothing after it.
+    std::unique_ptr<Proxy> dead;
+    if (it2 != closing_.end()) {
+      dead = std::move(*it2);
+      closing_.erase(it2);
+    }
+    --closing_left_;
+    dead.reset();
+    reap();
+  });
+  return true;
+}
+
+void Registry::shutdown(std::function<void()> on_done) {
+  on_done_ = std::move(on_done);
+  std::vector<std::string> names;
+  for (auto& [name, p] : proxies_) names.push_back(name);
+  for (auto& n : names) remove(n);
+  reap();
+}
+
+void Registry::reap() {
+  if (on_done_ && closing_left_ == 0 && proxies_.empty()) {
+    auto cb = std::move(on_done_);
+    on_done_ = nullptr;
+    cb();
+  }
+}
+
+} // namespace faultline::proxy

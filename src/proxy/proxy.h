@@ -1,0 +1,142 @@
+#pragma once
+// A named proxy: one listener, one upstream, its sessions and its toxics. The registry holds every
+// proxy of one loop by name; the command line defines the first one ("redis"), the control API
+// and profiles add more at run time.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "proxy/runtime.h"
+#include "proxy/session.h"
+#include "toxics/toxic.h"
+#include "uv/address.h"
+
+namespace faultline::proxy {
+
+struct ProxyConfig {
+  std::string name;
+  std::string listen;   // host:port as given (port 0 = pick a free one)
+  std::string upstream; // host:port
+  bool enabled = true;
+};
+
+struct ProxyStats {
+  uint64_t connections_total = 0;
+  uint64_t connections_refused = 0; // accepted while the accept mode resets or upstream failed
+  uint64_t connect_failures = 0;
+  uint64_t bytes_from_client = 0;   // of closed sessions; add live sessions for the total
+  uint64_t bytes_from_upstream = 0;
+};
+
+class Proxy {
+public:
+  Proxy(Runtime& rt, ProxyConfig cfg, uint64_t seed);
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  // Validates addresses and, when enabled, starts listening. False with err set (one line).
+  bool start(std::string& err);
+  // enabled=false closes the listener (connects are refused) and closes every session.
+  bool set_enabled(bool enabled, std::string& err);
+  bool set_listen(const std::string& listen, std::string& err);
+  bool set_upstream(const std::string& upstream, std::string& err);
+  void set_accept_mode(AcceptMode m) { accept_mode_ = m; }
+  AcceptMode accept_mode() const { return accept_mode_; }
+  // Close every session; the listener keeps accepting.
+  void drop_connections(bool rst);
+  // Close listener and sessions; on_done runs once every handle is closed.
+  void shutdown(std::function<void()> on_done);
+
+  // Toxics, in the order they were added. Names are unique per proxy.
+  const std::vector<toxics::Toxic>& toxics() const { return toxics_; }
+  const toxics::Toxic* find_toxic(std::string_view name) const;
+  void add_toxic(toxics::Toxic t);
+  void update_toxic(toxics::Toxic t); // same name
+  bool remove_toxic(std::string_view name);
+  void remove_all_toxics();
+
+  const std::string& name() const { return cfg_.name; }
+  const ProxyConfig& config() const { return cfg_; }
+  std::string listen_address() const; // the bound address once listening (port 0 resolved)
+  const std::string& upstream_address() const { return cfg_.upstream; }
+  bool enabled() const { return cfg_.enabled; }
+  bool listening() const { return listener_ != nullptr; }
+  const ProxyStats& stats() const { return stats_; }
+  const std::unordered_map<uint64_t, std::unique_ptr<Session>>& sessions() const {
+    return sessions_;
+  }
+
+  // Used by sessions.
+  Runtime& runtime() { return rt_; }
+  std::mt19937_64& rng() { return rng_; }
+  const sockaddr* upstream_sockaddr();
+  void note_connect_failure(int err);
+  void note_connect_ok();
+  void session_closed(Session& s);
+  uint64_t session_count() const { return sessions_.size(); }
+
+private:
+  bool listen_now(std::string& err);
+  void close_listener();
+  void on_connection(int status);
+  void maybe_finish_shutdown();
+
+  Runtime& rt_;
+  ProxyConfig cfg_;
+  uv::Endpoint listen_ep_;
+  uv::Endpoint upstream_ep_;
+  sockaddr_storage upstream_addr_{};
+  bool upstream_literal_ = true;
+  uint64_t upstream_resolved_ms_ = 0;
+  uv_tcp_t* listener_ = nullptr; // heap, freed by its close callback
+  std::mt19937_64 rng_;
+  AcceptMode accept_mode_ = AcceptMode::Normal;
+  std::vector<toxics::Toxic> toxics_;
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  uint64_t next_session_id_ = 1;
+  ProxyStats stats_;
+  bool upstream_down_logged_ = false;
+  std::function<void()> on_shutdown_;
+  bool shutting_down_ = false;
+};
+
+class Registry {
+public:
+  Registry(Runtime& rt, uint64_t seed) : rt_(rt), seed_(seed) {}
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // Creates and starts a proxy. nullptr with err set if the name exists or start failed.
+  Proxy* create(ProxyConfig cfg, std::string& err);
+  Proxy* find(std::string_view name);
+  // Stops and removes a proxy. Its handles close in the background; the name is free at once.
+  bool remove(std::string_view name);
+  const std::map<std::string, std::unique_ptr<Proxy>, std::less<>>& proxies() const {
+    return proxies_;
+  }
+  // Close everything; on_done when every handle is closed.
+  void shutdown(std::function<void()> on_done);
+  Runtime& runtime() { return rt_; }
+  uint64_t seed() const { return seed_; }
+
+private:
+  void reap();
+  Runtime& rt_;
+  uint64_t seed_;
+  std::map<std::string, std::unique_ptr<Proxy>, std::less<>> proxies_;
+  std::vector<std::unique_ptr<Proxy>> closing_;
+  std::function<void()> on_done_;
+  size_t closing_left_ = 0;
+};
+
+} // namespace faultline::proxy

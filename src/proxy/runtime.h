@@ -1,0 +1,48 @@
+#pragma once
+// What every proxy on one loop shares: the loop, the buffer pool, the options of the data path.
+// Nothing here is global, so a later --threads N can run one Runtime per loop.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <uv.h>
+
+#include "uv/buffer.h"
+
+namespace faultline::proxy {
+
+class SessionObserver;
+
+struct DataPathOptions {
+  uint32_t connect_timeout_ms = 2000;
+  size_t high_watermark = 1 << 20;   // stop reading a side when this much waits for its peer
+  size_t low_watermark = 256 << 10;  // resume below this
+  uint32_t drain_timeout_ms = 1000;  // after the upstream closed: discard client bytes this long
+  bool parse_resp = true;            // RESP parsing for pairing, logs and RESP-aware faults
+};
+
+class Runtime {
+public:
+  Runtime(uv_loop_t* loop, DataPathOptions opts) : loop_(loop), opts_(opts) {}
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  uv_loop_t* loop() const { return loop_; }
+  uv::BufferPool& pool() { return pool_; }
+  const DataPathOptions& options() const { return opts_; }
+  DataPathOptions& mutable_options() { return opts_; }
+
+  // Observers see every session's events (traffic log, metrics). Not owned.
+  void add_observer(SessionObserver* o) { observers_.push_back(o); }
+  void remove_observer(SessionObserver* o) { std::erase(observers_, o); }
+  const std::vector<SessionObserver*>& observers() const { return observers_; }
+
+private:
+  uv_loop_t* loop_;
+  DataPathOptions opts_;
+  uv::BufferPool pool_;
+  std::vector<SessionObserver*> observers_;
+};
+
+} // namespace faultline::proxy

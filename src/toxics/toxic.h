@@ -1,0 +1,102 @@
+#pragma once
+// The toxic interface: a named, typed fault on one stream of one proxy.
+//
+//   Toxic (immutable parameters, shared by every session of the proxy)
+//     └─ make_stage() ─► Stage (per session, per direction: the toxic's small state)
+//
+// A session's pipe runs its stages in the order the toxics were added:
+//
+//   socket read ─► [stage 0] ─► [stage 1] ─► ... ─► socket write
+//
+// Each stage receives chunks (views into pooled buffers) and hands them on through its Output,
+// now or later (timers), sliced or whole, in order. The fields every toxic shares (name, stream,
+// toxicity) are handled here and by the pipe, not by each toxic; a toxic type only parses its
+// attributes and implements its stage. One file per type in src/toxics/.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+#include <uv.h>
+
+#include "uv/buffer.h"
+
+namespace faultline::toxics {
+
+using uv::Chunk;
+
+enum class Stream { Upstream, Downstream }; // upstream: client→Redis, downstream: Redis→client
+
+std::string_view to_string(Stream s);
+bool parse_stream(std::string_view text, Stream& out);
+
+// What a stage can do to the data and the session it belongs to.
+class Output {
+public:
+  virtual ~Output() = default;
+  virtual void data(Chunk c) = 0;  // to the next stage, or the peer's socket
+  virtual void eof() = 0;          // the source's FIN, in order after all data passed on
+  virtual void dropped(size_t bytes) = 0; // bytes a stage discarded (for backpressure accounting)
+  virtual void close_session() = 0;       // close both sockets (FIN / normal close)
+  virtual void reset_session() = 0;       // close both sockets with RST
+  virtual uv_loop_t* loop() = 0;
+  virtual std::mt19937_64& rng() = 0;     // the proxy's seeded generator
+  virtual uv::BufferPool& pool() = 0;
+};
+
+class Stage {
+public:
+  explicit Stage(Output& out) : out_(out) {}
+  virtual ~Stage() = default;
+  Stage(const Stage&) = delete;
+  Stage& operator=(const Stage&) = delete;
+
+  virtual void on_data(Chunk c) { out_.data(std::move(c)); }
+  virtual void on_eof() { out_.eof(); }
+  // The toxic is being removed or replaced: hand on everything held, now, in order (including a
+  // held eof). The stage is destroyed right after.
+  virtual void flush() {}
+
+protected:
+  Output& out_;
+};
+
+// Immutable parameters of one toxic type. Subclasses live one per file under src/toxics/.
+class ToxicImpl {
+public:
+  virtual ~ToxicImpl() = default;
+  virtual nlohmann::json attributes() const = 0;
+  virtual std::unique_ptr<Stage> make_stage(Output& out) const = 0;
+};
+
+struct Toxic {
+  std::string name;
+  std::string type;
+  Stream stream = Stream::Downstream;
+  double toxicity = 1.0;
+  std::shared_ptr<const ToxicImpl> impl;
+
+  nlohmann::json to_json() const;
+};
+
+// Registry of toxic types: type name → parser of the JSON attributes. Throws ToxicError with a
+// message naming the field on bad input.
+struct ToxicError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+using ToxicFactory = std::function<std::shared_ptr<const ToxicImpl>(const nlohmann::json& attrs)>;
+void register_type(std::string type, ToxicFactory f);
+bool known_type(std::string_view type);
+std::shared_ptr<const ToxicImpl> make_impl(std::string_view type, const nlohmann::json& attrs);
+std::vector<std::string> type_names();
+
+// Attribute helpers for factories: a missing key gives the default; a wrong type throws.
+int64_t attr_int(const nlohmann::json& attrs, const char* key, int64_t def, int64_t min,
+                 int64_t max);
+double attr_double(const nlohmann::json& attrs, const char* key, double def, double min, double max);
+
+} // namespace faultline::toxics

@@ -1,0 +1,91 @@
+#pragma once
+// Pooled, reference-counted read buffers and the chunks that point into them.
+//
+// A read callback fills one fixed-size block; the chunk that carries the bytes to the peer is a
+// view (block, offset, length) that keeps the block alive until the write completes. Toxics that
+// split or delay data slice chunks without copying. Blocks return to a bounded free list, so the
+// steady state allocates nothing.
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace faultline::uv {
+
+class BufferPool;
+
+struct Block {
+  BufferPool* pool;
+  uint32_t refs;
+  uint32_t capacity;
+  char* data() { return reinterpret_cast<char*>(this + 1); }
+};
+
+// Owning reference to a block (intrusive count, single-threaded).
+class BlockRef {
+public:
+  BlockRef() = default;
+  explicit BlockRef(Block* b) : b_(b) {}  // adopts one reference
+  BlockRef(const BlockRef& o) : b_(o.b_) {
+    if (b_) ++b_->refs;
+  }
+  BlockRef(BlockRef&& o) noexcept : b_(std::exchange(o.b_, nullptr)) {}
+  BlockRef& operator=(BlockRef o) noexcept {
+    std::swap(b_, o.b_);
+    return *this;
+  }
+  ~BlockRef() { reset(); }
+  void reset();
+  Block* get() const { return b_; }
+  char* data() const { return b_->data(); }
+  explicit operator bool() const { return b_ != nullptr; }
+
+private:
+  Block* b_ = nullptr;
+};
+
+// A view into a block: the unit of data moving through a pipe and its toxics.
+struct Chunk {
+  BlockRef block;
+  uint32_t off = 0;
+  uint32_t len = 0;
+  const char* data() const { return block.data() + off; }
+  // Split off the first n bytes into a new chunk sharing the block.
+  Chunk take_front(uint32_t n) {
+    Chunk head{block, off, n};
+    off += n;
+    len -= n;
+    return head;
+  }
+};
+
+class BufferPool {
+public:
+  static constexpr uint32_t kBlockSize = 64 * 1024;
+  explicit BufferPool(size_t max_free = 64) : max_free_(max_free) { free_.reserve(max_free); }
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+  ~BufferPool();
+
+  // A block with one reference; capacity kBlockSize, or larger when asked.
+  Block* acquire(uint32_t min_capacity = kBlockSize);
+  void release(Block* b);
+  // Copy arbitrary bytes (injected replies, small messages) into a chunk.
+  Chunk make_chunk(const char* data, size_t len);
+
+  size_t blocks_live() const { return live_; }
+  size_t blocks_free() const { return free_.size(); }
+
+private:
+  std::vector<Block*> free_;
+  size_t max_free_;
+  size_t live_ = 0;
+};
+
+inline void BlockRef::reset() {
+  if (b_ && --b_->refs == 0) b_->pool->release(b_);
+  b_ = nullptr;
+}
+
+} // namespace faultline::uv
