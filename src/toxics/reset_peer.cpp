@@ -1,0 +1,85 @@
+// reset_peer: the first data (or eof) to reach this toxic arms it; `timeout` ms later both
+// sockets are closed with RST (ECONNRESET for the client). timeout 0 resets on that first data.
+// As in Toxiproxy, nothing that reaches the toxic is forwarded, and a connection on which this
+// direction stays silent is never reset.
+//
+// Deviation: Toxiproxy discards what it swallows; here it is held, so that removing or updating
+// the toxic before the reset hands it on in order (the Stage contract) and cancels the reset.
+
+#include <deque>
+
+#include "toxics/types.h"
+#include "uv/timer.h"
+
+namespace faultline::toxics {
+
+namespace {
+
+struct ResetPeerParams {
+  int64_t timeout_ms;
+};
+
+class ResetPeerStage final : public Stage {
+public:
+  ResetPeerStage(Output& out, ResetPeerParams p) : Stage(out), p_(p), timer_(out.loop()) {}
+
+  void on_data(Chunk c) override {
+    queue_.push_back({std::move(c), false});
+    arm();
+  }
+  void on_eof() override {
+    queue_.push_back({{}, true});
+    arm();
+  }
+  void flush() override {
+    timer_.stop();
+    while (!queue_.empty()) {
+      Item it = std::move(queue_.front());
+      queue_.pop_front();
+      if (it.eof) out_.eof();
+      else out_.data(std::move(it.chunk));
+    }
+  }
+
+private:
+  struct Item {
+    Chunk chunk;
+    bool eof;
+  };
+  void arm() {
+    if (armed_) return;
+    armed_ = true;
+    if (p_.timeout_ms == 0) {
+      out_.reset_session();
+      return;
+    }
+    timer_.start(static_cast<uint64_t>(p_.timeout_ms), [this] { out_.reset_session(); });
+  }
+
+  ResetPeerParams p_;
+  uv::Timer timer_;
+  bool armed_ = false;
+  std::deque<Item> queue_;
+};
+
+class ResetPeer final : public ToxicImpl {
+public:
+  explicit ResetPeer(ResetPeerParams p) : p_(p) {}
+  nlohmann::json attributes() const override { return {{"timeout", p_.timeout_ms}}; }
+  std::unique_ptr<Stage> make_stage(Output& out) const override {
+    return std::make_unique<ResetPeerStage>(out, p_);
+  }
+
+private:
+  ResetPeerParams p_;
+};
+
+} // namespace
+
+std::shared_ptr<const ToxicImpl> make_reset_peer(const nlohmann::json& attrs) {
+  ResetPeerParams p;
+  p.timeout_ms = attr_int(attrs, "timeout", 0, 0, 86'400'000);
+  return std::make_shared<ResetPeer>(p);
+}
+
+} // namespace faultline::toxics

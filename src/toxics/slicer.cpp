@@ -1,0 +1,145 @@
+// slicer: cut every chunk into pieces of about `average_size` bytes (± `size_variation`) and
+// hand them on `delay` µs apart, so the reader sees many small reads (TCP segmentation).
+//
+// Piece sizes follow Toxiproxy's algorithm: a span longer than average_size + size_variation is
+// halved at a point moved by a uniform offset in [-size_variation, size_variation), and both
+// halves are cut again. Each piece is its own Chunk (a view, no copy), so it reaches the socket
+// as its own write.
+//
+// Delay: Toxiproxy sleeps `delay` µs after every piece. libuv timers count whole milliseconds,
+// so pieces get deadlines on a microsecond schedule (piece k+1 is due `delay` µs after piece k,
+// or on arrival when the toxic was idle) and each timer tick hands on, back to back, every piece
+// whose deadline has passed. For delays of 1 ms and more this is one piece per tick; below 1 ms
+// it is a few pieces per millisecond, which keeps Toxiproxy's average pace (the exact sub-ms
+// spacing is not observable through a 1 ms timer anyway). delay 0 sends all pieces at once,
+// still as separate writes. The eof follows the last piece's delay, as in Toxiproxy.
+
+#include <algorithm>
+#include <deque>
+
+#include "toxics/types.h"
+#include "uv/timer.h"
+
+namespace faultline::toxics {
+
+namespace {
+
+struct SlicerParams {
+  int64_t average_size;   // bytes
+  int64_t size_variation; // bytes, < average_size
+  int64_t delay_us;
+};
+
+class SlicerStage final : public Stage {
+public:
+  SlicerStage(Output& out, SlicerParams p) : Stage(out), p_(p), timer_(out.loop()) {}
+
+  void on_data(Chunk c) override {
+    if (c.len == 0) return;
+    if (queue_.empty()) next_us_ = std::max(next_us_, now_us());
+    std::vector<uint32_t> cuts;
+    cut(0, c.len, cuts);
+    uint32_t at = 0;
+    for (uint32_t end : cuts) {
+      queue_.push_back({c.take_front(end - at), false});
+      at = end;
+    }
+    pump();
+  }
+  void on_eof() override {
+    if (queue_.empty()) next_us_ = std::max(next_us_, now_us());
+    queue_.push_back({{}, true});
+    pump();
+  }
+  void flush() override {
+    timer_.stop();
+    while (!queue_.empty()) {
+      Item it = std::move(queue_.front());
+      queue_.pop_front();
+      if (it.eof) out_.eof();
+      else out_.data(std::move(it.chunk));
+    }
+  }
+
+private:
+  struct Item {
+    Chunk chunk;
+    bool eof;
+  };
+  uint64_t now_us() const { return uv_now(out_.loop()) * 1000ull; }
+
+  // Appends the end offsets of the pieces of [start, end).
+  void cut(uint32_t start, uint32_t end, std::vector<uint32_t>& cuts) {
+    int64_t len = end - start;
+    if (len - p_.average_size <= p_.size_variation) {
+      cuts.push_back(end);
+      return;
+    }
+    int64_t mid = start + len / 2;
+    if (p_.size_variation > 0) {
+      std::uniform_int_distribution<int64_t> d(0, 2 * p_.size_variation - 1);
+      mid += d(out_.rng()) - p_.size_variation;
+    }
+    // size_variation < average_size keeps start < mid < end (see make_slicer).
+    cut(start, static_cast<uint32_t>(mid), cuts);
+    cut(static_cast<uint32_t>(mid), end, cuts);
+  }
+
+  void pump() {
+    if (timer_.active()) return;
+    uint64_t now = now_us();
+    while (!queue_.empty()) {
+      if (next_us_ > now) {
+        timer_.start((next_us_ - now + 999) / 1000, [this] { pump(); });
+        return;
+      }
+      Item it = std::move(queue_.front());
+      queue_.pop_front();
+      if (it.eof) {
+        out_.eof();
+        continue;
+      }
+      next_us_ += static_cast<uint64_t>(p_.delay_us);
+      out_.data(std::move(it.chunk));
+    }
+  }
+
+  SlicerParams p_;
+  uv::Timer timer_;
+  uint64_t next_us_ = 0; // when the next piece may go
+  std::deque<Item> queue_;
+};
+
+class Slicer final : public ToxicImpl {
+public:
+  explicit Slicer(SlicerParams p) : p_(p) {}
+  nlohmann::json attributes() const override {
+    return {{"average_size", p_.average_size},
+            {"size_variation", p_.size_variation},
+            {"delay", p_.delay_us}};
+  }
+  std::unique_ptr<Stage> make_stage(Output& out) const override {
+    return std::make_unique<SlicerStage>(out, p_);
+  }
+
+private:
+  SlicerParams p_;
+};
+
+} // namespace
+
+std::shared_ptr<const ToxicImpl> make_slicer(const nlohmann::json& attrs) {
+  SlicerParams p;
+  // Toxiproxy has no default here (0 makes it loop forever): it must be given.
+  auto given = attrs.find("average_size");
+  if (given == attrs.end() || given->is_null())
+    throw ToxicError("attribute 'average_size' is required");
+  p.average_size = attr_int(attrs, "average_size", 0, 1, 1 << 30);
+  p.size_variation = attr_int(attrs, "size_variation", 0, 0, 1 << 30);
+  if (p.size_variation >= p.average_size)
+    throw ToxicError("attribute 'size_variation' must be less than 'average_size'");
+  p.delay_us = attr_int(attrs, "delay", 0, 0, 3'600'000'000);
+  return std::make_shared<Slicer>(p);
+}
+
+} // namespace faultline::toxics
