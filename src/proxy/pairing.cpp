@@ -109,6 +109,15 @@ Pairing::Entry* Pairing::first_real() {
   return nullptr;
 }
 
+const PendingInfo* Pairing::expected() const {
+  const size_t mask = ring_.size() - 1;
+  for (size_t i = 0; i < size_; ++i) {
+    const Entry& e = ring_[(head_ + i) & mask];
+    if (!e.info.injected) return &e.info;
+  }
+  return nullptr;
+}
+
 void Pairing::pop_entry(Entry* e) {
   const size_t mask = ring_.size() - 1;
   size_t at = size_t(e - ring_.data());

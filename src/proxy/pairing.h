@@ -84,6 +84,8 @@ public:
   // After on_request/on_injected/on_reply: pops the head if it is an injected entry whose turn
   // has come (everything before it answered). Call until it returns nullopt.
   std::optional<PendingInfo> next_injected();
+  // The request the next real reply will answer (oldest entry Redis will answer), or nullptr.
+  const PendingInfo* expected() const;
 
   resp::Protocol protocol() const { return protocol_; }
   int32_t db() const { return db_; }

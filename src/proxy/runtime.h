@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "resp/parser.h"
 #include "uv/buffer.h"
 
 namespace faultline::proxy {
@@ -20,6 +21,9 @@ struct DataPathOptions {
   size_t low_watermark = 256 << 10;  // resume below this
   uint32_t drain_timeout_ms = 1000;  // after the upstream closed: discard client bytes this long
   bool parse_resp = true;            // RESP parsing for pairing, logs and RESP-aware faults
+  // What the request parser keeps of each command: three arguments are enough for pairing and
+  // RESP-aware faults; the traffic log asks for more.
+  resp::CaptureOptions capture{3, 64, 128};
 };
 
 class Runtime {

@@ -21,9 +21,15 @@
 
 #include <algorithm>
 
+#include <deque>
+
 #include "observe/log.h"
+#include "proxy/observer.h"
 #include "proxy/proxy.h"
 #include "proxy/runtime.h"
+#include "resp/commands.h"
+#include "toxics/resp_rule.h"
+#include "uv/timer.h"
 
 namespace faultline::proxy {
 
@@ -298,6 +304,7 @@ int Session::accept(uv_stream_t* server) {
 }
 
 void Session::start(AcceptMode mode) {
+  for (auto* o : rt_.observers()) o->on_session_open(*this);
   if (mode == AcceptMode::Reset) {
     reset(CloseReason::AcceptReset);
     return;
@@ -360,7 +367,14 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
     Pipe& p = pipe_from(side);
     p.bytes += static_cast<uint64_t>(nread);
     p.inflight += static_cast<size_t>(nread);
-    p.emit(0, uv::Chunk{std::move(block), 0, static_cast<uint32_t>(nread)});
+    uv::Chunk c{std::move(block), 0, static_cast<uint32_t>(nread)};
+    if (rt_.options().parse_resp && !p.discard) {
+      ensure_resp();
+      if (side.is_client) on_client_chunk(std::move(c));
+      else on_upstream_chunk(std::move(c));
+    } else {
+      p.emit(0, std::move(c));
+    }
     if (!closing_ && !p.paused && p.inflight > rt_.options().high_watermark) {
       p.paused = true;
       p.stop_reading();
@@ -375,6 +389,11 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
       check_done();
       return;
     }
+    if (resp_) {
+      if (side.is_client) client_eof();
+      else upstream_eof();
+      return;
+    }
     p.emit_eof(0);
     return;
   }
@@ -385,48 +404,65 @@ void Session::on_read_error(Side& side, int err) {
   log::debug("session {} {}: read error: {}", id_, side.name(), uv_strerror(err));
   side.eof = true;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&side.tcp));
-  if (!side.is_client && side.write_failed) {
-    // Redis went away after we wrote to a socket it had closed: what it said is already
-    // queued toward the client; finish that and drain.
+  if (!side.is_client && (side.write_failed || up_->discard)) {
+    // Redis closed while the client was still writing, and the kernel answered our writes
+    // with a reset. What Redis said before is delivered; the client gets a FIN, not a RST.
+    if (resp_) upstream_eof();
+    else down_->emit_eof(0);
+    start_drain();
     check_done();
     return;
   }
   reset_after_flush(peer(side), side.is_client ? CloseReason::ClientReset
                                                : CloseReason::UpstreamReset);
+}
+
+void Session::start_drain() {
+  up_->discard = true;
+  up_->held.clear();
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)))
+    uv_timer_start(
+        &timer_,
+        [](uv_timer_t* t) { static_cast<Session*>(t->data)->close(CloseReason::UpstreamClosed); },
+        rt_.options().drain_timeout_ms, 0);
 }
 
 void Session::on_write_error(Side& side, int err) {
   if (closing_) return;
   side.write_failed = true;
   log::debug("session {} {}: write error: {}", id_, side.name(), uv_strerror(err));
-  if (!side.is_client && upstream_->eof) {
-    // Redis closed after writing: keep delivering to the client, discard what it still sends.
-    up_->discard = true;
-    up_->held.clear();
-    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)))
-      uv_timer_start(
-          &timer_,
-          [](uv_timer_t* t) { static_cast<Session*>(t->data)->close(CloseReason::UpstreamClosed); },
-          rt_.options().drain_timeout_ms, 0);
+  if (!side.is_client) {
+    // Redis is gone for writing. Keep reading it: a reply it wrote before closing is still in
+    // our receive buffer, and the read that follows ends this direction. Meanwhile what the
+    // client sends is discarded.
+    start_drain();
     check_done();
     return;
   }
-  // The peer of `side` is the one that still has something to say; let it be delivered, then
-  // reset, as a broken connection would.
+  // The client is gone: nothing more can reach it. Tell Redis the same way.
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&side.tcp));
   side.eof = true;
-  reset_after_flush(peer(side), side.is_client ? CloseReason::ClientReset
-                                               : CloseReason::UpstreamReset);
+  reset_after_flush(peer(side), CloseReason::ClientReset);
 }
 
 void Session::reset_after_flush(Side& toward, CloseReason r) {
+  (void)toward;
+  finish_after_flush(true, r);
+}
+
+// Stop reading, let what is already queued reach both sockets, then RST (or close). A broken
+// connection delivers what preceded the break; so does this.
+void Session::finish_after_flush(bool rst, CloseReason r) {
+  if (closing_) return;
   reason_ = r;
   reset_pending_ = true;
+  rst_when_flushed_ = rst;
   client_->reading = upstream_->reading = false;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&client_->tcp));
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&upstream_->tcp));
-  if (toward.writes_outstanding == 0) {
-    reset(r);
+  if (client_->writes_outstanding == 0 && upstream_->writes_outstanding == 0) {
+    if (rst) reset(r);
+    else close(r);
     return;
   }
   uv_timer_stop(&timer_);
@@ -434,7 +470,8 @@ void Session::reset_after_flush(Side& toward, CloseReason r) {
       &timer_,
       [](uv_timer_t* t) {
         auto* s = static_cast<Session*>(t->data);
-        s->reset(s->reason_);
+        if (s->rst_when_flushed_) s->reset(s->reason_);
+        else s->close(s->reason_);
       },
       rt_.options().drain_timeout_ms, 0);
 }
@@ -442,7 +479,10 @@ void Session::reset_after_flush(Side& toward, CloseReason r) {
 void Session::check_done() {
   if (closing_) return;
   if (reset_pending_) {
-    if (client_->writes_outstanding == 0 && upstream_->writes_outstanding == 0) reset(reason_);
+    if (client_->writes_outstanding == 0 && upstream_->writes_outstanding == 0) {
+      if (rst_when_flushed_) reset(reason_);
+      else close(reason_);
+    }
     return;
   }
   // A direction is finished when its source sent FIN and the FIN was passed on (or the
@@ -474,6 +514,7 @@ void Session::reset(CloseReason r) {
 
 void Session::close_handles(bool rst) {
   closing_ = true;
+  for (auto* o : rt_.observers()) o->on_session_close(*this);
   auto on_close = [](uv_handle_t* h) {
     Session* s = h->type == UV_TIMER ? static_cast<Session*>(h->data)
                                      : static_cast<Side*>(h->data)->session;
@@ -497,6 +538,488 @@ void Session::on_handle_closed() {
   proxy_.session_closed(*this); // deletes this
 }
 
+
+// ---- RESP: parsing, pairing, observers and RESP-aware toxics ----
+//
+//   client ─► RequestParser ─► frame ─► rules ─► Forward ──────────────► up_deliver ─► up_ pipe
+//                                          │     Inject ─► pairing FIFO ─► down_deliver (in turn)
+//                                          │     DelayRequest ─► req_hold (timer) ─► up_ pipe
+//                                          └     flagged (reply actions) ─► forward, remember id
+//   Redis ─► ReplyParser ─► frame ─► pairing ─► down_deliver ─► down_ pipe
+//                                      └ the expected reply is flagged: collect its bytes from
+//                                        its first one, then delay / drop / truncate / reset.
+//
+// Without rules, frames are only observed: the chunk is forwarded whole after parsing. With
+// rules, the bytes of a request in progress wait (`partial`) until the frame is complete and
+// decided; that is the only copy-free holding the fast path never does.
+
+namespace {
+struct FlagEntry {
+  PendingId id;
+  toxics::RespActionKind kind;
+  uint64_t delay_ms;
+  uint64_t bytes;
+  std::string fault;
+};
+struct Held {
+  uint64_t due_ms;
+  uv::Chunk chunk;
+};
+const char kDiscard[] = "*1\r\n$7\r\nDISCARD\r\n";
+} // namespace
+
+struct Session::Resp {
+  explicit Resp(const resp::CaptureOptions& cap) : req({}, cap), rep({}, cap), pairing(4) {}
+  resp::RequestParser req;
+  resp::ReplyParser rep;
+  Pairing pairing;
+  bool req_raw = false, rep_raw = false;
+  struct Rule {
+    std::string name;
+    std::shared_ptr<const toxics::ToxicImpl> impl; // keeps the rule alive while in use
+    const toxics::RespRule* rule;
+  };
+  std::vector<Rule> rules;
+  std::vector<uv::Chunk> partial;        // bytes of the request in progress (rules only)
+  std::deque<std::string> injections;    // replies waiting for their turn, FIFO
+  std::deque<std::string> injection_faults;
+  std::vector<FlagEntry> flagged;        // requests whose reply a rule acts on
+  std::vector<std::pair<PendingId, std::string>> faults; // fault names by request id
+  bool multi_error = false;              // an injected error inside MULTI: EXEC aborts
+  // Request hold (resp_delay phase=request).
+  std::deque<Held> req_hold;
+  std::unique_ptr<uv::Timer> req_timer;
+  bool req_eof_after_hold = false;
+  // Reply side.
+  bool collecting = false;
+  PendingId collect_id = 0;
+  std::vector<uv::Chunk> collected;
+  std::deque<Held> rep_hold;
+  std::unique_ptr<uv::Timer> rep_timer;
+  bool rep_eof_after_hold = false;
+  bool blackhole = false;                // resp_hang: no reply is delivered any more
+
+  std::string_view fault_of(PendingId id) const {
+    for (const auto& [pid, name] : faults)
+      if (pid == id) return name;
+    return {};
+  }
+  void forget_fault(PendingId id) {
+    for (size_t i = 0; i < faults.size(); ++i)
+      if (faults[i].first == id) {
+        faults.erase(faults.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+  }
+};
+
+const Pairing* Session::pairing() const { return resp_ ? &resp_->pairing : nullptr; }
+bool Session::raw_mode() const { return resp_ && (resp_->req_raw || resp_->rep_raw); }
+
+void Session::ensure_resp() {
+  if (resp_) return;
+  resp_ = std::make_unique<Resp>(rt_.options().capture);
+}
+
+namespace {
+inline uint64_t now_us() { return uv_hrtime() / 1000; }
+} // namespace
+
+void Session::drop(Pipe& p, uv::Chunk c) { p.consumed(c.len); }
+
+void Session::up_deliver(uv::Chunk c) {
+  Resp& r = *resp_;
+  if (!r.req_hold.empty()) {
+    r.req_hold.push_back({r.req_hold.back().due_ms, std::move(c)});
+    return;
+  }
+  up_->emit(0, std::move(c));
+}
+
+void Session::down_deliver(uv::Chunk c) {
+  Resp& r = *resp_;
+  if (r.blackhole) {
+    drop(*down_, std::move(c));
+    return;
+  }
+  if (!r.rep_hold.empty()) {
+    r.rep_hold.push_back({r.rep_hold.back().due_ms, std::move(c)});
+    return;
+  }
+  down_->emit(0, std::move(c));
+}
+
+void Session::release_holds(bool request_side) {
+  Resp& r = *resp_;
+  auto& q = request_side ? r.req_hold : r.rep_hold;
+  auto& timer = request_side ? r.req_timer : r.rep_timer;
+  Pipe& p = request_side ? *up_ : *down_;
+  uint64_t now = uv_now(rt_.loop());
+  while (!q.empty() && q.front().due_ms <= now && !closing_) {
+    uv::Chunk c = std::move(q.front().chunk);
+    q.pop_front();
+    if (c.len) p.emit(0, std::move(c));
+  }
+  if (closing_) return;
+  if (!q.empty()) {
+    if (!timer) timer = std::make_unique<uv::Timer>(rt_.loop());
+    timer->start(q.front().due_ms - now, [this, request_side] { release_holds(request_side); });
+    return;
+  }
+  bool& eof_after = request_side ? r.req_eof_after_hold : r.rep_eof_after_hold;
+  if (eof_after) {
+    eof_after = false;
+    p.emit_eof(0);
+  }
+}
+
+void Session::enter_raw(toxics::Stream dir) {
+  Resp& r = *resp_;
+  const bool up = dir == toxics::Stream::Upstream;
+  const resp::ParseError& e = up ? r.req.error() : r.rep.error();
+  if (up) r.req_raw = true;
+  else r.rep_raw = true;
+  log::warn("proxy {}: session {}: {} is not RESP at byte {} ({}); forwarding it untouched",
+            proxy_.name(), id_, up ? "client data" : "Redis data", e.offset,
+            e.reason ? e.reason : "?");
+  for (auto* o : rt_.observers()) o->on_raw_mode(*this, dir, e);
+}
+
+void Session::on_client_chunk(uv::Chunk c) {
+  Resp& r = *resp_;
+  if (r.req_raw) {
+    up_deliver(std::move(c));
+    return;
+  }
+  const uint64_t now = now_us();
+  if (r.rules.empty() && r.partial.empty()) {
+    // Observe only: the chunk goes on whole.
+    auto st = r.req.feed(c.data(), c.len, [&](const resp::RequestFrame& f) {
+      forward_request(f, now, {});
+    });
+    if (st == resp::Status::Error) enter_raw(toxics::Stream::Upstream);
+    up_deliver(std::move(c));
+    return;
+  }
+  // Rules: each complete frame is decided before any of its bytes move on.
+  const char* data = c.data();
+  const uint32_t len = c.len;
+  uint64_t rest_off = r.req.offset();
+  uv::Chunk rest = std::move(c);
+  auto st = r.req.feed(data, len, [&](const resp::RequestFrame& f) {
+    if (closing_) return;
+    uint64_t take = f.end > rest_off ? f.end - rest_off : 0;
+    uv::Chunk tail = rest.take_front(static_cast<uint32_t>(std::min<uint64_t>(take, rest.len)));
+    rest_off += tail.len;
+    request_frame(f, std::move(tail), now);
+  });
+  if (closing_) return;
+  if (st == resp::Status::Error) {
+    enter_raw(toxics::Stream::Upstream);
+    std::vector<uv::Chunk> p;
+    p.swap(r.partial);
+    for (auto& x : p) up_deliver(std::move(x));
+    if (rest.len) up_deliver(std::move(rest));
+    return;
+  }
+  if (rest.len) r.partial.push_back(std::move(rest));
+}
+
+void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::string_view fault) {
+  Resp& r = *resp_;
+  ++commands_;
+  RequestResult rr = r.pairing.on_request(f, now, 0);
+  if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
+  if (!rt_.observers().empty())
+    for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
+}
+
+void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now) {
+  Resp& r = *resp_;
+  std::vector<uv::Chunk> bytes;
+  bytes.swap(r.partial);
+  if (tail.len) bytes.push_back(std::move(tail));
+  auto forward_bytes = [&] {
+    for (auto& b : bytes) up_deliver(std::move(b));
+  };
+  auto drop_bytes = [&] {
+    for (auto& b : bytes) drop(*up_, std::move(b));
+  };
+
+  // MULTI whose queue got an injected error: EXEC aborts as Redis would; Redis discards.
+  if (f.cmd && r.pairing.in_multi() && r.multi_error && f.cmd->special == resp::Special::Exec) {
+    drop_bytes();
+    r.multi_error = false;
+    resp::RequestParser tmp;
+    tmp.feed(kDiscard, sizeof kDiscard - 1, [&](const resp::RequestFrame& d) {
+      RequestResult rr = r.pairing.on_request(d, now, 1);
+      r.flagged.push_back({rr.id, toxics::RespActionKind::Inject /* swallow */, 0, 0, ""});
+    });
+    up_deliver(rt_.pool().make_chunk(kDiscard, sizeof kDiscard - 1));
+    ++commands_;
+    RequestResult rr = r.pairing.on_injected(f, now);
+    r.injections.emplace_back("-EXECABORT Transaction discarded because of previous errors.\r\n");
+    r.injection_faults.emplace_back("");
+    if (!rt_.observers().empty())
+      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, {});
+    release_injections();
+    return;
+  }
+  if (f.cmd && (f.cmd->special == resp::Special::Multi || f.cmd->special == resp::Special::Discard))
+    r.multi_error = false;
+
+  toxics::RespAction a;
+  std::string_view fault;
+  if (f.argc > 0) {
+    toxics::RespContext ctx;
+    ctx.protocol = r.pairing.protocol();
+    ctx.in_multi = r.pairing.in_multi();
+    ctx.subscribed = r.pairing.subscribed() && r.pairing.protocol() == resp::Protocol::Resp2;
+    ctx.monitoring = r.pairing.monitoring();
+    ctx.reply_off = r.pairing.reply_mode() == ReplyMode::Off;
+    ctx.rng = &proxy_.rng();
+    for (const auto& rule : r.rules) {
+      a = rule.rule->decide(f, ctx);
+      if (a.kind != toxics::RespActionKind::Forward) {
+        fault = rule.name;
+        break;
+      }
+    }
+  }
+  using K = toxics::RespActionKind;
+  switch (a.kind) {
+  case K::Forward:
+    forward_request(f, now, {});
+    forward_bytes();
+    return;
+  case K::Inject: {
+    drop_bytes();
+    ++commands_;
+    bool quiet = r.pairing.reply_mode() == ReplyMode::Off;
+    RequestResult rr = r.pairing.on_injected(f, now);
+    if (r.pairing.in_multi() && !a.reply.empty() && (a.reply[0] == '-' || a.reply[0] == '!'))
+      r.multi_error = true;
+    if (!rt_.observers().empty())
+      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
+    r.injections.push_back(quiet ? std::string() : std::move(a.reply));
+    r.injection_faults.emplace_back(fault);
+    release_injections();
+    return;
+  }
+  case K::DelayRequest: {
+    forward_request(f, now, fault);
+    uint64_t due = uv_now(rt_.loop()) + a.delay_ms;
+    if (!r.req_hold.empty()) due = std::max(due, r.req_hold.back().due_ms);
+    bool was_empty = r.req_hold.empty();
+    for (auto& b : bytes) r.req_hold.push_back({due, std::move(b)});
+    if (r.req_hold.empty()) r.req_hold.push_back({due, {}});
+    if (was_empty) release_holds(true);
+    return;
+  }
+  case K::ResetBefore:
+    drop_bytes();
+    reset(CloseReason::Toxic);
+    return;
+  case K::CloseBefore:
+    drop_bytes();
+    finish_after_flush(false, CloseReason::Toxic);
+    return;
+  default: {
+    // The reply is acted on: remember which request it answers.
+    ++commands_;
+    RequestResult rr = r.pairing.on_request(f, now, 1);
+    r.faults.emplace_back(rr.id, std::string(fault));
+    if (!rt_.observers().empty())
+      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
+    if (rr.expects_reply) r.flagged.push_back({rr.id, a.kind, a.delay_ms, a.bytes,
+                                               std::string(fault)});
+    forward_bytes();
+    return;
+  }
+  }
+}
+
+void Session::release_injections() {
+  Resp& r = *resp_;
+  while (auto inj = r.pairing.next_injected()) {
+    if (r.injections.empty()) break;
+    std::string payload = std::move(r.injections.front());
+    std::string fault = std::move(r.injection_faults.front());
+    r.injections.pop_front();
+    r.injection_faults.pop_front();
+    if (!rt_.observers().empty()) {
+      ReplyResult rr;
+      rr.kind = ReplyKind::Paired;
+      rr.request = *inj;
+      rr.latency_us = now_us() - inj->start_us;
+      for (auto* o : rt_.observers()) o->on_reply(*this, rr, nullptr, payload, fault);
+    }
+    if (payload.empty() || closing_) continue;
+    down_->inflight += payload.size();
+    down_deliver(rt_.pool().make_chunk(payload.data(), payload.size()));
+  }
+}
+
+void Session::on_upstream_chunk(uv::Chunk c) {
+  Resp& r = *resp_;
+  if (r.rep_raw) {
+    down_deliver(std::move(c));
+    return;
+  }
+  const uint64_t now = now_us();
+  const char* data = c.data();
+  const uint32_t len = c.len;
+  uint64_t rest_off = r.rep.offset();
+  uv::Chunk rest = std::move(c);
+  // Bytes of the chunk up to absolute offset `to` go on (or into the flagged reply).
+  auto pass_to = [&](uint64_t to) {
+    if (to <= rest_off) return;
+    uv::Chunk head = rest.take_front(static_cast<uint32_t>(std::min<uint64_t>(to - rest_off,
+                                                                             rest.len)));
+    rest_off += head.len;
+    if (r.collecting) r.collected.push_back(std::move(head));
+    else down_deliver(std::move(head));
+  };
+  auto maybe_collect = [&] {
+    if (r.collecting || r.flagged.empty()) return;
+    const PendingInfo* next = r.pairing.expected();
+    if (next && next->user_flags) {
+      r.collecting = true;
+      r.collect_id = next->id;
+    }
+  };
+  if (!r.rep.mid_frame()) maybe_collect();
+  auto st = r.rep.feed(data, len, [&](const resp::ReplyFrame& f) {
+    if (closing_) return;
+    ReplyResult res = r.pairing.on_reply(f, now);
+    std::string_view fault;
+    if (res.kind == ReplyKind::Paired) {
+      if (!r.faults.empty()) fault = r.fault_of(res.request.id);
+      if (!rt_.observers().empty())
+        for (auto* o : rt_.observers()) o->on_reply(*this, res, &f, {}, fault);
+      if (res.final && !fault.empty() && !res.request.user_flags) r.forget_fault(res.request.id);
+    } else if (!rt_.observers().empty()) {
+      for (auto* o : rt_.observers()) o->on_out_of_band(*this, res, f);
+    }
+    if (r.collecting && res.kind == ReplyKind::Paired && res.request.id == r.collect_id &&
+        res.final) {
+      pass_to(f.end);
+      finish_collect(now);
+      if (closing_) return;
+    }
+    if (!r.injections.empty()) {
+      pass_to(f.end);
+      release_injections();
+    }
+    if (!r.collecting && !r.flagged.empty()) {
+      pass_to(f.end);
+      maybe_collect();
+    }
+  });
+  if (closing_) return;
+  if (st == resp::Status::Error) {
+    enter_raw(toxics::Stream::Downstream);
+    if (r.collecting) {
+      r.collecting = false;
+      std::vector<uv::Chunk> col;
+      col.swap(r.collected);
+      for (auto& x : col) down_deliver(std::move(x));
+    }
+  }
+  if (rest.len) {
+    if (r.collecting) r.collected.push_back(std::move(rest));
+    else down_deliver(std::move(rest));
+  }
+}
+
+void Session::finish_collect(uint64_t now) {
+  Resp& r = *resp_;
+  r.collecting = false;
+  std::vector<uv::Chunk> col;
+  col.swap(r.collected);
+  auto it = std::find_if(r.flagged.begin(), r.flagged.end(),
+                         [&](const FlagEntry& e) { return e.id == r.collect_id; });
+  if (it == r.flagged.end()) {
+    for (auto& x : col) down_deliver(std::move(x));
+    return;
+  }
+  FlagEntry fe = std::move(*it);
+  r.flagged.erase(it);
+  r.forget_fault(fe.id);
+  using K = toxics::RespActionKind;
+  switch (fe.kind) {
+  case K::DelayReply: {
+    uint64_t due = uv_now(rt_.loop()) + fe.delay_ms;
+    if (!r.rep_hold.empty()) due = std::max(due, r.rep_hold.back().due_ms);
+    bool was_empty = r.rep_hold.empty();
+    for (auto& x : col) r.rep_hold.push_back({due, std::move(x)});
+    if (r.rep_hold.empty()) r.rep_hold.push_back({due, {}});
+    if (was_empty) release_holds(false);
+    return;
+  }
+  case K::Hang:
+    for (auto& x : col) drop(*down_, std::move(x));
+    r.blackhole = true;
+    return;
+  case K::Truncate: {
+    uint64_t left = fe.bytes;
+    for (auto& x : col) {
+      if (left == 0) {
+        drop(*down_, std::move(x));
+        continue;
+      }
+      uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, x.len));
+      uv::Chunk head = x.take_front(n);
+      left -= n;
+      down_deliver(std::move(head));
+      if (x.len) drop(*down_, std::move(x));
+    }
+    finish_after_flush(true, CloseReason::Toxic);
+    return;
+  }
+  case K::ResetAfter:
+  case K::CloseAfter:
+    for (auto& x : col) drop(*down_, std::move(x));
+    finish_after_flush(fe.kind == K::ResetAfter, CloseReason::Toxic);
+    return;
+  case K::Inject: // the DISCARD faultline sent for an aborted EXEC: its +OK is not the client's
+    for (auto& x : col) drop(*down_, std::move(x));
+    return;
+  default:
+    for (auto& x : col) down_deliver(std::move(x));
+    return;
+  }
+  (void)now;
+}
+
+void Session::client_eof() {
+  Resp& r = *resp_;
+  // An unfinished request goes on as it is: Redis sees what the client sent.
+  std::vector<uv::Chunk> p;
+  p.swap(r.partial);
+  for (auto& x : p) up_deliver(std::move(x));
+  if (!r.req_hold.empty()) {
+    r.req_eof_after_hold = true;
+    return;
+  }
+  up_->emit_eof(0);
+}
+
+void Session::upstream_eof() {
+  Resp& r = *resp_;
+  if (r.collecting) {
+    r.collecting = false;
+    std::vector<uv::Chunk> col;
+    col.swap(r.collected);
+    for (auto& x : col) down_deliver(std::move(x));
+  }
+  if (!r.rep_hold.empty()) {
+    r.rep_eof_after_hold = true;
+    return;
+  }
+  down_->emit_eof(0);
+}
+
 void Session::add_toxic(const toxics::Toxic& t) {
   if (closing_) return;
   Pipe& p = t.stream == toxics::Stream::Upstream ? *up_ : *down_;
@@ -504,6 +1027,14 @@ void Session::add_toxic(const toxics::Toxic& t) {
 }
 
 void Session::remove_toxic(std::string_view name, toxics::Stream stream) {
+  if (resp_) {
+    auto& rules = resp_->rules;
+    auto rit = std::find_if(rules.begin(), rules.end(), [&](const auto& x) { return x.name == name; });
+    if (rit != rules.end()) {
+      rules.erase(rit);
+      return;
+    }
+  }
   Pipe& p = stream == toxics::Stream::Upstream ? *up_ : *down_;
   auto it = std::find_if(p.slots.begin(), p.slots.end(),
                          [&](const auto& s) { return s->name == name; });
@@ -519,6 +1050,18 @@ void Session::remove_toxic(std::string_view name, toxics::Stream stream) {
 }
 
 void Session::replace_toxic(const toxics::Toxic& t) {
+  if (resp_) {
+    for (auto& rule : resp_->rules) {
+      if (rule.name != t.name) continue;
+      if (const toxics::RespRule* nr = t.impl->resp_rule()) {
+        rule.impl = t.impl;
+        rule.rule = nr;
+        return;
+      }
+      remove_toxic(t.name, t.stream);
+      break;
+    }
+  }
   // In place: the new stage takes the old one's position and receives what the old one held.
   for (Pipe* p : {up_.get(), down_.get()}) {
     auto it = std::find_if(p->slots.begin(), p->slots.end(),
@@ -544,6 +1087,12 @@ void Session::insert_stage(Pipe& p, size_t pos, const toxics::Toxic& t) {
   if (t.toxicity < 1.0) {
     std::uniform_real_distribution<double> d(0.0, 1.0);
     if (!(d(proxy_.rng()) < t.toxicity)) return;
+  }
+  if (const toxics::RespRule* rule = t.impl->resp_rule()) {
+    if (!rt_.options().parse_resp) return; // RESP-aware faults need parsing
+    ensure_resp();
+    resp_->rules.push_back({t.name, t.impl, rule});
+    return;
   }
   auto slot = std::make_unique<Slot>();
   slot->pipe = &p;

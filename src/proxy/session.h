@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "proxy/pairing.h"
 #include "toxics/toxic.h"
 #include "uv/buffer.h"
 
@@ -61,10 +62,15 @@ public:
   uint64_t bytes_from_upstream() const;
   CloseReason close_reason() const { return reason_; }
   Proxy& proxy() { return proxy_; }
+  // RESP facts (nullptr before the first byte, or with parsing off).
+  const Pairing* pairing() const;
+  uint64_t commands_seen() const { return commands_; }
+  bool raw_mode() const;
 
   struct Side;
   struct Pipe;
   struct Slot;
+  struct Resp;
 
 private:
   friend struct Pipe;
@@ -76,6 +82,24 @@ private:
   void on_write_error(Side& side, int err);
   void reset_after_flush(Side& toward, CloseReason r);
   void check_done();
+  void start_drain();
+  void finish_after_flush(bool rst, CloseReason r);
+  // RESP: parse, pair, observe, and apply RESP-aware toxics.
+  void ensure_resp();
+  void on_client_chunk(uv::Chunk c);
+  void on_upstream_chunk(uv::Chunk c);
+  void client_eof();
+  void upstream_eof();
+  void request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now_us);
+  void forward_request(const resp::RequestFrame& f, uint64_t now_us, std::string_view fault);
+  void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
+  void release_injections();
+  void up_deliver(uv::Chunk c);
+  void down_deliver(uv::Chunk c);
+  void drop(Pipe& p, uv::Chunk c);
+  void finish_collect(uint64_t now_us);
+  void release_holds(bool request_side);
+  void enter_raw(toxics::Stream dir);
   void insert_stage(Pipe& p, size_t pos, const toxics::Toxic& t);
   void close_handles(bool rst);
   void on_handle_closed();
@@ -91,11 +115,14 @@ private:
   std::unique_ptr<Side> upstream_;
   std::unique_ptr<Pipe> up_;   // client → upstream
   std::unique_ptr<Pipe> down_; // upstream → client
+  std::unique_ptr<Resp> resp_; // created with the first byte when parsing is on
+  uint64_t commands_ = 0;
   uv_timer_t timer_;           // connect timeout, then drain / reset-after-flush deadline
   uv_connect_t connect_req_;
   bool connected_ = false;
   bool closing_ = false;
   bool reset_pending_ = false;
+  bool rst_when_flushed_ = true;
   CloseReason reason_ = CloseReason::ClientClosed;
   int pending_closes_ = 0;
 };

@@ -66,11 +66,15 @@ protected:
 };
 
 // Immutable parameters of one toxic type. Subclasses live one per file under src/toxics/.
+class RespRule;
+
 class ToxicImpl {
 public:
   virtual ~ToxicImpl() = default;
   virtual nlohmann::json attributes() const = 0;
+  // Connection-level toxics make a stage; RESP-aware ones return nullptr here and a rule below.
   virtual std::unique_ptr<Stage> make_stage(Output& out) const = 0;
+  virtual const RespRule* resp_rule() const { return nullptr; }
 };
 
 struct Toxic {

@@ -1,0 +1,238 @@
+#include "toxics/resp_rule.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "toxics/toxic.h"
+
+namespace faultline::toxics {
+
+const char* to_string(RespActionKind k) {
+  switch (k) {
+  case RespActionKind::Forward: return "forward";
+  case RespActionKind::Inject: return "inject";
+  case RespActionKind::DelayRequest: return "delay_request";
+  case RespActionKind::DelayReply: return "delay_reply";
+  case RespActionKind::Hang: return "hang";
+  case RespActionKind::ResetBefore: return "reset_before";
+  case RespActionKind::CloseBefore: return "close_before";
+  case RespActionKind::ResetAfter: return "reset_after";
+  case RespActionKind::CloseAfter: return "close_after";
+  case RespActionKind::Truncate: return "truncate";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string trim(std::string_view s) {
+  size_t a = 0, b = s.size();
+  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+  return std::string(s.substr(a, b - a));
+}
+
+// Pseudo-category for the flag Redis uses to refuse commands under maxmemory.
+constexpr uint32_t kDenyoomBit = 1u << 31;
+
+uint64_t attr_count(const nlohmann::json& attrs, const char* key) {
+  return static_cast<uint64_t>(attr_int(attrs, key, 0, 0, INT64_MAX));
+}
+
+} // namespace
+
+RespFilter::RespFilter(const nlohmann::json& attrs, std::vector<std::string> default_commands) {
+  std::vector<std::string> names;
+  auto it = attrs.find("commands");
+  if (it != attrs.end() && !it->is_null()) {
+    if (it->is_string()) {
+      std::string all = it->get<std::string>();
+      size_t start = 0;
+      while (start <= all.size()) {
+        size_t comma = all.find(',', start);
+        if (comma == std::string::npos) comma = all.size();
+        std::string one = trim(std::string_view(all).substr(start, comma - start));
+        if (!one.empty()) names.push_back(one);
+        start = comma + 1;
+      }
+    } else if (it->is_array()) {
+      for (const auto& v : *it) {
+        if (!v.is_string()) throw ToxicError("attribute 'commands' must be an array of strings");
+        std::string one = trim(v.get<std::string>());
+        if (!one.empty()) names.push_back(one);
+      }
+    } else {
+      throw ToxicError("attribute 'commands' must be an array of strings or a comma-separated "
+                       "string");
+    }
+  } else {
+    names = std::move(default_commands);
+  }
+  for (const auto& n : names) {
+    Entry e;
+    if (n[0] == '@') {
+      std::string cat = n.substr(1);
+      for (auto& c : cat) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (cat == "denyoom") {
+        e.category = kDenyoomBit;
+      } else {
+        resp::AclCategory c = resp::category_from_name(cat);
+        if (c == resp::AclCategory::None)
+          throw ToxicError(fmt::format("attribute 'commands': unknown category '{}'", n));
+        e.category = static_cast<uint32_t>(c);
+      }
+    } else {
+      std::string u = upper(n);
+      size_t bar = u.find('|');
+      if (bar == std::string::npos) bar = u.find(' ');
+      if (bar != std::string::npos) {
+        e.sub = trim(std::string_view(u).substr(bar + 1));
+        u = trim(std::string_view(u).substr(0, bar));
+      }
+      e.name = u;
+    }
+    commands_.push_back(std::move(e));
+    command_text_.push_back(n);
+  }
+  auto k = attrs.find("keys");
+  if (k != attrs.end() && !k->is_null()) {
+    if (!k->is_string()) throw ToxicError("attribute 'keys' must be a string (a Redis glob)");
+    keys_ = k->get<std::string>();
+  }
+  probability_ = attr_double(attrs, "probability", 1.0, 0.0, 1.0);
+  first_ = attr_count(attrs, "first");
+  every_ = attr_count(attrs, "every");
+  after_ = attr_count(attrs, "after");
+}
+
+bool RespFilter::names_command(std::string_view name, std::string_view sub) const {
+  for (const auto& e : commands_)
+    if (e.category == 0 && e.name == name && (e.sub.empty() || e.sub == sub)) return true;
+  return false;
+}
+
+bool RespFilter::command_matches(const resp::RequestFrame& f) const {
+  if (commands_.empty()) return true;
+  for (const auto& e : commands_) {
+    if (e.category) {
+      if (!f.cmd) continue;
+      if (e.category == kDenyoomBit) {
+        if (f.cmd->has(resp::CommandFlag::Denyoom)) return true;
+      } else if (static_cast<uint32_t>(f.cmd->categories) & e.category) {
+        return true;
+      }
+      continue;
+    }
+    if (e.name == f.name && (e.sub.empty() || e.sub == f.sub)) return true;
+  }
+  return false;
+}
+
+bool RespFilter::matches(const resp::RequestFrame& f, std::mt19937_64& rng) const {
+  if (!command_matches(f)) return false;
+  if (!keys_.empty()) {
+    if (!f.has_key || !glob_match(keys_, f.key.data)) return false;
+  }
+  ++seen_;
+  if (seen_ <= after_) return false;
+  uint64_t n = seen_ - after_; // 1-based among the commands past `after`
+  if (every_ > 1 && n % every_ != 0) return false;
+  if (first_ > 0 && matched_ >= first_) return false;
+  if (probability_ < 1.0) {
+    std::uniform_real_distribution<double> d(0.0, 1.0);
+    if (!(d(rng) < probability_)) return false;
+  }
+  ++matched_;
+  return true;
+}
+
+void RespFilter::to_json(nlohmann::json& out) const {
+  out["commands"] = command_text_;
+  if (!keys_.empty()) out["keys"] = keys_;
+  out["probability"] = probability_;
+  if (first_) out["first"] = first_;
+  if (every_) out["every"] = every_;
+  if (after_) out["after"] = after_;
+}
+
+RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx) const {
+  // The session's own handshake is left alone unless asked for by name.
+  static constexpr std::string_view kHandshake[] = {"AUTH", "HELLO", "SELECT"};
+  bool handshake = std::find(std::begin(kHandshake), std::end(kHandshake), f.name) !=
+                       std::end(kHandshake) ||
+                   (f.name == "CLIENT" && (f.sub == "SETNAME" || f.sub == "SETINFO"));
+  if (handshake && !filter_.names_command(f.name, f.sub)) return {};
+  std::mt19937_64 fallback;
+  if (!filter_.matches(f, ctx.rng ? *ctx.rng : fallback)) return {};
+  RespAction a = act(f, ctx);
+  if (a.kind != RespActionKind::Forward) ++injected_;
+  return a;
+}
+
+// Redis's stringmatchlen, without the nesting-depth guard (patterns come from the API, which
+// bounds their size).
+bool glob_match(std::string_view p, std::string_view s, bool nocase) {
+  auto lower = [&](char c) {
+    return nocase ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : c;
+  };
+  size_t pi = 0, si = 0;
+  while (pi < p.size()) {
+    switch (p[pi]) {
+    case '*': {
+      while (pi + 1 < p.size() && p[pi + 1] == '*') ++pi;
+      if (pi + 1 == p.size()) return true;
+      for (size_t k = si; k <= s.size(); ++k)
+        if (glob_match(p.substr(pi + 1), s.substr(k), nocase)) return true;
+      return false;
+    }
+    case '?':
+      if (si >= s.size()) return false;
+      ++si;
+      break;
+    case '[': {
+      if (si >= s.size()) return false;
+      ++pi;
+      bool negate = pi < p.size() && p[pi] == '^';
+      if (negate) ++pi;
+      bool match = false;
+      while (pi < p.size() && p[pi] != ']') {
+        if (p[pi] == '\\' && pi + 1 < p.size()) {
+          ++pi;
+          if (lower(p[pi]) == lower(s[si])) match = true;
+        } else if (pi + 2 < p.size() && p[pi + 1] == '-') {
+          char a = lower(p[pi]), b = lower(p[pi + 2]), c = lower(s[si]);
+          if (a > b) std::swap(a, b);
+          if (c >= a && c <= b) match = true;
+          pi += 2;
+        } else if (lower(p[pi]) == lower(s[si])) {
+          match = true;
+        }
+        ++pi;
+      }
+      if (negate) match = !match;
+      if (!match) return false;
+      ++si;
+      break;
+    }
+    case '\\':
+      if (pi + 1 < p.size()) ++pi;
+      [[fallthrough]];
+    default:
+      if (si >= s.size() || lower(p[pi]) != lower(s[si])) return false;
+      ++si;
+      break;
+    }
+    ++pi;
+  }
+  return si == s.size();
+}
+
+} // namespace faultline::toxics

@@ -1,0 +1,115 @@
+#pragma once
+// RESP-aware toxics: decide per request frame instead of per chunk.
+//
+//   client bytes ─► RequestParser ─► frame ─► [rule 0] [rule 1] ... ─► action
+//                                                                    ├ Forward
+//                                                                    ├ Inject (reply written by faultline, not forwarded)
+//                                                                    ├ DelayRequest / DelayReply
+//                                                                    ├ Hang (reply and all later ones never delivered)
+//                                                                    └ Reset/Close before forwarding, or after the reply
+//
+// The filter every RESP-aware toxic carries (commands, keys, probability, first, every, after)
+// is parsed and applied here, once, by RespRule; a toxic type only says what happens to a
+// matching command. The session applies the action and keeps replies in request order.
+
+#include <atomic>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "resp/commands.h"
+#include "resp/parser.h"
+#include "resp/writer.h"
+
+namespace faultline::toxics {
+
+enum class RespActionKind : uint8_t {
+  Forward,
+  Inject,       // answer with `reply`, do not forward
+  DelayRequest, // hold the request (and everything after it) for delay_ms
+  DelayReply,   // forward; hold its reply (and every later one) for delay_ms
+  Hang,         // forward; never deliver its reply nor any later one
+  ResetBefore,  // RST the connection, request not forwarded (not executed)
+  CloseBefore,  // FIN-close the connection, request not forwarded
+  ResetAfter,   // forward; when the reply arrives, drop it and RST (executed, reply lost)
+  CloseAfter,   // forward; when the reply arrives, drop it and close
+  Truncate,     // forward; deliver the first `bytes` bytes of its reply, then RST
+};
+const char* to_string(RespActionKind k);
+
+struct RespAction {
+  RespActionKind kind = RespActionKind::Forward;
+  std::string reply;     // Inject: RESP bytes in the session's protocol
+  uint64_t delay_ms = 0; // DelayRequest / DelayReply
+  uint64_t bytes = 0;    // Truncate
+};
+
+// What a rule may know about the session when it decides.
+struct RespContext {
+  resp::Protocol protocol = resp::Protocol::Resp2;
+  bool in_multi = false;
+  bool subscribed = false; // RESP2 pub/sub mode
+  bool monitoring = false;
+  bool reply_off = false;  // CLIENT REPLY OFF
+  std::mt19937_64* rng = nullptr;
+};
+
+// The shared filter. Attributes: commands (array or "A,B"; names, "CLIENT|SETNAME", "@write"...),
+// keys (Redis glob on the first key), probability (0..1 per matching command), first (only the
+// first N matches), every (every Nth match), after (skip the first N matches).
+class RespFilter {
+public:
+  // default_commands applies when the attributes name none (e.g. "@write" for READONLY).
+  RespFilter(const nlohmann::json& attrs, std::vector<std::string> default_commands = {});
+  // Counts a match and applies first/every/after/probability. Mutates the counters.
+  bool matches(const resp::RequestFrame& f, std::mt19937_64& rng) const;
+  // commands/keys/probability/first/every/after as JSON (for the toxic's attributes).
+  void to_json(nlohmann::json& out) const;
+  uint64_t matched() const { return matched_; }
+  bool names_command(std::string_view upper_name, std::string_view upper_sub) const;
+
+private:
+  struct Entry {
+    std::string name; // upper-cased
+    std::string sub;  // upper-cased, may be empty
+    uint32_t category = 0; // resp::Category bits for "@..." entries
+  };
+  bool command_matches(const resp::RequestFrame& f) const;
+  std::vector<Entry> commands_;
+  std::vector<std::string> command_text_; // as given, for to_json
+  std::string keys_;
+  double probability_ = 1.0;
+  uint64_t first_ = 0, every_ = 0, after_ = 0;
+  mutable uint64_t seen_ = 0;    // commands that passed commands/keys
+  mutable uint64_t matched_ = 0; // commands that also passed first/every/after/probability
+};
+
+// Redis's glob (stringmatchlen): *, ?, [abc], [^a-z], \x.
+bool glob_match(std::string_view pattern, std::string_view text, bool nocase = false);
+
+class RespRule {
+public:
+  explicit RespRule(RespFilter filter) : filter_(std::move(filter)) {}
+  virtual ~RespRule() = default;
+  // The action for a request, or Forward when the filter does not match. Handshake commands
+  // (AUTH, HELLO, CLIENT SETNAME/SETINFO, SELECT) never match unless the filter names them.
+  RespAction decide(const resp::RequestFrame& f, const RespContext& ctx) const;
+  uint64_t matched() const { return filter_.matched(); }
+  uint64_t injected() const { return injected_; }
+  const RespFilter& filter() const { return filter_; }
+
+protected:
+  // What happens to a matching command. May return Forward (e.g. nothing sensible to do in
+  // this session's mode).
+  virtual RespAction act(const resp::RequestFrame& f, const RespContext& ctx) const = 0;
+
+private:
+  RespFilter filter_;
+  mutable uint64_t injected_ = 0;
+};
+
+} // namespace faultline::toxics
