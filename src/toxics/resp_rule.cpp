@@ -177,6 +177,20 @@ RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx)
   return a;
 }
 
+std::string attr_choice(const nlohmann::json& attrs, const char* key, const char* def,
+                        std::initializer_list<const char*> allowed) {
+  auto it = attrs.find(key);
+  if (it == attrs.end() || it->is_null()) return def;
+  std::string list;
+  for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  if (!it->is_string())
+    throw ToxicError(fmt::format("attribute '{}' must be one of: {}", key, list));
+  std::string v = it->get<std::string>();
+  for (const char* a : allowed)
+    if (v == a) return v;
+  throw ToxicError(fmt::format("attribute '{}' must be one of: {} (got '{}')", key, list, v));
+}
+
 // Redis's stringmatchlen, without the nesting-depth guard (patterns come from the API, which
 // bounds their size).
 bool glob_match(std::string_view p, std::string_view s, bool nocase) {

@@ -24,6 +24,7 @@
 #include "resp/commands.h"
 #include "resp/parser.h"
 #include "resp/writer.h"
+#include "toxics/toxic.h"
 
 namespace faultline::toxics {
 
@@ -111,5 +112,33 @@ private:
   RespFilter filter_;
   mutable uint64_t injected_ = 0;
 };
+
+} // namespace faultline::toxics
+
+namespace faultline::toxics {
+
+class ToxicImpl;
+
+// Base of every RESP-aware toxic type: the filter's attributes plus the type's own.
+class RespToxic : public ToxicImpl, public RespRule {
+public:
+  using RespRule::RespRule;
+  nlohmann::json attributes() const override {
+    nlohmann::json a = own_attributes();
+    filter().to_json(a);
+    a["matched"] = matched();
+    a["injected"] = injected();
+    return a;
+  }
+  std::unique_ptr<Stage> make_stage(Output&) const override { return nullptr; }
+  const RespRule* resp_rule() const override { return this; }
+
+protected:
+  virtual nlohmann::json own_attributes() const = 0;
+};
+
+// "before" / "after" (resp_reset, resp_close) and "request" / "reply" (resp_delay).
+std::string attr_choice(const nlohmann::json& attrs, const char* key, const char* def,
+                        std::initializer_list<const char*> allowed);
 
 } // namespace faultline::toxics

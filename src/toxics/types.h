@@ -25,4 +25,13 @@ std::shared_ptr<const ToxicImpl> make_reset_peer(const nlohmann::json& attrs);
 std::shared_ptr<const ToxicImpl> make_slicer(const nlohmann::json& attrs);
 std::shared_ptr<const ToxicImpl> make_limit_data(const nlohmann::json& attrs);
 
+// RESP-aware (see resp_rule.h).
+std::shared_ptr<const ToxicImpl> make_resp_error(const nlohmann::json& attrs);
+std::shared_ptr<const ToxicImpl> make_resp_reply(const nlohmann::json& attrs);
+std::shared_ptr<const ToxicImpl> make_resp_delay(const nlohmann::json& attrs);
+std::shared_ptr<const ToxicImpl> make_resp_hang(const nlohmann::json& attrs);
+std::shared_ptr<const ToxicImpl> make_resp_reset(const nlohmann::json& attrs);
+std::shared_ptr<const ToxicImpl> make_resp_close(const nlohmann::json& attrs);
+std::shared_ptr<const ToxicImpl> make_truncate(const nlohmann::json& attrs);
+
 } // namespace faultline::toxics

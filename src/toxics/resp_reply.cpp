@@ -1,0 +1,105 @@
+// resp_reply: answer a matching command with a given reply instead of sending it to Redis.
+// `reply` is a short form (nil, empty, empty_string, ok, int:N, bulk:TEXT, simple:TEXT,
+// error:TEXT) or one complete RESP value written out ("$5\r\nhello\r\n"). Short forms are
+// written in the session's protocol (nil is $-1 in RESP2 and _ in RESP3).
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include "resp/parser.h"
+#include "resp/writer.h"
+#include "toxics/resp_rule.h"
+#include "toxics/types.h"
+
+namespace faultline::toxics {
+
+namespace {
+
+enum class Form { Nil, Empty, EmptyString, Ok, Int, Bulk, Simple, Error, Raw };
+
+class RespReply final : public RespToxic {
+public:
+  RespReply(RespFilter f, std::string spec, Form form, std::string text, int64_t n)
+      : RespToxic(std::move(f)), spec_(std::move(spec)), form_(form), text_(std::move(text)),
+        n_(n) {}
+
+protected:
+  nlohmann::json own_attributes() const override { return {{"reply", spec_}}; }
+  RespAction act(const resp::RequestFrame&, const RespContext& ctx) const override {
+    RespAction a;
+    if (ctx.monitoring || ctx.subscribed) return a; // replies there have their own shapes
+    a.kind = RespActionKind::Inject;
+    resp::Writer w(a.reply, ctx.protocol);
+    switch (form_) {
+    case Form::Nil: w.null(); break;
+    case Form::Empty: w.array(0); break;
+    case Form::EmptyString: w.bulk(""); break;
+    case Form::Ok: w.simple("OK"); break;
+    case Form::Int: w.integer(n_); break;
+    case Form::Bulk: w.bulk(text_); break;
+    case Form::Simple: w.simple(text_); break;
+    case Form::Error: w.error(text_); break;
+    case Form::Raw: a.reply = text_; break;
+    }
+    return a;
+  }
+
+private:
+  std::string spec_;
+  Form form_;
+  std::string text_;
+  int64_t n_;
+};
+
+} // namespace
+
+std::shared_ptr<const ToxicImpl> make_resp_reply(const nlohmann::json& attrs) {
+  auto r = attrs.find("reply");
+  if (r == attrs.end() || r->is_null()) throw ToxicError("resp_reply needs attribute 'reply'");
+  if (!r->is_string()) throw ToxicError("attribute 'reply' must be a string");
+  std::string spec = r->get<std::string>();
+  Form form;
+  std::string text;
+  int64_t n = 0;
+  auto rest = [&](size_t prefix) { return spec.substr(prefix); };
+  if (spec == "nil" || spec == "null") form = Form::Nil;
+  else if (spec == "empty") form = Form::Empty;
+  else if (spec == "empty_string") form = Form::EmptyString;
+  else if (spec == "ok") form = Form::Ok;
+  else if (spec.rfind("int:", 0) == 0) {
+    form = Form::Int;
+    std::string v = rest(4);
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size())
+      throw ToxicError(fmt::format("attribute 'reply': '{}' is not int:N", spec));
+  } else if (spec.rfind("bulk:", 0) == 0) {
+    form = Form::Bulk;
+    text = rest(5);
+  } else if (spec.rfind("simple:", 0) == 0) {
+    form = Form::Simple;
+    text = rest(7);
+  } else if (spec.rfind("error:", 0) == 0) {
+    form = Form::Error;
+    text = rest(6);
+  } else {
+    // One complete RESP value, nothing after it.
+    resp::ReplyParser parser;
+    int frames = 0;
+    uint64_t end = 0;
+    auto st = parser.feed(spec.data(), spec.size(), [&](const resp::ReplyFrame& f) {
+      ++frames;
+      end = f.end;
+    });
+    if (st == resp::Status::Error || frames != 1 || end != spec.size())
+      throw ToxicError("attribute 'reply' must be nil, empty, empty_string, ok, int:N, bulk:TEXT, "
+                       "simple:TEXT, error:TEXT or one complete RESP value");
+    form = Form::Raw;
+    text = spec;
+  }
+  if ((form == Form::Simple || form == Form::Error) && text.find_first_of("\r\n") != std::string::npos)
+    throw ToxicError("attribute 'reply': simple strings and errors must be one line");
+  return std::make_shared<RespReply>(RespFilter(attrs), spec, form, text, n);
+}
+
+} // namespace faultline::toxics

@@ -1,0 +1,36 @@
+// resp_reset: reset the connection (RST) when a matching command arrives, before it is
+// forwarded (phase "before": not executed), or once Redis replied (phase "after": executed,
+// reply lost — the ambiguous failure idempotency and retries must survive).
+
+#include "toxics/resp_rule.h"
+#include "toxics/types.h"
+
+namespace faultline::toxics {
+
+namespace {
+
+class RespReset final : public RespToxic {
+public:
+  RespReset(RespFilter f, bool after) : RespToxic(std::move(f)), after_(after) {}
+
+protected:
+  nlohmann::json own_attributes() const override { return {{"phase", after_ ? "after" : "before"}}; }
+  RespAction act(const resp::RequestFrame&, const RespContext& ctx) const override {
+    RespAction a;
+    if (after_ && (ctx.reply_off || ctx.monitoring || ctx.subscribed)) return a;
+    a.kind = after_ ? RespActionKind::ResetAfter : RespActionKind::ResetBefore;
+    return a;
+  }
+
+private:
+  bool after_;
+};
+
+} // namespace
+
+std::shared_ptr<const ToxicImpl> make_resp_reset(const nlohmann::json& attrs) {
+  bool after = attr_choice(attrs, "phase", "before", {"before", "after"}) == "after";
+  return std::make_shared<RespReset>(RespFilter(attrs), after);
+}
+
+} // namespace faultline::toxics
