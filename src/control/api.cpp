@@ -1,0 +1,586 @@
+#include "control/api.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <optional>
+
+#include <fmt/format.h>
+#include <uv.h>
+
+#include "observe/log.h"
+#include "proxy/proxy.h"
+#include "toxics/toxic.h"
+#include "uv/address.h"
+
+namespace faultline::control {
+
+using nlohmann::json;
+
+namespace {
+
+// Toxiproxy's error strings (api.go), so clients that match on them keep working.
+constexpr const char* kBadRequestBody = "bad request body";
+constexpr const char* kMissingField = "missing required field";
+constexpr const char* kProxyNotFound = "proxy not found";
+constexpr const char* kProxyAlreadyExists = "proxy already exists";
+constexpr const char* kInvalidStream = "stream was invalid, can be either upstream or downstream";
+constexpr const char* kInvalidToxicType = "invalid toxic type";
+constexpr const char* kToxicAlreadyExists = "toxic already exists";
+constexpr const char* kToxicNotFound = "toxic not found";
+
+// Deeper JSON than this is refused before it is parsed: nothing in the API nests beyond 3.
+constexpr int kMaxJsonDepth = 32;
+// Where a proxy created without `listen` listens: loopback, a free port.
+constexpr const char* kDefaultListen = "127.0.0.1:0";
+
+[[noreturn]] void bad_body(const std::string& detail) {
+  throw ApiError(400, fmt::format("{}: {}", kBadRequestBody, detail));
+}
+
+// Nesting depth outside strings, without building anything.
+int json_depth(std::string_view s) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      max_depth = std::max(max_depth, ++depth);
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+json parse_json(const std::string& body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos)
+    bad_body("empty body");
+  if (json_depth(body) > kMaxJsonDepth)
+    bad_body(fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
+  try {
+    return json::parse(body);
+  } catch (const json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, ..." → the part after the tag.
+    std::string what = e.what();
+    auto pos = what.find("] ");
+    bad_body(pos == std::string::npos ? what : what.substr(pos + 2));
+  }
+}
+
+json parse_object(const std::string& body) {
+  json j = parse_json(body);
+  if (!j.is_object())
+    bad_body("expected a JSON object");
+  return j;
+}
+
+const char* json_type_name(const json& v) {
+  switch (v.type()) {
+  case json::value_t::string:
+    return "a string";
+  case json::value_t::boolean:
+    return "a boolean";
+  case json::value_t::number_integer:
+  case json::value_t::number_unsigned:
+  case json::value_t::number_float:
+    return "a number";
+  case json::value_t::array:
+    return "an array";
+  case json::value_t::object:
+    return "an object";
+  default:
+    return "null";
+  }
+}
+
+// An optional field of a request object; null counts as absent (Go's decoder does the same).
+const json* field(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::optional<std::string> opt_string(const json& obj, const char* key) {
+  const json* v = field(obj, key);
+  if (!v)
+    return std::nullopt;
+  if (!v->is_string())
+    bad_body(fmt::format("field '{}' must be a string, not {}", key, json_type_name(*v)));
+  return v->get<std::string>();
+}
+
+std::optional<bool> opt_bool(const json& obj, const char* key) {
+  const json* v = field(obj, key);
+  if (!v)
+    return std::nullopt;
+  if (!v->is_boolean())
+    bad_body(fmt::format("field '{}' must be a boolean, not {}", key, json_type_name(*v)));
+  return v->get<bool>();
+}
+
+std::optional<double> opt_toxicity(const json& obj) {
+  const json* v = field(obj, "toxicity");
+  if (!v)
+    return std::nullopt;
+  if (!v->is_number() || !(v->get<double>() >= 0.0 && v->get<double>() <= 1.0))
+    bad_body("field 'toxicity' must be a number from 0.0 to 1.0");
+  return v->get<double>();
+}
+
+std::string_view accept_name(proxy::AcceptMode m) {
+  switch (m) {
+  case proxy::AcceptMode::Reset:
+    return "reset";
+  case proxy::AcceptMode::Hang:
+    return "hang";
+  default:
+    return "normal";
+  }
+}
+
+std::optional<proxy::AcceptMode> opt_accept(const json& obj) {
+  auto s = opt_string(obj, "accept");
+  if (!s)
+    return std::nullopt;
+  if (*s == "normal")
+    return proxy::AcceptMode::Normal;
+  if (*s == "reset")
+    return proxy::AcceptMode::Reset;
+  if (*s == "hang")
+    return proxy::AcceptMode::Hang;
+  bad_body(fmt::format("field 'accept' must be \"normal\", \"reset\" or \"hang\", not \"{}\"", *s));
+}
+
+void check_address(const char* what, const std::string& addr) {
+  std::string err;
+  if (!uv::parse_endpoint(addr, err))
+    throw ApiError(400, fmt::format("{}: {}", what, err));
+}
+
+// An error from Proxy::start/set_*: the socket refused (Toxiproxy answers 500 with the listen
+// error), or the address itself was wrong (400).
+[[noreturn]] void proxy_failure(const std::string& err) {
+  bool socket = err.rfind("cannot bind", 0) == 0 || err.rfind("cannot listen", 0) == 0;
+  throw ApiError(socket ? 500 : 400, err);
+}
+
+// One proxy of a POST /proxies or /populate body, checked before anything changes.
+struct ProxyInput {
+  proxy::ProxyConfig cfg;
+  std::optional<proxy::AcceptMode> accept;
+};
+
+ProxyInput read_proxy_input(const json& obj, const std::string& where) {
+  if (!obj.is_object())
+    bad_body(fmt::format("expected a JSON object{}", where));
+  ProxyInput in;
+  in.cfg.name = opt_string(obj, "name").value_or("");
+  in.cfg.upstream = opt_string(obj, "upstream").value_or("");
+  in.cfg.listen = opt_string(obj, "listen").value_or("");
+  in.cfg.enabled = opt_bool(obj, "enabled").value_or(true);
+  in.accept = opt_accept(obj);
+  if (in.cfg.name.empty())
+    throw ApiError(400, fmt::format("{}: name{}", kMissingField, where));
+  if (in.cfg.upstream.empty())
+    throw ApiError(400, fmt::format("{}: upstream{}", kMissingField, where));
+  if (in.cfg.listen.empty())
+    in.cfg.listen = kDefaultListen;
+  check_address("listen", in.cfg.listen);
+  check_address("upstream", in.cfg.upstream);
+  return in;
+}
+
+proxy::Proxy& create_or_throw(proxy::Registry& reg, const ProxyInput& in) {
+  std::string err;
+  proxy::Proxy* p = reg.create(in.cfg, err);
+  if (!p)
+    proxy_failure(err);
+  if (in.accept)
+    p->set_accept_mode(*in.accept);
+  return *p;
+}
+
+// Toxiproxy replaces a proxy on /populate only when its listen or upstream address differs.
+bool differs(const proxy::Proxy& p, const proxy::ProxyConfig& cfg) {
+  if (cfg.upstream != p.upstream_address())
+    return true;
+  std::string err;
+  auto ep = uv::parse_endpoint(cfg.listen, err);
+  if (!ep || ep->port == 0)
+    return true;
+  if (ep->host.empty())
+    ep->host = "0.0.0.0";
+  return ep->str() != p.listen_address();
+}
+
+uint64_t total_bytes_from_client(const proxy::Proxy& p) {
+  uint64_t n = p.stats().bytes_from_client;
+  for (const auto& [id, s] : p.sessions())
+    n += s->bytes_from_client();
+  return n;
+}
+
+uint64_t total_bytes_from_upstream(const proxy::Proxy& p) {
+  uint64_t n = p.stats().bytes_from_upstream;
+  for (const auto& [id, s] : p.sessions())
+    n += s->bytes_from_upstream();
+  return n;
+}
+
+} // namespace
+
+void append_metric_header(std::string& out, std::string_view name, std::string_view help,
+                          std::string_view type) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+std::string escape_label_value(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+Api::Api(proxy::Registry& registry) : registry_(registry) {}
+
+json Api::proxy_json(const proxy::Proxy& p) {
+  json toxics = json::array();
+  for (const auto& t : p.toxics())
+    toxics.push_back(t.to_json());
+  return {{"name", p.name()},
+          {"listen", p.listen_address()},
+          {"upstream", p.upstream_address()},
+          {"enabled", p.enabled()},
+          {"accept", std::string(accept_name(p.accept_mode()))},
+          {"toxics", std::move(toxics)}};
+}
+
+Router Api::router() {
+  // Every handler goes through here: the one place that maps errors to HTTP replies.
+  auto wrap = [this](void (Api::*method)(Request&, Response&)) -> Handler {
+    return [this, method](Request& req, Response& res) {
+      // Response::json, not Response::error: messages may quote the request's bytes, and
+      // json() replaces invalid UTF-8 instead of throwing.
+      auto fail = [&res](int status, const std::string& message) {
+        res.json(status, json{{"error", message}, {"status", status}});
+      };
+      try {
+        (this->*method)(req, res);
+      } catch (const ApiError& e) {
+        fail(e.status, e.what());
+      } catch (const toxics::ToxicError& e) {
+        fail(400, fmt::format("{}: {}", kBadRequestBody, e.what()));
+      } catch (const json::exception& e) {
+        fail(400, fmt::format("{}: {}", kBadRequestBody, e.what()));
+      }
+    };
+  };
+  Router r;
+  // Toxiproxy's routes (api.go).
+  r.add("POST", "/reset", wrap(&Api::reset));
+  r.add("GET", "/proxies", wrap(&Api::list_proxies));
+  r.add("POST", "/proxies", wrap(&Api::create_proxy));
+  r.add("POST", "/populate", wrap(&Api::populate));
+  r.add("GET", "/proxies/{proxy}", wrap(&Api::show_proxy));
+  r.add("POST", "/proxies/{proxy}", wrap(&Api::update_proxy));
+  r.add("PATCH", "/proxies/{proxy}", wrap(&Api::update_proxy));
+  r.add("DELETE", "/proxies/{proxy}", wrap(&Api::delete_proxy));
+  r.add("GET", "/proxies/{proxy}/toxics", wrap(&Api::list_toxics));
+  r.add("POST", "/proxies/{proxy}/toxics", wrap(&Api::create_toxic));
+  r.add("GET", "/proxies/{proxy}/toxics/{toxic}", wrap(&Api::show_toxic));
+  r.add("POST", "/proxies/{proxy}/toxics/{toxic}", wrap(&Api::update_toxic));
+  r.add("PATCH", "/proxies/{proxy}/toxics/{toxic}", wrap(&Api::update_toxic));
+  r.add("DELETE", "/proxies/{proxy}/toxics/{toxic}", wrap(&Api::delete_toxic));
+  r.add("GET", "/version", wrap(&Api::version));
+  // faultline's additions.
+  r.add("GET", "/proxies/{proxy}/connections", wrap(&Api::list_connections));
+  r.add("DELETE", "/proxies/{proxy}/connections", wrap(&Api::drop_connections));
+  r.add("GET", "/metrics", wrap(&Api::metrics));
+  return r;
+}
+
+proxy::Proxy& Api::find_proxy(const Request& req) {
+  proxy::Proxy* p = registry_.find(req.param("proxy"));
+  if (!p)
+    throw ApiError(404, kProxyNotFound);
+  return *p;
+}
+
+void Api::version(Request&, Response& res) {
+  // Toxiproxy 2.x answers JSON (older releases answered the bare version as text).
+  res.text(200, "application/json;charset=utf-8",
+           fmt::format("{{\"version\": \"{}\"}}\n", FAULTLINE_VERSION));
+}
+
+void Api::list_proxies(Request&, Response& res) {
+  json out = json::object();
+  for (const auto& [name, p] : registry_.proxies())
+    out[name] = proxy_json(*p);
+  res.json(200, out);
+}
+
+void Api::create_proxy(Request& req, Response& res) {
+  ProxyInput in = read_proxy_input(parse_object(req.body), "");
+  if (registry_.find(in.cfg.name))
+    throw ApiError(409, kProxyAlreadyExists);
+  proxy::Proxy& p = create_or_throw(registry_, in);
+  log::info("api: proxy {} created ({} -> {})", p.name(), p.listen_address(), p.upstream_address());
+  res.json(201, proxy_json(p));
+}
+
+void Api::populate(Request& req, Response& res) {
+  // Toxiproxy answers every outcome with the proxies created so far (none when the body is
+  // refused) and, on failure, the error beside them: {"error", "status", "proxies"}.
+  json done = json::array();
+  try {
+    json body = parse_json(req.body);
+    if (!body.is_array())
+      bad_body("expected a JSON array of proxies");
+    // Check every entry before changing anything...
+    std::vector<ProxyInput> inputs;
+    for (size_t i = 0; i < body.size(); ++i)
+      inputs.push_back(read_proxy_input(body[i], fmt::format(" at proxy {}", i + 1)));
+    // ...then create or replace in order, stopping at the first failure.
+    for (const auto& in : inputs) {
+      proxy::Proxy* existing = registry_.find(in.cfg.name);
+      if (existing && !differs(*existing, in.cfg)) {
+        if (in.accept)
+          existing->set_accept_mode(*in.accept);
+        done.push_back(proxy_json(*existing));
+        continue;
+      }
+      if (existing)
+        registry_.remove(in.cfg.name);
+      done.push_back(proxy_json(create_or_throw(registry_, in)));
+    }
+  } catch (const ApiError& e) {
+    res.json(e.status, json{{"error", e.what()}, {"status", e.status}, {"proxies", done}});
+    return;
+  }
+  log::info("api: populated {} proxies", done.size());
+  res.json(201, json{{"proxies", std::move(done)}});
+}
+
+void Api::reset(Request&, Response& res) {
+  for (const auto& [name, p] : registry_.proxies()) {
+    std::string err;
+    if (!p->set_enabled(true, err))
+      throw ApiError(500, err);
+    p->remove_all_toxics();
+    p->set_accept_mode(proxy::AcceptMode::Normal);
+  }
+  log::info("api: reset (every proxy enabled, every toxic removed)");
+  res.empty(204);
+}
+
+void Api::show_proxy(Request& req, Response& res) {
+  res.json(200, proxy_json(find_proxy(req)));
+}
+
+void Api::update_proxy(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  json body = parse_object(req.body);
+  // Every field is optional; all are checked before the first change.
+  auto listen = opt_string(body, "listen");
+  auto upstream = opt_string(body, "upstream");
+  auto enabled = opt_bool(body, "enabled");
+  auto accept = opt_accept(body);
+  if (listen)
+    check_address("listen", *listen);
+  if (upstream)
+    check_address("upstream", *upstream);
+
+  std::string err;
+  if (upstream && *upstream != p.upstream_address()) {
+    if (!p.set_upstream(*upstream, err))
+      proxy_failure(err);
+    // Toxiproxy restarts a proxy whose upstream changes: its connections go with it.
+    p.drop_connections(false);
+  }
+  if (listen && !p.set_listen(*listen, err))
+    proxy_failure(err);
+  if (enabled && !p.set_enabled(*enabled, err))
+    proxy_failure(err);
+  if (accept)
+    p.set_accept_mode(*accept);
+  res.json(200, proxy_json(p));
+}
+
+void Api::delete_proxy(Request& req, Response& res) {
+  if (!registry_.remove(req.param("proxy")))
+    throw ApiError(404, kProxyNotFound);
+  log::info("api: proxy {} deleted", req.param("proxy"));
+  res.empty(204);
+}
+
+void Api::list_toxics(Request& req, Response& res) {
+  json out = json::array();
+  for (const auto& t : find_proxy(req).toxics())
+    out.push_back(t.to_json());
+  res.json(200, out);
+}
+
+void Api::create_toxic(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  json body = parse_object(req.body);
+  // The order of checks is Toxiproxy's (AddToxicJson): stream, type, name, then attributes.
+  std::string stream_name = opt_string(body, "stream").value_or("downstream");
+  std::transform(stream_name.begin(), stream_name.end(), stream_name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  toxics::Toxic t;
+  if (!toxics::parse_stream(stream_name, t.stream))
+    throw ApiError(400, kInvalidStream);
+  t.type = opt_string(body, "type").value_or("");
+  t.name = opt_string(body, "name").value_or("");
+  if (t.name.empty())
+    t.name = fmt::format("{}_{}", t.type, stream_name);
+  if (!toxics::known_type(t.type))
+    throw ApiError(400, kInvalidToxicType);
+  if (p.find_toxic(t.name))
+    throw ApiError(409, kToxicAlreadyExists);
+  t.toxicity = opt_toxicity(body).value_or(1.0);
+  const json* attrs = field(body, "attributes");
+  t.impl = toxics::make_impl(t.type, attrs ? *attrs : json::object());
+  json out = t.to_json();
+  p.add_toxic(std::move(t));
+  // Toxiproxy answers 200 here, not 201.
+  res.json(200, out);
+}
+
+void Api::show_toxic(Request& req, Response& res) {
+  const toxics::Toxic* t = find_proxy(req).find_toxic(req.param("toxic"));
+  if (!t)
+    throw ApiError(404, kToxicNotFound);
+  res.json(200, t->to_json());
+}
+
+void Api::update_toxic(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  const toxics::Toxic* cur = p.find_toxic(req.param("toxic"));
+  if (!cur)
+    throw ApiError(404, kToxicNotFound);
+  json body = parse_object(req.body);
+  // Toxiproxy decodes the body over the existing toxic: attributes given replace those values,
+  // the others stay; toxicity likewise. Name, type and stream cannot change.
+  json attrs = cur->impl ? cur->impl->attributes() : json::object();
+  if (const json* given = field(body, "attributes")) {
+    if (!given->is_object())
+      bad_body("attributes must be an object");
+    for (const auto& [k, v] : given->items())
+      attrs[k] = v;
+  }
+  toxics::Toxic t = *cur;
+  t.toxicity = opt_toxicity(body).value_or(cur->toxicity);
+  t.impl = toxics::make_impl(t.type, attrs);
+  json out = t.to_json();
+  p.update_toxic(std::move(t));
+  res.json(200, out);
+}
+
+void Api::delete_toxic(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  if (!p.remove_toxic(req.param("toxic")))
+    throw ApiError(404, kToxicNotFound);
+  res.empty(204);
+}
+
+void Api::list_connections(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  uv_loop_t* loop = p.runtime().loop();
+  uv_update_time(loop);
+  uint64_t now = uv_now(loop);
+  std::vector<const proxy::Session*> live;
+  for (const auto& [id, s] : p.sessions())
+    if (!s->closing())
+      live.push_back(s.get());
+  std::sort(live.begin(), live.end(),
+            [](const proxy::Session* a, const proxy::Session* b) { return a->id() < b->id(); });
+  json out = json::array();
+  for (const proxy::Session* s : live) {
+    out.push_back({{"id", s->id()},
+                   {"client", s->client_address()},
+                   {"age_ms", now >= s->started_ms() ? now - s->started_ms() : 0},
+                   {"bytes_from_client", s->bytes_from_client()},
+                   {"bytes_from_upstream", s->bytes_from_upstream()},
+                   {"commands", 0}});
+  }
+  res.json(200, out);
+}
+
+void Api::drop_connections(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  bool rst = false;
+  if (auto it = req.query.find("reset"); it != req.query.end()) {
+    if (it->second == "true" || it->second == "1")
+      rst = true;
+    else if (it->second != "false" && it->second != "0" && !it->second.empty())
+      throw ApiError(400, "query parameter 'reset' must be true or false");
+  }
+  log::info("api: dropping {} connections of {}{}", p.session_count(), p.name(),
+            rst ? " with RST" : "");
+  p.drop_connections(rst);
+  res.empty(204);
+}
+
+void Api::append_proxy_metrics(std::string& out) const {
+  struct Family {
+    const char* name;
+    const char* help;
+    const char* type;
+  };
+  const auto& proxies = registry_.proxies();
+  auto each = [&](const Family& f, auto&& value) {
+    append_metric_header(out, f.name, f.help, f.type);
+    for (const auto& [name, p] : proxies)
+      out += fmt::format("{}{{proxy=\"{}\"}} {}\n", f.name, escape_label_value(name), value(*p));
+  };
+  each({"faultline_connections_current", "Client connections open through the proxy.", "gauge"},
+       [](const proxy::Proxy& p) { return p.session_count(); });
+  each({"faultline_connections_total", "Client connections accepted by the proxy.", "counter"},
+       [](const proxy::Proxy& p) { return p.stats().connections_total; });
+  append_metric_header(out, "faultline_bytes_total",
+                       "Bytes forwarded: upstream is client to Redis, downstream Redis to client.",
+                       "counter");
+  for (const auto& [name, p] : proxies) {
+    std::string label = escape_label_value(name);
+    out += fmt::format("faultline_bytes_total{{proxy=\"{}\",direction=\"upstream\"}} {}\n", label,
+                       total_bytes_from_client(*p));
+    out += fmt::format("faultline_bytes_total{{proxy=\"{}\",direction=\"downstream\"}} {}\n", label,
+                       total_bytes_from_upstream(*p));
+  }
+  each({"faultline_toxics_active", "Toxics currently set on the proxy.", "gauge"},
+       [](const proxy::Proxy& p) { return p.toxics().size(); });
+  each({"faultline_connect_failures_total", "Upstream connects that failed or timed out.",
+        "counter"},
+       [](const proxy::Proxy& p) { return p.stats().connect_failures; });
+}
+
+std::string Api::metrics_text() const {
+  std::string out;
+  append_proxy_metrics(out);
+  for (const auto& section : metrics_)
+    section(out);
+  return out;
+}
+
+void Api::metrics(Request&, Response& res) {
+  res.text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text());
+}
+
+} // namespace faultline::control

@@ -1,0 +1,84 @@
+#pragma once
+
+// The control API: Toxiproxy's HTTP API (same paths, JSON field names, status codes and error
+// strings, so existing Toxiproxy clients work unchanged), plus faultline's additions beside it:
+// a proxy's `accept` mode, its live connections, and Prometheus metrics on /metrics.
+//
+// Every handler runs on the loop that owns the proxies; there is no locking. Handlers report bad
+// input by throwing ApiError, and one wrapper turns that (and JSON or toxic parse errors) into
+// the {"error": "...", "status": N} reply, so no handler formats its own error.
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "control/http_server.h"
+
+namespace faultline::proxy {
+class Proxy;
+class Registry;
+} // namespace faultline::proxy
+
+namespace faultline::control {
+
+// An error reply: Toxiproxy's message text and status code.
+struct ApiError : std::runtime_error {
+  ApiError(int status, const std::string& message) : std::runtime_error(message), status(status) {}
+  int status;
+};
+
+// Prometheus text format helpers for whoever appends a section to /metrics.
+// Appends "# HELP name help\n# TYPE name type\n".
+void append_metric_header(std::string& out, std::string_view name, std::string_view help,
+                          std::string_view type);
+// A label value escaped per the text format: backslash, double quote and newline.
+std::string escape_label_value(std::string_view value);
+
+class Api {
+public:
+  // Appends one or more complete metric families to the /metrics body.
+  using MetricsSection = std::function<void(std::string& out)>;
+
+  explicit Api(proxy::Registry& registry);
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
+
+  // The one route table. The Router refers to this Api, which must outlive the server using it.
+  Router router();
+
+  // Later parts (per-command metrics) add their families here; they follow the proxy families.
+  void add_metrics_section(MetricsSection section) { metrics_.push_back(std::move(section)); }
+  std::string metrics_text() const;
+
+  // JSON of one proxy as GET /proxies/{name} shows it.
+  static nlohmann::json proxy_json(const proxy::Proxy& p);
+
+private:
+  void version(Request& req, Response& res);
+  void list_proxies(Request& req, Response& res);
+  void create_proxy(Request& req, Response& res);
+  void populate(Request& req, Response& res);
+  void reset(Request& req, Response& res);
+  void show_proxy(Request& req, Response& res);
+  void update_proxy(Request& req, Response& res);
+  void delete_proxy(Request& req, Response& res);
+  void list_toxics(Request& req, Response& res);
+  void create_toxic(Request& req, Response& res);
+  void show_toxic(Request& req, Response& res);
+  void update_toxic(Request& req, Response& res);
+  void delete_toxic(Request& req, Response& res);
+  void list_connections(Request& req, Response& res);
+  void drop_connections(Request& req, Response& res);
+  void metrics(Request& req, Response& res);
+
+  proxy::Proxy& find_proxy(const Request& req);
+  void append_proxy_metrics(std::string& out) const;
+
+  proxy::Registry& registry_;
+  std::vector<MetricsSection> metrics_;
+};
+
+} // namespace faultline::control
