@@ -1,12 +1,18 @@
 #include "app.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <memory>
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 #include <uv.h>
 
+#include "control/api.h"
+#include "control/ctl.h"
+#include "control/http_server.h"
 #include "observe/log.h"
 #include "proxy/proxy.h"
 #include "uv/address.h"
@@ -16,7 +22,8 @@ namespace faultline {
 void add_app_options(cxxopts::Options&) {}
 bool read_app_options(const cxxopts::ParseResult&, AppConfig&, std::string&) { return true; }
 
-int run_subcommand(const std::string& name, int, char**) {
+int run_subcommand(const std::string& name, int argc, char** argv) {
+  if (name == "ctl") return control::run_ctl(argc, argv);
   fmt::print(stderr, "faultline: '{}' is not available in this build\n", name);
   return 2;
 }
@@ -27,12 +34,26 @@ struct App {
   uv_loop_t* loop;
   proxy::Runtime rt;
   proxy::Registry registry;
+  control::Api api;
+  std::unique_ptr<control::HttpServer> http; // null with --api off
   uv_signal_t sigint{}, sigterm{};
   uv_timer_t deadline{};
   bool stopping = false;
+  bool closed = false; // every handle closed: safe to destroy
+  int closing_parts = 0;
 
   App(uv_loop_t* l, const proxy::DataPathOptions& o, uint64_t seed)
-      : loop(l), rt(l, o), registry(rt, seed) {}
+      : loop(l), rt(l, o), registry(rt, seed), api(registry) {}
+
+  // Closes the API server and every proxy; `then` runs once all their handles are closed.
+  void close_all(std::function<void()> then) {
+    closing_parts = http ? 2 : 1;
+    auto part_done = [this, then] {
+      if (--closing_parts == 0) then();
+    };
+    if (http) http->close(part_done);
+    registry.shutdown(part_done);
+  }
 
   void stop(int signum) {
     if (stopping) return;
@@ -43,13 +64,56 @@ struct App {
     deadline.data = this;
     uv_timer_start(&deadline, [](uv_timer_t* t) { uv_stop(t->loop); }, 900, 0);
     uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));
-    registry.shutdown([this] {
+    close_all([this] {
       uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+      closed = true;
     });
   }
 };
+
+bool is_loopback(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) return true;
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return in6->sin6_addr.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+// Starts the control API on cfg.api. False (message printed) if it cannot listen.
+bool start_api(App& app, const AppConfig& cfg) {
+  std::string err;
+  auto ep = uv::parse_endpoint(cfg.api, err);
+  sockaddr_storage ss{};
+  if (!ep || !uv::resolve(*ep, ss, err, true)) {
+    fmt::print(stderr, "faultline: --api: {}\n", err);
+    return false;
+  }
+  control::HttpServerOptions opts;
+  opts.max_body_bytes = 1 << 20;
+  opts.token = cfg.api_token;
+  app.http = std::make_unique<control::HttpServer>(app.loop, opts, app.api.router());
+  const auto* sa = reinterpret_cast<const sockaddr*>(&ss);
+  if (int rc = app.http->listen(sa); rc != 0) {
+    fmt::print(stderr, "faultline: cannot listen on --api {}: {}\n", cfg.api, uv_strerror(rc));
+    return false;
+  }
+  uv::Endpoint bound = *ep;
+  bound.port = static_cast<uint16_t>(app.http->bound_port());
+  log::info("control API on http://{}{}", bound.str(),
+            cfg.api_token.empty() ? "" : " (bearer token required)");
+  if (!is_loopback(sa))
+    log::warn("control API on {} is reachable from the network: anyone who can connect can "
+              "break your Redis traffic{}",
+              bound.str(), cfg.api_token.empty() ? "; consider --api-token" : "");
+  return true;
+}
 
 } // namespace
 
@@ -78,6 +142,13 @@ int run_app(const AppConfig& cfg) {
     return err.rfind("cannot resolve", 0) == 0 ? 2 : 1;
   }
 
+  if (cfg.api != "off" && !start_api(*app, cfg)) {
+    // Close what was opened so nothing is freed under libuv's feet, then fail.
+    app->close_all([&app] { app->closed = true; });
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+
   uv_signal_init(loop, &app->sigint);
   uv_signal_init(loop, &app->sigterm);
   app->sigint.data = app->sigterm.data = app.get();
@@ -86,6 +157,12 @@ int run_app(const AppConfig& cfg) {
   uv_signal_start(&app->sigterm, on_signal, SIGTERM);
 
   uv_run(loop, UV_RUN_DEFAULT);
+  if (!app->closed) {
+    // The deadline cut shutdown short: handles are still open, so the App cannot be destroyed.
+    log::info("stopped (forced after the shutdown deadline)");
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
   log::info("stopped");
   return 0;
 }
