@@ -1,0 +1,788 @@
+// The control API against the real binary and a real redis-server: every endpoint, its error
+// paths, and what each does to Redis traffic through the proxies.
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "control/http_client.h"
+#include "support/harness.h"
+
+using namespace fltest;
+using faultline::control::HttpClient;
+using faultline::control::HttpResult;
+using json = nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+json body_json(const HttpResult& r) {
+  return json::parse(r.body, nullptr, false);
+}
+
+// The port of a "host:port" listen address.
+uint16_t port_of(const std::string& listen) {
+  return static_cast<uint16_t>(std::stoi(listen.substr(listen.rfind(':') + 1)));
+}
+
+bool pings(uint16_t port) {
+  Conn c;
+  if (!c.connect(port))
+    return false;
+  return call(c, {"PING"}) == "+PONG\r\n";
+}
+
+// Milliseconds for one PING round trip on c.
+long ping_ms(Conn& c) {
+  auto t0 = Clock::now();
+  std::string r = call(c, {"PING"});
+  EXPECT_EQ(r, "+PONG\r\n");
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
+}
+
+std::string cli(uint16_t port, const std::string& args, int* status = nullptr) {
+  return run_cmd("redis-cli -p " + std::to_string(port) + " " + args + " 2>&1", status);
+}
+
+struct ApiFixture : ::testing::Test {
+  Redis redis;
+  Faultline fl;
+  std::unique_ptr<HttpClient> http;
+
+  void SetUp() override {
+    ASSERT_TRUE(redis.start());
+    ASSERT_TRUE(fl.start(redis.port(), extra_args())) << fl.process().log();
+    ASSERT_TRUE(wait_port(fl.api_port())) << fl.process().log();
+    http = std::make_unique<HttpClient>("127.0.0.1", fl.api_port(), token());
+  }
+  void TearDown() override {
+    http.reset();
+    if (fl.process().running()) {
+      EXPECT_EQ(fl.stop(), 0) << fl.process().log();
+    }
+  }
+  virtual std::vector<std::string> extra_args() { return {}; }
+  virtual std::string token() { return {}; }
+
+  HttpResult raw(std::string_view method, std::string_view path, std::string_view body) {
+    HttpResult r = http->request(method, path, body);
+    EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.error;
+    return r;
+  }
+  HttpResult req(std::string_view method, std::string_view path) { return raw(method, path, {}); }
+  HttpResult req(std::string_view method, std::string_view path, const json& body) {
+    return raw(method, path, body.dump());
+  }
+  // Expects a Toxiproxy error reply: status and {"error": message, "status": status}.
+  void expect_error(const HttpResult& r, int status, const std::string& message) {
+    EXPECT_EQ(r.status, status) << r.body;
+    json j = body_json(r);
+    ASSERT_TRUE(j.is_object()) << r.body;
+    EXPECT_EQ(j.value("status", 0), status) << r.body;
+    EXPECT_EQ(j.value("error", ""), message) << r.body;
+  }
+  void expect_error_containing(const HttpResult& r, int status, const std::string& part) {
+    EXPECT_EQ(r.status, status) << r.body;
+    json j = body_json(r);
+    ASSERT_TRUE(j.is_object()) << r.body;
+    EXPECT_EQ(j.value("status", 0), status) << r.body;
+    EXPECT_NE(j.value("error", "").find(part), std::string::npos) << r.body;
+  }
+  std::string upstream() const { return "127.0.0.1:" + std::to_string(redis.port()); }
+  // Creates a proxy on a free port; returns its port.
+  uint16_t create_proxy(const std::string& name, json extra = json::object()) {
+    json body = {{"name", name}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}};
+    body.update(extra);
+    HttpResult r = req("POST", "/proxies", body);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return port_of(body_json(r).value("listen", ":0"));
+  }
+};
+
+} // namespace
+
+TEST_F(ApiFixture, VersionHasToxiproxyShape) {
+  HttpResult r = req("GET", "/version");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.headers.get("Content-Type").find("application/json"), std::string::npos);
+  EXPECT_EQ(body_json(r), json({{"version", FAULTLINE_VERSION}}));
+}
+
+TEST_F(ApiFixture, ListShowsTheCommandLineProxy) {
+  HttpResult r = req("GET", "/proxies");
+  ASSERT_EQ(r.status, 200);
+  json j = body_json(r);
+  ASSERT_TRUE(j.contains("redis")) << r.body;
+  json p = j["redis"];
+  EXPECT_EQ(p["name"], "redis");
+  EXPECT_EQ(p["listen"], "127.0.0.1:" + std::to_string(fl.port()));
+  EXPECT_EQ(p["upstream"], upstream());
+  EXPECT_EQ(p["enabled"], true);
+  EXPECT_EQ(p["accept"], "normal");
+  EXPECT_EQ(p["toxics"], json::array());
+  EXPECT_EQ(body_json(req("GET", "/proxies/redis")), p);
+}
+
+TEST_F(ApiFixture, CreateOnPortZeroServesRedisThenDelete) {
+  HttpResult r = req("POST", "/proxies",
+                     json{{"name", "extra"}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  json p = body_json(r);
+  EXPECT_EQ(p["name"], "extra");
+  EXPECT_EQ(p["enabled"], true);
+  EXPECT_EQ(p["toxics"], json::array());
+  uint16_t port = port_of(p["listen"]);
+  ASSERT_NE(port, 0);
+  EXPECT_TRUE(pings(port));
+  EXPECT_EQ(cli(port, "SET k v"), "OK\n");
+  EXPECT_EQ(cli(fl.port(), "GET k"), "v\n");
+  EXPECT_EQ(body_json(req("GET", "/proxies/extra")), p);
+  EXPECT_TRUE(body_json(req("GET", "/proxies")).contains("extra"));
+
+  expect_error(req("POST", "/proxies", json{{"name", "extra"}, {"upstream", upstream()}}), 409,
+               "proxy already exists");
+
+  r = req("DELETE", "/proxies/extra");
+  EXPECT_EQ(r.status, 204);
+  EXPECT_TRUE(r.body.empty());
+  int err = 0;
+  EXPECT_FALSE(Conn().connect(port, "127.0.0.1", &err));
+  EXPECT_EQ(err, ECONNREFUSED);
+  expect_error(req("GET", "/proxies/extra"), 404, "proxy not found");
+  expect_error(req("DELETE", "/proxies/extra"), 404, "proxy not found");
+  expect_error(req("POST", "/proxies/extra", json{{"enabled", false}}), 404, "proxy not found");
+}
+
+TEST_F(ApiFixture, CreateDisabledDoesNotListenUntilEnabled) {
+  uint16_t port = free_port();
+  std::string listen = "127.0.0.1:" + std::to_string(port);
+  HttpResult r =
+      req("POST", "/proxies",
+          json{{"name", "off"}, {"listen", listen}, {"upstream", upstream()}, {"enabled", false}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(body_json(r)["enabled"], false);
+  EXPECT_FALSE(Conn().connect(port));
+  r = req("PATCH", "/proxies/off", json{{"enabled", true}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(body_json(r)["listen"], listen);
+  EXPECT_TRUE(pings(port));
+}
+
+TEST_F(ApiFixture, CreateRejectsBadInput) {
+  expect_error(req("POST", "/proxies", json{{"upstream", upstream()}}), 400,
+               "missing required field: name");
+  expect_error(req("POST", "/proxies", json{{"name", "x"}}), 400,
+               "missing required field: upstream");
+  expect_error_containing(
+      req("POST", "/proxies",
+          json{{"name", "x"}, {"listen", "nonsense"}, {"upstream", upstream()}}),
+      400, "nonsense");
+  expect_error_containing(
+      req("POST", "/proxies", json{{"name", "x"}, {"upstream", "127.0.0.1:99999"}}), 400, "99999");
+  expect_error_containing(
+      req("POST", "/proxies", json{{"name", "x"}, {"upstream", upstream()}, {"enabled", "yes"}}),
+      400, "bad request body: field 'enabled'");
+  expect_error_containing(req("POST", "/proxies", json{{"name", 5}, {"upstream", upstream()}}), 400,
+                          "field 'name'");
+  expect_error_containing(
+      req("POST", "/proxies", json{{"name", "x"}, {"upstream", upstream()}, {"accept", "later"}}),
+      400, "accept");
+  expect_error_containing(raw("POST", "/proxies", "{\"name\": \"x\", "), 400, "bad request body");
+  expect_error_containing(raw("POST", "/proxies", "[1,2]"), 400, "bad request body");
+  expect_error_containing(raw("POST", "/proxies", ""), 400, "bad request body");
+  // The port is taken (by Redis): Toxiproxy answers 500 with the listen error.
+  expect_error_containing(
+      req("POST", "/proxies",
+          json{{"name", "x"}, {"listen", upstream()}, {"upstream", upstream()}}),
+      500, "address already in use");
+  EXPECT_FALSE(body_json(req("GET", "/proxies")).contains("x"));
+  EXPECT_TRUE(pings(fl.port()));
+}
+
+TEST_F(ApiFixture, DisableRefusesAndDropsThenEnableServesOnTheSamePort) {
+  Conn live(fl.port());
+  ASSERT_EQ(call(live, {"PING"}), "+PONG\r\n");
+
+  HttpResult r = req("POST", "/proxies/redis", json{{"enabled", false}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_json(r)["enabled"], false);
+  // The live connection is closed, new connects are refused, redis-cli fails.
+  int end_errno = -1;
+  live.read_to_end(5s, &end_errno);
+  EXPECT_NE(end_errno, ETIMEDOUT);
+  int err = 0;
+  EXPECT_FALSE(Conn().connect(fl.port(), "127.0.0.1", &err));
+  EXPECT_EQ(err, ECONNREFUSED);
+  int status = 0;
+  std::string out = cli(fl.port(), "PING", &status);
+  EXPECT_NE(out.find("refused"), std::string::npos) << out;
+  EXPECT_FALSE(body_json(req("GET", "/proxies/redis"))["enabled"]);
+
+  r = req("PATCH", "/proxies/redis", json{{"enabled", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_json(r)["enabled"], true);
+  EXPECT_EQ(body_json(r)["listen"], "127.0.0.1:" + std::to_string(fl.port()));
+  EXPECT_EQ(cli(fl.port(), "PING"), "PONG\n");
+}
+
+TEST_F(ApiFixture, UpdateMovesListenAndUpstream) {
+  Redis other;
+  ASSERT_TRUE(other.start());
+  uint16_t port = create_proxy("moving");
+  ASSERT_EQ(cli(other.port(), "SET where other"), "OK\n");
+  ASSERT_EQ(cli(redis.port(), "SET where first"), "OK\n");
+  EXPECT_EQ(cli(port, "GET where"), "first\n");
+
+  uint16_t new_port = free_port();
+  std::string listen = "127.0.0.1:" + std::to_string(new_port);
+  HttpResult r =
+      req("POST", "/proxies/moving",
+          json{{"listen", listen}, {"upstream", "127.0.0.1:" + std::to_string(other.port())}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_json(r)["listen"], listen);
+  EXPECT_FALSE(Conn().connect(port));
+  EXPECT_EQ(cli(new_port, "GET where"), "other\n");
+  // Sending back what GET shows changes nothing.
+  json cur = body_json(req("GET", "/proxies/moving"));
+  r = req("POST", "/proxies/moving", cur);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(body_json(r), cur);
+  expect_error_containing(req("PATCH", "/proxies/moving", json{{"listen", "bad"}}), 400, "bad");
+  expect_error_containing(req("PATCH", "/proxies/moving", json{{"enabled", 1}}), 400, "enabled");
+  EXPECT_EQ(cli(new_port, "GET where"), "other\n");
+}
+
+TEST_F(ApiFixture, LatencyToxicDelaysPingAndRemovingItRestoresSpeed) {
+  Conn c(fl.port());
+  ASSERT_LT(ping_ms(c), 100);
+  HttpResult r = req("POST", "/proxies/redis/toxics",
+                     json{{"type", "latency"}, {"attributes", {{"latency", 300}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_json(r), json({{"name", "latency_downstream"},
+                                {"type", "latency"},
+                                {"stream", "downstream"},
+                                {"toxicity", 1.0},
+                                {"attributes", {{"latency", 300}, {"jitter", 0}}}}));
+  // Both the connection that was open and a new one are slowed.
+  long slow = ping_ms(c);
+  EXPECT_GE(slow, 290);
+  EXPECT_LT(slow, 3000);
+  Conn fresh(fl.port());
+  slow = ping_ms(fresh);
+  EXPECT_GE(slow, 290);
+  EXPECT_LT(slow, 3000);
+  json listed = body_json(req("GET", "/proxies/redis/toxics"));
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["name"], "latency_downstream");
+  EXPECT_EQ(body_json(req("GET", "/proxies/redis"))["toxics"], listed);
+  EXPECT_EQ(body_json(req("GET", "/proxies/redis/toxics/latency_downstream")), listed[0]);
+
+  r = req("DELETE", "/proxies/redis/toxics/latency_downstream");
+  EXPECT_EQ(r.status, 204);
+  EXPECT_LT(ping_ms(c), 150);
+  EXPECT_LT(ping_ms(fresh), 150);
+  EXPECT_EQ(body_json(req("GET", "/proxies/redis/toxics")), json::array());
+}
+
+TEST_F(ApiFixture, UpstreamLatencyToxicWithAName) {
+  HttpResult r = req("POST", "/proxies/redis/toxics",
+                     json{{"type", "latency"},
+                          {"name", "slow_requests"},
+                          {"stream", "UPSTREAM"},
+                          {"toxicity", 1},
+                          {"attributes", {{"latency", 200}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_json(r)["stream"], "upstream");
+  EXPECT_EQ(body_json(r)["name"], "slow_requests");
+  Conn c(fl.port());
+  EXPECT_GE(ping_ms(c), 190);
+}
+
+TEST_F(ApiFixture, ToxicErrorsHaveToxiproxyShapeAndLeaveTheProxyAlone) {
+  const json latency = {{"type", "latency"}, {"attributes", {{"latency", 10}}}};
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics", latency).status, 200);
+  expect_error(req("POST", "/proxies/redis/toxics", latency), 409, "toxic already exists");
+  expect_error(req("POST", "/proxies/redis/toxics", json{{"type", "no_such"}}), 400,
+               "invalid toxic type");
+  expect_error(req("POST", "/proxies/redis/toxics", json::object()), 400, "invalid toxic type");
+  expect_error(req("POST", "/proxies/redis/toxics",
+                   json{{"type", "latency"}, {"name", "s"}, {"stream", "sideways"}}),
+               400, "stream was invalid, can be either upstream or downstream");
+  expect_error_containing(req("POST", "/proxies/redis/toxics",
+                              json{{"type", "latency"}, {"name", "t"}, {"toxicity", 1.5}}),
+                          400, "toxicity");
+  expect_error_containing(req("POST", "/proxies/redis/toxics",
+                              json{{"type", "latency"}, {"name", "t"}, {"toxicity", "all"}}),
+                          400, "toxicity");
+  expect_error_containing(
+      req("POST", "/proxies/redis/toxics",
+          json{{"type", "latency"}, {"name", "a"}, {"attributes", {{"latency", "slow"}}}}),
+      400, "latency");
+  expect_error_containing(
+      req("POST", "/proxies/redis/toxics",
+          json{{"type", "latency"}, {"name", "a"}, {"attributes", {{"latency", -5}}}}),
+      400, "latency");
+  expect_error_containing(
+      req("POST", "/proxies/redis/toxics",
+          json{{"type", "latency"}, {"name", "a"}, {"attributes", json::array()}}),
+      400, "attributes");
+  expect_error_containing(raw("POST", "/proxies/redis/toxics", "{\"type\": \"latency\""), 400,
+                          "bad request body");
+  expect_error_containing(raw("POST", "/proxies/redis/toxics", "\"latency\""), 400,
+                          "bad request body");
+  expect_error(req("GET", "/proxies/redis/toxics/nope"), 404, "toxic not found");
+  expect_error(req("POST", "/proxies/redis/toxics/nope", json{{"toxicity", 1}}), 404,
+               "toxic not found");
+  expect_error(req("PATCH", "/proxies/redis/toxics/nope", json{{"toxicity", 1}}), 404,
+               "toxic not found");
+  expect_error(req("DELETE", "/proxies/redis/toxics/nope"), 404, "toxic not found");
+  expect_error(req("GET", "/proxies/nope/toxics"), 404, "proxy not found");
+  expect_error(req("POST", "/proxies/nope/toxics", latency), 404, "proxy not found");
+  expect_error(req("DELETE", "/proxies/nope/toxics/latency_downstream"), 404, "proxy not found");
+  // A failed update changes nothing.
+  expect_error_containing(req("POST", "/proxies/redis/toxics/latency_downstream",
+                              json{{"attributes", {{"latency", "x"}}}}),
+                          400, "latency");
+  json only = body_json(req("GET", "/proxies/redis/toxics"));
+  ASSERT_EQ(only.size(), 1u);
+  EXPECT_EQ(only[0]["attributes"]["latency"], 10);
+  EXPECT_TRUE(pings(fl.port()));
+}
+
+TEST_F(ApiFixture, ToxicUpdateMergesLikeToxiproxyAndKeepsPosition) {
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics",
+                json{{"type", "latency"},
+                     {"name", "first"},
+                     {"stream", "upstream"},
+                     {"toxicity", 0.25},
+                     {"attributes", {{"latency", 10}, {"jitter", 5}}}})
+                .status,
+            200);
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics",
+                json{{"type", "latency"}, {"name", "second"}, {"attributes", {{"latency", 1}}}})
+                .status,
+            200);
+  HttpResult r =
+      req("POST", "/proxies/redis/toxics/first", json{{"attributes", {{"latency", 20}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json t = body_json(r);
+  EXPECT_EQ(t["attributes"], json({{"latency", 20}, {"jitter", 5}}));
+  EXPECT_EQ(t["toxicity"], 0.25);
+  EXPECT_EQ(t["stream"], "upstream");
+
+  r = req("PATCH", "/proxies/redis/toxics/first",
+          json{{"toxicity", 1.0}, {"name", "renamed"}, {"stream", "downstream"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  t = body_json(r);
+  EXPECT_EQ(t["attributes"], json({{"latency", 20}, {"jitter", 5}}));
+  EXPECT_EQ(t["toxicity"], 1.0);
+  EXPECT_EQ(t["name"], "first");
+  EXPECT_EQ(t["stream"], "upstream");
+
+  json list = body_json(req("GET", "/proxies/redis/toxics"));
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["name"], "first");
+  EXPECT_EQ(list[1]["name"], "second");
+  EXPECT_EQ(list[0], t);
+}
+
+TEST_F(ApiFixture, ConnectionsAreListedAndDropped) {
+  Conn a(fl.port()), b(fl.port());
+  ASSERT_EQ(call(a, {"PING"}), "+PONG\r\n");
+  ASSERT_EQ(call(b, {"SET", "k", "v"}), "+OK\r\n");
+  HttpResult r = req("GET", "/proxies/redis/connections");
+  ASSERT_EQ(r.status, 200);
+  json list = body_json(r);
+  ASSERT_TRUE(list.is_array()) << r.body;
+  ASSERT_EQ(list.size(), 2u) << r.body;
+  EXPECT_LT(list[0]["id"].get<uint64_t>(), list[1]["id"].get<uint64_t>());
+  for (const auto& c : list) {
+    EXPECT_EQ(c["client"].get<std::string>().rfind("127.0.0.1:", 0), 0u) << c;
+    EXPECT_GE(c["age_ms"].get<uint64_t>(), 0u);
+    EXPECT_GE(c["bytes_from_client"].get<uint64_t>(), 14u);
+    EXPECT_GE(c["bytes_from_upstream"].get<uint64_t>(), 5u);
+    EXPECT_TRUE(c.contains("commands"));
+  }
+  expect_error(req("GET", "/proxies/nope/connections"), 404, "proxy not found");
+
+  // FIN: both live connections end, a new one is accepted and served.
+  r = req("DELETE", "/proxies/redis/connections");
+  EXPECT_EQ(r.status, 204);
+  int end_errno = -1;
+  a.read_to_end(5s, &end_errno);
+  EXPECT_EQ(end_errno, 0);
+  b.read_to_end(5s, &end_errno);
+  EXPECT_EQ(end_errno, 0);
+  Conn c(fl.port());
+  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  EXPECT_TRUE(
+      wait_until([&] { return body_json(req("GET", "/proxies/redis/connections")).size() == 1; }));
+
+  // RST on request.
+  r = req("DELETE", "/proxies/redis/connections?reset=true");
+  EXPECT_EQ(r.status, 204);
+  c.read_to_end(5s, &end_errno);
+  EXPECT_EQ(end_errno, ECONNRESET);
+  EXPECT_TRUE(pings(fl.port()));
+  expect_error_containing(req("DELETE", "/proxies/redis/connections?reset=maybe"), 400, "reset");
+}
+
+TEST_F(ApiFixture, AcceptResetResetsEveryNewConnection) {
+  HttpResult r = req("POST", "/proxies/redis", json{{"accept", "reset"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(body_json(r)["accept"], "reset");
+  Conn c;
+  ASSERT_TRUE(c.connect(fl.port()));
+  c.send_all(cmd({"PING"}));
+  int end_errno = -1;
+  c.read_to_end(5s, &end_errno);
+  EXPECT_EQ(end_errno, ECONNRESET);
+  ASSERT_EQ(req("PATCH", "/proxies/redis", json{{"accept", "normal"}}).status, 200);
+  EXPECT_TRUE(pings(fl.port()));
+}
+
+TEST_F(ApiFixture, AcceptHangAcceptsButNeverAnswers) {
+  ASSERT_EQ(req("POST", "/proxies/redis", json{{"accept", "hang"}}).status, 200);
+  EXPECT_EQ(body_json(req("GET", "/proxies/redis"))["accept"], "hang");
+  Conn c;
+  ASSERT_TRUE(c.connect(fl.port()));
+  ASSERT_TRUE(c.send_all(cmd({"PING"})));
+  EXPECT_FALSE(c.read_reply(500ms).has_value());
+  EXPECT_EQ(c.last_errno(), 0); // no reply, but no close either
+  // Created with accept=hang too.
+  uint16_t port = create_proxy("hung", json{{"accept", "hang"}});
+  Conn d;
+  ASSERT_TRUE(d.connect(port));
+  ASSERT_TRUE(d.send_all(cmd({"PING"})));
+  EXPECT_FALSE(d.read_reply(500ms).has_value());
+  // /reset makes every proxy accept normally again.
+  EXPECT_EQ(req("POST", "/reset").status, 204);
+  EXPECT_TRUE(pings(fl.port()));
+  EXPECT_TRUE(pings(port));
+}
+
+TEST_F(ApiFixture, PopulateCreatesReplacesAndReportsPartialFailure) {
+  json body = json::array(
+      {{{"name", "p1"}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}},
+       {{"name", "p2"}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}, {"enabled", false}}});
+  HttpResult r = req("POST", "/populate", body);
+  ASSERT_EQ(r.status, 201) << r.body;
+  json out = body_json(r);
+  ASSERT_TRUE(out["proxies"].is_array()) << r.body;
+  ASSERT_EQ(out["proxies"].size(), 2u);
+  EXPECT_EQ(out["proxies"][0]["name"], "p1");
+  EXPECT_EQ(out["proxies"][1]["enabled"], false);
+  std::string p1_listen = out["proxies"][0]["listen"];
+  EXPECT_TRUE(pings(port_of(p1_listen)));
+
+  // The same addresses again: the proxy is kept as it is (toxics included).
+  ASSERT_EQ(req("POST", "/proxies/p1/toxics", json{{"type", "latency"}}).status, 200);
+  r = req("POST", "/populate",
+          json::array({{{"name", "p1"}, {"listen", p1_listen}, {"upstream", upstream()}}}));
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(body_json(r)["proxies"][0]["toxics"].size(), 1u);
+  // A different listen address replaces it.
+  r = req("POST", "/populate",
+          json::array({{{"name", "p1"}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}}}));
+  ASSERT_EQ(r.status, 201) << r.body;
+  json p1 = body_json(r)["proxies"][0];
+  EXPECT_EQ(p1["toxics"], json::array());
+  EXPECT_NE(p1["listen"], p1_listen);
+  EXPECT_TRUE(pings(port_of(p1["listen"])));
+
+  // Invalid input anywhere: nothing happens.
+  r = req("POST", "/populate",
+          json::array({{{"name", "p3"}, {"upstream", upstream()}}, {{"name", "p4"}}}));
+  EXPECT_EQ(r.status, 400);
+  out = body_json(r);
+  EXPECT_EQ(out["error"], "missing required field: upstream at proxy 2");
+  EXPECT_EQ(out["status"], 400);
+  EXPECT_EQ(out["proxies"], json::array());
+  EXPECT_FALSE(body_json(req("GET", "/proxies")).contains("p3"));
+  expect_error_containing(req("POST", "/populate", json{{"name", "p5"}}), 400, "bad request body");
+
+  // A failure in the middle: the error, and the proxies done before it.
+  r = req("POST", "/populate",
+          json::array({{{"name", "p6"}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}},
+                       {{"name", "p7"}, {"listen", upstream()}, {"upstream", upstream()}},
+                       {{"name", "p8"}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}}}));
+  EXPECT_EQ(r.status, 500) << r.body;
+  out = body_json(r);
+  EXPECT_EQ(out["status"], 500);
+  EXPECT_NE(out["error"].get<std::string>().find("address already in use"), std::string::npos)
+      << r.body;
+  ASSERT_EQ(out["proxies"].size(), 1u) << r.body;
+  EXPECT_EQ(out["proxies"][0]["name"], "p6");
+  json all = body_json(req("GET", "/proxies"));
+  EXPECT_TRUE(all.contains("p6"));
+  EXPECT_FALSE(all.contains("p7"));
+  EXPECT_FALSE(all.contains("p8"));
+}
+
+TEST_F(ApiFixture, ResetEnablesEveryProxyAndRemovesEveryToxic) {
+  uint16_t port = create_proxy("second");
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics",
+                json{{"type", "latency"}, {"attributes", {{"latency", 500}}}})
+                .status,
+            200);
+  ASSERT_EQ(req("POST", "/proxies/second/toxics", json{{"type", "latency"}, {"stream", "upstream"}})
+                .status,
+            200);
+  ASSERT_EQ(req("POST", "/proxies/second", json{{"enabled", false}}).status, 200);
+  EXPECT_FALSE(Conn().connect(port));
+
+  HttpResult r = req("POST", "/reset");
+  EXPECT_EQ(r.status, 204);
+  EXPECT_TRUE(r.body.empty());
+  json all = body_json(req("GET", "/proxies"));
+  for (const auto& [name, p] : all.items()) {
+    EXPECT_EQ(p["enabled"], true) << name;
+    EXPECT_EQ(p["toxics"], json::array()) << name;
+  }
+  Conn c(fl.port());
+  EXPECT_LT(ping_ms(c), 150);
+  EXPECT_TRUE(pings(port));
+}
+
+TEST_F(ApiFixture, MetricsArePrometheusText) {
+  // The harness's readiness probe already connected once.
+  std::string before = req("GET", "/metrics").body;
+  const std::string total = "faultline_connections_total{proxy=\"redis\"} ";
+  ASSERT_NE(before.find(total), std::string::npos) << before;
+  int accepted = std::stoi(before.substr(before.find(total) + total.size()));
+  Conn c(fl.port());
+  ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics", json{{"type", "latency"}}).status, 200);
+  create_proxy("we\"ird\\name");
+  HttpResult r = req("GET", "/metrics");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers.get("Content-Type").rfind("text/plain", 0), 0u);
+  const std::string& m = r.body;
+  for (const char* family :
+       {"faultline_connections_current", "faultline_connections_total", "faultline_bytes_total",
+        "faultline_toxics_active", "faultline_connect_failures_total"}) {
+    EXPECT_NE(m.find(std::string("# HELP ") + family + " "), std::string::npos) << family;
+    EXPECT_NE(m.find(std::string("# TYPE ") + family + " "), std::string::npos) << family;
+  }
+  EXPECT_NE(m.find("faultline_connections_current{proxy=\"redis\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find(total + std::to_string(accepted + 1) + "\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("faultline_bytes_total{proxy=\"redis\",direction=\"upstream\"} 14\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("faultline_bytes_total{proxy=\"redis\",direction=\"downstream\"} 7\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("faultline_toxics_active{proxy=\"redis\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("faultline_connect_failures_total{proxy=\"redis\"} 0\n"), std::string::npos);
+  EXPECT_NE(m.find("{proxy=\"we\\\"ird\\\\name\"}"), std::string::npos) << m;
+
+  // Closed connections still count; a refused upstream is a connect failure.
+  c.close();
+  redis.stop();
+  Conn d(fl.port());
+  d.read_to_end(5s);
+  EXPECT_TRUE(wait_until([&] {
+    std::string now = req("GET", "/metrics").body;
+    return now.find("faultline_connect_failures_total{proxy=\"redis\"} 1\n") != std::string::npos &&
+           now.find("faultline_connections_current{proxy=\"redis\"} 0\n") != std::string::npos &&
+           now.find("faultline_bytes_total{proxy=\"redis\",direction=\"upstream\"} 14\n") !=
+               std::string::npos;
+  }));
+}
+
+TEST_F(ApiFixture, BadRequestsNeverHurtTheProxy) {
+  Conn live(fl.port());
+  ASSERT_EQ(call(live, {"PING"}), "+PONG\r\n");
+  expect_error_containing(req("GET", "/no/such/thing"), 404, "/no/such/thing");
+  HttpResult r = req("PUT", "/proxies");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(body_json(r).value("status", 0), 405);
+  expect_error_containing(raw("POST", "/proxies", std::string(100000, '[')), 400,
+                          "bad request body");
+  expect_error_containing(
+      raw("POST", "/proxies/redis/toxics", "{\"type\": \"latency\", \"x\": \xff}"), 400,
+      "bad request body");
+
+  // Over 1 MiB: 413 with the JSON error shape.
+  std::string big = "{\"name\": \"" + std::string((1 << 20) + 16, 'a') + "\"}";
+  HttpClient other("127.0.0.1", fl.api_port());
+  HttpResult huge = other.request("POST", "/proxies", big);
+  ASSERT_TRUE(huge.ok()) << huge.error;
+  EXPECT_EQ(huge.status, 413);
+  EXPECT_EQ(body_json(huge).value("status", 0), 413);
+
+  EXPECT_EQ(call(live, {"PING"}), "+PONG\r\n");
+  EXPECT_TRUE(pings(fl.port()));
+  EXPECT_EQ(req("GET", "/version").status, 200);
+}
+
+TEST_F(ApiFixture, SlowlorisIsClosedWhileRedisTrafficFlows) {
+  Conn slow(fl.api_port());
+  ASSERT_TRUE(slow.send_all("GET /prox"));
+  // Meanwhile the proxy and the API serve everyone else.
+  Conn c(fl.port());
+  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  EXPECT_EQ(req("GET", "/proxies/redis").status, 200);
+  // The server's request timeout (10 s) closes the half request.
+  auto t0 = Clock::now();
+  int end_errno = -1;
+  slow.read_to_end(20s, &end_errno);
+  EXPECT_NE(end_errno, ETIMEDOUT);
+  EXPECT_LT(Clock::now() - t0, 15s);
+  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+}
+
+TEST_F(ApiFixture, CurlDrivesTheApi) {
+  std::string base = "curl -s -m 5 http://127.0.0.1:" + std::to_string(fl.api_port());
+  int status = -1;
+  std::string out = run_cmd(base + "/version", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(json::parse(out, nullptr, false), json({{"version", FAULTLINE_VERSION}}));
+  out = run_cmd("curl -s -m 5 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' -d "
+                "'{\"name\":\"viacurl\",\"listen\":\"127.0.0.1:0\",\"upstream\":\"" +
+                upstream() + "\"}' http://127.0.0.1:" + std::to_string(fl.api_port()) + "/proxies");
+  ASSERT_GE(out.size(), 4u);
+  EXPECT_EQ(out.substr(out.size() - 3), "201") << out;
+  json p = json::parse(out.substr(0, out.size() - 4), nullptr, false);
+  ASSERT_TRUE(p.is_object()) << out;
+  EXPECT_TRUE(pings(port_of(p["listen"])));
+  out = run_cmd("curl -s -m 5 -X POST -d '{\"type\":\"latency\",\"attributes\":{\"latency\":200}}' "
+                "http://127.0.0.1:" +
+                std::to_string(fl.api_port()) + "/proxies/viacurl/toxics");
+  EXPECT_EQ(json::parse(out, nullptr, false)["name"], "latency_downstream") << out;
+  Conn c(port_of(p["listen"]));
+  EXPECT_GE(ping_ms(c), 190);
+  out = run_cmd("curl -s -m 5 -o /dev/null -w '%{http_code}' -X DELETE http://127.0.0.1:" +
+                std::to_string(fl.api_port()) + "/proxies/viacurl");
+  EXPECT_EQ(out, "204");
+}
+
+TEST_F(ApiFixture, CtlAgainstTheRealBinary) {
+  std::string api = "127.0.0.1:" + std::to_string(fl.api_port());
+  int status = -1;
+  std::string out =
+      run_cmd(std::string(FAULTLINE_BIN) + " ctl --api " + api + " list 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("redis"), std::string::npos) << out;
+  out = run_cmd(std::string(FAULTLINE_BIN) + " ctl --api " + api +
+                    " toxic add redis --type latency --attribute latency=50 2>&1",
+                &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(body_json(req("GET", "/proxies/redis/toxics")).size(), 1u);
+  out = run_cmd(std::string(FAULTLINE_BIN) + " ctl --api " + api + " inspect nope 2>&1", &status);
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("proxy not found"), std::string::npos) << out;
+}
+
+TEST_F(ApiFixture, StopsPromptlyWithAnOpenApiConnection) {
+  ASSERT_EQ(req("GET", "/proxies").status, 200); // keeps the keep-alive connection open
+  Conn slow(fl.api_port());
+  ASSERT_TRUE(slow.send_all("GET /proxies HTTP/1.1\r\nHost: x\r\n"));
+  Conn c(fl.port());
+  ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  auto t0 = Clock::now();
+  EXPECT_EQ(fl.stop(), 0) << fl.process().log();
+  EXPECT_LT(Clock::now() - t0, 1500ms);
+}
+
+// ---- options ----
+
+namespace {
+struct TokenFixture : ApiFixture {
+  std::vector<std::string> extra_args() override { return {"--api-token", "s3cret"}; }
+  std::string token() override { return "s3cret"; }
+};
+} // namespace
+
+TEST_F(TokenFixture, BearerTokenIsRequired) {
+  EXPECT_EQ(req("GET", "/proxies").status, 200);
+  HttpClient anon("127.0.0.1", fl.api_port());
+  HttpResult r = anon.request("GET", "/proxies");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(body_json(r).value("status", 0), 401);
+  HttpClient wrong("127.0.0.1", fl.api_port(), "guess");
+  EXPECT_EQ(wrong.request("POST", "/reset").status, 401);
+  EXPECT_TRUE(pings(fl.port()));
+  std::string api = "127.0.0.1:" + std::to_string(fl.api_port());
+  int status = -1;
+  std::string out = run_cmd(
+      std::string(FAULTLINE_BIN) + " ctl --api " + api + " --token s3cret list 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  out = run_cmd("FAULTLINE_API_TOKEN= " + std::string(FAULTLINE_BIN) + " ctl --api " + api +
+                    " list 2>&1",
+                &status);
+  EXPECT_EQ(status, 1) << out;
+}
+
+TEST(ApiOptions, TokenFromTheEnvironment) {
+  Redis redis;
+  ASSERT_TRUE(redis.start());
+  ::setenv("FAULTLINE_API_TOKEN", "from-env", 1);
+  Faultline fl;
+  bool started = fl.start(redis.port());
+  ::unsetenv("FAULTLINE_API_TOKEN");
+  ASSERT_TRUE(started) << fl.process().log();
+  ASSERT_TRUE(wait_port(fl.api_port()));
+  EXPECT_EQ(HttpClient("127.0.0.1", fl.api_port()).request("GET", "/proxies").status, 401);
+  EXPECT_EQ(HttpClient("127.0.0.1", fl.api_port(), "from-env").request("GET", "/proxies").status,
+            200);
+  EXPECT_EQ(fl.stop(), 0);
+}
+
+TEST(ApiOptions, ApiOffListensNowhere) {
+  Redis redis;
+  ASSERT_TRUE(redis.start());
+  Faultline fl;
+  ASSERT_TRUE(fl.start(redis.port(), {"--api", "off"})) << fl.process().log();
+  EXPECT_TRUE(pings(fl.port()));
+  EXPECT_FALSE(Conn().connect(fl.api_port()));
+  EXPECT_EQ(fl.stop(), 0) << fl.process().log();
+}
+
+TEST(ApiOptions, NonLoopbackApiLogsAWarning) {
+  Redis redis;
+  ASSERT_TRUE(redis.start());
+  Faultline fl;
+  uint16_t api_port = free_port();
+  ASSERT_TRUE(fl.start(redis.port(), {"--api", "0.0.0.0:" + std::to_string(api_port)}))
+      << fl.process().log();
+  ASSERT_TRUE(wait_port(api_port));
+  EXPECT_TRUE(wait_until([&] {
+    return fl.process().log().find("reachable from the network") != std::string::npos;
+  })) << fl.process().log();
+  EXPECT_EQ(HttpClient("127.0.0.1", api_port).request("GET", "/version").status, 200);
+  EXPECT_EQ(fl.stop(), 0);
+}
+
+TEST(ApiOptions, LoopbackApiDoesNotWarn) {
+  Redis redis;
+  ASSERT_TRUE(redis.start());
+  Faultline fl;
+  ASSERT_TRUE(fl.start(redis.port()));
+  ASSERT_TRUE(wait_port(fl.api_port()));
+  EXPECT_EQ(fl.stop(), 0);
+  EXPECT_EQ(fl.process().log().find("reachable from the network"), std::string::npos);
+}
+
+TEST(ApiOptions, ApiPortInUseExitsWithOne) {
+  Redis redis;
+  ASSERT_TRUE(redis.start());
+  Faultline fl;
+  uint16_t port = free_port();
+  ASSERT_TRUE(fl.start_args({"--listen", "127.0.0.1:" + std::to_string(port), "--upstream",
+                             "127.0.0.1:" + std::to_string(redis.port()), "--api",
+                             "127.0.0.1:" + std::to_string(redis.port())},
+                            0));
+  auto code = fl.process().wait(10s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE(fl.process().log().find("--api"), std::string::npos) << fl.process().log();
+}
