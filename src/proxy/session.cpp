@@ -597,7 +597,17 @@ struct Session::Resp {
   std::deque<Held> rep_hold;
   std::unique_ptr<uv::Timer> rep_timer;
   bool rep_eof_after_hold = false;
-  bool blackhole = false;                // resp_hang: no reply is delivered any more
+  bool blackhole = false;                // resp_hang, or the connection is ending: no reply
+                                         // is delivered any more
+  // resp_reset / resp_close / truncate end the connection at one command: nothing from it on
+  // goes to Redis (stopped); everything before it reaches the client first (see begin_end).
+  bool stopped = false;
+  int8_t ending = 0;                     // 1 close (FIN) / 2 reset (RST), once ready
+  bool ending_after = false;             // reply side: only held replies precede the end
+  std::unique_ptr<uv::Timer> end_timer;  // bounds the wait for earlier replies
+
+  void begin_end(Session& s, bool rst, bool after);
+  void maybe_end(Session& s);
 
   std::string_view fault_of(PendingId id) const {
     for (const auto& [pid, name] : faults)
@@ -612,6 +622,36 @@ struct Session::Resp {
       }
   }
 };
+
+// Ends the connection at the command a toxic acted on. Before-phase (resp_reset/resp_close
+// "before"): the client's later bytes are dropped, and the replies to the commands before it
+// (still on their way from Redis, or held by a resp_delay) are delivered first, for at most
+// drain_timeout_ms. After-phase (its reply was dropped or cut): nothing more is delivered but
+// replies a resp_delay still holds.
+void Session::Resp::begin_end(Session& s, bool rst, bool after) {
+  if (ending) return;
+  ending = rst ? 2 : 1;
+  ending_after = after;
+  stopped = true;
+  if (after) blackhole = true;
+  s.client_->reading = false;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&s.client_->tcp));
+  end_timer = std::make_unique<uv::Timer>(s.rt_.loop());
+  end_timer->start(s.rt_.options().drain_timeout_ms, [this, &s] {
+    if (s.closing_ || s.reset_pending_) return;
+    blackhole = true;
+    s.finish_after_flush(ending == 2, CloseReason::Toxic);
+  });
+  maybe_end(s);
+}
+
+void Session::Resp::maybe_end(Session& s) {
+  if (!ending || s.closing_ || s.reset_pending_ || !rep_hold.empty()) return;
+  if (!ending_after && (collecting || !injections.empty() || pairing.expected() != nullptr))
+    return;
+  blackhole = true; // what Redis still sends (after the end point) is not delivered
+  s.finish_after_flush(ending == 2, CloseReason::Toxic);
+}
 
 const Pairing* Session::pairing() const { return resp_ ? &resp_->pairing : nullptr; }
 bool Session::raw_mode() const { return resp_ && (resp_->req_raw || resp_->rep_raw); }
@@ -666,6 +706,10 @@ void Session::release_holds(bool request_side) {
     timer->start(q.front().due_ms - now, [this, request_side] { release_holds(request_side); });
     return;
   }
+  if (!request_side && r.ending) {
+    r.maybe_end(*this);
+    return;
+  }
   bool& eof_after = request_side ? r.req_eof_after_hold : r.rep_eof_after_hold;
   if (eof_after) {
     eof_after = false;
@@ -711,9 +755,21 @@ void Session::on_client_chunk(uv::Chunk c) {
     uint64_t take = f.end > rest_off ? f.end - rest_off : 0;
     uv::Chunk tail = rest.take_front(static_cast<uint32_t>(std::min<uint64_t>(take, rest.len)));
     rest_off += tail.len;
+    if (r.stopped) {
+      drop(*up_, std::move(tail));
+      return;
+    }
     request_frame(f, std::move(tail), now);
   });
   if (closing_) return;
+  if (r.stopped) {
+    // A toxic is ending the connection: nothing after the command it acted on reaches Redis.
+    std::vector<uv::Chunk> p;
+    p.swap(r.partial);
+    for (auto& x : p) drop(*up_, std::move(x));
+    drop(*up_, std::move(rest));
+    return;
+  }
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Upstream);
     std::vector<uv::Chunk> p;
@@ -746,23 +802,32 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     for (auto& b : bytes) drop(*up_, std::move(b));
   };
 
-  // MULTI whose queue got an injected error: EXEC aborts as Redis would; Redis discards.
-  if (f.cmd && r.pairing.in_multi() && r.multi_error && f.cmd->special == resp::Special::Exec) {
+  // EXEC of a transaction faultline refused a command of (or refuses EXEC itself): the client
+  // gets EXECABORT, as from Redis, and Redis gets DISCARD in EXEC's place, its +OK swallowed,
+  // so the queued commands never run.
+  const bool exec_in_multi =
+      f.cmd && r.pairing.in_multi() && f.cmd->special == resp::Special::Exec;
+  auto abort_exec = [&](std::string reply, std::string_view fault) {
     drop_bytes();
     r.multi_error = false;
+    const bool quiet = r.pairing.reply_mode() == ReplyMode::Off;
     resp::RequestParser tmp;
     tmp.feed(kDiscard, sizeof kDiscard - 1, [&](const resp::RequestFrame& d) {
       RequestResult rr = r.pairing.on_request(d, now, 1);
-      r.flagged.push_back({rr.id, toxics::RespActionKind::Inject /* swallow */, 0, 0, ""});
+      if (rr.expects_reply)
+        r.flagged.push_back({rr.id, toxics::RespActionKind::Inject /* swallow */, 0, 0, ""});
     });
     up_deliver(rt_.pool().make_chunk(kDiscard, sizeof kDiscard - 1));
     ++commands_;
     RequestResult rr = r.pairing.on_injected(f, now);
-    r.injections.emplace_back("-EXECABORT Transaction discarded because of previous errors.\r\n");
-    r.injection_faults.emplace_back("");
+    r.injections.push_back(quiet ? std::string() : std::move(reply));
+    r.injection_faults.emplace_back(fault);
     if (!rt_.observers().empty())
-      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, {});
+      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
     release_injections();
+  };
+  if (exec_in_multi && r.multi_error) {
+    abort_exec("-EXECABORT Transaction discarded because of previous errors.\r\n", {});
     return;
   }
   if (f.cmd && (f.cmd->special == resp::Special::Multi || f.cmd->special == resp::Special::Discard))
@@ -793,6 +858,12 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     forward_bytes();
     return;
   case K::Inject: {
+    if (exec_in_multi && a.reply.size() > 3 && a.reply[0] == '-') {
+      // Redis answers a refused EXEC with "EXECABORT Transaction discarded because of: <error>"
+      // and drops the transaction.
+      abort_exec("-EXECABORT Transaction discarded because of: " + a.reply.substr(1), fault);
+      return;
+    }
     drop_bytes();
     ++commands_;
     bool quiet = r.pairing.reply_mode() == ReplyMode::Off;
@@ -817,22 +888,22 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     return;
   }
   case K::ResetBefore:
-    drop_bytes();
-    reset(CloseReason::Toxic);
-    return;
   case K::CloseBefore:
+    // The command and everything after it are dropped; what is already on its way to the
+    // client is delivered first, then the connection ends.
     drop_bytes();
-    finish_after_flush(false, CloseReason::Toxic);
+    r.begin_end(*this, a.kind == K::ResetBefore, false);
     return;
   default: {
     // The reply is acted on: remember which request it answers.
     ++commands_;
     RequestResult rr = r.pairing.on_request(f, now, 1);
-    r.faults.emplace_back(rr.id, std::string(fault));
+    if (rr.expects_reply) {
+      r.faults.emplace_back(rr.id, std::string(fault));
+      r.flagged.push_back({rr.id, a.kind, a.delay_ms, a.bytes, std::string(fault)});
+    }
     if (!rt_.observers().empty())
       for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
-    if (rr.expects_reply) r.flagged.push_back({rr.id, a.kind, a.delay_ms, a.bytes,
-                                               std::string(fault)});
     forward_bytes();
     return;
   }
@@ -915,6 +986,10 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       pass_to(f.end);
       maybe_collect();
     }
+    if (r.ending && !reset_pending_) {
+      pass_to(f.end);
+      r.maybe_end(*this); // the last reply before a resp_reset/resp_close "before" went out
+    }
   });
   if (closing_) return;
   if (st == resp::Status::Error) {
@@ -961,27 +1036,23 @@ void Session::finish_collect(uint64_t now) {
     for (auto& x : col) drop(*down_, std::move(x));
     r.blackhole = true;
     return;
-  case K::Truncate: {
-    uint64_t left = fe.bytes;
+  case K::Truncate:
+  case K::ResetAfter:
+  case K::CloseAfter: {
+    // The reply's first `bytes` (truncate) or none of it goes on; nothing after it does. The
+    // connection ends once what precedes it (including replies a resp_delay holds) is out.
+    uint64_t left = fe.kind == K::Truncate ? fe.bytes : 0;
     for (auto& x : col) {
-      if (left == 0) {
-        drop(*down_, std::move(x));
-        continue;
-      }
       uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, x.len));
-      uv::Chunk head = x.take_front(n);
-      left -= n;
-      down_deliver(std::move(head));
+      if (n) {
+        left -= n;
+        down_deliver(x.take_front(n));
+      }
       if (x.len) drop(*down_, std::move(x));
     }
-    finish_after_flush(true, CloseReason::Toxic);
+    r.begin_end(*this, fe.kind != K::CloseAfter, true);
     return;
   }
-  case K::ResetAfter:
-  case K::CloseAfter:
-    for (auto& x : col) drop(*down_, std::move(x));
-    finish_after_flush(fe.kind == K::ResetAfter, CloseReason::Toxic);
-    return;
   case K::Inject: // the DISCARD faultline sent for an aborted EXEC: its +OK is not the client's
     for (auto& x : col) drop(*down_, std::move(x));
     return;

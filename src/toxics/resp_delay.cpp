@@ -18,9 +18,11 @@ protected:
   nlohmann::json own_attributes() const override {
     return {{"phase", reply_ ? "reply" : "request"}, {"delay", delay_ms_}, {"jitter", jitter_ms_}};
   }
+  bool applies(const resp::RequestFrame&, const RespContext& ctx) const override {
+    return !reply_ || !no_paired_reply(ctx);
+  }
   RespAction act(const resp::RequestFrame&, const RespContext& ctx) const override {
     RespAction a;
-    if (reply_ && (ctx.reply_off || ctx.monitoring || ctx.subscribed)) return a;
     a.kind = reply_ ? RespActionKind::DelayReply : RespActionKind::DelayRequest;
     int64_t d = delay_ms_;
     if (jitter_ms_ > 0 && ctx.rng) {

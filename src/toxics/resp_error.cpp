@@ -62,13 +62,18 @@ protected:
     if (preset_ == "moved" || preset_ == "ask") a["address"] = address_;
     return a;
   }
-  RespAction act(const resp::RequestFrame& f, const RespContext& ctx) const override {
+  bool applies(const resp::RequestFrame& f, const RespContext& ctx) const override {
+    if (ctx.monitoring) return false; // MONITOR streams lines; an error would be read as one
+    // A cluster redirects only commands with keys; a keyless one is served where it is.
+    if ((preset_ == "moved" || preset_ == "ask") && !f.has_key) return false;
+    return true;
+  }
+  RespAction act(const resp::RequestFrame& f, const RespContext&) const override {
     RespAction a;
-    if (ctx.monitoring) return a; // MONITOR streams; an error would be read as a line
     a.kind = RespActionKind::Inject;
     std::string line = text_;
     if (preset_ == "moved" || preset_ == "ask") {
-      unsigned slot = f.has_key ? key_hash_slot(f.key.data) : 0;
+      unsigned slot = key_hash_slot(f.key.data);
       line = fmt::format("{} {} {}", preset_ == "moved" ? "MOVED" : "ASK", slot, address_);
     }
     a.reply = "-" + line + "\r\n";

@@ -26,9 +26,37 @@ public:
 
 protected:
   nlohmann::json own_attributes() const override { return {{"reply", spec_}}; }
+  bool applies(const resp::RequestFrame& f, const RespContext& ctx) const override {
+    // Replies in MONITOR and RESP2 pub/sub have their own shapes; inside MULTI a command's
+    // reply is +QUEUED and its value arrives in EXEC's array, which Redis writes.
+    if (ctx.monitoring || ctx.subscribed || ctx.in_multi) return false;
+    // Commands that change the connection's mode: a made-up reply would leave the client and
+    // Redis in different modes (one subscribed, one not; RESP3 against RESP2...).
+    if (f.cmd) {
+      switch (f.cmd->special) {
+      case resp::Special::Subscribe:
+      case resp::Special::Psubscribe:
+      case resp::Special::Ssubscribe:
+      case resp::Special::Unsubscribe:
+      case resp::Special::Punsubscribe:
+      case resp::Special::Sunsubscribe:
+      case resp::Special::Monitor:
+      case resp::Special::Multi:
+      case resp::Special::Exec:
+      case resp::Special::Discard:
+      case resp::Special::ClientReply:
+      case resp::Special::Hello:
+      case resp::Special::Reset:
+      case resp::Special::Quit:
+        return false;
+      default:
+        break;
+      }
+    }
+    return true;
+  }
   RespAction act(const resp::RequestFrame&, const RespContext& ctx) const override {
     RespAction a;
-    if (ctx.monitoring || ctx.subscribed) return a; // replies there have their own shapes
     a.kind = RespActionKind::Inject;
     resp::Writer w(a.reply, ctx.protocol);
     switch (form_) {

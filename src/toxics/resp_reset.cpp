@@ -15,9 +15,11 @@ public:
 
 protected:
   nlohmann::json own_attributes() const override { return {{"phase", after_ ? "after" : "before"}}; }
-  RespAction act(const resp::RequestFrame&, const RespContext& ctx) const override {
+  bool applies(const resp::RequestFrame&, const RespContext& ctx) const override {
+    return !after_ || !no_paired_reply(ctx);
+  }
+  RespAction act(const resp::RequestFrame&, const RespContext&) const override {
     RespAction a;
-    if (after_ && (ctx.reply_off || ctx.monitoring || ctx.subscribed)) return a;
     a.kind = after_ ? RespActionKind::ResetAfter : RespActionKind::ResetBefore;
     return a;
   }

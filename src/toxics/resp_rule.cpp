@@ -170,6 +170,7 @@ RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx)
                        std::end(kHandshake) ||
                    (f.name == "CLIENT" && (f.sub == "SETNAME" || f.sub == "SETINFO"));
   if (handshake && !filter_.names_command(f.name, f.sub)) return {};
+  if (!applies(f, ctx)) return {};
   std::mt19937_64 fallback;
   if (!filter_.matches(f, ctx.rng ? *ctx.rng : fallback)) return {};
   RespAction a = act(f, ctx);
@@ -191,62 +192,79 @@ std::string attr_choice(const nlohmann::json& attrs, const char* key, const char
   throw ToxicError(fmt::format("attribute '{}' must be one of: {} (got '{}')", key, list, v));
 }
 
-// Redis's stringmatchlen, without the nesting-depth guard (patterns come from the API, which
-// bounds their size).
-bool glob_match(std::string_view p, std::string_view s, bool nocase) {
-  auto lower = [&](char c) {
-    return nocase ? static_cast<char>(std::tolower(static_cast<unsigned char>(c))) : c;
+namespace {
+
+// One pattern token at p[pi] (never '*': '?', a [class], an escape or a literal) against c, as
+// stringmatchlen reads it. Returns the index after the token, or npos if c does not match.
+size_t match_token(std::string_view p, size_t pi, char c, bool nocase) {
+  auto low = [&](char x) {
+    return nocase ? static_cast<char>(std::tolower(static_cast<unsigned char>(x))) : x;
   };
-  size_t pi = 0, si = 0;
-  while (pi < p.size()) {
-    switch (p[pi]) {
-    case '*': {
-      while (pi + 1 < p.size() && p[pi + 1] == '*') ++pi;
-      if (pi + 1 == p.size()) return true;
-      for (size_t k = si; k <= s.size(); ++k)
-        if (glob_match(p.substr(pi + 1), s.substr(k), nocase)) return true;
-      return false;
-    }
-    case '?':
-      if (si >= s.size()) return false;
-      ++si;
-      break;
-    case '[': {
-      if (si >= s.size()) return false;
-      ++pi;
-      bool negate = pi < p.size() && p[pi] == '^';
-      if (negate) ++pi;
-      bool match = false;
-      while (pi < p.size() && p[pi] != ']') {
-        if (p[pi] == '\\' && pi + 1 < p.size()) {
-          ++pi;
-          if (lower(p[pi]) == lower(s[si])) match = true;
-        } else if (pi + 2 < p.size() && p[pi + 1] == '-') {
-          char a = lower(p[pi]), b = lower(p[pi + 2]), c = lower(s[si]);
-          if (a > b) std::swap(a, b);
-          if (c >= a && c <= b) match = true;
-          pi += 2;
-        } else if (lower(p[pi]) == lower(s[si])) {
-          match = true;
-        }
-        ++pi;
-      }
-      if (negate) match = !match;
-      if (!match) return false;
-      ++si;
-      break;
-    }
-    case '\\':
-      if (pi + 1 < p.size()) ++pi;
-      [[fallthrough]];
-    default:
-      if (si >= s.size() || lower(p[pi]) != lower(s[si])) return false;
-      ++si;
-      break;
-    }
+  switch (p[pi]) {
+  case '?':
+    return pi + 1;
+  case '[': {
     ++pi;
+    const bool negate = pi < p.size() && p[pi] == '^';
+    if (negate) ++pi;
+    bool match = false;
+    while (pi < p.size() && p[pi] != ']') {
+      if (p[pi] == '\\' && pi + 1 < p.size()) {
+        ++pi;
+        if (p[pi] == c) match = true; // Redis compares escaped class members case-sensitively
+      } else if (pi + 2 < p.size() && p[pi + 1] == '-') {
+        char a = low(p[pi]), b = low(p[pi + 2]);
+        if (a > b) std::swap(a, b);
+        if (low(c) >= a && low(c) <= b) match = true;
+        pi += 2;
+      } else if (low(p[pi]) == low(c)) {
+        match = true;
+      }
+      ++pi;
+    }
+    // An unterminated class ends the pattern, as in Redis.
+    if (negate) match = !match;
+    return match ? std::min(pi + 1, p.size()) : std::string_view::npos;
   }
-  return si == s.size();
+  case '\\':
+    if (pi + 1 < p.size()) ++pi;
+    [[fallthrough]];
+  default:
+    return low(p[pi]) == low(c) ? pi + 1 : std::string_view::npos;
+  }
+}
+
+} // namespace
+
+// Redis's stringmatchlen, same answers (including its quirk that an empty string matches only
+// the empty pattern), without its recursion: every token but '*' consumes exactly one
+// character, so backtracking to the last '*' is enough.
+bool glob_match(std::string_view p, std::string_view s, bool nocase) {
+  if (s.empty()) return p.empty();
+  constexpr size_t npos = std::string_view::npos;
+  size_t pi = 0, si = 0, star_p = npos, star_s = 0;
+  while (si < s.size()) {
+    if (pi < p.size() && p[pi] == '*') {
+      while (pi < p.size() && p[pi] == '*') ++pi;
+      if (pi == p.size()) return true;
+      star_p = pi;
+      star_s = si;
+      continue;
+    }
+    if (pi < p.size()) {
+      size_t next = match_token(p, pi, s[si], nocase);
+      if (next != npos) {
+        pi = next;
+        ++si;
+        continue;
+      }
+    }
+    if (star_p == npos) return false;
+    pi = star_p;
+    si = ++star_s;
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
 }
 
 } // namespace faultline::toxics

@@ -59,6 +59,13 @@ struct RespContext {
   std::mt19937_64* rng = nullptr;
 };
 
+// Reply-side actions (delay the reply, hang, reset/close after it, truncate it) need a reply
+// they can find: none comes with CLIENT REPLY OFF, and in MONITOR and RESP2 pub/sub sessions
+// out-of-band lines interleave with replies, so these actions are ignored there.
+inline bool no_paired_reply(const RespContext& ctx) {
+  return ctx.reply_off || ctx.monitoring || ctx.subscribed;
+}
+
 // The shared filter. Attributes: commands (array or "A,B"; names, "CLIENT|SETNAME", "@write"...),
 // keys (Redis glob on the first key), probability (0..1 per matching command), first (only the
 // first N matches), every (every Nth match), after (skip the first N matches).
@@ -71,6 +78,7 @@ public:
   // commands/keys/probability/first/every/after as JSON (for the toxic's attributes).
   void to_json(nlohmann::json& out) const;
   uint64_t matched() const { return matched_; }
+  uint64_t seen() const { return seen_; } // commands that passed commands/keys
   bool names_command(std::string_view upper_name, std::string_view upper_sub) const;
 
 private:
@@ -89,7 +97,8 @@ private:
   mutable uint64_t matched_ = 0; // commands that also passed first/every/after/probability
 };
 
-// Redis's glob (stringmatchlen): *, ?, [abc], [^a-z], \x.
+// Redis's glob (stringmatchlen): *, ?, [abc], [^a-z], \x. Linear in practice: one backtrack
+// point (the last '*'), so a pattern from the API cannot make the data path exponential.
 bool glob_match(std::string_view pattern, std::string_view text, bool nocase = false);
 
 class RespRule {
@@ -99,13 +108,18 @@ public:
   // The action for a request, or Forward when the filter does not match. Handshake commands
   // (AUTH, HELLO, CLIENT SETNAME/SETINFO, SELECT) never match unless the filter names them.
   RespAction decide(const resp::RequestFrame& f, const RespContext& ctx) const;
-  uint64_t matched() const { return filter_.matched(); }
+  // Commands the filter's commands/keys selected (in a mode where the type applies), and
+  // those the toxic acted on (after first/every/after/probability).
+  uint64_t matched() const { return filter_.seen(); }
   uint64_t injected() const { return injected_; }
   const RespFilter& filter() const { return filter_; }
 
 protected:
-  // What happens to a matching command. May return Forward (e.g. nothing sensible to do in
-  // this session's mode).
+  // Whether the type makes sense for this command in this session's mode (pub/sub, MONITOR,
+  // CLIENT REPLY OFF, MULTI). Asked before the filter, so an ignored command consumes neither
+  // the first/every/after counts nor a random draw.
+  virtual bool applies(const resp::RequestFrame&, const RespContext&) const { return true; }
+  // What happens to a matching command.
   virtual RespAction act(const resp::RequestFrame& f, const RespContext& ctx) const = 0;
 
 private:

@@ -14,9 +14,11 @@ public:
 
 protected:
   nlohmann::json own_attributes() const override { return {{"bytes", bytes_}}; }
-  RespAction act(const resp::RequestFrame&, const RespContext& ctx) const override {
+  bool applies(const resp::RequestFrame&, const RespContext& ctx) const override {
+    return !no_paired_reply(ctx);
+  }
+  RespAction act(const resp::RequestFrame&, const RespContext&) const override {
     RespAction a;
-    if (ctx.reply_off || ctx.monitoring || ctx.subscribed) return a;
     a.kind = RespActionKind::Truncate;
     a.bytes = static_cast<uint64_t>(bytes_);
     return a;
