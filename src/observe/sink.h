@@ -1,0 +1,85 @@
+#pragma once
+// Where traffic records go: a file, or stdout (a file, a pipe or a terminal), written without
+// ever blocking the loop.
+//
+//   append() ──► fill_ ──(flush: swap)──► inflight_ ──► uv_fs_write (threadpool) or uv_write
+//                 │ full (max_buffer)                    one write at a time; on completion
+//                 └─► record dropped and counted         the next batch is swapped in
+//
+// Regular files go through uv_fs_write (libuv's thread pool: portable, never blocks the loop);
+// pipes, FIFOs and terminals through a uv_pipe_t / uv_tty_t stream. When the destination cannot
+// keep up, records are dropped whole and counted; the traffic itself is never slowed.
+//
+// reopen() (SIGHUP, for logrotate) opens the path again once the write in flight is done, so
+// records after it go to the new file. The sink frees itself: close() hands it over to its own
+// callbacks, which delete it when nothing refers to it any more.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <uv.h>
+
+namespace faultline::observe {
+
+class LogSink {
+public:
+  // path "-" is stdout. nullptr with err set when the file cannot be opened.
+  static LogSink* open(uv_loop_t* loop, const std::string& path, size_t max_buffer,
+                       std::string& err);
+  LogSink(const LogSink&) = delete;
+  LogSink& operator=(const LogSink&) = delete;
+
+  // Adds one or more whole records; false (and counted) when they do not fit.
+  bool append(std::string_view data, uint64_t records = 1);
+  // Starts writing what is buffered, unless a write is in flight.
+  void flush();
+  void reopen();
+  // Writes what is buffered (best effort), closes, and deletes this. Do not use it afterwards.
+  void close();
+
+  const std::string& path() const { return path_; }
+  bool is_tty() const { return kind_ == Kind::Tty; }
+  uint64_t records_written() const { return records_written_; }
+  uint64_t records_dropped() const { return records_dropped_; }
+  uint64_t bytes_written() const { return bytes_written_; }
+  size_t buffered() const { return fill_.size() + inflight_.size(); }
+  uint64_t reopens() const { return reopens_; }
+
+private:
+  enum class Kind { File, Pipe, Tty };
+  LogSink(uv_loop_t* loop, std::string path, size_t max_buffer);
+  ~LogSink() = default;
+  bool open_now(std::string& err);
+  void start_write();
+  void write_done(ssize_t result);
+  void maybe_finish();
+  void start_reopen();
+
+  uv_loop_t* loop_;
+  std::string path_;
+  size_t max_buffer_;
+  Kind kind_ = Kind::File;
+  uv_file fd_ = -1;
+  bool own_fd_ = true; // false for stdout
+  union {
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } stream_{};
+  bool stream_open_ = false;
+  uv_fs_t fs_req_{};
+  uv_write_t write_req_{};
+  uv_fs_t open_req_{};
+  std::string fill_, inflight_;
+  uint64_t fill_records_ = 0, inflight_records_ = 0;
+  size_t inflight_off_ = 0;
+  bool writing_ = false;
+  bool opening_ = false;
+  bool reopen_wanted_ = false;
+  bool closing_ = false;
+  uint64_t records_written_ = 0, records_dropped_ = 0, bytes_written_ = 0, reopens_ = 0;
+  bool error_logged_ = false;
+};
+
+} // namespace faultline::observe
