@@ -1,0 +1,819 @@
+#include "observe/traffic_log.h"
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "observe/log.h"
+#include "observe/sink.h"
+#include "proxy/proxy.h"
+#include "proxy/session.h"
+
+namespace faultline::observe {
+
+namespace {
+
+constexpr size_t kMaxPendingPerSession = 1 << 16;
+constexpr size_t kMaxSubscriberBuffer = 4 << 20;
+constexpr uint32_t kRedactedLen = UINT32_MAX;
+constexpr uint64_t kPollMs = 100;
+
+const char* kDim = "\x1b[2m";
+const char* kCmd = "\x1b[1;36m";
+const char* kRed = "\x1b[31m";
+const char* kYellow = "\x1b[33m";
+const char* kReset = "\x1b[0m";
+
+// Commands whose arguments may hold a secret: only these pay for the redaction scan.
+bool may_carry_secret(std::string_view name) {
+  return name == "AUTH" || name == "HELLO" || name == "MIGRATE" || name == "CONFIG" ||
+         name == "ACL" || name == "SENTINEL";
+}
+
+template <class T> void put(std::string& a, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  a.append(b, sizeof(T));
+}
+template <class T> T get(const char*& p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  p += sizeof(T);
+  return v;
+}
+
+// An argument as stored: the bytes shown and the original length (kRedactedLen: a secret).
+struct StoredArg {
+  std::string_view shown;
+  uint32_t full;
+};
+StoredArg read_arg(const char*& p) {
+  uint32_t full = get<uint32_t>(p);
+  uint16_t n = get<uint16_t>(p);
+  StoredArg a{std::string_view(p, n), full};
+  p += n;
+  return a;
+}
+
+std::string_view oob_event(proxy::ReplyKind k) {
+  switch (k) {
+  case proxy::ReplyKind::Push: return "push";
+  case proxy::ReplyKind::PubSubMessage: return "message";
+  case proxy::ReplyKind::Monitor: return "monitor";
+  default: return "unmatched";
+  }
+}
+
+} // namespace
+
+struct TrafficLog::SessionState {
+  std::string proxy;
+  std::string json_prefix; // "proxy":"redis","session":1,"client":"127.0.0.1:5555"
+  std::string text_prefix; // redis#1 127.0.0.1:5555
+  std::vector<Pending> ring = std::vector<Pending>(16);
+  size_t head = 0, size = 0;
+  std::string arena;
+
+  Pending& front() { return ring[head]; }
+  void push(const Pending& p) {
+    if (size == ring.size()) {
+      std::vector<Pending> bigger(ring.size() * 2);
+      for (size_t i = 0; i < size; ++i) bigger[i] = ring[(head + i) & (ring.size() - 1)];
+      ring.swap(bigger);
+      head = 0;
+    }
+    ring[(head + size) & (ring.size() - 1)] = p;
+    ++size;
+  }
+  void pop() {
+    head = (head + 1) & (ring.size() - 1);
+    if (--size == 0) {
+      head = 0;
+      arena.clear();
+    } else if (arena.size() > (1u << 20) && ring[head].off > arena.size() / 2) {
+      // A client that never lets its pipeline drain: drop the consumed half of the arena.
+      uint32_t cut = ring[head].off;
+      arena.erase(0, cut);
+      for (size_t i = 0; i < size; ++i) ring[(head + i) & (ring.size() - 1)].off -= cut;
+    }
+  }
+};
+
+bool parse_log_format(std::string_view s, LogFormat& out) {
+  if (s == "json" || s == "jsonl") out = LogFormat::Json;
+  else if (s == "text") out = LogFormat::Text;
+  else return false;
+  return true;
+}
+
+void TrafficLogConfig::apply_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::invalid_argument("expected a JSON object");
+  for (const auto& [k, v] : j.items()) {
+    if (k == "path") {
+      if (v.is_null()) path.clear();
+      else if (v.is_string()) path = v.get<std::string>();
+      else throw std::invalid_argument("'path' must be a string or null");
+    } else if (k == "enabled") {
+      if (!v.is_boolean()) throw std::invalid_argument("'enabled' must be a boolean");
+      if (!v.get<bool>()) path.clear();
+      else if (path.empty() && !j.contains("path"))
+        throw std::invalid_argument("'enabled': true needs a 'path' (a file, or \"-\")");
+    } else if (k == "format") {
+      LogFormat f;
+      if (v.is_null()) format.reset();
+      else if (!v.is_string() || !parse_log_format(v.get<std::string>(), f))
+        throw std::invalid_argument("'format' must be \"json\" or \"text\"");
+      else format = f;
+    } else if (k == "max_arg_bytes") {
+      if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 65535)
+        throw std::invalid_argument("'max_arg_bytes' must be an integer from 1 to 65535");
+      max_arg_bytes = v.get<uint32_t>();
+    } else if (k == "commands" || k == "keys") {
+      std::string s;
+      if (v.is_string()) s = v.get<std::string>();
+      else if (v.is_array())
+        for (const auto& e : v) {
+          if (!e.is_string()) throw std::invalid_argument("'" + k + "' must hold strings");
+          s += (s.empty() ? "" : ",") + e.get<std::string>();
+        }
+      else if (!v.is_null()) throw std::invalid_argument("'" + k + "' must be a string");
+      (k == "commands" ? commands : keys) = s;
+    } else if (k == "slower_than_us") {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0)
+        throw std::invalid_argument("'slower_than_us' must be a non-negative integer");
+      slower_than_us = v.get<uint64_t>();
+    } else if (k == "sample") {
+      if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > 1)
+        throw std::invalid_argument("'sample' must be a number from 0 to 1");
+      sample = v.get<double>();
+    } else if (k == "records" || k == "dropped" || k == "bytes_written" || k == "subscribers" ||
+               k == "reopens" || k == "stream_dropped") {
+      // Read-only fields of GET /log, accepted so a GET body can be posted back.
+    } else {
+      throw std::invalid_argument("unknown field '" + k + "'");
+    }
+  }
+}
+
+nlohmann::json TrafficLogConfig::to_json() const {
+  return {{"enabled", !path.empty()},
+          {"path", path.empty() ? nlohmann::json() : nlohmann::json(path)},
+          {"format", effective_format() == LogFormat::Json ? "json" : "text"},
+          {"max_arg_bytes", max_arg_bytes},
+          {"commands", commands},
+          {"keys", keys},
+          {"slower_than_us", slower_than_us},
+          {"sample", sample}};
+}
+
+TrafficLog::TrafficLog(proxy::Registry& registry, uint64_t seed) : registry_(registry), rng_(seed) {
+  uv_loop_t* loop = registry_.runtime().loop();
+  uv_check_init(loop, &check_);
+  uv_timer_init(loop, &timer_);
+  uv_signal_init(loop, &sighup_);
+  check_.data = timer_.data = sighup_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&sighup_));
+  argv_.reserve(64);
+  json_.reserve(1024);
+  text_.reserve(1024);
+  resync_clock();
+}
+
+TrafficLog::~TrafficLog() {
+  if (registered_) registry_.runtime().remove_observer(this);
+}
+
+void TrafficLog::resync_clock() {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  int64_t wall = int64_t(tv.tv_sec) * 1000000 + tv.tv_usec;
+  int64_t mono = static_cast<int64_t>(uv_hrtime() / 1000);
+  int64_t off = wall - mono;
+  // Keep timestamps steady: follow the wall clock only when it moved noticeably.
+  if (wall_offset_us_ == 0 || std::llabs(off - wall_offset_us_) > 1000) wall_offset_us_ = off;
+}
+
+uint64_t TrafficLog::now_wall_us() const { return wall_us(uv_hrtime() / 1000); }
+
+bool TrafficLog::configure(const TrafficLogConfig& cfg_in, std::string& err) {
+  if (closing_) {
+    err = "shutting down";
+    return false;
+  }
+  TrafficLogConfig cfg = cfg_in;
+  if (cfg.max_arg_bytes == 0) {
+    err = "max_arg_bytes must be at least 1";
+    return false;
+  }
+  if (!(cfg.sample >= 0.0 && cfg.sample <= 1.0)) {
+    err = "sample must be from 0 to 1";
+    return false;
+  }
+  std::unique_ptr<toxics::RespFilter> filter;
+  if (!cfg.commands.empty() || !cfg.keys.empty()) {
+    nlohmann::json attrs = nlohmann::json::object();
+    if (!cfg.commands.empty()) attrs["commands"] = cfg.commands;
+    if (!cfg.keys.empty()) attrs["keys"] = cfg.keys;
+    try {
+      filter = std::make_unique<toxics::RespFilter>(attrs);
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (what.rfind("attribute 'commands': ", 0) == 0) what = what.substr(22);
+      err = "log commands: " + what;
+      return false;
+    }
+  }
+  LogSink* new_sink = nullptr;
+  bool reopen_sink = !cfg.path.empty() && (!sink_ || cfg.path != cfg_.path);
+  if (reopen_sink) {
+    new_sink = LogSink::open(registry_.runtime().loop(), cfg.path, cfg.max_buffer_bytes, err);
+    if (!new_sink) return false;
+  }
+  if (reopen_sink || cfg.path.empty()) {
+    if (sink_) {
+      flush();
+      sink_->close();
+    }
+    sink_ = new_sink;
+    uv_signal_stop(&sighup_);
+    if (sink_ && cfg.path != "-") {
+      uv_signal_start(
+          &sighup_, [](uv_signal_t* h, int) { static_cast<TrafficLog*>(h->data)->reopen(); },
+          SIGHUP);
+    }
+  }
+  cfg_ = std::move(cfg);
+  filter_ = std::move(filter);
+  format_ = cfg_.effective_format();
+  color_ = sink_ && sink_->is_tty() && format_ == LogFormat::Text;
+  update_registration();
+  return true;
+}
+
+void TrafficLog::reopen() {
+  if (sink_) sink_->reopen();
+}
+
+uint64_t TrafficLog::subscribe(std::string proxy, std::unique_ptr<TrafficSubscriber> sub) {
+  uint64_t id = next_sub_id_++;
+  subs_.push_back({id, std::move(proxy), std::move(sub), {}, 0, 0, 0});
+  update_registration();
+  return id;
+}
+
+void TrafficLog::unsubscribe(uint64_t id) {
+  for (auto& s : subs_)
+    if (s.id == id) s.out.reset(); // swept in flush(): we may be inside a write
+  schedule_flush();
+}
+
+size_t TrafficLog::subscribers() const {
+  size_t n = 0;
+  for (const auto& s : subs_) n += s.out != nullptr;
+  return n;
+}
+
+uint64_t TrafficLog::dropped() const {
+  uint64_t n = dropped_pending_;
+  if (sink_) n += sink_->records_dropped();
+  return n;
+}
+
+void TrafficLog::update_registration() {
+  bool active = !closing_ && (sink_ != nullptr || subscribers() > 0);
+  want_text_ = sink_ && format_ == LogFormat::Text;
+  want_json_ = (sink_ && format_ == LogFormat::Json) || subscribers() > 0;
+  auto& rt = registry_.runtime();
+  if (active && !registered_) {
+    // The parser keeps more of each request while the log is on (new sessions only).
+    auto& cap = rt.mutable_options().capture;
+    cap.max_args = std::max<uint32_t>(cap.max_args, 32);
+    cap.arg_cap_bytes = std::max<uint32_t>(cap.arg_cap_bytes, std::max<uint32_t>(cfg_.max_arg_bytes, 32));
+    cap.text_cap_bytes = std::max<uint32_t>(cap.text_cap_bytes, cfg_.max_arg_bytes);
+    rt.add_observer(this);
+    registered_ = true;
+    resync_clock();
+    poll_toxics(false);
+    uv_timer_start(
+        &timer_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<TrafficLog*>(t->data);
+          self->resync_clock();
+          self->poll_toxics(true);
+          uint64_t d = self->dropped();
+          if (d > self->dropped_noted_ && self->sink_ &&
+              self->sink_->buffered() < self->cfg_.max_buffer_bytes / 2) {
+            uint64_t delta = d - self->dropped_noted_;
+            self->begin_event(nullptr, {}, self->now_wall_us(), "dropped");
+            self->json_ += fmt::format(",\"records\":{},\"total\":{}", delta, d);
+            self->text_ += fmt::format(" {} records dropped ({} in all)", delta, d);
+            self->end_event();
+            self->dropped_noted_ = self->dropped();
+          }
+        },
+        kPollMs, kPollMs);
+  } else if (active) {
+    auto& cap = rt.mutable_options().capture;
+    cap.arg_cap_bytes = std::max<uint32_t>(cap.arg_cap_bytes, cfg_.max_arg_bytes);
+    cap.text_cap_bytes = std::max<uint32_t>(cap.text_cap_bytes, cfg_.max_arg_bytes);
+  } else if (!active && registered_) {
+    rt.remove_observer(this);
+    registered_ = false;
+    sessions_.clear();
+    last_session_ = nullptr;
+    last_state_ = nullptr;
+    uv_timer_stop(&timer_);
+  }
+}
+
+TrafficLog::SessionState& TrafficLog::state(proxy::Session& s) {
+  if (&s == last_session_) return *last_state_;
+  auto& slot = sessions_[&s];
+  if (!slot) {
+    slot = std::make_unique<SessionState>();
+    slot->proxy = s.proxy().name();
+    slot->json_prefix = "\"proxy\":\"";
+    append_json_repr(slot->json_prefix, slot->proxy);
+    slot->json_prefix += "\",\"session\":";
+    append_uint(slot->json_prefix, s.id());
+    slot->json_prefix += ",\"client\":\"";
+    append_json_repr(slot->json_prefix, s.client_address());
+    slot->json_prefix += '"';
+    append_repr(slot->text_prefix, slot->proxy);
+    slot->text_prefix += '#';
+    append_uint(slot->text_prefix, s.id());
+    slot->text_prefix += ' ';
+    slot->text_prefix += s.client_address();
+  }
+  last_session_ = &s;
+  last_state_ = slot.get();
+  return *slot;
+}
+
+bool TrafficLog::wants(std::string_view proxy) const {
+  if (sink_) return true;
+  for (const auto& s : subs_)
+    if (s.out && (s.proxy.empty() || s.proxy == proxy)) return true;
+  return false;
+}
+
+void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, proxy::PendingId id,
+                            std::string_view fault) {
+  if (f.argc == 0) return;
+  if (filter_ && !filter_->matches(f, rng_)) return;
+  if (cfg_.sample < 1.0 && !(unit_(rng_) < cfg_.sample)) return;
+  SessionState& ss = state(s);
+  if (ss.size >= kMaxPendingPerSession) {
+    ++dropped_pending_;
+    return;
+  }
+  const uint32_t max = cfg_.max_arg_bytes;
+  Pending p{};
+  p.id = id;
+  p.off = static_cast<uint32_t>(ss.arena.size());
+  std::string& a = ss.arena;
+  // Command name ("CLIENT SETNAME"), the fault named at request time, the key, the arguments.
+  size_t skip = f.sub.empty() ? 1 : 2;
+  put<uint8_t>(a, static_cast<uint8_t>(f.name.size() + (f.sub.empty() ? 0 : 1 + f.sub.size())));
+  a.append(f.name);
+  if (!f.sub.empty()) {
+    a += ' ';
+    a.append(f.sub);
+  }
+  uint16_t fl = static_cast<uint16_t>(std::min<size_t>(fault.size(), 255));
+  put<uint16_t>(a, fl);
+  a.append(fault.data(), fl);
+  uint64_t mask = 0;
+  if (may_carry_secret(f.name)) {
+    argv_.clear();
+    for (const auto& arg : f.args) argv_.push_back(arg.data);
+    mask = secret_args(f.name, f.sub, argv_);
+  }
+  auto put_arg = [&](const resp::Arg& arg, bool secret) {
+    if (secret) {
+      put<uint32_t>(a, kRedactedLen);
+      put<uint16_t>(a, 0);
+      return;
+    }
+    uint16_t n = static_cast<uint16_t>(std::min<size_t>(arg.data.size(), max));
+    put<uint32_t>(a, static_cast<uint32_t>(std::min<uint64_t>(arg.len, kRedactedLen - 1)));
+    put<uint16_t>(a, n);
+    a.append(arg.data.data(), n);
+  };
+  // The key, unless it is one of the secrets (it never is for the commands above, but the
+  // parser's idea of a key and ours must not have to agree for safety).
+  bool key_secret = false;
+  if (mask && f.has_key)
+    for (size_t i = 0; i < f.args.size() && i < 64; ++i)
+      if ((mask >> i & 1) && f.args[i].data.data() == f.key.data.data()) key_secret = true;
+  put<uint8_t>(a, f.has_key ? 1 : 0);
+  if (f.has_key) put_arg(f.key, key_secret);
+  size_t n = f.args.size() > skip ? f.args.size() - skip : 0;
+  for (size_t i = skip; i < f.args.size(); ++i) put_arg(f.args[i], i < 64 && (mask >> i & 1));
+  p.nargs = static_cast<uint16_t>(n);
+  uint64_t total = f.argc > skip ? f.argc - skip : 0;
+  p.more_args = total > n ? total - n : 0;
+  ss.push(p);
+}
+
+void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
+                          const resp::ReplyFrame* frame, std::string_view injected,
+                          std::string_view fault) {
+  SessionState* ssp;
+  if (&s == last_session_) {
+    ssp = last_state_;
+  } else {
+    auto it = sessions_.find(&s);
+    if (it == sessions_.end()) return;
+    ssp = it->second.get();
+    last_session_ = &s;
+    last_state_ = ssp;
+  }
+  SessionState& ss = *ssp;
+  const proxy::PendingId id = r.request.id;
+  while (ss.size && ss.front().id < id) ss.pop(); // requests that will never be answered
+  if (!ss.size || ss.front().id != id) return;    // not logged (filters)
+  Pending& p = ss.front();
+  ++p.replies;
+  if (!r.final) return;
+  if (r.latency_us < cfg_.slower_than_us) {
+    ss.pop();
+    return;
+  }
+  ReplySummary sum = frame ? summarize(*frame) : summarize_injected(injected);
+  const char* cur = ss.arena.data() + p.off;
+  uint8_t cmd_len = get<uint8_t>(cur);
+  std::string_view cmd(cur, cmd_len);
+  cur += cmd_len;
+  uint16_t fl = get<uint16_t>(cur);
+  std::string_view req_fault(cur, fl);
+  cur += fl;
+  if (fault.empty()) fault = req_fault;
+  bool has_key = get<uint8_t>(cur) != 0;
+  StoredArg key{};
+  if (has_key) key = read_arg(cur);
+  const char* args = cur;
+  const uint64_t ts = wall_us(r.request.start_us);
+  const uint64_t bytes_in = r.request.req_end - r.request.req_start;
+  const uint32_t max = cfg_.max_arg_bytes;
+
+  if (want_json_) {
+    std::string& o = json_;
+    o.clear();
+    o += "{\"ts\":\"";
+    ts_json_.append(o, ts);
+    o += "\",";
+    o += ss.json_prefix;
+    o += ",\"db\":";
+    append_int(o, r.request.db);
+    o += ",\"cmd\":\"";
+    append_json_repr(o, cmd);
+    o += "\",\"args\":[";
+    const char* c = args;
+    for (uint16_t i = 0; i < p.nargs; ++i) {
+      StoredArg a = read_arg(c);
+      if (i) o += ',';
+      o += '"';
+      if (a.full == kRedactedLen) o += kRedacted;
+      else append_json_repr_truncated(o, a.shown, a.full, max);
+      o += '"';
+    }
+    o += ']';
+    if (p.more_args) {
+      o += ",\"more_args\":";
+      append_uint(o, p.more_args);
+    }
+    if (has_key) {
+      o += ",\"key\":\"";
+      if (key.full == kRedactedLen) o += kRedacted;
+      else append_json_repr_truncated(o, key.shown, key.full, max);
+      o += '"';
+    }
+    o += ",\"reply\":";
+    append_reply_json(o, sum, max);
+    if (p.replies > 1) {
+      o += ",\"replies\":";
+      append_uint(o, p.replies);
+    }
+    o += ",\"latency_us\":";
+    append_uint(o, r.latency_us);
+    o += ",\"bytes_in\":";
+    append_uint(o, bytes_in);
+    o += ",\"bytes_out\":";
+    append_uint(o, sum.bytes);
+    if (fault.empty()) {
+      o += ",\"fault\":null}\n";
+    } else {
+      o += ",\"fault\":\"";
+      append_json_repr(o, fault);
+      o += "\"}\n";
+    }
+  }
+  if (want_text_) {
+    std::string& o = text_;
+    o.clear();
+    if (color_) o += kDim;
+    ts_text_.append_time_of_day(o, ts);
+    if (color_) o += kReset;
+    o += ' ';
+    o += ss.text_prefix;
+    if (r.request.db != 0) {
+      o += " db";
+      append_int(o, r.request.db);
+    }
+    o += ' ';
+    if (color_) o += kCmd;
+    append_repr(o, cmd);
+    if (color_) o += kReset;
+    const char* c = args;
+    for (uint16_t i = 0; i < p.nargs; ++i) {
+      StoredArg a = read_arg(c);
+      o += " \"";
+      if (a.full == kRedactedLen) o += kRedacted;
+      else append_repr_truncated(o, a.shown, a.full, max);
+      o += '"';
+    }
+    if (p.more_args) {
+      o += " ... (";
+      append_uint(o, p.more_args);
+      o += " more)";
+    }
+    o += " -> ";
+    bool err = sum.is_error();
+    if (color_ && err) o += kRed;
+    append_reply_text(o, sum, max);
+    if (color_ && err) o += kReset;
+    o += ' ';
+    append_uint(o, r.latency_us);
+    o += "us";
+    if (!fault.empty()) {
+      o += ' ';
+      if (color_) o += kYellow;
+      o += "fault=";
+      append_repr(o, fault);
+      if (color_) o += kReset;
+    }
+    o += '\n';
+  }
+  ss.pop();
+  emit(ss.proxy);
+}
+
+void TrafficLog::begin_event(SessionState* ss, std::string_view proxy, uint64_t ts,
+                             std::string_view ev) {
+  if (want_json_) {
+    json_.clear();
+    json_ += "{\"ts\":\"";
+    ts_json_.append(json_, ts);
+    json_ += "\",";
+    if (ss) {
+      json_ += ss->json_prefix;
+    } else {
+      json_ += "\"proxy\":";
+      if (proxy.empty()) {
+        json_ += "null";
+      } else {
+        json_ += '"';
+        append_json_repr(json_, proxy);
+        json_ += '"';
+      }
+      json_ += ",\"session\":null,\"client\":null";
+    }
+    json_ += ",\"event\":\"";
+    json_ += ev;
+    json_ += '"';
+  }
+  if (want_text_) {
+    text_.clear();
+    if (color_) text_ += kDim;
+    ts_text_.append_time_of_day(text_, ts);
+    text_ += ' ';
+    if (ss) text_ += ss->text_prefix;
+    else append_repr(text_, proxy.empty() ? std::string_view("-") : proxy);
+    text_ += " -- ";
+    text_ += ev;
+    if (color_) text_ += kReset;
+  }
+}
+
+void TrafficLog::end_event() {
+  if (want_json_) json_ += "}\n";
+  if (want_text_) text_ += '\n';
+  // The proxy of the record is in json_; events are rare, so find it again from the state.
+}
+
+void TrafficLog::on_session_open(proxy::Session& s) {
+  SessionState& ss = state(s);
+  if (!wants(ss.proxy)) return;
+  begin_event(&ss, {}, now_wall_us(), "open");
+  end_event();
+  emit(ss.proxy);
+}
+
+void TrafficLog::on_session_close(proxy::Session& s) {
+  SessionState& ss = state(s);
+  if (wants(ss.proxy)) {
+    begin_event(&ss, {}, now_wall_us(), "close");
+    std::string_view reason = proxy::to_string(s.close_reason());
+    uint64_t in = s.bytes_from_client(), out = s.bytes_from_upstream();
+    if (want_json_)
+      json_ += fmt::format(",\"reason\":\"{}\",\"bytes_in\":{},\"bytes_out\":{},\"commands\":{}",
+                           reason, in, out, s.commands_seen());
+    if (want_text_)
+      text_ += fmt::format(" {} in={}B out={}B commands={}", reason, in, out, s.commands_seen());
+    end_event();
+    emit(ss.proxy);
+  }
+  sessions_.erase(&s);
+  last_session_ = nullptr;
+  last_state_ = nullptr;
+}
+
+void TrafficLog::on_out_of_band(proxy::Session& s, const proxy::ReplyResult& r,
+                                const resp::ReplyFrame& f) {
+  SessionState& ss = state(s);
+  ReplySummary sum = summarize(f);
+  begin_event(&ss, {}, now_wall_us(), oob_event(r.kind));
+  if (want_json_) {
+    json_ += ",\"reply\":";
+    append_reply_json(json_, sum, cfg_.max_arg_bytes);
+    json_ += ",\"bytes_out\":";
+    append_uint(json_, sum.bytes);
+  }
+  if (want_text_) {
+    text_ += ' ';
+    append_reply_text(text_, sum, cfg_.max_arg_bytes);
+  }
+  end_event();
+  emit(ss.proxy);
+}
+
+void TrafficLog::on_raw_mode(proxy::Session& s, toxics::Stream dir, const resp::ParseError& e) {
+  SessionState& ss = state(s);
+  begin_event(&ss, {}, now_wall_us(), "raw");
+  const char* d = dir == toxics::Stream::Upstream ? "upstream" : "downstream";
+  std::string why;
+  append_json_repr(why, e.reason ? e.reason : "?");
+  if (want_json_)
+    json_ += fmt::format(",\"direction\":\"{}\",\"offset\":{},\"error\":\"{}\"", d, e.offset, why);
+  if (want_text_) text_ += fmt::format(" {} at byte {}: {}", d, e.offset, e.reason ? e.reason : "?");
+  end_event();
+  emit(ss.proxy);
+}
+
+void TrafficLog::poll_toxics(bool emit_events) {
+  std::vector<std::string> present;
+  for (const auto& [name, p] : registry_.proxies()) {
+    present.push_back(name);
+    auto& seen = toxics_seen_[name];
+    std::vector<std::pair<std::string, const void*>> now;
+    for (const auto& t : p->toxics()) now.emplace_back(t.name, t.impl.get());
+    if (now == seen) continue;
+    if (emit_events && wants(name)) {
+      for (const auto& t : p->toxics()) {
+        auto it = std::find_if(seen.begin(), seen.end(),
+                               [&](const auto& e) { return e.first == t.name; });
+        if (it != seen.end() && it->second == t.impl.get()) continue;
+        begin_event(nullptr, name, now_wall_us(),
+                    it == seen.end() ? "toxic_added" : "toxic_updated");
+        if (want_json_) json_ += ",\"toxic\":" + t.to_json().dump(-1, ' ', true);
+        if (want_text_) text_ += fmt::format(" {} ({}, {})", t.name, t.type,
+                                             t.stream == toxics::Stream::Upstream ? "upstream"
+                                                                                  : "downstream");
+        end_event();
+        emit(name);
+      }
+      for (const auto& [tname, impl] : seen) {
+        if (std::any_of(now.begin(), now.end(), [&](const auto& e) { return e.first == tname; }))
+          continue;
+        begin_event(nullptr, name, now_wall_us(), "toxic_removed");
+        nlohmann::json tj = {{"name", tname}};
+        if (want_json_) json_ += ",\"toxic\":" + tj.dump(-1, ' ', true);
+        if (want_text_) text_ += " " + tname;
+        end_event();
+        emit(name);
+      }
+    }
+    seen = std::move(now);
+  }
+  for (auto it = toxics_seen_.begin(); it != toxics_seen_.end();) {
+    if (std::find(present.begin(), present.end(), it->first) == present.end())
+      it = toxics_seen_.erase(it);
+    else
+      ++it;
+  }
+}
+
+void TrafficLog::emit(std::string_view proxy) {
+  ++records_;
+  if (sink_) {
+    if (format_ == LogFormat::Json) sink_->append(json_);
+    else sink_->append(text_);
+  }
+  for (auto& s : subs_) {
+    if (!s.out || !(s.proxy.empty() || s.proxy == proxy)) continue;
+    if (s.buf.size() + json_.size() > kMaxSubscriberBuffer) {
+      ++s.dropped;
+      continue;
+    }
+    s.buf += json_;
+    ++s.buf_records;
+  }
+  schedule_flush();
+}
+
+void TrafficLog::schedule_flush() {
+  if (check_active_ || closing_) return;
+  check_active_ = true;
+  uv_check_start(&check_, [](uv_check_t* h) {
+    auto* self = static_cast<TrafficLog*>(h->data);
+    uv_check_stop(h);
+    self->check_active_ = false;
+    self->flush();
+  });
+}
+
+void TrafficLog::flush() {
+  if (sink_) sink_->flush();
+  bool removed = false;
+  for (auto& s : subs_) {
+    if (s.out && !s.buf.empty()) {
+      if (s.out->pending_bytes() > kMaxSubscriberBuffer) {
+        s.dropped += s.buf_records;
+      } else if (s.out->write(s.buf)) {
+        s.sent += s.buf_records;
+      } else {
+        s.out.reset();
+      }
+      s.buf.clear();
+      s.buf_records = 0;
+    }
+    if (!s.out) removed = true;
+  }
+  if (removed) {
+    std::erase_if(subs_, [](const Subscriber& s) { return !s.out; });
+    update_registration();
+  }
+}
+
+nlohmann::json TrafficLog::status_json() const {
+  nlohmann::json j = cfg_.to_json();
+  j["records"] = records_;
+  j["dropped"] = dropped();
+  j["bytes_written"] = sink_ ? sink_->bytes_written() : 0;
+  j["reopens"] = sink_ ? sink_->reopens() : 0;
+  uint64_t sd = 0;
+  for (const auto& s : subs_) sd += s.dropped;
+  j["subscribers"] = subscribers();
+  j["stream_dropped"] = sd;
+  return j;
+}
+
+void TrafficLog::append_prometheus(std::string& out) const {
+  uint64_t sd = 0, ss = 0;
+  for (const auto& s : subs_) {
+    sd += s.dropped;
+    ss += s.sent;
+  }
+  out += "# HELP faultline_log_records_total Traffic records written, by destination.\n"
+         "# TYPE faultline_log_records_total counter\n";
+  out += fmt::format("faultline_log_records_total{{sink=\"file\"}} {}\n",
+                     sink_ ? sink_->records_written() : 0);
+  out += fmt::format("faultline_log_records_total{{sink=\"stream\"}} {}\n", ss);
+  out += "# HELP faultline_log_records_dropped_total Traffic records dropped because the "
+         "destination could not keep up (the traffic itself is never slowed).\n"
+         "# TYPE faultline_log_records_dropped_total counter\n";
+  out += fmt::format("faultline_log_records_dropped_total{{sink=\"file\"}} {}\n", dropped());
+  out += fmt::format("faultline_log_records_dropped_total{{sink=\"stream\"}} {}\n", sd);
+}
+
+void TrafficLog::close(std::function<void()> on_done) {
+  if (closing_) return;
+  flush();
+  closing_ = true;
+  on_closed_ = std::move(on_done);
+  if (sink_) {
+    sink_->close();
+    sink_ = nullptr;
+  }
+  subs_.clear();
+  update_registration();
+  auto cb = [](uv_handle_t* h) {
+    auto* self = static_cast<TrafficLog*>(h->data);
+    if (--self->pending_closes_ == 0 && self->on_closed_) {
+      auto done = std::move(self->on_closed_);
+      done();
+    }
+  };
+  pending_closes_ = 3;
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_), cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), cb);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), cb);
+}
+
+} // namespace faultline::observe
