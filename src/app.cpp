@@ -13,6 +13,7 @@
 #include "control/api.h"
 #include "control/ctl.h"
 #include "control/http_server.h"
+#include "observe/clients.h"
 #include "observe/log.h"
 #include "proxy/proxy.h"
 #include "uv/address.h"
@@ -35,6 +36,7 @@ struct App {
   proxy::Runtime rt;
   proxy::Registry registry;
   control::Api api;
+  observe::ClientVerdicts clients; // what clients did about faults: /proxies/{name}/clients
   std::unique_ptr<control::HttpServer> http; // null with --api off
   uv_signal_t sigint{}, sigterm{};
   uv_timer_t deadline{};
@@ -43,15 +45,20 @@ struct App {
   int closing_parts = 0;
 
   App(uv_loop_t* l, const proxy::DataPathOptions& o, uint64_t seed)
-      : loop(l), rt(l, o), registry(rt, seed), api(registry) {}
+      : loop(l), rt(l, o), registry(rt, seed), api(registry), clients(registry) {
+    rt.add_observer(&clients);
+    api.set_client_verdicts(&clients);
+    clients.start(l);
+  }
 
   // Closes the API server and every proxy; `then` runs once all their handles are closed.
   void close_all(std::function<void()> then) {
-    closing_parts = http ? 2 : 1;
+    closing_parts = http ? 3 : 2;
     auto part_done = [this, then] {
       if (--closing_parts == 0) then();
     };
     if (http) http->close(part_done);
+    clients.close(part_done);
     registry.shutdown(part_done);
   }
 

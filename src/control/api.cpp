@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <uv.h>
 
+#include "observe/clients.h"
 #include "observe/log.h"
 #include "proxy/proxy.h"
 #include "toxics/toxic.h"
@@ -312,6 +313,8 @@ Router Api::router() {
   r.add("GET", "/proxies/{proxy}/connections", wrap(&Api::list_connections));
   r.add("DELETE", "/proxies/{proxy}/connections", wrap(&Api::drop_connections));
   r.add("GET", "/metrics", wrap(&Api::metrics));
+  r.add("GET", "/proxies/{proxy}/clients", wrap(&Api::show_clients));
+  r.add("DELETE", "/proxies/{proxy}/clients", wrap(&Api::clear_clients));
   return r;
 }
 
@@ -581,6 +584,19 @@ std::string Api::metrics_text() const {
 
 void Api::metrics(Request&, Response& res) {
   res.text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text());
+}
+
+void Api::show_clients(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  if (!clients_) throw ApiError(404, "client verdicts are not recorded");
+  res.json(200, clients_->json_for(p));
+}
+
+void Api::clear_clients(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  if (!clients_) throw ApiError(404, "client verdicts are not recorded");
+  clients_->clear(p.name());
+  res.empty(204);
 }
 
 } // namespace faultline::control

@@ -22,6 +22,10 @@ class Proxy;
 class Registry;
 } // namespace faultline::proxy
 
+namespace faultline::observe {
+class ClientVerdicts;
+} // namespace faultline::observe
+
 namespace faultline::control {
 
 // An error reply: Toxiproxy's message text and status code.
@@ -53,6 +57,10 @@ public:
   void add_metrics_section(MetricsSection section) { metrics_.push_back(std::move(section)); }
   std::string metrics_text() const;
 
+  // What clients did about the faults (GET/DELETE /proxies/{name}/clients). Not owned; without
+  // it those routes answer 404.
+  void set_client_verdicts(observe::ClientVerdicts* v) { clients_ = v; }
+
   // JSON of one proxy as GET /proxies/{name} shows it.
   static nlohmann::json proxy_json(const proxy::Proxy& p);
 
@@ -73,12 +81,15 @@ private:
   void list_connections(Request& req, Response& res);
   void drop_connections(Request& req, Response& res);
   void metrics(Request& req, Response& res);
+  void show_clients(Request& req, Response& res);
+  void clear_clients(Request& req, Response& res);
 
   proxy::Proxy& find_proxy(const Request& req);
   void append_proxy_metrics(std::string& out) const;
 
   proxy::Registry& registry_;
   std::vector<MetricsSection> metrics_;
+  observe::ClientVerdicts* clients_ = nullptr;
 };
 
 } // namespace faultline::control
