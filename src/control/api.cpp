@@ -529,10 +529,11 @@ void Api::list_connections(Request& req, Response& res) {
 void Api::drop_connections(Request& req, Response& res) {
   proxy::Proxy& p = find_proxy(req);
   bool rst = false;
+  // "?reset" alone means true, as a flag.
   if (auto it = req.query.find("reset"); it != req.query.end()) {
-    if (it->second == "true" || it->second == "1")
+    if (it->second.empty() || it->second == "true" || it->second == "1")
       rst = true;
-    else if (it->second != "false" && it->second != "0" && !it->second.empty())
+    else if (it->second != "false" && it->second != "0")
       throw ApiError(400, "query parameter 'reset' must be true or false");
   }
   log::info("api: dropping {} connections of {}{}", p.session_count(), p.name(),
