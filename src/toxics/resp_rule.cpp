@@ -236,10 +236,12 @@ size_t match_token(std::string_view p, size_t pi, char c, bool nocase) {
 
 } // namespace
 
-// Redis's stringmatchlen, same answers (including its quirk that an empty string matches only
-// the empty pattern), without its recursion: every token but '*' consumes exactly one
-// character, so backtracking to the last '*' is enough.
+// Redis's stringmatchlen, same answers, without its recursion: every token but '*' consumes
+// exactly one character, so backtracking to the last '*' is enough. As in KEYS and SCAN, a
+// lone "*" matches every key; otherwise an empty key matches only the empty pattern (Redis's
+// quirk: "**" does not match "").
 bool glob_match(std::string_view p, std::string_view s, bool nocase) {
+  if (p == "*") return true;
   if (s.empty()) return p.empty();
   constexpr size_t npos = std::string_view::npos;
   size_t pi = 0, si = 0, star_p = npos, star_s = 0;
