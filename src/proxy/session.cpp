@@ -581,6 +581,7 @@ struct Session::Resp {
   };
   std::vector<Rule> rules;
   std::vector<uv::Chunk> partial;        // bytes of the request in progress (rules only)
+  uv::Chunk forward;                     // adjacent forwarded frames, written as one
   std::deque<std::string> injections;    // replies waiting for their turn, FIFO
   std::deque<std::string> injection_faults;
   std::vector<FlagEntry> flagged;        // requests whose reply a rule acts on
@@ -792,15 +793,27 @@ void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::st
 
 void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now) {
   Resp& r = *resp_;
-  std::vector<uv::Chunk> bytes;
-  bytes.swap(r.partial);
-  if (tail.len) bytes.push_back(std::move(tail));
+  // The frame's bytes: what waited in `partial`, then `tail`. Walked in place, without a
+  // vector per frame (partial keeps its capacity).
+  auto each_chunk = [&](auto&& fn) {
+    for (auto& b : r.partial) fn(std::move(b));
+    r.partial.clear();
+    if (tail.len) fn(std::move(tail));
+  };
   auto forward_bytes = [&] {
-    for (auto& b : bytes) up_deliver(std::move(b));
+    // Frames that follow each other in one block are written together: a pipeline stays one
+    // write when a rule lets every command through.
+    each_chunk([&](uv::Chunk b) {
+      uv::Chunk& acc = r.forward;
+      if (acc.len && acc.block.get() == b.block.get() && acc.off + acc.len == b.off) {
+        acc.len += b.len;
+        return;
+      }
+      flush_forward();
+      r.forward = std::move(b);
+    });
   };
-  auto drop_bytes = [&] {
-    for (auto& b : bytes) drop(*up_, std::move(b));
-  };
+  auto drop_bytes = [&] { each_chunk([&](uv::Chunk b) { drop(*up_, std::move(b)); }); };
 
   // EXEC of a transaction faultline refused a command of (or refuses EXEC itself): the client
   // gets EXECABORT, as from Redis, and Redis gets DISCARD in EXEC's place, its +OK swallowed,
@@ -808,6 +821,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
   const bool exec_in_multi =
       f.cmd && r.pairing.in_multi() && f.cmd->special == resp::Special::Exec;
   auto abort_exec = [&](std::string reply, std::string_view fault) {
+    flush_forward();
     drop_bytes();
     r.multi_error = false;
     const bool quiet = r.pairing.reply_mode() == ReplyMode::Off;
@@ -852,6 +866,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     }
   }
   using K = toxics::RespActionKind;
+  if (a.kind != K::Forward) flush_forward();
   switch (a.kind) {
   case K::Forward:
     forward_request(f, now, {});
@@ -882,7 +897,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     uint64_t due = uv_now(rt_.loop()) + a.delay_ms;
     if (!r.req_hold.empty()) due = std::max(due, r.req_hold.back().due_ms);
     bool was_empty = r.req_hold.empty();
-    for (auto& b : bytes) r.req_hold.push_back({due, std::move(b)});
+    each_chunk([&](uv::Chunk b) { r.req_hold.push_back({due, std::move(b)}); });
     if (r.req_hold.empty()) r.req_hold.push_back({due, {}});
     if (was_empty) release_holds(true);
     return;
@@ -908,6 +923,12 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     return;
   }
   }
+}
+
+void Session::flush_forward() {
+  Resp& r = *resp_;
+  if (r.forward.len) up_deliver(std::move(r.forward));
+  r.forward = {};
 }
 
 void Session::release_injections() {
@@ -1065,6 +1086,7 @@ void Session::finish_collect(uint64_t now) {
 
 void Session::client_eof() {
   Resp& r = *resp_;
+  flush_forward();
   // An unfinished request goes on as it is: Redis sees what the client sent.
   std::vector<uv::Chunk> p;
   p.swap(r.partial);

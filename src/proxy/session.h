@@ -94,6 +94,7 @@ private:
   void forward_request(const resp::RequestFrame& f, uint64_t now_us, std::string_view fault);
   void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
   void release_injections();
+  void flush_forward();
   void up_deliver(uv::Chunk c);
   void down_deliver(uv::Chunk c);
   void drop(Pipe& p, uv::Chunk c);

@@ -171,7 +171,8 @@ RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx)
                    (f.name == "CLIENT" && (f.sub == "SETNAME" || f.sub == "SETINFO"));
   if (handshake && !filter_.names_command(f.name, f.sub)) return {};
   if (!applies(f, ctx)) return {};
-  std::mt19937_64 fallback;
+  // Constructing a Mersenne Twister costs thousands of instructions: never per request.
+  static std::mt19937_64 fallback;
   if (!filter_.matches(f, ctx.rng ? *ctx.rng : fallback)) return {};
   RespAction a = act(f, ctx);
   if (a.kind != RespActionKind::Forward) ++injected_;
