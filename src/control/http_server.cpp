@@ -99,7 +99,7 @@ std::string format_peer(const sockaddr_storage& ss) {
 }
 
 std::string error_body(int status, std::string_view message) {
-  return nlohmann::json{{"error", message}, {"status", status}}.dump();
+  return nlohmann::json{{"error", message}, {"status", status}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 } // namespace

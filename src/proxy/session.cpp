@@ -58,9 +58,16 @@ struct WriteReq {
   uv::Chunk chunk;
   Session::Pipe* pipe;
 };
+// Frees what it holds at thread exit, so leak checkers see no pooled request as lost.
+struct WriteReqPool {
+  std::vector<WriteReq*> reqs;
+  ~WriteReqPool() {
+    for (WriteReq* r : reqs) delete r;
+  }
+};
 std::vector<WriteReq*>& write_req_pool() {
-  static thread_local std::vector<WriteReq*> pool;
-  return pool;
+  static thread_local WriteReqPool pool;
+  return pool.reqs;
 }
 WriteReq* get_write_req() {
   auto& pool = write_req_pool();
