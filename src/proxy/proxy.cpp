@@ -20,6 +20,8 @@ Proxy::Proxy(Runtime& rt, ProxyConfig cfg, uint64_t seed)
 
 Proxy::~Proxy() = default;
 
+void Proxy::reseed(uint64_t seed) { rng_.seed(mix_seed(seed, cfg_.name)); }
+
 bool Proxy::start(std::string& err) {
   auto l = uv::parse_endpoint(cfg_.listen, err);
   if (!l) return false;

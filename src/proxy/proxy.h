@@ -79,6 +79,9 @@ public:
   // Used by sessions.
   Runtime& runtime() { return rt_; }
   std::mt19937_64& rng() { return rng_; }
+  // Restart the generator from a seed (mixed with the name, like the registry's): a profile's
+  // seed makes its run's random choices repeatable.
+  void reseed(uint64_t seed);
   const sockaddr* upstream_sockaddr();
   void note_connect_failure(int err);
   void note_connect_ok();
