@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
+
+#include <unistd.h>
 
 #include <cxxopts.hpp>
 #include <fmt/format.h>
@@ -15,16 +18,43 @@
 #include "control/http_server.h"
 #include "observe/clients.h"
 #include "observe/log.h"
+#include "profile/control.h"
+#include "profile/profile.h"
+#include "profile/runner.h"
 #include "proxy/proxy.h"
 #include "uv/address.h"
 
 namespace faultline {
 
-void add_app_options(cxxopts::Options&) {}
-bool read_app_options(const cxxopts::ParseResult&, AppConfig&, std::string&) { return true; }
+void add_app_options(cxxopts::Options& opts) {
+  // clang-format off
+  opts.add_options("Chaos profiles")
+    ("profile", "run the chaos profile FILE (see profiles/), then keep serving clean traffic",
+       cxxopts::value<std::string>())
+    ("exit-after-profile", "exit 0 when the profile's timeline ends")
+    ("profile-speed", "run profile timelines N times faster (toxic settings unchanged)",
+       cxxopts::value<double>()->default_value("1"));
+  // clang-format on
+}
+
+bool read_app_options(const cxxopts::ParseResult& r, AppConfig& cfg, std::string& err) {
+  if (r.count("profile")) cfg.profile = r["profile"].as<std::string>();
+  cfg.exit_after_profile = r.count("exit-after-profile") > 0;
+  cfg.profile_speed = r["profile-speed"].as<double>();
+  if (!(cfg.profile_speed > 0) || cfg.profile_speed > 1e6) {
+    err = "--profile-speed must be above 0";
+    return false;
+  }
+  if (cfg.exit_after_profile && cfg.profile.empty()) {
+    err = "--exit-after-profile needs --profile";
+    return false;
+  }
+  return true;
+}
 
 int run_subcommand(const std::string& name, int argc, char** argv) {
   if (name == "ctl") return control::run_ctl(argc, argv);
+  if (name == "profile") return profile::run_profile_command(argc, argv);
   fmt::print(stderr, "faultline: '{}' is not available in this build\n", name);
   return 2;
 }
@@ -38,14 +68,19 @@ struct App {
   control::Api api;
   observe::ClientVerdicts clients; // what clients did about faults: /proxies/{name}/clients
   std::unique_ptr<control::HttpServer> http; // null with --api off
+  profile::Manager profiles;
   uv_signal_t sigint{}, sigterm{};
+  uv_timer_t after_profile{}; // --exit-after-profile: stops from its own callback, not the runner's
+  bool after_profile_open = false;
   uv_timer_t deadline{};
   bool stopping = false;
   bool closed = false; // every handle closed: safe to destroy
   int closing_parts = 0;
 
   App(uv_loop_t* l, const proxy::DataPathOptions& o, uint64_t seed)
-      : loop(l), rt(l, o), registry(rt, seed), api(registry), clients(registry) {
+      : loop(l), rt(l, o), registry(rt, seed), api(registry), clients(registry),
+        profiles(registry, {}) {
+    api.set_profiles(&profiles);
     rt.add_observer(&clients);
     api.set_client_verdicts(&clients);
     clients.start(l);
@@ -57,6 +92,7 @@ struct App {
     auto part_done = [this, then] {
       if (--closing_parts == 0) then();
     };
+    profiles.shutdown(); // undoes what a running profile injected, prints its summary
     if (http) http->close(part_done);
     clients.close(part_done);
     registry.shutdown(part_done);
@@ -65,7 +101,8 @@ struct App {
   void stop(int signum) {
     if (stopping) return;
     stopping = true;
-    log::info("{}: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    log::info("{}: stopping",
+              signum == SIGINT ? "SIGINT" : signum == SIGTERM ? "SIGTERM" : "profile ended");
     // Whatever still runs after a second is cut short: exit within a second.
     uv_timer_init(loop, &deadline);
     deadline.data = this;
@@ -75,6 +112,7 @@ struct App {
       uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+      if (after_profile_open) uv_close(reinterpret_cast<uv_handle_t*>(&after_profile), nullptr);
       closed = true;
     });
   }
@@ -132,6 +170,16 @@ int run_app(const AppConfig& cfg) {
       return 2;
     }
   }
+  // A bad profile is rejected before anything starts.
+  std::optional<profile::Profile> prof;
+  if (!cfg.profile.empty()) {
+    try {
+      prof = profile::load_file(cfg.profile);
+    } catch (const profile::LoadError& e) {
+      fmt::print(stderr, "faultline: {}\n", e.what());
+      return 2;
+    }
+  }
   uint64_t seed = cfg.seed ? *cfg.seed
                            : static_cast<uint64_t>(
                                  std::chrono::steady_clock::now().time_since_epoch().count());
@@ -162,6 +210,29 @@ int run_app(const AppConfig& cfg) {
   auto on_signal = [](uv_signal_t* h, int signum) { static_cast<App*>(h->data)->stop(signum); };
   uv_signal_start(&app->sigint, on_signal, SIGINT);
   uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+
+  app->profiles.defaults().speed = cfg.profile_speed;
+  app->profiles.defaults().tty = isatty(STDERR_FILENO) != 0;
+  if (prof) {
+    std::function<void()> on_end;
+    if (cfg.exit_after_profile) {
+      uv_timer_init(loop, &app->after_profile);
+      app->after_profile.data = app.get();
+      app->after_profile_open = true;
+      on_end = [a = app.get()] {
+        uv_timer_start(&a->after_profile,
+                       [](uv_timer_t* t) { static_cast<App*>(t->data)->stop(0); }, 0, 0);
+      };
+    }
+    try {
+      app->profiles.start(std::move(*prof), false, on_end);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "faultline: {}\n", e.what());
+      app->stop(0);
+      uv_run(loop, UV_RUN_DEFAULT);
+      return 1;
+    }
+  }
 
   uv_run(loop, UV_RUN_DEFAULT);
   if (!app->closed) {

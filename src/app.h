@@ -20,6 +20,9 @@ struct AppConfig {
   std::string api_token;
   std::optional<uint64_t> seed;
   bool parse_resp = true;
+  std::string profile;            // --profile FILE
+  bool exit_after_profile = false;
+  double profile_speed = 1.0;     // --profile-speed: the timeline runs this many times faster
 };
 
 // Options that later parts (traffic log, profiles) add to the main command line.

@@ -10,6 +10,7 @@
 
 #include "observe/clients.h"
 #include "observe/log.h"
+#include "profile/control.h"
 #include "proxy/proxy.h"
 #include "toxics/toxic.h"
 #include "uv/address.h"
@@ -313,6 +314,10 @@ Router Api::router() {
   r.add("GET", "/proxies/{proxy}/connections", wrap(&Api::list_connections));
   r.add("DELETE", "/proxies/{proxy}/connections", wrap(&Api::drop_connections));
   r.add("GET", "/metrics", wrap(&Api::metrics));
+  r.add("POST", "/profiles", wrap(&Api::start_profile));
+  r.add("GET", "/profiles", wrap(&Api::list_profiles));
+  r.add("GET", "/profiles/{name}", wrap(&Api::show_profile));
+  r.add("DELETE", "/profiles/{name}", wrap(&Api::stop_profile));
   r.add("GET", "/proxies/{proxy}/clients", wrap(&Api::show_clients));
   r.add("DELETE", "/proxies/{proxy}/clients", wrap(&Api::clear_clients));
   return r;
@@ -582,6 +587,17 @@ std::string Api::metrics_text() const {
     section(out);
   return out;
 }
+
+profile::Manager& Api::profiles() const {
+  if (!profiles_) throw ApiError(404, "profiles are not available");
+  return *profiles_;
+}
+
+// The profile handlers live beside the runner (profile/control.cpp).
+void Api::start_profile(Request& req, Response& res) { profile::api_start(profiles(), req, res); }
+void Api::list_profiles(Request& req, Response& res) { profile::api_list(profiles(), req, res); }
+void Api::show_profile(Request& req, Response& res) { profile::api_show(profiles(), req, res); }
+void Api::stop_profile(Request& req, Response& res) { profile::api_stop(profiles(), req, res); }
 
 void Api::metrics(Request&, Response& res) {
   res.text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text());

@@ -26,6 +26,10 @@ namespace faultline::observe {
 class ClientVerdicts;
 } // namespace faultline::observe
 
+namespace faultline::profile {
+class Manager;
+} // namespace faultline::profile
+
 namespace faultline::control {
 
 // An error reply: Toxiproxy's message text and status code.
@@ -61,6 +65,9 @@ public:
   // it those routes answer 404.
   void set_client_verdicts(observe::ClientVerdicts* v) { clients_ = v; }
 
+  // Chaos profiles (/profiles). Not owned; without it those routes answer 404.
+  void set_profiles(profile::Manager* m) { profiles_ = m; }
+
   // JSON of one proxy as GET /proxies/{name} shows it.
   static nlohmann::json proxy_json(const proxy::Proxy& p);
 
@@ -84,11 +91,18 @@ private:
   void show_clients(Request& req, Response& res);
   void clear_clients(Request& req, Response& res);
 
+  void start_profile(Request& req, Response& res);
+  void list_profiles(Request& req, Response& res);
+  void show_profile(Request& req, Response& res);
+  void stop_profile(Request& req, Response& res);
+
   proxy::Proxy& find_proxy(const Request& req);
+  profile::Manager& profiles() const;
   void append_proxy_metrics(std::string& out) const;
 
   proxy::Registry& registry_;
   std::vector<MetricsSection> metrics_;
+  profile::Manager* profiles_ = nullptr;
   observe::ClientVerdicts* clients_ = nullptr;
 };
 
