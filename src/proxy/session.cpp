@@ -778,6 +778,9 @@ void Session::on_client_chunk(uv::Chunk c) {
     drop(*up_, std::move(rest));
     return;
   }
+  // The frames this chunk completed and let through leave now, in one write, ahead of
+  // anything later.
+  flush_forward();
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Upstream);
     std::vector<uv::Chunk> p;
