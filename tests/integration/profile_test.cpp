@@ -1,0 +1,547 @@
+// Chaos profiles end to end: every shipped profile runs to its end against a real redis-server
+// while a client checks that what the profile promises happens, at the right times. Timelines
+// run faster (--profile-speed) to keep the suite short; toxic settings are not scaled, so
+// latencies stay real. Times are measured from the profile's own clock (its elapsed_ms on the
+// API), with tolerances for scheduling.
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "control/http_client.h"
+#include "support/harness.h"
+
+using namespace fltest;
+using faultline::control::HttpClient;
+using faultline::control::HttpResult;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string profile_path(const std::string& name) {
+  return std::string(FAULTLINE_SOURCE_DIR) + "/profiles/" + name + ".toml";
+}
+
+// A faultline running one profile in front of its own redis-server.
+struct ProfileRun {
+  Redis redis;
+  Faultline fl;
+  uint16_t port = 0, api = 0;
+  Clock::time_point t0; // the profile's start
+  std::unique_ptr<HttpClient> http;
+  std::string name;
+
+  // Starts faultline with --profile; t0 comes from the profile's elapsed time on the API.
+  void start(const std::string& profile, double speed, std::vector<std::string> extra = {},
+             bool with_profile = true) {
+    name = profile;
+    ASSERT_TRUE(redis.start());
+    port = free_port();
+    api = free_port();
+    std::vector<std::string> args = {"--listen",   "127.0.0.1:" + std::to_string(port),
+                                     "--upstream", "127.0.0.1:" + std::to_string(redis.port()),
+                                     "--api",      "127.0.0.1:" + std::to_string(api)};
+    if (with_profile) {
+      args.insert(args.end(), {"--profile", profile_path(profile), "--profile-speed",
+                               std::to_string(speed)});
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    ASSERT_TRUE(fl.start_args(args, api)) << fl.process().log();
+    http = std::make_unique<HttpClient>("127.0.0.1", api);
+    if (!with_profile) return;
+    auto before = Clock::now();
+    json r = report();
+    auto after = Clock::now();
+    ASSERT_TRUE(r.contains("elapsed_ms")) << r.dump();
+    t0 = before + (after - before) / 2 - std::chrono::milliseconds(r["elapsed_ms"].get<int64_t>());
+  }
+  ~ProfileRun() {
+    http.reset();
+    if (fl.process().running()) fl.stop();
+  }
+
+  double t() const { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+  void sleep_until(double s) const {
+    auto until = t0 + std::chrono::microseconds(static_cast<int64_t>(s * 1e6));
+    std::this_thread::sleep_until(until);
+  }
+  json report() {
+    HttpResult r = http->request("GET", "/profiles/" + name);
+    return json::parse(r.body, nullptr, false);
+  }
+  bool wait_finished(Ms timeout = 10s) {
+    return wait_until([&] { return report().value("state", "") == "finished"; }, timeout);
+  }
+  std::string redis_cmd(const std::vector<std::string>& args) {
+    Conn c(redis.port());
+    return call(c, args);
+  }
+};
+
+// A PING on a fresh connection: true if PONG came back.
+bool pings(uint16_t port) {
+  Conn c;
+  if (!c.connect(port)) return false;
+  return call(c, {"PING"}) == "+PONG\r\n";
+}
+
+struct Sample {
+  double t;
+  bool ok;
+};
+
+// Runs of consecutive failed samples: [start, end) in profile time.
+std::vector<std::pair<double, double>> down_windows(const std::vector<Sample>& s) {
+  std::vector<std::pair<double, double>> out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i].ok) continue;
+    size_t j = i;
+    while (j + 1 < s.size() && !s[j + 1].ok) ++j;
+    out.push_back({s[i].t, j + 1 < s.size() ? s[j + 1].t : s[j].t});
+    i = j;
+  }
+  return out;
+}
+
+std::vector<Sample> sample_pings(ProfileRun& run, double until_s) {
+  std::vector<Sample> out;
+  while (run.t() < until_s) {
+    double t = run.t();
+    out.push_back({t, pings(run.port)});
+    std::this_thread::sleep_for(10ms);
+  }
+  return out;
+}
+
+} // namespace
+
+// outage: refused for 10 s (1 s at 10x), then back.
+TEST(Profiles, Outage) {
+  ProfileRun run;
+  run.start("outage", 10);
+  auto samples = sample_pings(run, 1.5);
+  for (const auto& s : samples) {
+    if (s.t > 0.05 && s.t < 0.95) {
+      EXPECT_FALSE(s.ok) << "connect succeeded during the outage at " << s.t;
+    }
+    if (s.t > 1.2) {
+      EXPECT_TRUE(s.ok) << "still down at " << s.t;
+    }
+  }
+  auto w = down_windows(samples);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_LT(w[0].first, 0.1);
+  EXPECT_NEAR(w[0].second, 1.0, 0.15);
+  ASSERT_TRUE(run.wait_finished());
+  json r = run.report();
+  ASSERT_EQ(r["steps"].size(), 1u);
+  EXPECT_EQ(r["steps"][0]["label"], "redis down");
+  EXPECT_NEAR(r["steps"][0]["ended_ms"].get<double>(), 1000, 100);
+  EXPECT_EQ(run.fl.stop(), 0);
+  std::string log = run.fl.process().log();
+  EXPECT_NE(log.find("profile outage: finished after"), std::string::npos) << log;
+  EXPECT_NE(log.find("redis down"), std::string::npos) << log;
+}
+
+// flapping: down 2 s, up 5 s, five times (35 s; 3.5 s at 10x).
+TEST(Profiles, Flapping) {
+  ProfileRun run;
+  run.start("flapping", 10);
+  auto samples = sample_pings(run, 3.6);
+  auto w = down_windows(samples);
+  ASSERT_EQ(w.size(), 5u) << "down windows seen";
+  for (size_t k = 0; k < w.size(); ++k) {
+    EXPECT_NEAR(w[k].first, 0.7 * static_cast<double>(k), 0.12) << "window " << k;
+    EXPECT_NEAR(w[k].second - w[k].first, 0.2, 0.1) << "window " << k;
+  }
+  ASSERT_TRUE(run.wait_finished());
+  EXPECT_EQ(run.report()["steps"].size(), 5u);
+  EXPECT_TRUE(pings(run.port));
+}
+
+// failover: LOADING for 3 s, READONLY on writes for 3 s, connections dropped, healthy (5x).
+TEST(Profiles, Failover) {
+  ProfileRun run;
+  run.start("failover", 5);
+  const std::string loading = "-LOADING Redis is loading the dataset in memory\r\n";
+  const std::string readonly = "-READONLY You can't write against a read only replica.\r\n";
+  ASSERT_EQ(run.redis_cmd({"SET", "k", "v"}), "+OK\r\n");
+  Conn c(run.port);
+  int loading_seen = 0, readonly_seen = 0, reads_ok = 0, ok_after = 0;
+  double dropped_at = -1;
+  while (run.t() < 1.75) {
+    double t = run.t();
+    std::string get = call(c, {"GET", "k"});
+    std::string set = call(c, {"SET", "k", "v"});
+    double t2 = run.t();
+    bool lost = get.rfind("<", 0) == 0 || set.rfind("<", 0) == 0 || get.empty();
+    if (lost) {
+      if (dropped_at < 0) dropped_at = t;
+      EXPECT_GT(t, 1.1) << "connection lost early: GET " << get << " SET " << set;
+      c = Conn(run.port);
+      continue;
+    }
+    if (t2 < 0.55) {
+      EXPECT_EQ(get, loading) << "at " << t;
+      EXPECT_EQ(set, loading) << "at " << t;
+      loading_seen += get == loading;
+    } else if (t > 0.65 && t2 < 1.15) {
+      EXPECT_EQ(get, "$1\r\nv\r\n") << "reads work on a replica, at " << t;
+      EXPECT_EQ(set, readonly) << "at " << t;
+      readonly_seen += set == readonly;
+      reads_ok += get == "$1\r\nv\r\n";
+    } else if (t > 1.3) {
+      EXPECT_EQ(set, "+OK\r\n") << "healthy again, at " << t;
+      ok_after += set == "+OK\r\n";
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GT(loading_seen, 5);
+  EXPECT_GT(readonly_seen, 5);
+  EXPECT_GT(reads_ok, 5);
+  EXPECT_GT(ok_after, 5);
+  EXPECT_NEAR(dropped_at, 1.2, 0.1) << "the connection is dropped at 6 s (1.2 s at 5x)";
+  ASSERT_TRUE(run.wait_finished());
+  json r = run.report();
+  ASSERT_EQ(r["steps"].size(), 3u);
+  EXPECT_GT(r["steps"][0]["counts"]["commands_faulted"].get<int>(), 5) << r.dump(2);
+  EXPECT_GT(r["steps"][1]["counts"]["commands_faulted"].get<int>(), 5) << r.dump(2);
+  EXPECT_EQ(r["steps"][2]["counts"]["connections_dropped"], 1) << r.dump(2);
+}
+
+// slow-network: 100 ms ± 50 ms each way (30 s; 2 s at 15x).
+TEST(Profiles, SlowNetwork) {
+  ProfileRun run;
+  run.start("slow-network", 15);
+  Conn c(run.port);
+  std::vector<double> rtts;
+  while (run.t() < 1.7) {
+    auto a = Clock::now();
+    ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
+    rtts.push_back(std::chrono::duration<double, std::milli>(Clock::now() - a).count());
+  }
+  ASSERT_GE(rtts.size(), 4u);
+  for (double ms : rtts) {
+    EXPECT_GE(ms, 95) << "each way waits at least 100 - 50 ms";
+    EXPECT_LE(ms, 400);
+  }
+  std::sort(rtts.begin(), rtts.end());
+  EXPECT_GE(rtts[rtts.size() / 2], 140) << "median round trip about 200 ms";
+  ASSERT_TRUE(run.wait_finished());
+  auto a = Clock::now();
+  ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  double after_ms = std::chrono::duration<double, std::milli>(Clock::now() - a).count();
+  EXPECT_LT(after_ms, 50) << "latency lifted at the end";
+  json r = run.report();
+  EXPECT_GT(r["steps"][1]["counts"]["bytes_delayed"].get<int>(), 0) << r.dump(2);
+}
+
+// blackhole: data stops, connections held (10 s; 2 s at 5x); what was held arrives after.
+TEST(Profiles, Blackhole) {
+  ProfileRun run;
+  run.start("blackhole", 5);
+  run.sleep_until(0.1);
+  Conn held(run.port);
+  ASSERT_TRUE(held.ok());
+  ASSERT_TRUE(held.send_all(cmd({"PING"})));
+  auto r = held.read_some(65536, 1500ms);
+  EXPECT_FALSE(r.has_value()) << "a reply came through the black hole";
+  EXPECT_EQ(held.last_errno(), ETIMEDOUT) << "the connection must stay open, silent";
+  Conn late;
+  ASSERT_TRUE(late.connect(run.port)) << "connects are accepted during the black hole";
+  // The hole lifts at 2 s: the held PING is delivered and answered.
+  auto reply = held.read_reply(2s);
+  double at = run.t();
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(*reply, "+PONG\r\n");
+  EXPECT_NEAR(at, 2.0, 0.2);
+  ASSERT_TRUE(run.wait_finished());
+  EXPECT_TRUE(pings(run.port));
+}
+
+namespace {
+
+// Opens `n` connections one after the other, a PING on each; returns the (1-based) sequence
+// numbers of those that were reset instead of answered.
+std::set<int> reset_connections(ProfileRun& run, int n) {
+  std::set<int> out;
+  for (int i = 1; i <= n; ++i) {
+    Conn c(run.port);
+    EXPECT_TRUE(c.ok());
+    if (call(c, {"PING"}) != "+PONG\r\n") out.insert(i);
+  }
+  return out;
+}
+
+} // namespace
+
+// reset-storm: reset_peer on 30% of connections, seeded: the same connections every run.
+TEST(Profiles, ResetStormIsRepeatable) {
+  std::set<int> first, second;
+  for (auto* out : {&first, &second}) {
+    ProfileRun run;
+    run.start("reset-storm", 15);
+    *out = reset_connections(run, 40);
+    EXPECT_LT(run.t(), 1.8) << "all connections inside the storm";
+    ASSERT_TRUE(run.wait_finished());
+    EXPECT_TRUE(pings(run.port)) << "no resets after the storm";
+    json r = run.report();
+    EXPECT_EQ(r["seed"], 42);
+    EXPECT_EQ(r["steps"][0]["counts"]["new_connections"], 40) << r.dump(2);
+  }
+  EXPECT_EQ(first, second) << "same seed, same traffic: the same connections are reset";
+  EXPECT_GE(first.size(), 4u) << "about 30% of 40";
+  EXPECT_LE(first.size(), 20u) << "about 30% of 40";
+}
+
+// memory-pressure: OOM on writes, reads work (10 s; 2 s at 5x).
+TEST(Profiles, MemoryPressure) {
+  ProfileRun run;
+  run.start("memory-pressure", 5);
+  ASSERT_EQ(run.redis_cmd({"SET", "k", "v"}), "+OK\r\n");
+  run.sleep_until(0.1);
+  Conn c(run.port);
+  int n = 0;
+  while (run.t() < 1.85) {
+    EXPECT_EQ(call(c, {"SET", "k", "w"}),
+              "-OOM command not allowed when used memory > 'maxmemory'.\r\n");
+    EXPECT_EQ(call(c, {"LPUSH", "l", "x"}),
+              "-OOM command not allowed when used memory > 'maxmemory'.\r\n");
+    EXPECT_EQ(call(c, {"GET", "k"}), "$1\r\nv\r\n");
+    EXPECT_EQ(call(c, {"DEL", "nothing"}), ":0\r\n") << "DEL frees memory: allowed";
+    ++n;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_GT(n, 10);
+  ASSERT_TRUE(run.wait_finished());
+  EXPECT_EQ(call(c, {"SET", "k", "w"}), "+OK\r\n");
+}
+
+// cache-miss-storm: GET cache:* answers nil, other keys work (30 s; 2 s at 15x).
+TEST(Profiles, CacheMissStorm) {
+  ProfileRun run;
+  run.start("cache-miss-storm", 15);
+  ASSERT_EQ(run.redis_cmd({"SET", "cache:a", "1"}), "+OK\r\n");
+  ASSERT_EQ(run.redis_cmd({"SET", "user:a", "2"}), "+OK\r\n");
+  run.sleep_until(0.1);
+  Conn c(run.port);
+  int n = 0;
+  while (run.t() < 1.85) {
+    EXPECT_EQ(call(c, {"GET", "cache:a"}), "$-1\r\n");
+    EXPECT_EQ(call(c, {"GET", "user:a"}), "$1\r\n2\r\n");
+    EXPECT_EQ(call(c, {"STRLEN", "cache:a"}), ":1\r\n") << "only GET misses";
+    ++n;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_GT(n, 10);
+  ASSERT_TRUE(run.wait_finished());
+  EXPECT_EQ(call(c, {"GET", "cache:a"}), "$1\r\n1\r\n");
+  json r = run.report();
+  EXPECT_EQ(r["steps"][0]["counts"]["commands_faulted"], n) << r.dump(2);
+}
+
+// partial-pipeline: every 5th command errors; replies keep their order (30 s; 2 s at 15x).
+TEST(Profiles, PartialPipeline) {
+  ProfileRun run;
+  run.start("partial-pipeline", 15);
+  run.sleep_until(0.1);
+  Conn c(run.port);
+  std::string batch;
+  for (int i = 0; i < 20; ++i) batch += cmd({"ECHO", std::to_string(i + 1)});
+  ASSERT_TRUE(c.send_all(batch));
+  for (int i = 1; i <= 20; ++i) {
+    auto r = c.read_reply(2s);
+    ASSERT_TRUE(r.has_value()) << "reply " << i;
+    if (i % 5 == 0) {
+      EXPECT_EQ(*r, "-ERR faultline: injected failure\r\n") << "reply " << i;
+    } else {
+      std::string n = std::to_string(i);
+      EXPECT_EQ(*r, "$" + std::to_string(n.size()) + "\r\n" + n + "\r\n") << "reply " << i;
+    }
+  }
+  ASSERT_TRUE(run.wait_finished());
+  ASSERT_TRUE(c.send_all(batch));
+  for (int i = 1; i <= 20; ++i) {
+    auto r = c.read_reply(2s);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->front(), '$') << "no errors after the profile, reply " << i;
+  }
+}
+
+// smoke: no faults; --exit-after-profile exits 0 at the end with a summary.
+TEST(Profiles, SmokeExitsAfterTheProfile) {
+  ProfileRun run;
+  run.start("smoke", 10, {"--exit-after-profile"});
+  Conn c(run.port);
+  int n = 0;
+  while (run.t() < 0.9) {
+    EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+    ++n;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GT(n, 20);
+  auto st = run.fl.process().wait(3s);
+  ASSERT_TRUE(st.has_value()) << "still running after the profile";
+  EXPECT_EQ(*st, 0);
+  EXPECT_NEAR(run.t(), 1.0, 0.4);
+  std::string log = run.fl.process().log();
+  EXPECT_NE(log.find("profile smoke: finished after 1."), std::string::npos) << log;
+  EXPECT_NE(log.find("profile ended: stopping"), std::string::npos) << log;
+}
+
+// ---- The command line ----
+
+TEST(ProfileCli, CheckValidatesEveryShippedProfile) {
+  int status = -1;
+  std::string files;
+  for (const char* p : {"outage", "flapping", "failover", "slow-network", "blackhole",
+                        "reset-storm", "memory-pressure", "cache-miss-storm", "partial-pipeline",
+                        "smoke"})
+    files += " " + profile_path(p);
+  std::string out = run_cmd(std::string(FAULTLINE_BIN) + " profile check" + files, &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("failover.toml: ok: profile failover, 3 steps over 9s"), std::string::npos)
+      << out;
+}
+
+TEST(ProfileCli, BadProfileIsRejectedBeforeAnythingStarts) {
+  std::string bad = temp_dir() + "/bad.toml";
+  std::ofstream(bad) << "name = \"bad\"\n\n[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
+                        "toxic = { type = \"latency\", attributes = { latency = -5 } }\n";
+  int status = -1;
+  std::string out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1",
+                            &status);
+  EXPECT_EQ(status, 2);
+  std::string msg = bad + ":6:42: step 1: toxic latency: attribute 'latency' is out of range "
+                          "(0..3600000)";
+  EXPECT_NE(out.find(msg), std::string::npos) << out;
+
+  uint16_t port = free_port();
+  out = run_cmd(std::string(FAULTLINE_BIN) + " --api off --listen 127.0.0.1:" +
+                    std::to_string(port) + " --profile " + bad + " 2>&1",
+                &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(out.find(msg), std::string::npos) << out;
+  EXPECT_EQ(out.find("listening"), std::string::npos) << "nothing may start: " << out;
+}
+
+// ---- The API ----
+
+namespace {
+
+const char* kSlowToml = R"(name = "slow"
+[[steps]]
+at = "0s"
+for = "30s"
+toxic = { type = "latency", attributes = { latency = 150 } }
+)";
+
+long ping_ms(Conn& c) {
+  auto a = Clock::now();
+  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - a).count());
+}
+
+} // namespace
+
+TEST(ProfileApi, StartConflictReplaceStop) {
+  ProfileRun run;
+  run.start("api", 1, {}, /*with_profile=*/false);
+  HttpClient& http = *run.http;
+  Conn c(run.port);
+  EXPECT_LT(ping_ms(c), 50);
+
+  HttpResult r = http.request("POST", "/profiles", kSlowToml, "application/toml");
+  ASSERT_EQ(r.status, 201) << r.body;
+  json rep = json::parse(r.body);
+  EXPECT_EQ(rep["name"], "slow");
+  EXPECT_EQ(rep["state"], "running");
+  EXPECT_GE(ping_ms(c), 140) << "the profile's latency is on";
+
+  // Another profile while one runs: 409, unless asked to replace it.
+  const char* json_profile = R"({"name": "misses", "steps": [{"at": "0s", "for": "30s",
+      "toxic": {"type": "resp_reply", "attributes": {"reply": "nil", "commands": ["GET"]}}}]})";
+  r = http.request("POST", "/profiles", json_profile);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("profile 'slow' is running"), std::string::npos) << r.body;
+
+  r = http.request("POST", "/profiles?replace=true", json_profile);
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_LT(ping_ms(c), 50) << "the replaced profile's latency is gone";
+  ASSERT_EQ(run.redis_cmd({"SET", "x", "1"}), "+OK\r\n");
+  EXPECT_EQ(call(c, {"GET", "x"}), "$-1\r\n");
+
+  r = http.request("GET", "/profiles");
+  ASSERT_EQ(r.status, 200);
+  json list = json::parse(r.body);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["name"], "misses");
+  EXPECT_EQ(list[0]["state"], "running");
+  EXPECT_EQ(list[1]["name"], "slow");
+  EXPECT_EQ(list[1]["state"], "stopped");
+
+  r = http.request("DELETE", "/profiles/misses");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_EQ(call(c, {"GET", "x"}), "$1\r\n1\r\n") << "stopping undoes the profile";
+  r = http.request("GET", "/proxies/redis/toxics");
+  EXPECT_EQ(json::parse(r.body), json::array());
+  r = http.request("GET", "/profiles/misses");
+  ASSERT_EQ(r.status, 200);
+  rep = json::parse(r.body);
+  EXPECT_EQ(rep["state"], "stopped");
+  EXPECT_EQ(rep["steps"][0]["counts"]["commands_faulted"], 1) << rep.dump(2);
+
+  EXPECT_EQ(http.request("DELETE", "/profiles/nope").status, 404);
+  EXPECT_EQ(http.request("GET", "/profiles/nope").status, 404);
+}
+
+TEST(ProfileApi, BadProfilesAre400WithThePlace) {
+  ProfileRun run;
+  run.start("api", 1, {}, /*with_profile=*/false);
+  HttpResult r = run.http->request("POST", "/profiles",
+                                   "name = \"x\"\n[[steps]]\nat = \"1s\"\nfor = \"1s\"\n"
+                                   "action = \"sleep\"\n",
+                                   "application/toml");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"],
+            "POST /profiles:5:10: step 1: unknown action 'sleep' (one of: disable, enable, "
+            "drop_connections, accept_reset, accept_hang)");
+  r = run.http->request("POST", "/profiles", R"({"steps": [{"at": "1s", "action": "enable", "proxy": "db"}]})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"],
+            "POST /profiles: step 1: unknown proxy 'db' (the profile declares: redis)");
+  // A declared proxy that does not exist and has no addresses.
+  r = run.http->request("POST", "/profiles",
+                        R"({"proxies": [{"name": "db"}], "duration": "1s"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("proxy 'db' does not exist"), std::string::npos) << r.body;
+  EXPECT_EQ(run.http->request("GET", "/profiles").body, "[]");
+}
+
+TEST(ProfileApi, ProfileDeclaresItsOwnProxy) {
+  ProfileRun run;
+  run.start("api", 1, {}, /*with_profile=*/false);
+  uint16_t p2 = free_port();
+  json prof = {{"name", "own"},
+               {"proxies",
+                {{{"name", "cache"},
+                  {"listen", "127.0.0.1:" + std::to_string(p2)},
+                  {"upstream", "127.0.0.1:" + std::to_string(run.redis.port())}}}},
+               {"steps", {{{"at", "300ms"}, {"for", "30s"}, {"action", "disable"}}}}};
+  HttpResult r = run.http->request("POST", "/profiles?speed=1", prof.dump());
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_TRUE(pings(p2)) << "the profile created proxy 'cache'";
+  EXPECT_TRUE(wait_until([&] { return !pings(p2); }, 2s)) << "then disabled it";
+  EXPECT_TRUE(pings(run.port)) << "'redis' untouched";
+  EXPECT_EQ(run.http->request("DELETE", "/profiles/own").status, 204);
+  EXPECT_TRUE(pings(p2)) << "re-enabled when the profile stops";
+}
