@@ -33,6 +33,10 @@ public:
 
   // Adds one or more whole records; false (and counted) when they do not fit.
   bool append(std::string_view data, uint64_t records = 1);
+  // True when the buffer is (almost) full: the caller may skip formatting a record and count
+  // it with dropped() instead, so a stuck destination costs less than a working one.
+  bool saturated() const { return fill_.size() + kSaturationMargin > max_buffer_; }
+  void dropped(uint64_t records) { records_dropped_ += records; }
   // Starts writing what is buffered, unless a write is in flight.
   void flush();
   void reopen();
@@ -48,6 +52,7 @@ public:
   uint64_t reopens() const { return reopens_; }
 
 private:
+  static constexpr size_t kSaturationMargin = 4096;
   enum class Kind { File, Pipe, Tty };
   LogSink(uv_loop_t* loop, std::string path, size_t max_buffer);
   ~LogSink() = default;

@@ -445,6 +445,12 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     ss.pop();
     return;
   }
+  if (sink_ && sink_->saturated() && subs_.empty()) {
+    // The destination cannot keep up: drop without formatting.
+    sink_->dropped(1);
+    ss.pop();
+    return;
+  }
   ReplySummary sum = frame ? summarize(*frame) : summarize_injected(injected);
   const char* cur = ss.arena.data() + p.off;
   uint8_t cmd_len = get<uint8_t>(cur);

@@ -91,6 +91,13 @@ public:
   void unsubscribe(uint64_t id);
   size_t subscribers() const;
 
+  // Compares every proxy's toxics with what the log last saw and writes toxic_added /
+  // toxic_updated / toxic_removed records. Runs every 100 ms; the API calls it after each
+  // change so that short-lived toxics are not missed.
+  void note_toxic_changes() {
+    if (registered_) poll_toxics(true);
+  }
+
   // GET /log.
   nlohmann::json status_json() const;
   // faultline_log_* families for /metrics.
