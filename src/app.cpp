@@ -17,7 +17,10 @@
 #include "control/ctl.h"
 #include "control/http_server.h"
 #include "observe/clients.h"
+#include "observe/inspect.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
+#include "observe/traffic_log.h"
 #include "profile/control.h"
 #include "profile/profile.h"
 #include "profile/runner.h"
@@ -34,6 +37,21 @@ void add_app_options(cxxopts::Options& opts) {
     ("exit-after-profile", "exit 0 when the profile's timeline ends")
     ("profile-speed", "run profile timelines N times faster (toxic settings unchanged)",
        cxxopts::value<double>()->default_value("1"));
+  opts.add_options("Traffic log and metrics")
+    ("log", "write one record per command to FILE ('-': stdout)", cxxopts::value<std::string>())
+    ("log-format", "json (JSON Lines; default for files) or text (default for '-')",
+       cxxopts::value<std::string>())
+    ("log-max-arg-bytes", "bytes of each argument shown (the original length is noted)",
+       cxxopts::value<uint32_t>()->default_value("64"))
+    ("log-commands", "log only these commands: GET,SET,@write,CLIENT|SETNAME",
+       cxxopts::value<std::string>()->default_value(""))
+    ("log-keys", "log only commands whose first key matches this Redis glob",
+       cxxopts::value<std::string>()->default_value(""))
+    ("log-slower-than-us", "log only commands at least this slow",
+       cxxopts::value<uint64_t>()->default_value("0"))
+    ("log-sample", "log this fraction of commands (0..1)",
+       cxxopts::value<double>()->default_value("1"))
+    ("no-metrics", "do not keep per-command metrics (/metrics, /proxies/{name}/stats)");
   // clang-format on
 }
 
@@ -49,12 +67,40 @@ bool read_app_options(const cxxopts::ParseResult& r, AppConfig& cfg, std::string
     err = "--exit-after-profile needs --profile";
     return false;
   }
+  if (r.count("log")) cfg.log_path = r["log"].as<std::string>();
+  if (r.count("log-format")) cfg.log_format = r["log-format"].as<std::string>();
+  cfg.log_max_arg_bytes = r["log-max-arg-bytes"].as<uint32_t>();
+  cfg.log_commands = r["log-commands"].as<std::string>();
+  cfg.log_keys = r["log-keys"].as<std::string>();
+  cfg.log_slower_than_us = r["log-slower-than-us"].as<uint64_t>();
+  cfg.log_sample = r["log-sample"].as<double>();
+  cfg.metrics = r.count("no-metrics") == 0;
+  observe::LogFormat lf;
+  if (!cfg.log_format.empty() && !observe::parse_log_format(cfg.log_format, lf)) {
+    err = "--log-format must be json or text";
+    return false;
+  }
+  if (cfg.log_max_arg_bytes == 0 || cfg.log_max_arg_bytes > 65535) {
+    err = "--log-max-arg-bytes must be from 1 to 65535";
+    return false;
+  }
+  if (!(cfg.log_sample >= 0 && cfg.log_sample <= 1)) {
+    err = "--log-sample must be from 0 to 1";
+    return false;
+  }
+  if (cfg.log_path.empty() && (!cfg.log_format.empty() || !cfg.log_commands.empty() ||
+                               !cfg.log_keys.empty() || cfg.log_slower_than_us ||
+                               cfg.log_sample < 1)) {
+    err = "the --log-* filters need --log FILE (or --log -)";
+    return false;
+  }
   return true;
 }
 
 int run_subcommand(const std::string& name, int argc, char** argv) {
   if (name == "ctl") return control::run_ctl(argc, argv);
   if (name == "profile") return profile::run_profile_command(argc, argv);
+  if (name == "inspect") return observe::run_inspect(argc, argv);
   fmt::print(stderr, "faultline: '{}' is not available in this build\n", name);
   return 2;
 }
@@ -69,6 +115,8 @@ struct App {
   observe::ClientVerdicts clients; // what clients did about faults: /proxies/{name}/clients
   std::unique_ptr<control::HttpServer> http; // null with --api off
   profile::Manager profiles;
+  observe::Metrics metrics;  // per-command metrics: /metrics, /proxies/{name}/stats
+  observe::TrafficLog traffic; // --log, GET /proxies/{name}/traffic; an observer only when on
   uv_signal_t sigint{}, sigterm{};
   uv_timer_t after_profile{}; // --exit-after-profile: stops from its own callback, not the runner's
   bool after_profile_open = false;
@@ -79,22 +127,35 @@ struct App {
 
   App(uv_loop_t* l, const proxy::DataPathOptions& o, uint64_t seed)
       : loop(l), rt(l, o), registry(rt, seed), api(registry), clients(registry),
-        profiles(registry, {}) {
+        profiles(registry, {}), traffic(registry, seed) {
     api.set_profiles(&profiles);
     rt.add_observer(&clients);
     api.set_client_verdicts(&clients);
     clients.start(l);
+    api.set_observability(&traffic, &metrics);
+    api.add_metrics_section([this](std::string& out) {
+      if (observers_metrics) metrics.append_prometheus(out, registry);
+      traffic.append_prometheus(out);
+    });
   }
+
+  void start_metrics(bool on) {
+    observers_metrics = on;
+    if (on) rt.add_observer(&metrics);
+    else api.set_observability(&traffic, nullptr);
+  }
+  bool observers_metrics = false;
 
   // Closes the API server and every proxy; `then` runs once all their handles are closed.
   void close_all(std::function<void()> then) {
-    closing_parts = http ? 3 : 2;
+    closing_parts = http ? 4 : 3;
     auto part_done = [this, then] {
       if (--closing_parts == 0) then();
     };
     profiles.shutdown(); // undoes what a running profile injected, prints its summary
     if (http) http->close(part_done);
     clients.close(part_done);
+    traffic.close(part_done);
     registry.shutdown(part_done);
   }
 
@@ -190,6 +251,29 @@ int run_app(const AppConfig& cfg) {
   uv_loop_t* loop = uv_default_loop();
   auto app = std::make_unique<App>(loop, dp, seed);
   log::info("faultline {} (seed {})", FAULTLINE_VERSION, seed);
+  app->start_metrics(cfg.metrics && cfg.parse_resp);
+  if (!cfg.log_path.empty()) {
+    // Before the first proxy: sessions take the log's capture options when they start.
+    observe::TrafficLogConfig lc;
+    lc.path = cfg.log_path;
+    if (!cfg.log_format.empty()) {
+      observe::LogFormat f;
+      observe::parse_log_format(cfg.log_format, f);
+      lc.format = f;
+    }
+    lc.max_arg_bytes = cfg.log_max_arg_bytes;
+    lc.commands = cfg.log_commands;
+    lc.keys = cfg.log_keys;
+    lc.slower_than_us = cfg.log_slower_than_us;
+    lc.sample = cfg.log_sample;
+    if (!cfg.parse_resp) log::warn("--log with --no-resp: only session records are written");
+    if (!app->traffic.configure(lc, err)) {
+      fmt::print(stderr, "faultline: --log: {}\n", err);
+      app->close_all([&app] { app->closed = true; });
+      uv_run(loop, UV_RUN_DEFAULT);
+      return err.rfind("log commands", 0) == 0 ? 2 : 1;
+    }
+  }
 
   proxy::ProxyConfig pc{"redis", cfg.listen, cfg.upstream, true};
   if (!app->registry.create(pc, err)) {

@@ -23,6 +23,14 @@ struct AppConfig {
   std::string profile;            // --profile FILE
   bool exit_after_profile = false;
   double profile_speed = 1.0;     // --profile-speed: the timeline runs this many times faster
+  // Traffic log and metrics (--log...): see observe/traffic_log.h.
+  std::string log_path;           // --log FILE, "-" for stdout
+  std::string log_format;         // json, text; empty: json for files, text for stdout
+  uint32_t log_max_arg_bytes = 64;
+  std::string log_commands, log_keys;
+  uint64_t log_slower_than_us = 0;
+  double log_sample = 1.0;
+  bool metrics = true;            // --no-metrics
 };
 
 // Options that later parts (traffic log, profiles) add to the main command line.

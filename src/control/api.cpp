@@ -10,6 +10,8 @@
 
 #include "observe/clients.h"
 #include "observe/log.h"
+#include "observe/metrics.h"
+#include "observe/traffic_log.h"
 #include "profile/control.h"
 #include "proxy/proxy.h"
 #include "toxics/toxic.h"
@@ -284,6 +286,9 @@ Router Api::router() {
       };
       try {
         (this->*method)(req, res);
+        // Toxics added and removed through the API reach the traffic log at once (its own
+        // poll would miss a toxic that lives shorter than its period).
+        if (traffic_ && req.method != "GET") traffic_->note_toxic_changes();
       } catch (const ApiError& e) {
         fail(e.status, e.what());
       } catch (const toxics::ToxicError& e) {
@@ -314,6 +319,10 @@ Router Api::router() {
   r.add("GET", "/proxies/{proxy}/connections", wrap(&Api::list_connections));
   r.add("DELETE", "/proxies/{proxy}/connections", wrap(&Api::drop_connections));
   r.add("GET", "/metrics", wrap(&Api::metrics));
+  r.add("GET", "/proxies/{proxy}/stats", wrap(&Api::proxy_stats));
+  r.add("GET", "/proxies/{proxy}/traffic", wrap(&Api::proxy_traffic));
+  r.add("GET", "/log", wrap(&Api::show_log));
+  r.add("POST", "/log", wrap(&Api::update_log));
   r.add("POST", "/profiles", wrap(&Api::start_profile));
   r.add("GET", "/profiles", wrap(&Api::list_profiles));
   r.add("GET", "/profiles/{name}", wrap(&Api::show_profile));
@@ -601,6 +610,48 @@ void Api::stop_profile(Request& req, Response& res) { profile::api_stop(profiles
 
 void Api::metrics(Request&, Response& res) {
   res.text(200, "text/plain; version=0.0.4; charset=utf-8", metrics_text());
+}
+
+void Api::proxy_stats(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  if (!command_metrics_) throw ApiError(404, "metrics are off (--no-metrics)");
+  res.json(200, command_metrics_->proxy_json(p));
+}
+
+// JSON Lines, one traffic record per line, until the client goes away ('faultline ctl tail').
+void Api::proxy_traffic(Request& req, Response& res) {
+  proxy::Proxy& p = find_proxy(req);
+  if (!traffic_) throw ApiError(404, "the traffic log is not available");
+  struct Stream : observe::TrafficSubscriber {
+    explicit Stream(Response r) : res(std::move(r)) {}
+    bool write(std::string_view lines) override { return res.write_chunk(lines); }
+    size_t pending_bytes() const override { return res.pending_bytes(); }
+    Response res;
+  };
+  if (!res.start_stream(200, "application/x-ndjson")) return;
+  uint64_t id = traffic_->subscribe(p.name(), std::make_unique<Stream>(res));
+  res.on_close([t = traffic_, id] { t->unsubscribe(id); });
+}
+
+void Api::show_log(Request&, Response& res) {
+  if (!traffic_) throw ApiError(404, "the traffic log is not available");
+  res.json(200, traffic_->status_json());
+}
+
+// Switches the traffic log and its filters at run time: {"path": "/tmp/x.jsonl"} starts it,
+// {"enabled": false} stops it, other fields as GET /log shows them.
+void Api::update_log(Request& req, Response& res) {
+  if (!traffic_) throw ApiError(404, "the traffic log is not available");
+  observe::TrafficLogConfig cfg = traffic_->config();
+  try {
+    cfg.apply_json(parse_json(req.body));
+  } catch (const std::invalid_argument& e) {
+    throw ApiError(400, fmt::format("{}: {}", kBadRequestBody, e.what()));
+  }
+  std::string err;
+  if (!traffic_->configure(cfg, err)) throw ApiError(400, err);
+  log::info("api: traffic log {}", cfg.path.empty() ? std::string("off") : "to " + cfg.path);
+  res.json(200, traffic_->status_json());
 }
 
 void Api::show_clients(Request& req, Response& res) {

@@ -24,6 +24,8 @@ class Registry;
 
 namespace faultline::observe {
 class ClientVerdicts;
+class Metrics;
+class TrafficLog;
 } // namespace faultline::observe
 
 namespace faultline::profile {
@@ -65,6 +67,13 @@ public:
   // it those routes answer 404.
   void set_client_verdicts(observe::ClientVerdicts* v) { clients_ = v; }
 
+  // The traffic log (GET|POST /log, GET /proxies/{name}/traffic) and per-command metrics
+  // (GET /proxies/{name}/stats). Not owned; without them those routes answer 404.
+  void set_observability(observe::TrafficLog* traffic, observe::Metrics* metrics) {
+    traffic_ = traffic;
+    command_metrics_ = metrics;
+  }
+
   // Chaos profiles (/profiles). Not owned; without it those routes answer 404.
   void set_profiles(profile::Manager* m) { profiles_ = m; }
 
@@ -88,6 +97,10 @@ private:
   void list_connections(Request& req, Response& res);
   void drop_connections(Request& req, Response& res);
   void metrics(Request& req, Response& res);
+  void proxy_stats(Request& req, Response& res);
+  void proxy_traffic(Request& req, Response& res);
+  void show_log(Request& req, Response& res);
+  void update_log(Request& req, Response& res);
   void show_clients(Request& req, Response& res);
   void clear_clients(Request& req, Response& res);
 
@@ -104,6 +117,8 @@ private:
   std::vector<MetricsSection> metrics_;
   profile::Manager* profiles_ = nullptr;
   observe::ClientVerdicts* clients_ = nullptr;
+  observe::TrafficLog* traffic_ = nullptr;
+  observe::Metrics* command_metrics_ = nullptr;
 };
 
 } // namespace faultline::control
