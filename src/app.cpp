@@ -297,6 +297,11 @@ int run_app(const AppConfig& cfg) {
 
   app->profiles.defaults().speed = cfg.profile_speed;
   app->profiles.defaults().tty = isatty(STDERR_FILENO) != 0;
+  // A profile's toxics reach the traffic log the moment a step changes them, so `faultline
+  // inspect` shows its fault windows even when a step is shorter than the log's poll period.
+  app->profiles.defaults().on_event = [a = app.get()](const profile::Event&) {
+    a->traffic.note_toxic_changes();
+  };
   if (prof) {
     std::function<void()> on_end;
     if (cfg.exit_after_profile) {

@@ -406,8 +406,10 @@ std::string Runner::status_line() const {
   }
   std::string current = "-";
   if (!records_.empty()) current = profile_.steps[records_.back().step].label;
+  // Both in real time: at --profile-speed 10 a 10 s profile shows "/ 1s".
+  auto length = static_cast<uint64_t>(static_cast<double>(profile_.length_ms) / opts_.speed);
   std::string line = fmt::format("profile {} {} / {}{} | step: {} | active: {}", profile_.name,
-                                 seconds(elapsed_ms()), format_duration(profile_.length_ms),
+                                 seconds(elapsed_ms()), format_duration(length),
                                  profile_.loop ? fmt::format(" (pass {})", pass_) : "", current,
                                  active.empty() ? "nothing" : active);
   if (line.size() > 160) line = line.substr(0, 157) + "...";
