@@ -129,6 +129,7 @@ struct App {
       : loop(l), rt(l, o), registry(rt, seed), api(registry), clients(registry),
         profiles(registry, {}), traffic(registry, seed) {
     api.set_profiles(&profiles);
+    profiles.defaults().judge = client_judge();
     rt.add_observer(&clients);
     api.set_client_verdicts(&clients);
     clients.start(l);
@@ -138,6 +139,44 @@ struct App {
       traffic.append_prometheus(out);
     });
   }
+
+  // A profile's [expect] is decided from what the client verdicts recorded for its proxies.
+  profile::ClientJudge client_judge() {
+    profile::ClientJudge j;
+    j.begin = [this](const profile::Profile& p) {
+      for (const auto& d : p.proxies) clients.clear(d.name);
+    };
+    j.judge = [this](const profile::Profile& p, bool finished) {
+      std::vector<profile::Verdict> out;
+      const auto es = observe::parse_expectations(p.expect);
+      for (const auto& d : p.proxies) {
+        proxy::Proxy* px = registry.find(d.name);
+        if (!px) {
+          for (const auto& e : es)
+            out.push_back({d.name, e.key, "-", "the proxy was deleted",
+                           profile::Verdict::State::Fail});
+          continue;
+        }
+        observe::ClientRecord& rec = clients.record(*px);
+        for (auto& v : observe::evaluate(es, rec, clients.now_us(), finished)) {
+          using S = observe::ExpectVerdict::State;
+          out.push_back({d.name, v.key, v.expected, v.measured,
+                         v.state == S::Pass   ? profile::Verdict::State::Pass
+                         : v.state == S::Fail ? profile::Verdict::State::Fail
+                                              : profile::Verdict::State::Pending});
+        }
+      }
+      return out;
+    };
+    j.clients = [this](const profile::Profile& p) {
+      nlohmann::json o = nlohmann::json::object();
+      for (const auto& d : p.proxies)
+        if (proxy::Proxy* px = registry.find(d.name)) o[d.name] = clients.json_for(*px);
+      return o;
+    };
+    return j;
+  }
+  int exit_code = 0; // 1 when the command line's profile's [expect] failed
 
   void start_metrics(bool on) {
     observers_metrics = on;
@@ -314,7 +353,12 @@ int run_app(const AppConfig& cfg) {
       };
     }
     try {
-      app->profiles.start(std::move(*prof), false, on_end);
+      profile::Runner& run = app->profiles.start(std::move(*prof), false, on_end);
+      run.on_verdicts([a = app.get()](bool failed) {
+        if (!failed) return;
+        a->exit_code = 1;
+        log::error("the clients did not do what the profile expects: exiting with 1");
+      });
     } catch (const std::exception& e) {
       fmt::print(stderr, "faultline: {}\n", e.what());
       app->stop(0);
@@ -328,10 +372,10 @@ int run_app(const AppConfig& cfg) {
     // The deadline cut shutdown short: handles are still open, so the App cannot be destroyed.
     log::info("stopped (forced after the shutdown deadline)");
     std::fflush(nullptr);
-    std::_Exit(0);
+    std::_Exit(app->exit_code);
   }
   log::info("stopped");
-  return 0;
+  return app->exit_code;
 }
 
 } // namespace faultline

@@ -120,6 +120,8 @@ int run_profile_command(int argc, char** argv) {
         fmt::print("  {}{:<12} {}{}\n", when, until, s.label,
                    s.label == s.describe() ? "" : fmt::format(" ({})", s.describe()));
       }
+      for (const auto& [key, v] : p.expect.items())
+        fmt::print("  expect {} = {}\n", key, v.dump());
     } catch (const LoadError& e) {
       fmt::print(stderr, "{}\n", e.what());
       rc = 2;

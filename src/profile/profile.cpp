@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "observe/clients.h"
 #include "uv/address.h"
 
 namespace faultline::profile {
@@ -111,7 +112,7 @@ public:
 
   Profile load(const toml::table& doc) {
     check_keys(doc, {"name", "description", "seed", "loop", "duration", "proxies", "steps",
-                     "phases"},
+                     "phases", "expect"},
                "the profile");
     Profile p;
     p.source = source_;
@@ -143,6 +144,7 @@ public:
       fail(*doc.get("duration"), "the profile: 'duration' must be above 0");
 
     load_proxies(doc, p);
+    load_expect(doc, p);
 
     std::vector<Written> written;
     std::vector<Instance> instances;
@@ -267,6 +269,27 @@ private:
         fail(e, fmt::format("{}: each of '{}' must be a table, not {}", where, key,
                             type_name(e)));
     return arr;
+  }
+
+  // [expect]: each key checked on its own, so an error points at its line.
+  void load_expect(const toml::table& doc, Profile& p) const {
+    const toml::node* n = doc.get("expect");
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t)
+      fail(*n, fmt::format("the profile: 'expect' must be a table ([expect]), not {}",
+                           type_name(*n)));
+    for (auto&& [k, v] : *t) {
+      nlohmann::json one = nlohmann::json::object();
+      one[std::string(k.str())] = to_json_value(v);
+      try {
+        observe::parse_expectations(one);
+      } catch (const std::invalid_argument& e) {
+        toml::source_region r = k.source().begin.line ? k.source() : v.source();
+        fail(r, fmt::format("[expect]: {}", e.what()));
+      }
+      p.expect[std::string(k.str())] = one[std::string(k.str())];
+    }
   }
 
   void load_proxies(const toml::table& doc, Profile& p) const {

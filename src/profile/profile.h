@@ -76,6 +76,10 @@ struct Profile {
   uint64_t length_ms = 0; // one pass: `duration`, or the end of the last step
   std::vector<ProxyDecl> proxies; // never empty: default is {"redis"}
   std::vector<Step> steps;        // sorted by at_ms, then by order of writing
+  // `[expect]`: what the clients must have done (observe::parse_expectations checks it at
+  // load); judged against each declared proxy's client verdicts once the timeline ends.
+  nlohmann::json expect = nlohmann::json::object();
+  bool has_expectations() const { return !expect.empty(); }
 };
 
 struct LoadError : std::runtime_error {

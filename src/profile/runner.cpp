@@ -1,5 +1,7 @@
 #include "profile/runner.h"
 
+#include "observe/clients.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -43,6 +45,14 @@ bool delaying(const std::string& type) {
 }
 
 } // namespace
+
+std::string_view to_string(Verdict::State s) {
+  switch (s) {
+  case Verdict::State::Pass: return "pass";
+  case Verdict::State::Fail: return "FAIL";
+  default: return "pending";
+  }
+}
 
 Runner::Runner(proxy::Registry& registry, Profile profile, RunnerOptions opts)
     : registry_(registry), profile_(std::move(profile)), opts_(std::move(opts)) {
@@ -101,6 +111,7 @@ bool Runner::start(std::string& err) {
   if (profile_.seed)
     for (const auto& d : profile_.proxies)
       if (proxy::Proxy* p = registry_.find(d.name)) p->reseed(*profile_.seed);
+  if (profile_.has_expectations() && opts_.judge.begin) opts_.judge.begin(profile_);
 
   uv_loop_t* loop = registry_.runtime().loop();
   uv_update_time(loop);
@@ -341,6 +352,13 @@ void Runner::end_record(Record& r, const char*) {
 }
 
 void Runner::stop() {
+  if (judging_) {
+    // Stopped while waiting for a verdict: what is still pending stays undecided.
+    judging_ = false;
+    if (judge_timer_) judge_timer_->stop();
+    decide(opts_.judge.judge(profile_, true));
+    return;
+  }
   if (state_ != State::Running) return;
   while (!open_.empty()) end_record(records_[open_.back()], "stopped");
   finish_run(State::Stopped);
@@ -357,10 +375,86 @@ void Runner::finish_run(State s) {
     std::fputs(summary().c_str(), stderr);
     std::fflush(stderr);
   }
+  if (profile_.has_expectations()) {
+    if (s == State::Finished && opts_.judge.judge) {
+      judging_ = true;
+      judge_start_ = end_real_;
+      judge_until_decided();
+      return;
+    }
+    decide(opts_.judge.judge ? opts_.judge.judge(profile_, true) : std::vector<Verdict>{});
+  }
   if (s == State::Finished && opts_.on_finished) {
     auto cb = opts_.on_finished; // may destroy what owns this runner's caller chain: copy
     cb();
   }
+}
+
+uint64_t Runner::judge_deadline_ms() const {
+  // A recovery can be waited for as long as it is allowed to take, plus the verdicts' poll.
+  uint64_t most = 0;
+  for (const auto& e : observe::parse_expectations(profile_.expect))
+    if (e.kind == observe::Expectation::Kind::RecoverWithin) most = std::max(most, e.limit);
+  return most + 2000;
+}
+
+void Runner::judge_until_decided() {
+  std::vector<Verdict> v = opts_.judge.judge(profile_, true);
+  bool pending = std::any_of(v.begin(), v.end(),
+                             [](const Verdict& x) { return x.state == Verdict::State::Pending; });
+  uint64_t now = uv_now(registry_.runtime().loop());
+  if (pending && now - judge_start_ < judge_deadline_ms()) {
+    if (!judge_timer_) judge_timer_ = std::make_unique<uv::Timer>(registry_.runtime().loop());
+    judge_timer_->start(20, [this] { judge_until_decided(); });
+    return;
+  }
+  // Still undecided this long after the end (a fault that outlived the profile): a failure,
+  // since what was promised could not be shown.
+  for (auto& x : v)
+    if (x.state == Verdict::State::Pending) {
+      x.state = Verdict::State::Fail;
+      x.measured += fmt::format(" (undecided {} after the end)", seconds(now - judge_start_));
+    }
+  judging_ = false;
+  decide(std::move(v));
+  if (opts_.on_finished) {
+    auto cb = opts_.on_finished;
+    cb();
+  }
+}
+
+void Runner::decide(std::vector<Verdict> v) {
+  verdicts_ = std::move(v);
+  if (opts_.print && !verdicts_.empty()) {
+    std::fputs(verdicts_text(verdicts_).c_str(), stderr);
+    std::fflush(stderr);
+  }
+  if (on_verdicts_) {
+    auto cb = on_verdicts_;
+    cb(expectations_failed());
+  }
+}
+
+bool Runner::expectations_failed() const {
+  return std::any_of(verdicts_.begin(), verdicts_.end(),
+                     [](const Verdict& x) { return x.state == Verdict::State::Fail; });
+}
+
+std::string Runner::verdicts_text(const std::vector<Verdict>& v) const {
+  size_t fails = 0, pending = 0;
+  for (const auto& x : v) {
+    fails += x.state == Verdict::State::Fail;
+    pending += x.state == Verdict::State::Pending;
+  }
+  std::string out = fmt::format(
+      "profile {}: expect: {}\n", profile_.name,
+      fails ? fmt::format("{} of {} FAILED", fails, v.size())
+      : pending ? fmt::format("{} of {} undecided", pending, v.size())
+                : fmt::format("all {} passed", v.size()));
+  for (const auto& x : v)
+    out += fmt::format("  {:<8} {:<24} expected {:<12} measured {:<24} {}\n", x.proxy, x.key,
+                       x.expected, x.measured, to_string(x.state));
+  return out;
 }
 
 void Runner::emit(Event::Kind k, const Record* r, std::string what) {
@@ -472,6 +566,22 @@ std::string Runner::summary() const {
     out += fmt::format("  {:>9}  {:>9}  {:<{}}  {}\n", seconds(r.started_ms), end, s.label, width,
                        injected_text(r));
   }
+  if (opts_.judge.clients) {
+    // What the clients did, from their verdicts (GET /proxies/{name}/clients has the detail).
+    nlohmann::json all = opts_.judge.clients(profile_);
+    for (const auto& [name, c] : all.items()) {
+      auto num = [](const nlohmann::json& j) -> std::string {
+        return j.is_number() ? fmt::format("{:.0f} ms", j.get<double>()) : "-";
+      };
+      out += fmt::format(
+          "  clients of {}: {} connects ({} failed, peak {}/s), backoff {}, {} resends, "
+          "worst time to recover {}\n",
+          name, c["connects"]["total"].get<uint64_t>(), c["connects"]["failed"].get<uint64_t>(),
+          c["connects"]["peak_per_second"].get<uint64_t>(), c["backoff"].get<std::string>(),
+          c["resends"]["total"].get<uint64_t>(),
+          num(c["recovery"]["worst_time_to_recover_ms"]));
+    }
+  }
   return out;
 }
 
@@ -524,6 +634,24 @@ nlohmann::json Runner::report() const {
   nlohmann::json steps = nlohmann::json::array();
   for (const auto& r : records_) steps.push_back(record_json(r));
   j["steps"] = steps;
+  if (profile_.has_expectations()) {
+    // Live while the profile runs or its verdicts are being decided; final afterwards.
+    std::vector<Verdict> v = verdicts_;
+    bool live = (state_ == State::Running || judging_) && opts_.judge.judge;
+    if (live) v = opts_.judge.judge(profile_, false);
+    nlohmann::json e = nlohmann::json::array();
+    for (const auto& x : v)
+      e.push_back({{"proxy", x.proxy},
+                   {"key", x.key},
+                   {"expected", x.expected},
+                   {"measured", x.measured},
+                   {"state", std::string(to_string(x.state))}});
+    j["expect"] = {{"declared", profile_.expect},
+                   {"decided", !live && state_ != State::Idle && !verdicts_.empty()},
+                   {"failed", expectations_failed()},
+                   {"verdicts", e}};
+  }
+  if (opts_.judge.clients) j["clients"] = opts_.judge.clients(profile_);
   return j;
 }
 

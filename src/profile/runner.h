@@ -41,12 +41,33 @@ struct Event {
 };
 std::string_view to_string(Event::Kind k);
 
+// One `[expect]` verdict for one proxy of a profile.
+struct Verdict {
+  enum class State { Pending, Pass, Fail };
+  std::string proxy, key, expected, measured;
+  State state = State::Pending;
+};
+std::string_view to_string(Verdict::State s); // "pending", "pass", "FAIL"
+
+// What clients did is known to the App's client verdicts, not to the runner: it asks through
+// these. Unset: a profile's [expect] is reported as undecided and never fails anything.
+struct ClientJudge {
+  // The profile starts: forget what its proxies' clients did before (only with [expect]).
+  std::function<void(const Profile&)> begin;
+  // The verdicts now, for every declared proxy; `finished`: the timeline is over.
+  std::function<std::vector<Verdict>(const Profile&, bool finished)> judge;
+  // What the clients of each declared proxy did: {proxy: GET /proxies/{name}/clients}.
+  std::function<nlohmann::json(const Profile&)> clients;
+};
+
 struct RunnerOptions {
   double speed = 1.0;  // the timeline runs this many times faster (toxic attributes unchanged)
   bool print = true;   // step changes and the summary on stderr
   bool tty = false;    // with print: one rewritten status line instead of a line per change
   std::function<void(const Event&)> on_event;
-  std::function<void()> on_finished; // the timeline reached its end (not on stop())
+  std::function<void()> on_finished; // the timeline reached its end and every [expect]
+                                     // verdict is decided (not on stop())
+  ClientJudge judge;
 };
 
 class Runner {
@@ -65,6 +86,13 @@ public:
   void stop();
 
   State state() const { return state_; }
+  // The timeline ended and [expect] verdicts are still being decided.
+  bool judging() const { return judging_; }
+  // Final verdicts (empty until decided, or without [expect]).
+  const std::vector<Verdict>& verdicts() const { return verdicts_; }
+  bool expectations_failed() const;
+  // Called once the verdicts are final (with whether any failed).
+  void on_verdicts(std::function<void(bool failed)> cb) { on_verdicts_ = std::move(cb); }
   const Profile& profile() const { return profile_; }
   uint64_t elapsed_ms() const;
   nlohmann::json report() const;
@@ -100,6 +128,10 @@ private:
   void finish(size_t step); // the step's time is up
   void end_record(Record& r, const char* how);
   void finish_run(State s);
+  void judge_until_decided(); // polls the judge after the timeline until nothing is pending
+  void decide(std::vector<Verdict> v);
+  std::string verdicts_text(const std::vector<Verdict>& v) const;
+  uint64_t judge_deadline_ms() const; // how long after the end pending verdicts may wait
   void emit(Event::Kind k, const Record* r, std::string what = {});
   void print_change(const Record& r, bool start);
   void refresh_status();
@@ -124,6 +156,11 @@ private:
   std::vector<std::ptrdiff_t> by_step_; // step index → its record in this pass (-1: none)
   std::vector<std::string> created_;  // proxies the profile created
   size_t dropped_records_ = 0;
+  bool judging_ = false;
+  uint64_t judge_start_ = 0;
+  std::unique_ptr<uv::Timer> judge_timer_;
+  std::vector<Verdict> verdicts_;
+  std::function<void(bool)> on_verdicts_;
 };
 
 // Holds the profile that runs (at most one at a time) and the reports of the last few that

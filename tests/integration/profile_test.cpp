@@ -545,3 +545,169 @@ TEST(ProfileApi, ProfileDeclaresItsOwnProxy) {
   EXPECT_EQ(run.http->request("DELETE", "/profiles/own").status, 204);
   EXPECT_TRUE(pings(p2)) << "re-enabled when the profile stops";
 }
+
+// ---- [expect]: what the clients must have done decides the exit code ----
+
+namespace {
+
+// faultline running a profile written by the test, with --exit-after-profile.
+struct ExpectRun {
+  Redis redis;
+  Faultline fl;
+  uint16_t port = 0, api = 0;
+  void start(const std::string& name, const std::string& toml) {
+    std::string path = temp_dir() + "/" + name + ".toml";
+    std::ofstream(path) << toml;
+    ASSERT_TRUE(redis.start());
+    port = free_port();
+    api = free_port();
+    ASSERT_TRUE(fl.start_args({"--listen", "127.0.0.1:" + std::to_string(port), "--upstream",
+                               "127.0.0.1:" + std::to_string(redis.port()), "--api",
+                               "127.0.0.1:" + std::to_string(api), "--profile", path,
+                               "--exit-after-profile"},
+                              api))
+        << fl.process().log();
+  }
+  ~ExpectRun() {
+    if (fl.process().running()) fl.stop();
+  }
+};
+
+} // namespace
+
+// A client that reconnects calmly and gets a good reply soon after the outage passes both
+// expectations: faultline exits 0 once they are decided, and prints them.
+TEST(ProfileExpect, AClientThatRecoversPassesAndExitsZero) {
+  ExpectRun run;
+  run.start("expect-pass", R"(name = "expect-pass"
+duration = "1s"
+[[steps]]
+at = "200ms"
+for = "500ms"
+action = "disable"
+[expect]
+recover_within = "2s"
+max_connects_per_second = 50
+)");
+  // A PING on a fresh connection every 50 ms (about 20 connects/s) until faultline exits.
+  int ok = 0;
+  auto t0 = Clock::now();
+  while (run.fl.process().running() && Clock::now() - t0 < 8s) {
+    ok += pings(run.port);
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(ok, 5);
+  auto st = run.fl.process().wait(3s);
+  ASSERT_TRUE(st.has_value()) << "still running after the profile";
+  std::string log = run.fl.process().log();
+  EXPECT_EQ(*st, 0) << log;
+  EXPECT_NE(log.find("profile expect-pass: expect: all 2 passed"), std::string::npos) << log;
+  EXPECT_NE(log.find("clients of redis:"), std::string::npos) << log;
+  EXPECT_NE(log.find("recover_within"), std::string::npos) << log;
+}
+
+// A reconnect storm breaks max_connects_per_second: the verdict fails and so does faultline.
+TEST(ProfileExpect, AReconnectStormFailsWithExitOne) {
+  ExpectRun run;
+  run.start("expect-storm", R"(name = "expect-storm"
+[[steps]]
+at = "0s"
+for = "800ms"
+toxic = { type = "latency", attributes = { latency = 1 } }
+[expect]
+max_connects_per_second = 5
+)");
+  int ok = 0;
+  for (int i = 0; i < 30 && run.fl.process().running(); ++i) ok += pings(run.port);
+  EXPECT_GT(ok, 5);
+  auto st = run.fl.process().wait(5s);
+  ASSERT_TRUE(st.has_value()) << "still running after the profile";
+  std::string log = run.fl.process().log();
+  EXPECT_EQ(*st, 1) << log;
+  EXPECT_NE(log.find("profile expect-storm: expect: 1 of 1 FAILED"), std::string::npos) << log;
+  EXPECT_NE(log.find("max_connects_per_second"), std::string::npos) << log;
+  EXPECT_NE(log.find("exiting with 1"), std::string::npos) << log;
+}
+
+// No client comes back after the fault: recover_within waits that long after the fault
+// ended, then fails; faultline does not wait forever.
+TEST(ProfileExpect, NoRecoveryFailsOnceTheAllowanceRunsOut) {
+  ExpectRun run;
+  auto t0 = Clock::now();
+  run.start("expect-norecovery", R"(name = "expect-norecovery"
+duration = "400ms"
+[[steps]]
+at = "0s"
+for = "300ms"
+action = "disable"
+[expect]
+recover_within = "300ms"
+)");
+  auto st = run.fl.process().wait(6s);
+  ASSERT_TRUE(st.has_value()) << "still running: the verdict never got decided";
+  double took = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::string log = run.fl.process().log();
+  EXPECT_EQ(*st, 1) << log;
+  EXPECT_GE(took, 0.55) << "decided before the allowance ran out";
+  EXPECT_NE(log.find("recover_within"), std::string::npos) << log;
+  EXPECT_NE(log.find("FAIL"), std::string::npos) << log;
+}
+
+TEST(ProfileExpect, BadExpectationsAreRejectedWithTheLine) {
+  std::string bad = temp_dir() + "/bad-expect.toml";
+  std::ofstream(bad) << "name = \"bad\"\n[[steps]]\nat = \"0s\"\nfor = \"1s\"\naction = "
+                        "\"disable\"\n[expect]\nrecover_within = \"soon\"\n";
+  int status = -1;
+  std::string out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1",
+                            &status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("bad-expect.toml:7:"), std::string::npos) << out;
+  EXPECT_NE(out.find("[expect]: recover_within: 'soon' is not a duration"), std::string::npos)
+      << out;
+
+  std::ofstream(bad) << "name = \"bad\"\n[[steps]]\nat = \"0s\"\nfor = \"1s\"\naction = "
+                        "\"disable\"\n[expect]\nresends = \"none\"\nmax_reconnects = 3\n";
+  out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1", &status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("bad-expect.toml:8:1: [expect]: unknown key 'max_reconnects'"),
+            std::string::npos)
+      << out;
+
+  std::ofstream(bad) << "name = \"good\"\n[[steps]]\nat = \"0s\"\nfor = \"1s\"\naction = "
+                        "\"disable\"\n[expect]\nresends = \"none\"\nrecover_within = \"2s\"\n";
+  out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("expect recover_within = \"2s\""), std::string::npos) << out;
+}
+
+// On the API, a profile's report carries its [expect] verdicts and what its clients did.
+TEST(ProfileApi, ReportCarriesVerdictsAndClients) {
+  ProfileRun run;
+  run.start("api", 1, {}, /*with_profile=*/false);
+  HttpClient& http = *run.http;
+  const char* body = R"({"name": "judged", "duration": "400ms",
+      "steps": [{"at": "0s", "for": "200ms", "action": "disable"}],
+      "expect": {"resends": "none", "max_connects_per_second": 100}})";
+  HttpResult r = http.request("POST", "/profiles", body);
+  ASSERT_EQ(r.status, 201) << r.body;
+  run.name = "judged";
+  ASSERT_TRUE(wait_until([&] { return pings(run.port); }, 5s));
+  json rep;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        rep = run.report();
+        return rep.contains("expect") && rep["expect"].value("decided", false);
+      },
+      5s))
+      << rep.dump();
+  EXPECT_EQ(rep["state"], "finished");
+  EXPECT_EQ(rep["expect"]["failed"], false) << rep.dump();
+  ASSERT_EQ(rep["expect"]["verdicts"].size(), 2u) << rep.dump();
+  for (const auto& v : rep["expect"]["verdicts"]) {
+    EXPECT_EQ(v["proxy"], "redis");
+    EXPECT_EQ(v["state"], "pass") << v.dump();
+  }
+  ASSERT_TRUE(rep["clients"].contains("redis")) << rep.dump();
+  EXPECT_GE(rep["clients"]["redis"]["connects"]["total"].get<int>(), 1) << rep.dump();
+  ASSERT_FALSE(rep["clients"]["redis"]["windows"].empty()) << rep.dump();
+}
