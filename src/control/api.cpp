@@ -535,7 +535,7 @@ void Api::list_connections(Request& req, Response& res) {
                    {"age_ms", now >= s->started_ms() ? now - s->started_ms() : 0},
                    {"bytes_from_client", s->bytes_from_client()},
                    {"bytes_from_upstream", s->bytes_from_upstream()},
-                   {"commands", 0}});
+                   {"commands", s->commands_seen()}});
   }
   res.json(200, out);
 }

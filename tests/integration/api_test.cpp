@@ -408,8 +408,19 @@ TEST_F(ApiFixture, ConnectionsAreListedAndDropped) {
     EXPECT_GE(c["age_ms"].get<uint64_t>(), 0u);
     EXPECT_GE(c["bytes_from_client"].get<uint64_t>(), 14u);
     EXPECT_GE(c["bytes_from_upstream"].get<uint64_t>(), 5u);
-    EXPECT_TRUE(c.contains("commands"));
   }
+  // `commands` counts the commands the connection sent (it used to be always 0): one each so
+  // far, then a's count follows two more sent pipelined in one write.
+  for (const auto& c : list)
+    EXPECT_EQ(c["commands"], 1) << r.body;
+  ASSERT_TRUE(a.send_all(cmd({"PING"}) + cmd({"GET", "k"})));
+  ASSERT_EQ(a.read_reply(), "+PONG\r\n");
+  ASSERT_EQ(a.read_reply(), "$1\r\nv\r\n");
+  list = body_json(req("GET", "/proxies/redis/connections"));
+  ASSERT_EQ(list.size(), 2u);
+  const std::string a_addr = "127.0.0.1:" + std::to_string(a.local_port());
+  for (const auto& c : list)
+    EXPECT_EQ(c["commands"], c["client"] == a_addr ? 3 : 1) << list << " a=" << a_addr;
   expect_error(req("GET", "/proxies/nope/connections"), 404, "proxy not found");
 
   // FIN: both live connections end, a new one is accepted and served.

@@ -233,6 +233,14 @@ bool Conn::connect(uint16_t port, const std::string& host, int* err) {
   return true;
 }
 
+uint16_t Conn::local_port() const {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  if (fd_ < 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
+  if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&a)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+}
+
 bool Conn::send_all(std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);

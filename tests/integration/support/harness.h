@@ -93,6 +93,8 @@ public:
   bool connect(uint16_t port, const std::string& host = "127.0.0.1", int* err = nullptr);
   bool ok() const { return fd_ >= 0; }
   int fd() const { return fd_; }
+  // The local port of the connection: what faultline shows as the client ("127.0.0.1:<port>").
+  uint16_t local_port() const;
   bool send_all(std::string_view data);
   // Reads up to max bytes; "" on EOF; nullopt on timeout or error (errno kept in last_errno()).
   std::optional<std::string> read_some(size_t max = 65536, Ms timeout = 5s);
