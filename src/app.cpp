@@ -118,6 +118,9 @@ struct App {
   observe::Metrics metrics;  // per-command metrics: /metrics, /proxies/{name}/stats
   observe::TrafficLog traffic; // --log, GET /proxies/{name}/traffic; an observer only when on
   uv_signal_t sigint{}, sigterm{};
+  // SIGHUP never ends faultline: logrotate's HUP reopens a file log (TrafficLog) and is
+  // ignored otherwise. This watcher keeps libuv's handler installed whatever the log does.
+  uv_signal_t sighup{};
   uv_timer_t after_profile{}; // --exit-after-profile: stops from its own callback, not the runner's
   bool after_profile_open = false;
   uv_timer_t deadline{};
@@ -211,6 +214,7 @@ struct App {
     close_all([this] {
       uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
       if (after_profile_open) uv_close(reinterpret_cast<uv_handle_t*>(&after_profile), nullptr);
       closed = true;
@@ -333,13 +337,18 @@ int run_app(const AppConfig& cfg) {
   auto on_signal = [](uv_signal_t* h, int signum) { static_cast<App*>(h->data)->stop(signum); };
   uv_signal_start(&app->sigint, on_signal, SIGINT);
   uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+  uv_signal_init(loop, &app->sighup);
+  uv_signal_start(&app->sighup, [](uv_signal_t*, int) { log::debug("SIGHUP"); }, SIGHUP);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&app->sighup));
 
   app->profiles.defaults().speed = cfg.profile_speed;
   app->profiles.defaults().tty = isatty(STDERR_FILENO) != 0;
   // A profile's toxics reach the traffic log the moment a step changes them, so `faultline
   // inspect` shows its fault windows even when a step is shorter than the log's poll period.
-  app->profiles.defaults().on_event = [a = app.get()](const profile::Event&) {
+  app->profiles.defaults().on_event = [a = app.get()](const profile::Event& e) {
     a->traffic.note_toxic_changes();
+    a->traffic.profile_event(profile::to_string(e.kind), e.profile, e.proxy, e.step, e.what,
+                             e.elapsed_ms);
   };
   if (prof) {
     std::function<void()> on_end;

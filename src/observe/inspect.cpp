@@ -120,6 +120,25 @@ void TrafficAnalyzer::add_event(const nlohmann::json& j, const std::string& ev, 
                              {"toxic", t.is_object() ? str_field(t, "name") : ""},
                              {"type", t.is_object() ? str_field(t, "type") : ""}});
   }
+  // Faults without a toxic open and close windows the same way: a disabled proxy, and an
+  // accept mode other than normal.
+  auto window_event = [&](const char* e, const std::string& proxy, const std::string& label) {
+    toxic_events_.push_back({{"ts", iso(ts)}, {"ts_us", ts}, {"event", e}, {"proxy", proxy},
+                             {"toxic", label}, {"type", label}});
+  };
+  if (ev == "proxy_disabled") window_event("toxic_added", str_field(j, "proxy"), "disabled");
+  if (ev == "proxy_enabled") window_event("toxic_removed", str_field(j, "proxy"), "disabled");
+  if (ev == "accept_mode") {
+    std::string proxy = str_field(j, "proxy"), mode = str_field(j, "mode");
+    if (auto it = accept_open_.find(proxy); it != accept_open_.end()) {
+      window_event("toxic_removed", proxy, it->second);
+      accept_open_.erase(it);
+    }
+    if (!mode.empty() && mode != "normal") {
+      accept_open_[proxy] = "accept=" + mode;
+      window_event("toxic_added", proxy, accept_open_[proxy]);
+    }
+  }
   if (j.contains("session") && j["session"].is_number())
     sessions_[{str_field(j, "proxy"), uint_field(j, "session")}] = true;
 }

@@ -53,6 +53,7 @@ private:
   std::map<uint64_t, Second> seconds_; // unix second → counters
   std::vector<Slow> slowest_;           // a heap bounded at kKeepSlowest
   std::vector<nlohmann::json> toxic_events_;
+  std::map<std::string, std::string> accept_open_; // proxy -> "accept=reset" while not normal
   std::vector<uint32_t> all_latencies_;
 };
 

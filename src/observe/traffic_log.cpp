@@ -313,6 +313,7 @@ void TrafficLog::update_registration() {
             self->json_ += fmt::format(",\"records\":{},\"total\":{}", delta, d);
             self->text_ += fmt::format(" {} records dropped ({} in all)", delta, d);
             self->end_event();
+            self->emit({});
             self->dropped_noted_ = self->dropped();
           }
         },
@@ -672,10 +673,62 @@ void TrafficLog::on_raw_mode(proxy::Session& s, toxics::Stream dir, const resp::
   emit(ss.proxy);
 }
 
+void TrafficLog::profile_event(std::string_view event, std::string_view profile,
+                               std::string_view proxy, std::string_view step,
+                               std::string_view what, uint64_t elapsed_ms) {
+  if (!registered_ || (!proxy.empty() && !wants(proxy))) return;
+  begin_event(nullptr, proxy, now_wall_us(), event);
+  if (want_json_) {
+    json_ += ",\"profile\":\"";
+    append_json_repr(json_, profile);
+    json_ += '"';
+    if (!step.empty()) {
+      json_ += ",\"step\":\"";
+      append_json_repr(json_, step);
+      json_ += '"';
+    }
+    json_ += ",\"what\":\"";
+    append_json_repr(json_, what);
+    json_ += fmt::format("\",\"elapsed_ms\":{}", elapsed_ms);
+  }
+  if (want_text_) {
+    text_ += fmt::format(" {} +{}.{:03}s", profile, elapsed_ms / 1000, elapsed_ms % 1000);
+    if (!step.empty()) text_ += fmt::format(" {}:", step);
+    text_ += ' ';
+    text_ += what;
+  }
+  end_event();
+  emit(proxy);
+}
+
 void TrafficLog::poll_toxics(bool emit_events) {
   std::vector<std::string> present;
   for (const auto& [name, p] : registry_.proxies()) {
     present.push_back(name);
+    // Disabled / enabled, and accept modes: faults without a toxic.
+    std::pair<bool, int> st{p->enabled(), static_cast<int>(p->accept_mode())};
+    auto sit = states_seen_.find(name);
+    if (sit == states_seen_.end()) {
+      sit = states_seen_.emplace(name, std::pair<bool, int>{true, 0}).first;
+      if (!emit_events) sit->second = st;
+    }
+    if (sit->second != st && emit_events && wants(name)) {
+      static constexpr const char* kModes[] = {"normal", "reset", "hang"};
+      if (sit->second.first != st.first) {
+        begin_event(nullptr, name, now_wall_us(), st.first ? "proxy_enabled" : "proxy_disabled");
+        end_event();
+        emit(name);
+      }
+      if (sit->second.second != st.second) {
+        begin_event(nullptr, name, now_wall_us(), "accept_mode");
+        const char* m = kModes[std::clamp(st.second, 0, 2)];
+        if (want_json_) json_ += fmt::format(",\"mode\":\"{}\"", m);
+        if (want_text_) text_ += fmt::format(" {}", m);
+        end_event();
+        emit(name);
+      }
+    }
+    sit->second = st;
     auto& seen = toxics_seen_[name];
     std::vector<std::pair<std::string, const void*>> now;
     for (const auto& t : p->toxics()) now.emplace_back(t.name, t.impl.get());
@@ -706,6 +759,12 @@ void TrafficLog::poll_toxics(bool emit_events) {
       }
     }
     seen = std::move(now);
+  }
+  for (auto it = states_seen_.begin(); it != states_seen_.end();) {
+    if (std::find(present.begin(), present.end(), it->first) == present.end())
+      it = states_seen_.erase(it);
+    else
+      ++it;
   }
   for (auto it = toxics_seen_.begin(); it != toxics_seen_.end();) {
     if (std::find(present.begin(), present.end(), it->first) == present.end())

@@ -97,6 +97,10 @@ public:
   void note_toxic_changes() {
     if (registered_) poll_toxics(true);
   }
+  // A chaos profile's timeline changed (profile_start, step_start, step_end, profile_end):
+  // one record, so a log shows what the profile did and when, whatever the step's action.
+  void profile_event(std::string_view event, std::string_view profile, std::string_view proxy,
+                     std::string_view step, std::string_view what, uint64_t elapsed_ms);
 
   // GET /log.
   nlohmann::json status_json() const;
@@ -179,6 +183,8 @@ private:
   uint64_t dropped_pending_ = 0;  // requests not logged because a session had too many pending
   uint64_t dropped_noted_ = 0;    // drops already reported in a "dropped" record
   std::unordered_map<std::string, std::vector<std::pair<std::string, const void*>>> toxics_seen_;
+  // Per proxy: enabled, and its accept mode (0 normal, 1 reset, 2 hang), as last logged.
+  std::unordered_map<std::string, std::pair<bool, int>> states_seen_;
 
   uv_check_t check_{};
   uv_timer_t timer_{};

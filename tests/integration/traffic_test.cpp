@@ -566,3 +566,52 @@ TEST_F(TrafficFixture, InspectSummarisesARealLog) {
 }
 
 } // namespace
+
+// Faults without a toxic (a disabled proxy, an accept mode) and a profile's steps get records
+// of their own, and `faultline inspect` shows the disabled stretch as a fault window.
+TEST_F(TrafficFixture, DisableAcceptModesAndProfileStepsAreLogged) {
+  start_logging();
+  {
+    Conn c(fl.port());
+    ASSERT_EQ(call(c, {"SET", "k", "v"}), "+OK\r\n");
+  }
+  post("/proxies/redis", {{"enabled", false}});
+  ASSERT_TRUE(wait_until([&] { return !Conn().connect(fl.port()); }, 5s));
+  post("/proxies/redis", {{"enabled", true}});
+  post("/proxies/redis", {{"accept", "reset"}});
+  post("/proxies/redis", {{"accept", "normal"}});
+  auto r = http->request("POST", "/profiles",
+                    R"({"name":"p","duration":"300ms","steps":[{"at":"0s","for":"100ms",
+                        "name":"off","action":"disable"}]})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  std::vector<json> ev;
+  auto has = [&](const std::string& name, const std::function<bool(const json&)>& pred) {
+    return std::any_of(ev.begin(), ev.end(), [&](const json& e) {
+      return e.value("event", "") == name && pred(e);
+    });
+  };
+  auto any = [](const json&) { return true; };
+  ASSERT_TRUE(wait_until(
+      [&] {
+        ev = read_records(log_path, false);
+        return has("profile_end", any);
+      },
+      5s))
+      << slurp(log_path);
+  EXPECT_TRUE(has("proxy_disabled", [](const json& e) { return e["proxy"] == "redis"; }));
+  EXPECT_TRUE(has("proxy_enabled", [](const json& e) { return e["proxy"] == "redis"; }));
+  EXPECT_TRUE(has("accept_mode", [](const json& e) { return e["mode"] == "reset"; }));
+  EXPECT_TRUE(has("accept_mode", [](const json& e) { return e["mode"] == "normal"; }));
+  EXPECT_TRUE(has("profile_start", [](const json& e) { return e["profile"] == "p"; }));
+  EXPECT_TRUE(has("step_start", [](const json& e) {
+    return e["profile"] == "p" && e["step"] == "off" && e["proxy"] == "redis";
+  })) << slurp(log_path);
+  EXPECT_TRUE(has("step_end", [](const json& e) { return e["step"] == "off"; }));
+
+  std::string out = run_cmd(std::string(FAULTLINE_BIN) + " inspect --json " + log_path);
+  json rep = json::parse(out, nullptr, false);
+  ASSERT_FALSE(rep.is_discarded()) << out;
+  size_t disabled = 0;
+  for (const auto& w : rep["fault_windows"]) disabled += w["toxic"] == "disabled";
+  EXPECT_GE(disabled, 2u) << rep["fault_windows"].dump(); // the API's and the profile's
+}
