@@ -441,7 +441,10 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   if (!ss.size || ss.front().id != id) return;    // not logged (filters)
   Pending& p = ss.front();
   ++p.replies;
-  if (!r.final) return;
+  if (!r.final) {
+    p.bytes_out += frame ? frame->size_bytes() : injected.size();
+    return;
+  }
   if (r.latency_us < cfg_.slower_than_us) {
     ss.pop();
     return;
@@ -512,7 +515,7 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     o += ",\"bytes_in\":";
     append_uint(o, bytes_in);
     o += ",\"bytes_out\":";
-    append_uint(o, sum.bytes);
+    append_uint(o, p.bytes_out + sum.bytes);
     if (fault.empty()) {
       o += ",\"fault\":null}\n";
     } else {

@@ -133,6 +133,7 @@ private:
     uint16_t nargs;      // arguments stored
     uint16_t replies;    // replies seen so far (SUBSCRIBE a b gets two)
     uint64_t more_args;  // arguments not stored (beyond the capture limit)
+    uint64_t bytes_out = 0; // of the replies before the final one (SUBSCRIBE a b c)
   };
   struct Subscriber {
     uint64_t id;
