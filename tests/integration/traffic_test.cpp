@@ -615,3 +615,13 @@ TEST_F(TrafficFixture, DisableAcceptModesAndProfileStepsAreLogged) {
   for (const auto& w : rep["fault_windows"]) disabled += w["toxic"] == "disabled";
   EXPECT_GE(disabled, 2u) << rep["fault_windows"].dump(); // the API's and the profile's
 }
+
+// logrotate's HUP must never end faultline, whether a log file is open or not.
+TEST_F(TrafficFixture, SighupWithoutALogFileIsIgnored) {
+  start({});
+  fl.process().signal(SIGHUP);
+  Conn c(fl.port());
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  EXPECT_TRUE(fl.process().running()) << fl.process().log();
+}
