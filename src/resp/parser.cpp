@@ -1,6 +1,7 @@
 #include "resp/parser.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace faultline::resp {
@@ -25,6 +26,23 @@ inline char upper(char c) { return (c >= 'a' && c <= 'z') ? char(c - 32) : c; }
 // it, or nullptr for anything else (incomplete, signed, too long), which the general state
 // machine then handles, errors and offsets included.
 inline const char* fast_len(const char* q, const char* end, int64_t& n) {
+  // Most lengths in a pipeline have one or two digits: no loop for those.
+  if (end - q >= 4) {
+    const unsigned d0 = unsigned(uint8_t(q[0])) - '0';
+    if (d0 <= 9) {
+      if (q[1] == '\r') {
+        if (q[2] != '\n') return nullptr;
+        n = d0;
+        return q + 3;
+      }
+      const unsigned d1 = unsigned(uint8_t(q[1])) - '0';
+      if (d1 <= 9 && q[2] == '\r') {
+        if (q[3] != '\n') return nullptr;
+        n = d0 * 10 + d1;
+        return q + 4;
+      }
+    }
+  }
   int64_t v = 0;
   const char* start = q;
   while (q < end && *q >= '0' && *q <= '9') {
@@ -430,10 +448,97 @@ bool RequestParser::inline_line(const char* line, size_t n, uint64_t line_start,
   return true;
 }
 
+// The table entry of a command name (raw bytes as sent), through the per-parser cache; on a
+// miss, set_name() upper-cases and hashes it (and fills name_). nullptr for unknown names.
+[[gnu::always_inline]] inline const CommandInfo* RequestParser::cached_lookup(const char* d,
+                                                                              size_t n,
+                                                                              const char* end) {
+  if constexpr (std::endian::native == std::endian::little) {
+    // Whole words only when the chunk has them: the name is followed by at least its CRLF.
+    if (n - 1 < 16 && size_t(end - d) >= (n <= 8 ? 8u : 16u)) {
+      uint64_t w0 = 0, w1 = 0;
+      std::memcpy(&w0, d, 8);
+      if (n < 8) {
+        w0 &= (uint64_t(1) << (8 * n)) - 1;
+      } else if (n > 8) {
+        std::memcpy(&w1, d + 8, 8);
+        if (n < 16) w1 &= (uint64_t(1) << (8 * (n - 8))) - 1;
+      }
+      NameCache& c = name_cache_[((w0 ^ w1) * 0x9E3779B97F4A7C15ULL) >> 62];
+      if (c.w0 == w0 && c.w1 == w1 && c.len == n) return c.cmd;
+      set_name(d, n);
+      if (cmd_ != nullptr) c = {w0, w1, n, cmd_};
+      return cmd_;
+    }
+  }
+  if (n > kTok) return nullptr;
+  set_name(d, n);
+  return cmd_;
+}
+
+namespace {
+// "$L\r\n<L bytes>\r\n" wholly inside [q, end): sets len and the payload d.
+inline bool fast_bulk(const char* q, const char* end, int64_t max_len, int64_t& len,
+                      const char*& d) {
+  if (q >= end || *q != '$') return false;
+  d = fast_len(q + 1, end, len);
+  return d != nullptr && len <= max_len && end - d >= len + 2 && d[len] == '\r' &&
+         d[len + 1] == '\n';
+}
+} // namespace
+
 // A whole multibulk request inside the chunk, parsed without the per-byte state machine.
 // Returns the byte after it, or nullptr (nothing consumed, nothing reported) so the general
 // path takes over: on incomplete frames, unusual headers and anything erroneous.
+//
+// The common case (a known command whose first key sits at a fixed index: GET, SET, HSET,
+// INCR...) is one pass over the length lines: the name is found through the name cache, the
+// arguments and the key are views into the chunk, and nothing is upper-cased or copied.
+// Containers (CLIENT ...), keyword or key-count key specs and unknown names take
+// fast_frame_roles(), which works out each argument's role as the state machine does.
 const char* RequestParser::fast_frame(const char* p, const char* end, Callback cb, void* ctx) {
+  int64_t n = 0;
+  const char* q = fast_len(p + 1, end, n);
+  if (q == nullptr || n <= 0 || n > limits_.max_elements) return nullptr;
+  int64_t len = 0;
+  const char* d;
+  if (!fast_bulk(q, end, limits_.max_bulk_len, len, d)) return nullptr;
+  const CommandInfo* cmd = cached_lookup(d, size_t(len), end);
+  if (cmd == nullptr || (cmd->is_container() && n > 1)) return fast_frame_roles(p, end, cb, ctx);
+  const KeySpec& ks = cmd->key_spec;
+  int64_t key_pos = -1;
+  if (ks.begin == BeginSearch::Index && ks.find != FindKeys::Keynum)
+    key_pos = ks.begin_arg;
+  else if (ks.begin != BeginSearch::None)
+    return fast_frame_roles(p, end, cb, ctx);
+  const int64_t max_args = cap_.max_args;
+  Arg* args = args_.data();
+  args[0] = {{d, size_t(len)}, uint64_t(len)};
+  q = d + len + 2;
+  RequestFrame f;
+  for (int64_t i = 1; i < n; ++i) {
+    if (!fast_bulk(q, end, limits_.max_bulk_len, len, d)) return nullptr;
+    const Arg a{{d, size_t(len)}, uint64_t(len)};
+    if (i < max_args) args[i] = a;
+    if (i == key_pos) {
+      f.key = a;
+      f.has_key = true;
+    }
+    q = d + len + 2;
+  }
+  f.start = frame_start_;
+  f.end = pos(q);
+  f.argc = uint64_t(n);
+  f.name = cmd->name;
+  f.cmd = cmd;
+  f.args = {args, size_t(std::min(n, max_args))};
+  cb(ctx, f);
+  return q;
+}
+
+// fast_frame() for commands whose arguments play roles (subcommand, keyword, key count).
+const char* RequestParser::fast_frame_roles(const char* p, const char* end, Callback cb,
+                                            void* ctx) {
   int64_t n = 0;
   const char* q = fast_len(p + 1, end, n);
   if (q == nullptr || n <= 0 || n > limits_.max_elements) return nullptr;
@@ -855,25 +960,31 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
 }
 
 // A whole top-level scalar (+, -, :, $) inside the chunk, without the state machine; nullptr
-// hands it to the general path (which also reports any error at the right offset).
+// hands it to the general path (which also reports any error at the right offset). The text
+// is a view into the chunk (bounded as keep_text() would bound the copy), so +OK, :1, $-1 and
+// a small bulk cost a few compares each.
 const char* ReplyParser::fast_scalar(const char* p, const char* end, Callback cb, void* ctx) {
   const char c = *p;
   const char* q;
   int64_t n = 0;
-  frame_ = ReplyFrame{};
-  text_len_ = 0;
+  ReplyFrame f;
   switch (c) {
   case '+':
   case '-': {
-    const size_t avail = size_t(end - p - 1);
-    const size_t scan = size_t(std::min<uint64_t>(avail, limits_.max_line_len + 2));
-    const char* nl = static_cast<const char*>(std::memchr(p + 1, '\n', scan));
+    // Short lines (+OK, +QUEUED, most errors) are scanned here; long ones with memchr.
+    const char* nl = p + 1;
+    const char* lim = std::min(end, p + 64);
+    while (nl < lim && *nl != '\n') ++nl;
+    if (nl == lim) {
+      if (lim == end) return nullptr;
+      const size_t scan = size_t(std::min<uint64_t>(uint64_t(end - nl), limits_.max_line_len + 2));
+      nl = static_cast<const char*>(std::memchr(nl, '\n', scan));
+    }
     if (nl == nullptr || nl == p + 1 || nl[-1] != '\r' ||
         uint64_t(nl - p - 2) > limits_.max_line_len)
       return nullptr;
-    keep_text(p + 1, size_t(nl - p - 2));
-    frame_.type = c == '+' ? Type::SimpleString : Type::Error;
-    frame_.text = {text_.get(), text_len_};
+    f.type = c == '+' ? Type::SimpleString : Type::Error;
+    f.text = {p + 1, std::min<size_t>(size_t(nl - p - 2), cap_.text_cap_bytes)};
     q = nl + 1;
     break;
   }
@@ -881,16 +992,16 @@ const char* ReplyParser::fast_scalar(const char* p, const char* end, Callback cb
     const bool neg = p + 1 < end && p[1] == '-';
     q = fast_len(p + 1 + neg, end, n);
     if (q == nullptr) return nullptr;
-    frame_.type = Type::Integer;
-    frame_.integer = neg ? -n : n;
+    f.type = Type::Integer;
+    f.integer = neg ? -n : n;
     break;
   }
   case '$': {
     if (p + 1 < end && p[1] == '-') {
       if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return nullptr;
-      frame_.type = Type::Bulk;
-      frame_.is_null = true;
-      frame_.size = -1;
+      f.type = Type::Bulk;
+      f.is_null = true;
+      f.size = -1;
       q = p + 5;
       break;
     }
@@ -898,20 +1009,18 @@ const char* ReplyParser::fast_scalar(const char* p, const char* end, Callback cb
     if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || d[n] != '\r' ||
         d[n + 1] != '\n')
       return nullptr;
-    keep_text(d, size_t(n));
-    frame_.type = Type::Bulk;
-    frame_.size = n;
-    frame_.text = {text_.get(), text_len_};
+    f.type = Type::Bulk;
+    f.size = n;
+    f.text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
     q = d + n + 2;
     break;
   }
   default:
     return nullptr;
   }
-  frame_.start = pos(p);
-  frame_.end = pos(q);
-  head_len_ = 0;
-  cb(ctx, frame_);
+  f.start = pos(p);
+  f.end = pos(q);
+  cb(ctx, f);
   return q;
 }
 

@@ -188,6 +188,8 @@ private:
 
   enum class St : uint8_t { Start, MbCount, BulkHdr, BulkLen, BulkData, BulkCR, BulkLF, Inline };
   const char* fast_frame(const char* p, const char* end, Callback cb, void* ctx);
+  const char* fast_frame_roles(const char* p, const char* end, Callback cb, void* ctx);
+  const CommandInfo* cached_lookup(const char* d, size_t n, const char* end);
   void begin_arg(const char* p, const char* end);
   void arg_bytes(const char* p, size_t n);
   void finish_arg(const char* data, size_t n, bool view);
@@ -227,6 +229,15 @@ private:
   std::string_view kw_;
   bool has_key_ = false;
   Arg key_;
+
+  // Command names as last sent (raw bytes, at most 16) and their table entries: a pipeline
+  // repeats a few commands, so the name is compared as two words instead of hashed.
+  struct NameCache {
+    uint64_t w0 = 0, w1 = 0;
+    uint64_t len = 0;
+    const CommandInfo* cmd = nullptr;
+  };
+  NameCache name_cache_[4];
 
   std::vector<Arg> args_;
   std::unique_ptr<char[]> arena_;      // max_args * arg_cap_bytes, + one slot for the key

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "resp/parser.h"
 #include "resp_test_util.h"
 
@@ -290,6 +292,38 @@ TEST(RequestParser, Limits) {
   // Defaults: 512 MB bulk is accepted as a header (payload not needed to check).
   EXPECT_FALSE(requests("*1\r\n$536870912\r\n").failed);
   EXPECT_TRUE(requests("*1\r\n$536870913\r\n").failed);
+}
+
+// The fast path finds names through a per-parser cache of raw bytes: every case, every length
+// around the 8- and 16-byte words, names at the very end of a chunk, and repeats (cache hits)
+// must give what the state machine gives byte by byte.
+TEST(RequestParser, NameCacheAgreesWithStateMachine) {
+  std::string in;
+  const char* names[] = {"get", "GET", "GeT", "set", "incr", "hset", "expire", "pexpireat",
+                         "incrbyfloat", "zrangebyscore", "zrevrangebyscore", "georadius_ro",
+                         "georadiusbymember_ro", "getx", "ge", "g", "client", "eval",
+                         "xread", "nosuchcommand1234", "GETDEL", "getdel", "Lpush"};
+  for (int round = 0; round < 3; ++round)
+    for (const char* n : names) in += mb({n, "k", "v", "w"}) + mb({n}) + mb({n, "key2"});
+  expect_split_invariant(in);
+  auto r = requests(in);
+  ASSERT_FALSE(r.failed);
+  for (const auto& f : r.frames) {
+    if (f.name == "GET" || f.name == "GETDEL" || f.name == "ZREVRANGEBYSCORE") {
+      EXPECT_NE(f.cmd_id, -1) << f;
+    }
+    if (f.name == "GETX" || f.name == "GE" || f.name == "G") {
+      EXPECT_EQ(f.cmd_id, -1) << f;
+    }
+  }
+  // A name right at the end of a chunk, with fewer than a word of bytes after it.
+  for (const char* tail : {"*1\r\n$3\r\nGET\r\n", "*1\r\n$4\r\nPING\r\n",
+                           "*2\r\n$3\r\nget\r\n$1\r\nk\r\n"}) {
+    auto one = requests(std::string(tail));
+    ASSERT_EQ(one.frames.size(), 1u);
+    EXPECT_NE(one.frames[0].cmd_id, -1);
+    EXPECT_EQ(requests(in + tail), requests(in + tail, bytewise(in.size() + strlen(tail))));
+  }
 }
 
 } // namespace
