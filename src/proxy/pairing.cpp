@@ -56,17 +56,34 @@ bool is_monitor_line(std::string_view t) {
 
 uint32_t key_hash(std::string_view s) {
   constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
-  uint64_t h = 0x9E3779B97F4A7C15ULL ^ s.size();
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    h = (h ^ w) * kMul;
-    h ^= h >> 32;
+  const char* p = s.data();
+  const size_t n = s.size();
+  uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+  uint64_t a = 0, b = 0;
+  if (n > 16) {
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      std::memcpy(&a, p + i, 8);
+      h = (h ^ a) * kMul;
+      h ^= h >> 32;
+    }
+    std::memcpy(&b, p + n - 8, 8);  // the last 8 bytes, overlapping the loop's last word
+  } else if (n >= 8) {  // two loads, overlapping when n < 16
+    std::memcpy(&a, p, 8);
+    std::memcpy(&b, p + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    std::memcpy(&x, p, 4);
+    std::memcpy(&y, p + n - 4, 4);
+    a = x;
+    b = y;
+  } else if (n > 0) {
+    a = uint64_t(uint8_t(p[0])) | uint64_t(uint8_t(p[n / 2])) << 8 |
+        uint64_t(uint8_t(p[n - 1])) << 16;
   }
-  uint64_t w = 0;
-  if (i < s.size()) std::memcpy(&w, s.data() + i, s.size() - i);
-  h = (h ^ w) * kMul;
+  h = (h ^ a) * kMul;
+  h ^= h >> 32;
+  h = (h ^ b) * kMul;
   h ^= h >> 29;
   return uint32_t(h) | 1u;  // never 0, which means "no key"
 }
@@ -88,19 +105,15 @@ Pairing::Pairing(size_t initial_capacity) {
   ring_.resize(cap);
 }
 
-Pairing::Entry& Pairing::push_entry() {
-  if (size_ == ring_.size()) {  // grow: the only allocation, amortised
-    std::vector<Entry> bigger(ring_.size() * 2);
-    for (size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) & (ring_.size() - 1)];
-    ring_.swap(bigger);
-    head_ = 0;
-  }
-  Entry& e = ring_[(head_ + size_) & (ring_.size() - 1)];
-  ++size_;
-  return e;
+void Pairing::grow() {
+  std::vector<Entry> bigger(ring_.size() * 2);
+  for (size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) & (ring_.size() - 1)];
+  ring_.swap(bigger);
+  head_ = 0;
 }
 
 Pairing::Entry* Pairing::first_real() {
+  if (injected_ == 0) return size_ ? &ring_[head_] : nullptr;
   const size_t mask = ring_.size() - 1;
   for (size_t i = 0; i < size_; ++i) {
     Entry& e = ring_[(head_ + i) & mask];
@@ -110,6 +123,7 @@ Pairing::Entry* Pairing::first_real() {
 }
 
 const PendingInfo* Pairing::expected() const {
+  if (injected_ == 0) return size_ ? &ring_[head_].info : nullptr;
   const size_t mask = ring_.size() - 1;
   for (size_t i = 0; i < size_; ++i) {
     const Entry& e = ring_[(head_ + i) & mask];
@@ -131,25 +145,10 @@ void Pairing::pop_entry(Entry* e) {
   --size_;
 }
 
-PendingInfo Pairing::make_info(const resp::RequestFrame& f, uint64_t now_us, uint32_t flags,
-                               bool inj) {
-  PendingInfo p;
-  p.id = next_id_++;
-  p.cmd = f.cmd;
-  p.start_us = now_us;
-  p.req_start = f.start;
-  p.req_end = f.end;
-  p.key_hash = f.has_key ? key_hash(f.key.data) : 0;
-  p.user_flags = flags;
-  p.db = db_;
-  p.injected = inj;
-  p.queued = in_multi_;
-  return p;
-}
-
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
                                    uint32_t user_flags) {
   Entry& e = push_entry();
+  ++injected_;
   e.info = make_info(f, now_us, user_flags, true);
   e.expect = 1;
   e.arg = 0;
@@ -157,8 +156,8 @@ RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
   return {e.info.id, true};
 }
 
-RequestResult Pairing::on_request(const resp::RequestFrame& f, uint64_t now_us,
-                                  uint32_t user_flags) {
+RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t now_us,
+                                          uint32_t user_flags) {
   const bool skipped = skip_next_;
   skip_next_ = false;
   if (f.argc == 0) return {next_id_++, false};  // Redis runs nothing, but it ends a SKIP
@@ -253,6 +252,7 @@ std::optional<PendingInfo> Pairing::next_injected() {
   PendingInfo info = e.info;
   head_ = (head_ + 1) & (ring_.size() - 1);
   --size_;
+  --injected_;
   return info;
 }
 
@@ -303,7 +303,7 @@ reset:
   tx_db_ = -1;
 }
 
-ReplyResult Pairing::on_reply(const resp::ReplyFrame& f, uint64_t now_us) {
+ReplyResult Pairing::on_reply_general(const resp::ReplyFrame& f, uint64_t now_us) {
   ReplyResult r;
   Entry* e = first_real();
   if (f.is_push()) {

@@ -29,7 +29,7 @@ namespace faultline::proxy {
 
 using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
 
-// Hash of a key as kept per pending request (8 bytes at a time: cheap for the hot path).
+// Hash of a key (8 bytes at a time: cheap for the hot path), as the client verdicts keep it.
 uint32_t key_hash(std::string_view key);
 
 // A request waiting for its reply, as the caller sees it.
@@ -38,7 +38,6 @@ struct PendingInfo {
   const resp::CommandInfo* cmd = nullptr;  // nullptr for unknown commands
   uint64_t start_us = 0;                   // when the request was sent
   uint64_t req_start = 0, req_end = 0;     // request's range in the client->Redis stream
-  uint32_t key_hash = 0;                   // key_hash() of the first key (0 if none)
   uint32_t user_flags = 0;                 // caller's flags (toxic decisions), returned as given
   int32_t db = 0;                          // database selected when the request was sent
   bool injected = false;                   // answered by faultline, never by Redis
@@ -74,13 +73,43 @@ public:
   explicit Pairing(size_t initial_capacity = 64);
 
   // A request forwarded to Redis, in stream order.
-  RequestResult on_request(const resp::RequestFrame& f, uint64_t now_us, uint32_t user_flags = 0);
+  RequestResult on_request(const resp::RequestFrame& f, uint64_t now_us, uint32_t user_flags = 0) {
+    // Inline: a plain command (no special meaning, nothing pending that changes how many
+    // replies it gets) is one store into the ring.
+    if ((f.cmd == nullptr || f.cmd->special == resp::Special::None) && f.argc != 0 &&
+        !in_multi_ && !skip_next_ && reply_mode_ == ReplyMode::On) {
+      Entry& e = push_entry();
+      e.info = make_info(f, now_us, user_flags, false);
+      e.expect = 1;
+      e.arg = 0;
+      e.special = resp::Special::None;
+      return {e.info.id, true};
+    }
+    return on_request_general(f, now_us, user_flags);
+  }
   // A request faultline answers itself (not forwarded). It takes its place in the FIFO and
   // changes no connection state (Redis never saw it).
   RequestResult on_injected(const resp::RequestFrame& f, uint64_t now_us,
                             uint32_t user_flags = 0);
   // A reply frame from Redis, in stream order.
-  ReplyResult on_reply(const resp::ReplyFrame& f, uint64_t now_us);
+  ReplyResult on_reply(const resp::ReplyFrame& f, uint64_t now_us) {
+    // Inline: the head is a plain command, nothing injected waits, no out-of-band traffic can
+    // interleave (no MONITOR, no subscription, not a push): this reply is all the head gets.
+    if (injected_ == 0 && size_ != 0 && !monitoring_ && !f.is_push() && !subscribed()) {
+      Entry& h = ring_[head_];
+      if (h.special == resp::Special::None) {
+        ReplyResult r;
+        r.kind = ReplyKind::Paired;
+        r.request = h.info;
+        r.latency_us = now_us >= h.info.start_us ? now_us - h.info.start_us : 0;
+        r.final = true;
+        head_ = (head_ + 1) & (ring_.size() - 1);
+        --size_;
+        return r;
+      }
+    }
+    return on_reply_general(f, now_us);
+  }
   // After on_request/on_injected/on_reply: pops the head if it is an injected entry whose turn
   // has come (everything before it answered). Call until it returns nullopt.
   std::optional<PendingInfo> next_injected();
@@ -108,15 +137,37 @@ private:
   };
   static constexpr int32_t kDynamic = -1;
 
-  Entry& push_entry();
+  RequestResult on_request_general(const resp::RequestFrame& f, uint64_t now_us,
+                                   uint32_t user_flags);
+  ReplyResult on_reply_general(const resp::ReplyFrame& f, uint64_t now_us);
+  Entry& push_entry() {
+    if (size_ == ring_.size()) grow();
+    Entry& e = ring_[(head_ + size_) & (ring_.size() - 1)];
+    ++size_;
+    return e;
+  }
+  void grow();  // doubles the ring: the only allocation, amortised
   Entry* first_real();       // oldest entry Redis will answer
   void pop_entry(Entry* e);  // removes e (the first real entry), keeping injected ones before it
   void track_subscriptions(const resp::ReplyFrame& f);
   void complete(const Entry& e, const resp::ReplyFrame& f);
-  PendingInfo make_info(const resp::RequestFrame& f, uint64_t now_us, uint32_t flags, bool inj);
+  PendingInfo make_info(const resp::RequestFrame& f, uint64_t now_us, uint32_t flags, bool inj) {
+    PendingInfo p;
+    p.id = next_id_++;
+    p.cmd = f.cmd;
+    p.start_us = now_us;
+    p.req_start = f.start;
+    p.req_end = f.end;
+    p.user_flags = flags;
+    p.db = db_;
+    p.injected = inj;
+    p.queued = in_multi_;
+    return p;
+  }
 
   std::vector<Entry> ring_;
   size_t head_ = 0, size_ = 0;  // ring_.size() is a power of two
+  size_t injected_ = 0;         // injected entries in the ring: none means the head is real
   PendingId next_id_ = 1;
 
   resp::Protocol protocol_ = resp::Protocol::Resp2;

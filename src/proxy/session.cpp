@@ -761,7 +761,24 @@ void Session::on_client_chunk(uv::Chunk c) {
   auto st = r.req.feed(data, len, [&](const resp::RequestFrame& f) {
     if (closing_) return;
     uint64_t take = f.end > rest_off ? f.end - rest_off : 0;
-    uv::Chunk tail = rest.take_front(static_cast<uint32_t>(std::min<uint64_t>(take, rest.len)));
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(take, rest.len));
+    if (!r.stopped && r.partial.empty() && no_rule_selects(f)) {
+      // No rule names this command: it goes on as request_frame() would forward it, its bytes
+      // added to the pending write without a chunk of its own.
+      forward_request(f, now, {});
+      uv::Chunk& acc = r.forward;
+      if (n && acc.len && acc.block.get() == rest.block.get() && acc.off + acc.len == rest.off) {
+        acc.len += n;
+        rest.off += n;
+        rest.len -= n;
+      } else if (n) {
+        flush_forward();
+        r.forward = rest.take_front(n);
+      }
+      rest_off += n;
+      return;
+    }
+    uv::Chunk tail = rest.take_front(n);
     rest_off += tail.len;
     if (r.stopped) {
       drop(*up_, std::move(tail));
@@ -790,6 +807,20 @@ void Session::on_client_chunk(uv::Chunk c) {
     return;
   }
   if (rest.len) r.partial.push_back(std::move(rest));
+}
+
+// True when request_frame() would certainly forward f untouched: no rule's command filter
+// names it (one bit per rule for the commands of the table), and it is none of the commands
+// whose handling depends on earlier refusals (MULTI, EXEC, DISCARD).
+bool Session::no_rule_selects(const resp::RequestFrame& f) const {
+  if (f.cmd) {
+    const resp::Special sp = f.cmd->special;
+    if (sp == resp::Special::Exec || sp == resp::Special::Multi || sp == resp::Special::Discard)
+      return false;
+  }
+  for (const auto& rule : resp_->rules)
+    if (rule.rule->filter().selects(f)) return false;
+  return true;
 }
 
 void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::string_view fault) {

@@ -92,6 +92,7 @@ private:
   void upstream_eof();
   void request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now_us);
   void forward_request(const resp::RequestFrame& f, uint64_t now_us, std::string_view fault);
+  bool no_rule_selects(const resp::RequestFrame& f) const;
   void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
   void release_injections();
   void flush_forward();

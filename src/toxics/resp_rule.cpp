@@ -111,6 +111,24 @@ RespFilter::RespFilter(const nlohmann::json& attrs, std::vector<std::string> def
   first_ = attr_count(attrs, "first");
   every_ = attr_count(attrs, "every");
   after_ = attr_count(attrs, "after");
+  // The answer for every command the table names exactly, decided once. A container's own
+  // entry is left out: with an unknown subcommand, the subcommand as sent decides.
+  auto all = resp::all_commands();
+  selected_.assign(all.size(), false);
+  for (const auto& c : all) {
+    if (c.sub_count != 0 || c.id >= all.size()) continue;
+    bool hit = commands_.empty();
+    for (const auto& e : commands_)
+      if (!hit && entry_matches(e, c)) hit = true;
+    selected_[c.id] = hit;
+  }
+}
+
+// command_matches() for a frame whose name and subcommand are those of table entry c.
+bool RespFilter::entry_matches(const Entry& e, const resp::CommandInfo& c) const {
+  if (e.category == kDenyoomBit) return c.has(resp::CommandFlag::Denyoom);
+  if (e.category) return (static_cast<uint32_t>(c.categories) & e.category) != 0;
+  return e.name == c.name && (e.sub.empty() || e.sub == c.sub);
 }
 
 bool RespFilter::names_command(std::string_view name, std::string_view sub) const {
@@ -136,8 +154,7 @@ bool RespFilter::command_matches(const resp::RequestFrame& f) const {
   return false;
 }
 
-bool RespFilter::matches(const resp::RequestFrame& f, std::mt19937_64& rng) const {
-  if (!command_matches(f)) return false;
+bool RespFilter::passes(const resp::RequestFrame& f, std::mt19937_64& rng) const {
   if (!keys_.empty()) {
     if (!f.has_key || !glob_match(keys_, f.key.data)) return false;
   }
@@ -164,6 +181,9 @@ void RespFilter::to_json(nlohmann::json& out) const {
 }
 
 RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx) const {
+  // A command the filter does not name is forwarded whatever the mode: decided first, by one
+  // bit for the commands of the table, before anything that costs more.
+  if (!filter_.selects(f)) return {};
   // The session's own handshake is left alone unless asked for by name.
   static constexpr std::string_view kHandshake[] = {"AUTH", "HELLO", "SELECT"};
   bool handshake = std::find(std::begin(kHandshake), std::end(kHandshake), f.name) !=
@@ -173,7 +193,7 @@ RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx)
   if (!applies(f, ctx)) return {};
   // Constructing a Mersenne Twister costs thousands of instructions: never per request.
   static std::mt19937_64 fallback;
-  if (!filter_.matches(f, ctx.rng ? *ctx.rng : fallback)) return {};
+  if (!filter_.passes(f, ctx.rng ? *ctx.rng : fallback)) return {};
   RespAction a = act(f, ctx);
   if (a.kind != RespActionKind::Forward) ++injected_;
   return a;

@@ -74,7 +74,18 @@ public:
   // default_commands applies when the attributes name none (e.g. "@write" for READONLY).
   RespFilter(const nlohmann::json& attrs, std::vector<std::string> default_commands = {});
   // Counts a match and applies first/every/after/probability. Mutates the counters.
-  bool matches(const resp::RequestFrame& f, std::mt19937_64& rng) const;
+  bool matches(const resp::RequestFrame& f, std::mt19937_64& rng) const {
+    return selects(f) && passes(f, rng);
+  }
+  // Whether `commands` names this command: one bit for a command the table knows (computed
+  // once for the whole table), the names as text otherwise. No side effect.
+  bool selects(const resp::RequestFrame& f) const {
+    if (f.cmd != nullptr && f.cmd->sub_count == 0 && f.cmd->id < selected_.size())
+      return selected_[f.cmd->id];
+    return command_matches(f);
+  }
+  // The rest of matches() for a command selects() accepted: keys, then the counters.
+  bool passes(const resp::RequestFrame& f, std::mt19937_64& rng) const;
   // commands/keys/probability/first/every/after as JSON (for the toxic's attributes).
   void to_json(nlohmann::json& out) const;
   uint64_t matched() const { return matched_; }
@@ -88,7 +99,9 @@ private:
     uint32_t category = 0; // resp::Category bits for "@..." entries
   };
   bool command_matches(const resp::RequestFrame& f) const;
+  bool entry_matches(const Entry& e, const resp::CommandInfo& c) const;
   std::vector<Entry> commands_;
+  std::vector<bool> selected_;            // by CommandInfo::id, for leaf entries of the table
   std::vector<std::string> command_text_; // as given, for to_json
   std::string keys_;
   double probability_ = 1.0;

@@ -252,7 +252,7 @@ TEST(Pairing, BlockingCommandRepliesLater) {
   EXPECT_EQ(rs[0].kind, ReplyKind::Paired);
   EXPECT_EQ(rs[0].latency_us, 5'000'000u);
   EXPECT_TRUE(rs[0].request.cmd->is_blocking());
-  EXPECT_EQ(rs[0].request.key_hash, key_hash("q"));
+  EXPECT_EQ(rs[0].request.req_end - rs[0].request.req_start, mb({"BLPOP", "q", "0"}).size());
   EXPECT_NE(key_hash("q"), key_hash("r"));
   EXPECT_NE(key_hash("12345678a"), key_hash("12345678b"));
 }
@@ -329,6 +329,29 @@ TEST(Pairing, RingGrowsAndWraps) {
   }
   EXPECT_EQ(p.unmatched_replies(), 0u);
   EXPECT_GT(paired, 0u);
+}
+
+// Plain replies pair through a shortcut while no injected entry waits; once injected entries
+// come and go, the shortcut must see the ring exactly as the general path does.
+TEST(Pairing, PlainPathAroundInjectedEntries) {
+  Harness h;
+  for (int round = 0; round < 20; ++round) {
+    h.send(mb({"GET", "a"}));
+    if (round % 3 == 0) h.send(mb({"GET", "x"}), true);
+    h.send(mb({"SET", "b", "v"}));
+    if (round % 5 == 0) h.send(mb({"GET", "y"}), true);
+    EXPECT_EQ(h.recv("$1\r\nA\r\n"), (V{"GET"}));
+    while (h.pairing.next_injected()) {
+    }
+    ASSERT_NE(h.pairing.expected(), nullptr);
+    EXPECT_EQ(h.pairing.expected()->id, h.sent[h.sent.size() - 1 - (round % 5 == 0)].id);
+    EXPECT_EQ(h.recv("+OK\r\n"), (V{"SET"}));
+    while (h.pairing.next_injected()) {
+    }
+    EXPECT_EQ(h.pairing.pending(), 0u);
+    EXPECT_EQ(h.pairing.expected(), nullptr);
+  }
+  EXPECT_EQ(h.pairing.unmatched_replies(), 0u);
 }
 
 } // namespace
