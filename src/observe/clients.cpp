@@ -545,6 +545,50 @@ void ClientVerdicts::clear(std::string_view proxy) {
   if (auto* p = registry_.find(proxy)) sync(*p, *it->second, clock_());
 }
 
+inline ClientVerdicts::Pending& ClientVerdicts::AtRisk::push_back() {
+  if (size_ == ring_.size()) [[unlikely]] {
+    if (ring_.size() >= kMax) {
+      pop_front();  // a client that pipelines thousands of commands keeps the newest at risk
+    } else {
+      std::vector<Pending> bigger(ring_.empty() ? 8 : ring_.size() * 2);
+      for (size_t i = 0; i < size_; ++i) bigger[i] = std::move(at(i));
+      ring_.swap(bigger);
+      head_ = 0;
+    }
+  }
+  Pending& p = ring_[(head_ + size_) & (ring_.size() - 1)];
+  ++size_;
+  return p;
+}
+
+inline ClientVerdicts::SessionState* ClientVerdicts::state(const proxy::Session& s) {
+  if (&s == last_session_) [[likely]]
+    return last_state_;
+  auto it = sessions_.find(&s);
+  if (it == sessions_.end()) return nullptr;
+  last_session_ = &s;
+  last_state_ = &it->second;
+  return last_state_;
+}
+
+CommandIdent ClientVerdicts::ident_of(const Pending& p, std::string& display) {
+  std::string_view name, sub;
+  if (p.cmd) {
+    name = p.cmd->name;
+    sub = p.cmd->sub;
+    display.assign(name);
+    if (!sub.empty()) {
+      display += ' ';
+      display += sub;
+    }
+  } else {
+    display = p.name;
+    name = std::string_view(display).substr(0, p.split);
+    if (p.split < display.size()) sub = std::string_view(display).substr(p.split + 1);
+  }
+  return CommandIdent{fnv1a(name, sub), p.key_hash, display};
+}
+
 void ClientVerdicts::on_session_open(proxy::Session& s) {
   uint64_t now = clock_();
   ClientRecord& rec = record_named(s.proxy().name());
@@ -553,6 +597,8 @@ void ClientVerdicts::on_session_open(proxy::Session& s) {
   SessionState& st = sessions_[&s];
   st.record = &rec;
   st.id = s.id();
+  last_session_ = nullptr;
+  last_state_ = nullptr;
 }
 
 void ClientVerdicts::finish_handshake(SessionState& st, uint64_t now) {
@@ -562,6 +608,8 @@ void ClientVerdicts::finish_handshake(SessionState& st, uint64_t now) {
 }
 
 void ClientVerdicts::on_session_close(proxy::Session& s) {
+  last_session_ = nullptr;
+  last_state_ = nullptr;
   auto it = sessions_.find(&s);
   if (it == sessions_.end()) return;
   uint64_t now = clock_();
@@ -573,9 +621,9 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
   bool failed = failed_close(why);
   if (failed) {
     if (point_fault_reason(why)) rec.point_fault(now, proxy::to_string(why));
-    for (const auto& p : st.at_risk) {
-      CommandIdent c = p.ident;
-      c.name = p.name;
+    std::string display;
+    for (size_t i = 0; i < st.at_risk.size(); ++i) {
+      CommandIdent c = ident_of(st.at_risk.at(i), display);
       rec.on_command_failed(now, c, st.id, proxy::to_string(why));
     }
   }
@@ -583,43 +631,53 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
   sessions_.erase(it);
 }
 
+// Per request: a few stores into the at-risk ring and a key hash. The clock is read, and the
+// command named, only while a failed command is watched for a resend or the handshake is open.
 void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, proxy::PendingId id,
                                 std::string_view) {
-  auto it = sessions_.find(&s);
-  if (it == sessions_.end() || f.argc == 0) return;
-  SessionState& st = it->second;
-  uint64_t now = clock_();
-  std::string_view name = f.cmd ? f.cmd->name : f.name;
-  std::string_view sub = f.cmd && !f.cmd->sub.empty() ? f.cmd->sub : f.sub;
-  CommandIdent c{fnv1a(name, sub), f.has_key ? proxy::key_hash(f.key.data) : 0u, name};
-  std::string display(name);
-  if (!sub.empty()) {
-    display += ' ';
-    display += sub;
+  SessionState* stp = state(s);
+  if (stp == nullptr || f.argc == 0) return;
+  SessionState& st = *stp;
+  Pending& p = st.at_risk.push_back();
+  p.id = id;
+  p.key_hash = f.has_key ? proxy::key_hash(f.key.data) : 0u;
+  p.faulted_reply = false;
+  if (f.cmd && (!f.cmd->sub.empty() || f.sub.empty())) {
+    p.cmd = f.cmd;
+  } else {
+    // Unknown, or a container with a subcommand the table does not know: keep the text.
+    std::string_view name = f.cmd ? f.cmd->name : f.name;
+    p.cmd = nullptr;
+    p.name.assign(name);
+    p.split = name.size();
+    if (!f.sub.empty()) {
+      p.name += ' ';
+      p.name += f.sub;
+    }
   }
-  c.name = display;
-  st.record->on_request(now, c, st.id);
-
+  ClientRecord& rec = *st.record;
+  if (rec.watching_resends()) {
+    std::string display;
+    rec.on_request(clock_(), ident_of(p, display), st.id);
+  } else {
+    rec.count_request();
+  }
   if (!st.handshake_done) {
     if (is_handshake(f.name, f.sub)) {
       if (st.handshake.size() < 16) st.handshake.push_back(handshake_label(f));
     } else if (!is_neutral(f.name)) {
-      finish_handshake(st, now);
+      finish_handshake(st, clock_());
     }
   }
-  // Bounded: a client that pipelines thousands of commands keeps the newest at risk.
-  if (st.at_risk.size() >= 256) st.at_risk.pop_front();
-  st.at_risk.push_back(Pending{id, {c.cmd_hash, c.key_hash, {}}, std::move(display), false});
 }
 
 void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
                               const resp::ReplyFrame* frame, std::string_view injected,
                               std::string_view fault) {
   if (r.kind != proxy::ReplyKind::Paired) return;
-  auto it = sessions_.find(&s);
-  if (it == sessions_.end()) return;
-  SessionState& st = it->second;
-  uint64_t now = clock_();
+  SessionState* stp = state(s);
+  if (stp == nullptr) return;
+  SessionState& st = *stp;
   auto& q = st.at_risk;
   // Replies come in order: whatever is older than this one was answered, including a reply a
   // fault acted on (delayed), since the connection carried on after it.
@@ -637,12 +695,12 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   }
   if (failed) {
     if (p) {
-      CommandIdent c = p->ident;
-      c.name = p->name;
-      st.record->on_command_failed(now, c, st.id, reason);
+      std::string display;
+      st.record->on_command_failed(clock_(), ident_of(*p, display), st.id, reason);
     }
   } else if (frame && fault.empty()) {
-    st.record->on_success(now);
+    if (st.record->recovery_pending()) st.record->on_success(clock_());
+    else st.record->count_success();
   } else if (frame && p) {
     // A fault acted on this reply (delayed, truncated, or the connection is reset once Redis
     // answered): if the connection breaks now, the client never had it. It stays at risk.

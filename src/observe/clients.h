@@ -76,6 +76,15 @@ public:
                          std::string_view reason);
   // A successful reply reached the client.
   void on_success(uint64_t now_us);
+  // The data path's shortcuts: when no failed command is watched, a request is only counted
+  // (on_request() would return false at once); when no ended window waits for its recovery,
+  // a success is only counted. Both spare the caller a clock read and any hashing.
+  bool watching_resends() const { return !candidates_.empty(); }
+  void count_request() { ++commands_seen_; }
+  bool recovery_pending() const {
+    return !windows_.empty() && windows_.back().end_us && !windows_.back().recovered_us;
+  }
+  void count_success() { ++successes_; }
   // The proxy's fault state, as polled: faulted or not, and the faults in effect.
   void set_faults(uint64_t now_us, bool faulted, const std::vector<std::string>& faults);
   // A fault that has no duration (a failed upstream connect, dropped connections).
@@ -216,19 +225,44 @@ public:
                 std::string_view injected, std::string_view fault) override;
 
 private:
+  // A request at risk, as cheap to keep as the data path needs: the command is its table
+  // entry when that names it exactly (the display name and the resend hash are derived only
+  // when it fails); `name` is filled only for commands the table does not name.
   struct Pending {
-    proxy::PendingId id;
-    CommandIdent ident;
-    std::string name;
+    proxy::PendingId id = 0;
+    const resp::CommandInfo* cmd = nullptr;
+    uint32_t key_hash = 0;
     bool faulted_reply = false;  // answered, but a fault acted on the reply (it may be lost)
+    std::string name;            // "NAME SUB" as sent, when cmd is null
+    size_t split = 0;            // where NAME ends in `name`
+  };
+  // Sent and unanswered requests (or answered under a fault), oldest first: a ring of at most
+  // kMax entries that grows on demand and then reuses its slots (names included).
+  class AtRisk {
+  public:
+    static constexpr size_t kMax = 256;
+    bool empty() const { return size_ == 0; }
+    size_t size() const { return size_; }
+    Pending& front() { return ring_[head_]; }
+    Pending& at(size_t i) { return ring_[(head_ + i) & (ring_.size() - 1)]; }
+    void pop_front() {
+      head_ = (head_ + 1) & (ring_.size() - 1);
+      --size_;
+    }
+    Pending& push_back();  // drops the oldest when full
+  private:
+    std::vector<Pending> ring_;
+    size_t head_ = 0, size_ = 0;
   };
   struct SessionState {
     ClientRecord* record = nullptr;
     uint64_t id = 0;
-    std::deque<Pending> at_risk;       // sent and unanswered, or answered under a fault
+    AtRisk at_risk;
     std::vector<std::string> handshake;
     bool handshake_done = false;
   };
+  SessionState* state(const proxy::Session& s);
+  static CommandIdent ident_of(const Pending& p, std::string& display);
   ClientRecord& record_named(const std::string& name);
   void sync(const proxy::Proxy& p, ClientRecord& rec, uint64_t now);
   void poll();
@@ -240,6 +274,9 @@ private:
   uint64_t epoch_us_;
   std::map<std::string, std::unique_ptr<ClientRecord>, std::less<>> records_;
   std::unordered_map<const proxy::Session*, SessionState> sessions_;
+  // The session of the previous event: a pipeline's frames come from one session in a row.
+  const proxy::Session* last_session_ = nullptr;
+  SessionState* last_state_ = nullptr;
   uv_timer_t* timer_ = nullptr;  // heap: freed by its close callback
 };
 

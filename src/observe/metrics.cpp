@@ -1,6 +1,7 @@
 #include "observe/metrics.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -13,12 +14,26 @@
 
 namespace faultline::observe {
 
-void LatencyHistogram::record(uint64_t us) {
-  auto it = std::lower_bound(kBoundsUs.begin(), kBoundsUs.end(), us);
-  ++buckets_[static_cast<size_t>(it - kBoundsUs.begin())];
-  ++count_;
-  sum_us_ += us;
-  if (us > max_us_) max_us_ = us;
+namespace {
+// kFirst[w]: the first bucket whose bound is >= the smallest value of bit width w.
+constexpr std::array<uint8_t, 65> first_buckets() {
+  std::array<uint8_t, 65> t{};
+  constexpr auto& b = LatencyHistogram::kBoundsUs;
+  for (size_t w = 0; w <= 64; ++w) {
+    const uint64_t lo = w == 0 ? 0 : uint64_t(1) << (w - 1);
+    size_t i = 0;
+    while (i < b.size() && b[i] < lo) ++i;
+    t[w] = uint8_t(i);
+  }
+  return t;
+}
+constexpr std::array<uint8_t, 65> kFirst = first_buckets();
+} // namespace
+
+size_t LatencyHistogram::bucket_of(uint64_t us) {
+  size_t i = kFirst[size_t(std::bit_width(us))];
+  while (i < kBoundsUs.size() && kBoundsUs[i] < us) ++i;
+  return i;
 }
 
 double LatencyHistogram::quantile(double q) const {
@@ -91,26 +106,38 @@ std::string Metrics::command_label(size_t index) {
   return fmt::format("{} {}", c.name, c.sub);
 }
 
-ProxyMetrics& Metrics::proxy_metrics(proxy::Session& s) {
-  const proxy::Proxy* p = &s.proxy();
-  if (p == last_proxy_ && last_metrics_->name == p->name()) return *last_metrics_;
-  auto it = proxies_.find(p->name());
-  if (it == proxies_.end()) {
-    auto pm = std::make_unique<ProxyMetrics>();
-    pm->name = p->name();
-    pm->commands.resize(resp::all_commands().size() + 1);
-    it = proxies_.emplace(p->name(), std::move(pm)).first;
-  }
-  last_proxy_ = p;
-  last_metrics_ = it->second.get();
-  return *last_metrics_;
+void Metrics::on_session_close(proxy::Session&) {
+  last_proxy_ = nullptr;
+  last_metrics_ = nullptr;
 }
 
-CommandMetrics& Metrics::command(ProxyMetrics& pm, const resp::CommandInfo* cmd) {
-  size_t idx = cmd ? cmd->id : pm.commands.size() - 1;
-  if (idx >= pm.commands.size()) idx = pm.commands.size() - 1;
+// Both inline into the observer callbacks: the common case is a compare and a load; what
+// allocates (a new proxy, a command seen for the first time) stays out of line.
+[[gnu::always_inline]] inline ProxyMetrics& Metrics::proxy_metrics(proxy::Session& s) {
+  const proxy::Proxy* p = &s.proxy();
+  if (p == last_proxy_) [[likely]]
+    return *last_metrics_;
+  return [&]() __attribute__((noinline)) -> ProxyMetrics& {
+    auto it = proxies_.find(p->name());
+    if (it == proxies_.end()) {
+      auto pm = std::make_unique<ProxyMetrics>();
+      pm->name = p->name();
+      pm->commands.resize(resp::all_commands().size() + 1);
+      it = proxies_.emplace(p->name(), std::move(pm)).first;
+    }
+    last_proxy_ = p;
+    last_metrics_ = it->second.get();
+    return *last_metrics_;
+  }();
+}
+
+[[gnu::always_inline]] inline CommandMetrics& Metrics::command(ProxyMetrics& pm,
+                                                               const resp::CommandInfo* cmd) {
+  const size_t last = pm.commands.size() - 1;
+  const size_t idx = cmd && cmd->id < last ? cmd->id : last;
   auto& slot = pm.commands[idx];
-  if (!slot) slot = std::make_unique<CommandMetrics>();
+  if (!slot) [[unlikely]]
+    [&]() __attribute__((noinline)) { slot = std::make_unique<CommandMetrics>(); }();
   return *slot;
 }
 
@@ -146,8 +173,9 @@ void Metrics::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   uint64_t in_bytes = r.request.req_end - r.request.req_start;
   cm.bytes_in += in_bytes;
   pm.total.bytes_in += in_bytes;
-  cm.latency.record(r.latency_us);
-  pm.total.latency.record(r.latency_us);
+  const size_t bucket = LatencyHistogram::bucket_of(r.latency_us);
+  cm.latency.record_in(bucket, r.latency_us);
+  pm.total.latency.record_in(bucket, r.latency_us);
   if (!fault.empty()) {
     ++cm.faults;
     ++pm.total.faults;

@@ -35,7 +35,16 @@ public:
       300000, 500000, 700000, 1000000, 2000000, 3000000, 5000000, 7000000, 10000000};
   static constexpr size_t kBuckets = kBoundsUs.size() + 1;
 
-  void record(uint64_t us);
+  void record(uint64_t us) { record_in(bucket_of(us), us); }
+  // The bucket of a value: a table by bit width gives the first candidate, and at most two
+  // bounds share a power of two, so no search.
+  static size_t bucket_of(uint64_t us);
+  void record_in(size_t bucket, uint64_t us) {
+    ++buckets_[bucket];
+    ++count_;
+    sum_us_ += us;
+    if (us > max_us_) max_us_ = us;
+  }
   uint64_t count() const { return count_; }
   uint64_t sum_us() const { return sum_us_; }
   uint64_t max_us() const { return max_us_; }
@@ -86,6 +95,7 @@ struct ProxyMetrics {
 class Metrics : public proxy::SessionObserver {
 public:
   Metrics();
+  void on_session_close(proxy::Session& s) override;
   void on_reply(proxy::Session& s, const proxy::ReplyResult& r, const resp::ReplyFrame* frame,
                 std::string_view injected, std::string_view fault) override;
   void on_out_of_band(proxy::Session& s, const proxy::ReplyResult& r,
@@ -106,7 +116,9 @@ private:
   CommandMetrics& command(ProxyMetrics& pm, const resp::CommandInfo* cmd);
 
   std::map<std::string, std::unique_ptr<ProxyMetrics>, std::less<>> proxies_;
-  const proxy::Proxy* last_proxy_ = nullptr; // cache: the proxy of the previous event
+  // Cache: the proxy of the previous event. A proxy is only removed after its sessions close,
+  // and every close clears this, so an address reused by a new proxy is never mistaken.
+  const proxy::Proxy* last_proxy_ = nullptr;
   ProxyMetrics* last_metrics_ = nullptr;
 };
 
