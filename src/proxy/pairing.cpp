@@ -178,13 +178,20 @@ RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t 
       info.queued = false;
     switch (sp) {
     case Special::Exec:
+      // The commands after EXEC run in the db a queued SELECT chose (if EXEC runs).
+      in_multi_ = false;
+      value = tx_db_;
+      if (tx_db_ >= 0) sent_db_ = int32_t(tx_db_);
+      tx_db_ = -1;
+      break;
     case Special::Discard:
       in_multi_ = false;
-      if (sp == Special::Discard) tx_db_ = -1;
+      tx_db_ = -1;
       break;
     case Special::Reset:
       in_multi_ = false;
       tx_db_ = -1;
+      sent_db_ = 0;
       reply_mode_ = ReplyMode::On;
       reply = true;
       break;
@@ -215,6 +222,7 @@ RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t 
     case Special::Reset:
       reply_mode_ = ReplyMode::On;
       reply = true;
+      sent_db_ = 0;
       break;
     case Special::Subscribe:
     case Special::Psubscribe:
@@ -227,7 +235,9 @@ RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t 
       expect = f.argc > 1 ? int32_t(std::min<uint64_t>(f.argc - 1, INT32_MAX)) : kDynamic;
       break;
     case Special::Select:
-      if (!to_int(arg(1), value)) value = -1;
+      // Commands pipelined behind it run in the new db: they are recorded with it.
+      if (!to_int(arg(1), value) || value < 0 || value > INT32_MAX) value = -1;
+      else sent_db_ = int32_t(value);
       break;
     case Special::Hello:
       if (f.argc < 2 || !to_int(arg(1), value)) value = 0;
@@ -276,11 +286,18 @@ void Pairing::complete(const Entry& e, const resp::ReplyFrame& f) {
   if (e.info.queued) return;  // +QUEUED: effects come with EXEC
   switch (e.special) {
   case Special::Exec:
-    if (ok && !f.is_null && tx_db_ >= 0) db_ = int32_t(tx_db_);  // nil: WATCH aborted it
-    tx_db_ = -1;
+    // nil: WATCH aborted it; an error: it never ran. Then the db did not change after all.
+    if (e.arg >= 0) {
+      if (ok && !f.is_null) db_ = int32_t(e.arg);
+      else if (sent_db_ == e.arg) sent_db_ = db_;
+    }
     break;
   case Special::Select:
-    if (ok && e.arg >= 0) db_ = int32_t(e.arg);
+    if (e.arg >= 0) {
+      if (ok) db_ = int32_t(e.arg);
+      else if (sent_db_ == e.arg) sent_db_ = db_; // refused: the commands after it (if any
+                                                  // were pipelined) are logged with the old db
+    }
     break;
   case Special::Hello:
     if (ok && (e.arg == 2 || e.arg == 3)) protocol_ = resp::Protocol(e.arg);
@@ -297,7 +314,7 @@ void Pairing::complete(const Entry& e, const resp::ReplyFrame& f) {
   return;
 reset:
   protocol_ = resp::Protocol::Resp2;
-  db_ = 0;
+  db_ = sent_db_ = 0;
   channels_ = patterns_ = shard_channels_ = 0;
   monitoring_ = false;
   tx_db_ = -1;

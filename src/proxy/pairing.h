@@ -159,7 +159,7 @@ private:
     p.req_start = f.start;
     p.req_end = f.end;
     p.user_flags = flags;
-    p.db = db_;
+    p.db = sent_db_;
     p.injected = inj;
     p.queued = in_multi_;
     return p;
@@ -171,7 +171,8 @@ private:
   PendingId next_id_ = 1;
 
   resp::Protocol protocol_ = resp::Protocol::Resp2;
-  int32_t db_ = 0;
+  int32_t db_ = 0;       // as Redis confirmed it (SELECT / EXEC replies)
+  int32_t sent_db_ = 0;  // what the next request runs in, if the SELECTs before it succeed
   bool in_multi_ = false;
   int64_t tx_db_ = -1;       // SELECT queued in the transaction, applied if EXEC runs
   int64_t channels_ = 0, patterns_ = 0, shard_channels_ = 0;
