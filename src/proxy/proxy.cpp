@@ -16,11 +16,26 @@ uint64_t mix_seed(uint64_t seed, std::string_view name) {
 } // namespace
 
 Proxy::Proxy(Runtime& rt, ProxyConfig cfg, uint64_t seed)
-    : rt_(rt), cfg_(std::move(cfg)), rng_(mix_seed(seed, cfg_.name)) {}
+    : rt_(rt), cfg_(std::move(cfg)), rng_(mix_seed(seed, cfg_.name)),
+      seed_(mix_seed(seed, cfg_.name)) {}
 
 Proxy::~Proxy() = default;
 
-void Proxy::reseed(uint64_t seed) { rng_.seed(mix_seed(seed, cfg_.name)); }
+void Proxy::reseed(uint64_t seed) {
+  seed_ = mix_seed(seed, cfg_.name);
+  rng_.seed(seed_);
+  reseed_id_ = next_session_id_;
+}
+
+uint64_t Proxy::session_seed(uint64_t session_id) const {
+  // splitmix64 of (seed, sequence number since the last reseed): the n-th connection after a
+  // profile starts draws the same numbers in every run with that seed, whatever other
+  // connections do meanwhile.
+  uint64_t z = seed_ + (session_id - reseed_id_ + 1) * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 
 bool Proxy::start(std::string& err) {
   auto l = uv::parse_endpoint(cfg_.listen, err);

@@ -82,6 +82,8 @@ public:
   // Restart the generator from a seed (mixed with the name, like the registry's): a profile's
   // seed makes its run's random choices repeatable.
   void reseed(uint64_t seed);
+  // The seed of a session's own generator (Session::rng()).
+  uint64_t session_seed(uint64_t session_id) const;
   const sockaddr* upstream_sockaddr();
   void note_connect_failure(int err);
   void note_connect_ok();
@@ -103,6 +105,8 @@ private:
   uint64_t upstream_resolved_ms_ = 0;
   uv_tcp_t* listener_ = nullptr; // heap, freed by its close callback
   std::mt19937_64 rng_;
+  uint64_t seed_;
+  uint64_t reseed_id_ = 1; // the first session id after the last reseed
   AcceptMode accept_mode_ = AcceptMode::Normal;
   std::vector<toxics::Toxic> toxics_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;

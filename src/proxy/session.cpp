@@ -249,7 +249,12 @@ void Session::Slot::dropped(size_t bytes) { pipe->consumed(bytes); }
 void Session::Slot::close_session() { pipe->s->close(CloseReason::Toxic); }
 void Session::Slot::reset_session() { pipe->s->reset(CloseReason::Toxic); }
 uv_loop_t* Session::Slot::loop() { return pipe->s->rt_.loop(); }
-std::mt19937_64& Session::Slot::rng() { return pipe->s->proxy_.rng(); }
+std::mt19937_64& Session::Slot::rng() { return pipe->s->rng(); }
+
+std::mt19937_64& Session::rng() {
+  if (!rng_) rng_ = std::make_unique<std::mt19937_64>(proxy_.session_seed(id_));
+  return *rng_;
+}
 uv::BufferPool& Session::Slot::pool() { return pipe->s->rt_.pool(); }
 
 void Session::Pipe::start_reading() {
@@ -897,7 +902,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     ctx.subscribed = r.pairing.subscribed() && r.pairing.protocol() == resp::Protocol::Resp2;
     ctx.monitoring = r.pairing.monitoring();
     ctx.reply_off = r.pairing.reply_mode() == ReplyMode::Off;
-    ctx.rng = &proxy_.rng();
+    ctx.rng = &rng();
     for (const auto& rule : r.rules) {
       a = rule.rule->decide(f, ctx);
       if (a.kind != toxics::RespActionKind::Forward) {
@@ -1220,7 +1225,7 @@ void Session::replace_toxic(const toxics::Toxic& t) {
 void Session::insert_stage(Pipe& p, size_t pos, const toxics::Toxic& t) {
   if (t.toxicity < 1.0) {
     std::uniform_real_distribution<double> d(0.0, 1.0);
-    if (!(d(proxy_.rng()) < t.toxicity)) return;
+    if (!(d(rng()) < t.toxicity)) return;
   }
   if (const toxics::RespRule* rule = t.impl->resp_rule()) {
     if (!rt_.options().parse_resp) return; // RESP-aware faults need parsing

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -119,6 +120,10 @@ private:
   std::unique_ptr<Pipe> down_; // upstream → client
   std::unique_ptr<Resp> resp_; // created with the first byte when parsing is on
   uint64_t commands_ = 0;
+  // Random choices of this session's toxics (toxicity, probability, jitter, slicer sizes):
+  // its own generator, made on first use, seeded from the proxy's seed and its sequence number.
+  std::unique_ptr<std::mt19937_64> rng_;
+  std::mt19937_64& rng();
   uv_timer_t timer_;           // connect timeout, then drain / reset-after-flush deadline
   uv_connect_t connect_req_;
   bool connected_ = false;

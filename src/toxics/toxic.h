@@ -44,7 +44,7 @@ public:
   virtual void close_session() = 0;       // close both sockets (FIN / normal close)
   virtual void reset_session() = 0;       // close both sockets with RST
   virtual uv_loop_t* loop() = 0;
-  virtual std::mt19937_64& rng() = 0;     // the proxy's seeded generator
+  virtual std::mt19937_64& rng() = 0;     // the session's seeded generator
   virtual uv::BufferPool& pool() = 0;
 };
 
