@@ -219,7 +219,7 @@ TEST(ProfileErrors, TomlSyntax) {
 TEST(ProfileErrors, UnknownTopLevelKey) {
   EXPECT_EQ(error_of("name = \"x\"\ndurtion = \"5s\"\n"),
             "t.toml:2:1: the profile: unknown key 'durtion' (expected one of: name, description, "
-            "seed, loop, duration, proxies, steps, phases)");
+            "seed, loop, duration, proxies, steps, phases, expect)");
 }
 
 TEST(ProfileErrors, UnknownStepKey) {
