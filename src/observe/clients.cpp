@@ -642,33 +642,41 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
   p.id = id;
   p.key_hash = f.has_key ? proxy::key_hash(f.key.data) : 0u;
   p.faulted_reply = false;
-  if (f.cmd && (!f.cmd->sub.empty() || f.sub.empty())) {
+  if (f.cmd && (!f.cmd->sub.empty() || f.sub.empty())) [[likely]] {
     p.cmd = f.cmd;
   } else {
     // Unknown, or a container with a subcommand the table does not know: keep the text.
-    std::string_view name = f.cmd ? f.cmd->name : f.name;
-    p.cmd = nullptr;
-    p.name.assign(name);
-    p.split = name.size();
-    if (!f.sub.empty()) {
-      p.name += ' ';
-      p.name += f.sub;
-    }
+    [&]() __attribute__((noinline)) {
+      std::string_view name = f.cmd ? f.cmd->name : f.name;
+      p.cmd = nullptr;
+      p.name.assign(name);
+      p.split = name.size();
+      if (!f.sub.empty()) {
+        p.name += ' ';
+        p.name += f.sub;
+      }
+    }();
   }
   ClientRecord& rec = *st.record;
-  if (rec.watching_resends()) {
-    std::string display;
-    rec.on_request(clock_(), ident_of(p, display), st.id);
-  } else {
+  if (!rec.watching_resends() && st.handshake_done) [[likely]] {
     rec.count_request();
+    return;
   }
-  if (!st.handshake_done) {
-    if (is_handshake(f.name, f.sub)) {
-      if (st.handshake.size() < 16) st.handshake.push_back(handshake_label(f));
-    } else if (!is_neutral(f.name)) {
-      finish_handshake(st, clock_());
+  [&]() __attribute__((noinline)) {
+    if (rec.watching_resends()) {
+      std::string display;
+      rec.on_request(clock_(), ident_of(p, display), st.id);
+    } else {
+      rec.count_request();
     }
-  }
+    if (!st.handshake_done) {
+      if (is_handshake(f.name, f.sub)) {
+        if (st.handshake.size() < 16) st.handshake.push_back(handshake_label(f));
+      } else if (!is_neutral(f.name)) {
+        finish_handshake(st, clock_());
+      }
+    }
+  }();
 }
 
 void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
@@ -684,6 +692,13 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   while (!q.empty() && q.front().id < r.request.id) q.pop_front();
   Pending* p = !q.empty() && q.front().id == r.request.id ? &q.front() : nullptr;
 
+  if (frame && !frame->is_error() && fault.empty()) [[likely]] {
+    // A good reply the client got: the common case, without the failure bookkeeping below.
+    if (st.record->recovery_pending()) st.record->on_success(clock_());
+    else st.record->count_success();
+    if (p && r.final) q.pop_front();
+    return;
+  }
   bool failed = false;
   std::string reason;
   if (!frame) {

@@ -149,23 +149,22 @@ void Metrics::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   uint64_t out_bytes = frame ? frame->size_bytes() : injected.size();
   cm.bytes_out += out_bytes;
   pm.total.bytes_out += out_bytes;
-  bool err = false;
-  std::string_view prefix;
-  if (frame) {
-    if (frame->is_error()) {
-      err = true;
-      prefix = frame->error_prefix();
-    }
-  } else if (!injected.empty() && (injected[0] == '-' || injected[0] == '!')) {
-    ReplySummary sum = summarize_injected(injected);
-    err = true;
-    prefix = sum.error_prefix();
-  }
-  if (err) {
-    ++cm.errors;
-    ++pm.total.errors;
-    cm.errors_by_prefix.add(prefix);
-    pm.total.errors_by_prefix.add(prefix);
+  if (frame ? frame->is_error()
+            : !injected.empty() && (injected[0] == '-' || injected[0] == '!')) [[unlikely]] {
+    [&]() __attribute__((noinline)) {
+      std::string_view prefix;
+      ReplySummary sum;
+      if (frame) {
+        prefix = frame->error_prefix();
+      } else {
+        sum = summarize_injected(injected);
+        prefix = sum.error_prefix();
+      }
+      ++cm.errors;
+      ++pm.total.errors;
+      cm.errors_by_prefix.add(prefix);
+      pm.total.errors_by_prefix.add(prefix);
+    }();
   }
   if (!r.final) return;
   ++cm.calls;
@@ -176,11 +175,13 @@ void Metrics::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   const size_t bucket = LatencyHistogram::bucket_of(r.latency_us);
   cm.latency.record_in(bucket, r.latency_us);
   pm.total.latency.record_in(bucket, r.latency_us);
-  if (!fault.empty()) {
-    ++cm.faults;
-    ++pm.total.faults;
-    cm.faults_by_toxic.add(fault);
-    pm.total.faults_by_toxic.add(fault);
+  if (!fault.empty()) [[unlikely]] {
+    [&]() __attribute__((noinline)) {
+      ++cm.faults;
+      ++pm.total.faults;
+      cm.faults_by_toxic.add(fault);
+      pm.total.faults_by_toxic.add(fault);
+    }();
   }
 }
 
