@@ -9,7 +9,25 @@ namespace faultline::observe {
 
 namespace {
 
+// A literal piece: its length is known at compile time (no strlen per append).
+template <size_t N> inline void lit(std::string& o, const char (&s)[N]) { o.append(s, N - 1); }
+
 constexpr char kHex[] = "0123456789abcdef";
+
+// Bytes sdscatrepr prints as they are (printable ASCII but the backslash and the quote).
+struct PlainTable {
+  bool v[256];
+  constexpr PlainTable() : v() {
+    for (int c = 0x20; c <= 0x7e; ++c) v[c] = c != '\\' && c != '"';
+  }
+};
+constexpr PlainTable kPlain;
+
+// Two decimal digits at a time.
+constexpr char kDigits2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -40,11 +58,7 @@ template <bool Json> void repr_impl(std::string& out, std::string_view s) {
   const size_t bsn = Json ? 2 : 1;
   while (p < end) {
     const char* run = p;
-    while (p < end) {
-      unsigned char c = static_cast<unsigned char>(*p);
-      if (c < 0x20 || c > 0x7e || c == '\\' || c == '"') break;
-      ++p;
-    }
+    while (p < end && kPlain.v[static_cast<unsigned char>(*p)]) ++p;
     if (p > run) out.append(run, static_cast<size_t>(p - run));
     if (p == end) break;
     unsigned char c = static_cast<unsigned char>(*p++);
@@ -75,9 +89,9 @@ void repr_truncated_impl(std::string& out, std::string_view s, uint64_t full_len
   if (cut) s = s.substr(0, max_bytes);
   repr_impl<Json>(out, s);
   if (cut || full_len > s.size()) {
-    out += "... (";
+    lit(out, "... (");
     append_uint(out, full_len);
-    out += " bytes)";
+    lit(out, " bytes)");
   }
 }
 
@@ -109,11 +123,11 @@ void append_json_escaped(std::string& out, std::string_view s) {
     if (p == end) break;
     unsigned char c = static_cast<unsigned char>(*p++);
     switch (c) {
-    case '\\': out += "\\\\"; break;
-    case '"': out += "\\\""; break;
-    case '\n': out += "\\n"; break;
-    case '\r': out += "\\r"; break;
-    case '\t': out += "\\t"; break;
+    case '\\': lit(out, "\\\\"); break;
+    case '"': lit(out, "\\\""); break;
+    case '\n': lit(out, "\\n"); break;
+    case '\r': lit(out, "\\r"); break;
+    case '\t': lit(out, "\\t"); break;
     default: {
       char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
       out.append(u, 6);
@@ -123,12 +137,25 @@ void append_json_escaped(std::string& out, std::string_view s) {
 }
 
 void append_uint(std::string& out, uint64_t v) {
+  if (v < 10) {
+    out += static_cast<char>('0' + v);
+    return;
+  }
   char buf[20];
   char* p = buf + sizeof buf;
-  do {
-    *--p = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v);
+  while (v >= 100) {
+    const char* d = kDigits2 + (v % 100) * 2;
+    v /= 100;
+    *--p = d[1];
+    *--p = d[0];
+  }
+  if (v >= 10) {
+    const char* d = kDigits2 + v * 2;
+    *--p = d[1];
+    *--p = d[0];
+  } else {
+    *--p = static_cast<char>('0' + v);
+  }
   out.append(p, static_cast<size_t>(buf + sizeof buf - p));
 }
 
@@ -359,7 +386,7 @@ std::string_view reply_type_name(const ReplySummary& r) {
 
 void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text) {
   using resp::Type;
-  out += "{\"type\":\"";
+  lit(out, "{\"type\":\"");
   out += reply_type_name(r);
   out += '"';
   if (r.is_null) {
@@ -367,7 +394,7 @@ void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text)
     return;
   }
   auto text = [&](uint64_t full) {
-    out += ",\"text\":\"";
+    lit(out, ",\"text\":\"");
     append_json_repr_truncated(out, r.text, full, max_text);
     out += '"';
   };
@@ -380,15 +407,15 @@ void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text)
   case Type::BlobError:
   case Type::Verbatim:
     if (r.streamed) {
-      out += ",\"streamed\":true";
+      lit(out, ",\"streamed\":true");
     } else {
-      out += ",\"len\":";
+      lit(out, ",\"len\":");
       append_int(out, r.size);
       text(static_cast<uint64_t>(r.size));
     }
     break;
   case Type::Integer:
-    out += ",\"value\":";
+    lit(out, ",\"value\":");
     append_int(out, r.integer);
     break;
   case Type::Boolean: out += r.integer ? ",\"value\":true" : ",\"value\":false"; break;
@@ -397,13 +424,13 @@ void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text)
   case Type::Set:
   case Type::Push:
     if (r.streamed) {
-      out += ",\"streamed\":true";
+      lit(out, ",\"streamed\":true");
     } else {
-      out += ",\"count\":";
+      lit(out, ",\"count\":");
       append_int(out, r.size);
     }
     if (!r.head.empty()) {
-      out += ",\"head\":\"";
+      lit(out, ",\"head\":\"");
       append_json_repr(out, r.head);
       out += '"';
     }
@@ -416,21 +443,21 @@ void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text)
 void append_reply_text(std::string& out, const ReplySummary& r, size_t max_text) {
   using resp::Type;
   if (r.is_null) {
-    out += "(nil)";
+    lit(out, "(nil)");
     return;
   }
   switch (r.type) {
-  case Type::None: out += "(no reply)"; break;
+  case Type::None: lit(out, "(no reply)"); break;
   case Type::SimpleString: append_repr_truncated(out, r.text, r.text.size(), max_text); break;
   case Type::Error:
   case Type::BlobError:
-    out += "(error) ";
+    lit(out, "(error) ");
     append_repr_truncated(out, r.text, r.type == Type::Error ? r.text.size()
                                                              : static_cast<uint64_t>(r.size),
                           max_text);
     break;
   case Type::Integer:
-    out += "(integer) ";
+    lit(out, "(integer) ");
     append_int(out, r.integer);
     break;
   case Type::Boolean: out += r.integer ? "(true)" : "(false)"; break;
@@ -442,7 +469,7 @@ void append_reply_text(std::string& out, const ReplySummary& r, size_t max_text)
   case Type::Bulk:
   case Type::Verbatim:
     if (r.streamed) {
-      out += "(streamed string)";
+      lit(out, "(streamed string)");
       break;
     }
     out += '"';
@@ -453,7 +480,7 @@ void append_reply_text(std::string& out, const ReplySummary& r, size_t max_text)
     out += '(';
     out += resp::type_name(r.type);
     if (r.streamed) {
-      out += " streamed";
+      lit(out, " streamed");
     } else {
       out += ' ';
       append_int(out, r.size);

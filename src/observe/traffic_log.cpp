@@ -15,6 +15,12 @@
 namespace faultline::observe {
 
 namespace {
+// A literal piece of a record: its length is known at compile time (no strlen per append).
+template <size_t N> inline void lit(std::string& o, const char (&s)[N]) { o.append(s, N - 1); }
+} // namespace
+
+
+namespace {
 
 constexpr size_t kMaxPendingPerSession = 1 << 16;
 constexpr size_t kMaxSubscriberBuffer = 4 << 20;
@@ -475,15 +481,15 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   if (want_json_) {
     std::string& o = json_;
     o.clear();
-    o += "{\"ts\":\"";
+    lit(o, "{\"ts\":\"");
     ts_json_.append(o, ts);
-    o += "\",";
+    lit(o, "\",");
     o += ss.json_prefix;
-    o += ",\"db\":";
+    lit(o, ",\"db\":");
     append_int(o, r.request.db);
-    o += ",\"cmd\":\"";
+    lit(o, ",\"cmd\":\"");
     append_json_repr(o, cmd);
-    o += "\",\"args\":[";
+    lit(o, "\",\"args\":[");
     const char* c = args;
     for (uint16_t i = 0; i < p.nargs; ++i) {
       StoredArg a = read_arg(c);
@@ -495,33 +501,33 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     }
     o += ']';
     if (p.more_args) {
-      o += ",\"more_args\":";
+      lit(o, ",\"more_args\":");
       append_uint(o, p.more_args);
     }
     if (has_key) {
-      o += ",\"key\":\"";
+      lit(o, ",\"key\":\"");
       if (key.full == kRedactedLen) o += kRedacted;
       else append_json_repr_truncated(o, key.shown, key.full, max);
       o += '"';
     }
-    o += ",\"reply\":";
+    lit(o, ",\"reply\":");
     append_reply_json(o, sum, max);
     if (p.replies > 1) {
-      o += ",\"replies\":";
+      lit(o, ",\"replies\":");
       append_uint(o, p.replies);
     }
-    o += ",\"latency_us\":";
+    lit(o, ",\"latency_us\":");
     append_uint(o, r.latency_us);
-    o += ",\"bytes_in\":";
+    lit(o, ",\"bytes_in\":");
     append_uint(o, bytes_in);
-    o += ",\"bytes_out\":";
+    lit(o, ",\"bytes_out\":");
     append_uint(o, p.bytes_out + sum.bytes);
     if (fault.empty()) {
-      o += ",\"fault\":null}\n";
+      lit(o, ",\"fault\":null}\n");
     } else {
-      o += ",\"fault\":\"";
+      lit(o, ",\"fault\":\"");
       append_json_repr(o, fault);
-      o += "\"}\n";
+      lit(o, "\"}\n");
     }
   }
   if (want_text_) {
@@ -533,7 +539,7 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     o += ' ';
     o += ss.text_prefix;
     if (r.request.db != 0) {
-      o += " db";
+      lit(o, " db");
       append_int(o, r.request.db);
     }
     o += ' ';
@@ -543,28 +549,28 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     const char* c = args;
     for (uint16_t i = 0; i < p.nargs; ++i) {
       StoredArg a = read_arg(c);
-      o += " \"";
+      lit(o, " \"");
       if (a.full == kRedactedLen) o += kRedacted;
       else append_repr_truncated(o, a.shown, a.full, max);
       o += '"';
     }
     if (p.more_args) {
-      o += " ... (";
+      lit(o, " ... (");
       append_uint(o, p.more_args);
-      o += " more)";
+      lit(o, " more)");
     }
-    o += " -> ";
+    lit(o, " -> ");
     bool err = sum.is_error();
     if (color_ && err) o += kRed;
     append_reply_text(o, sum, max);
     if (color_ && err) o += kReset;
     o += ' ';
     append_uint(o, r.latency_us);
-    o += "us";
+    lit(o, "us");
     if (!fault.empty()) {
       o += ' ';
       if (color_) o += kYellow;
-      o += "fault=";
+      lit(o, "fault=");
       append_repr(o, fault);
       if (color_) o += kReset;
     }
@@ -578,23 +584,23 @@ void TrafficLog::begin_event(SessionState* ss, std::string_view proxy, uint64_t 
                              std::string_view ev) {
   if (want_json_) {
     json_.clear();
-    json_ += "{\"ts\":\"";
+    lit(json_, "{\"ts\":\"");
     ts_json_.append(json_, ts);
-    json_ += "\",";
+    lit(json_, "\",");
     if (ss) {
       json_ += ss->json_prefix;
     } else {
-      json_ += "\"proxy\":";
+      lit(json_, "\"proxy\":");
       if (proxy.empty()) {
-        json_ += "null";
+        lit(json_, "null");
       } else {
         json_ += '"';
         append_json_repr(json_, proxy);
         json_ += '"';
       }
-      json_ += ",\"session\":null,\"client\":null";
+      lit(json_, ",\"session\":null,\"client\":null");
     }
-    json_ += ",\"event\":\"";
+    lit(json_, ",\"event\":\"");
     json_ += ev;
     json_ += '"';
   }
@@ -605,14 +611,14 @@ void TrafficLog::begin_event(SessionState* ss, std::string_view proxy, uint64_t 
     text_ += ' ';
     if (ss) text_ += ss->text_prefix;
     else append_repr(text_, proxy.empty() ? std::string_view("-") : proxy);
-    text_ += " -- ";
+    lit(text_, " -- ");
     text_ += ev;
     if (color_) text_ += kReset;
   }
 }
 
 void TrafficLog::end_event() {
-  if (want_json_) json_ += "}\n";
+  if (want_json_) lit(json_, "}\n");
   if (want_text_) text_ += '\n';
   // The proxy of the record is in json_; events are rare, so find it again from the state.
 }
@@ -650,9 +656,9 @@ void TrafficLog::on_out_of_band(proxy::Session& s, const proxy::ReplyResult& r,
   ReplySummary sum = summarize(f);
   begin_event(&ss, {}, now_wall_us(), oob_event(r.kind));
   if (want_json_) {
-    json_ += ",\"reply\":";
+    lit(json_, ",\"reply\":");
     append_reply_json(json_, sum, cfg_.max_arg_bytes);
-    json_ += ",\"bytes_out\":";
+    lit(json_, ",\"bytes_out\":");
     append_uint(json_, sum.bytes);
   }
   if (want_text_) {
@@ -682,15 +688,15 @@ void TrafficLog::profile_event(std::string_view event, std::string_view profile,
   if (!registered_ || (!proxy.empty() && !wants(proxy))) return;
   begin_event(nullptr, proxy, now_wall_us(), event);
   if (want_json_) {
-    json_ += ",\"profile\":\"";
+    lit(json_, ",\"profile\":\"");
     append_json_repr(json_, profile);
     json_ += '"';
     if (!step.empty()) {
-      json_ += ",\"step\":\"";
+      lit(json_, ",\"step\":\"");
       append_json_repr(json_, step);
       json_ += '"';
     }
-    json_ += ",\"what\":\"";
+    lit(json_, ",\"what\":\"");
     append_json_repr(json_, what);
     json_ += fmt::format("\",\"elapsed_ms\":{}", elapsed_ms);
   }
