@@ -1,5 +1,7 @@
 #include "support/harness.h"
 
+#include <algorithm>
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <csignal>
@@ -156,7 +158,12 @@ bool Faultline::start(uint16_t upstream_port, const std::vector<std::string>& ex
                                    "--api", "127.0.0.1:" + std::to_string(api_port_),
                                    "--log-level", "debug"};
   args.insert(args.end(), extra.begin(), extra.end());
-  return start_args(args, port_);
+  // The API listens just after the proxy: wait for both, or a test's first API call can be
+  // refused (seen under ASan on a busy machine).
+  if (!start_args(args, port_)) return false;
+  // (A test that passes its own --api waits for it itself.)
+  bool own_api = std::find(extra.begin(), extra.end(), "--api") != extra.end();
+  return own_api || wait_port(api_port_, 10s);
 }
 
 bool Faultline::start_args(const std::vector<std::string>& args, uint16_t wait_for_port) {
