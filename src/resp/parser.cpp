@@ -466,14 +466,24 @@ bool RequestParser::inline_line(const char* line, size_t n, uint64_t line_start,
       }
       NameCache& c = name_cache_[((w0 ^ w1) * 0x9E3779B97F4A7C15ULL) >> 62];
       if (c.w0 == w0 && c.w1 == w1 && c.len == n) return c.cmd;
-      set_name(d, n);
-      if (cmd_ != nullptr) c = {w0, w1, n, cmd_};
-      return cmd_;
+      const CommandInfo* found = lookup_name(d, n);
+      if (found != nullptr) c = {w0, w1, n, found};
+      return found;
     }
   }
   if (n > kTok) return nullptr;
+  return lookup_name(d, n);
+}
+
+// set_name() for the fast path: the name and command it leaves in the parser's frame state
+// are cleared again, or a frame the state machine parses next (an empty multibulk, *0) would
+// carry them (found by the request fuzzer).
+const CommandInfo* RequestParser::lookup_name(const char* d, size_t n) {
   set_name(d, n);
-  return cmd_;
+  const CommandInfo* found = cmd_;
+  name_len_ = 0;
+  cmd_ = nullptr;
+  return found;
 }
 
 namespace {

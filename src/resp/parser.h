@@ -190,6 +190,7 @@ private:
   const char* fast_frame(const char* p, const char* end, Callback cb, void* ctx);
   const char* fast_frame_roles(const char* p, const char* end, Callback cb, void* ctx);
   const CommandInfo* cached_lookup(const char* d, size_t n, const char* end);
+  const CommandInfo* lookup_name(const char* d, size_t n);
   void begin_arg(const char* p, const char* end);
   void arg_bytes(const char* p, size_t n);
   void finish_arg(const char* data, size_t n, bool view);
