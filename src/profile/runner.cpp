@@ -379,6 +379,7 @@ void Runner::finish_run(State s) {
     if (s == State::Finished && opts_.judge.judge) {
       judging_ = true;
       judge_start_ = end_real_;
+      judge_deadline_ms_ = judge_deadline_ms();
       judge_until_decided();
       return;
     }
@@ -403,7 +404,7 @@ void Runner::judge_until_decided() {
   bool pending = std::any_of(v.begin(), v.end(),
                              [](const Verdict& x) { return x.state == Verdict::State::Pending; });
   uint64_t now = uv_now(registry_.runtime().loop());
-  if (pending && now - judge_start_ < judge_deadline_ms()) {
+  if (pending && now - judge_start_ < judge_deadline_ms_) {
     if (!judge_timer_) judge_timer_ = std::make_unique<uv::Timer>(registry_.runtime().loop());
     judge_timer_->start(20, [this] { judge_until_decided(); });
     return;

@@ -158,6 +158,7 @@ private:
   size_t dropped_records_ = 0;
   bool judging_ = false;
   uint64_t judge_start_ = 0;
+  uint64_t judge_deadline_ms_ = 0; // judge_deadline_ms(), worked out once when judging starts
   std::unique_ptr<uv::Timer> judge_timer_;
   std::vector<Verdict> verdicts_;
   std::function<void(bool)> on_verdicts_;

@@ -654,28 +654,29 @@ recover_within = "300ms"
 }
 
 TEST(ProfileExpect, BadExpectationsAreRejectedWithTheLine) {
-  std::string bad = temp_dir() + "/bad-expect.toml";
-  std::ofstream(bad) << "name = \"bad\"\n[[steps]]\nat = \"0s\"\nfor = \"1s\"\naction = "
-                        "\"disable\"\n[expect]\nrecover_within = \"soon\"\n";
+  // `profile check` of a one-step profile whose [expect] table (line 6 on) is `expect`.
+  std::string path = temp_dir() + "/bad-expect.toml";
   int status = -1;
-  std::string out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1",
-                            &status);
+  auto check = [&](const std::string& expect) {
+    std::ofstream(path) << "name = \"bad\"\n[[steps]]\nat = \"0s\"\nfor = \"1s\"\naction = "
+                           "\"disable\"\n[expect]\n"
+                        << expect;
+    return run_cmd(std::string(FAULTLINE_BIN) + " profile check " + path + " 2>&1", &status);
+  };
+
+  std::string out = check("recover_within = \"soon\"\n");
   EXPECT_EQ(status, 2) << out;
   EXPECT_NE(out.find("bad-expect.toml:7:"), std::string::npos) << out;
   EXPECT_NE(out.find("[expect]: recover_within: 'soon' is not a duration"), std::string::npos)
       << out;
 
-  std::ofstream(bad) << "name = \"bad\"\n[[steps]]\nat = \"0s\"\nfor = \"1s\"\naction = "
-                        "\"disable\"\n[expect]\nresends = \"none\"\nmax_reconnects = 3\n";
-  out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1", &status);
+  out = check("resends = \"none\"\nmax_reconnects = 3\n");
   EXPECT_EQ(status, 2) << out;
   EXPECT_NE(out.find("bad-expect.toml:8:1: [expect]: unknown key 'max_reconnects'"),
             std::string::npos)
       << out;
 
-  std::ofstream(bad) << "name = \"good\"\n[[steps]]\nat = \"0s\"\nfor = \"1s\"\naction = "
-                        "\"disable\"\n[expect]\nresends = \"none\"\nrecover_within = \"2s\"\n";
-  out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1", &status);
+  out = check("resends = \"none\"\nrecover_within = \"2s\"\n");
   EXPECT_EQ(status, 0) << out;
   EXPECT_NE(out.find("expect recover_within = \"2s\""), std::string::npos) << out;
 }
