@@ -506,7 +506,12 @@ inline bool fast_bulk(const char* q, const char* end, int64_t max_len, int64_t& 
 // arguments and the key are views into the chunk, and nothing is upper-cased or copied.
 // Containers (CLIENT ...), keyword or key-count key specs and unknown names take
 // fast_frame_roles(), which works out each argument's role as the state machine does.
-const char* RequestParser::fast_frame(const char* p, const char* end, Callback cb, void* ctx) {
+//
+// `f` carries what the fast path never sets (no subcommand, not inline) from frame to frame.
+[[gnu::always_inline]] inline const char* RequestParser::fast_frame(const char* p,
+                                                                    const char* end,
+                                                                    RequestFrame& f, Callback cb,
+                                                                    void* ctx) {
   int64_t n = 0;
   const char* q = fast_len(p + 1, end, n);
   if (q == nullptr || n <= 0 || n > limits_.max_elements) return nullptr;
@@ -525,7 +530,8 @@ const char* RequestParser::fast_frame(const char* p, const char* end, Callback c
   Arg* args = args_.data();
   args[0] = {{d, size_t(len)}, uint64_t(len)};
   q = d + len + 2;
-  RequestFrame f;
+  f.has_key = false;
+  f.key = {};
   for (int64_t i = 1; i < n; ++i) {
     if (!fast_bulk(q, end, limits_.max_bulk_len, len, d)) return nullptr;
     const Arg a{{d, size_t(len)}, uint64_t(len)};
@@ -544,6 +550,19 @@ const char* RequestParser::fast_frame(const char* p, const char* end, Callback c
   f.args = {args, size_t(std::min(n, max_args))};
   cb(ctx, f);
   return q;
+}
+
+// The whole multibulk requests at p, one after another, through fast_frame(); returns where
+// the first one it could not take starts (p itself when none).
+const char* RequestParser::fast_frames(const char* p, const char* end, Callback cb, void* ctx) {
+  RequestFrame f;
+  do {
+    frame_start_ = pos(p);
+    const char* q = fast_frame(p, end, f, cb, ctx);
+    if (q == nullptr) break;
+    p = q;
+  } while (p < end && *p == '*');
+  return p;
 }
 
 // fast_frame() for commands whose arguments play roles (subcommand, keyword, key count).
@@ -578,16 +597,17 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
   while (p < end) {
     switch (state_) {
     case St::Start:
-      frame_start_ = pos(p);
       if (*p == '*') {
-        if (const char* q = fast_frame(p, end, cb, ctx)) {
+        if (const char* q = fast_frames(p, end, cb, ctx); q != p) {
           p = q;
           break;
         }
+        frame_start_ = pos(p);
         ++p;
         reset_number();
         state_ = St::MbCount;
       } else {
+        frame_start_ = pos(p);
         line_.clear();
         state_ = St::Inline;
       }
@@ -973,11 +993,18 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
 // hands it to the general path (which also reports any error at the right offset). The text
 // is a view into the chunk (bounded as keep_text() would bound the copy), so +OK, :1, $-1 and
 // a small bulk cost a few compares each.
-const char* ReplyParser::fast_scalar(const char* p, const char* end, Callback cb, void* ctx) {
+//
+// `f` carries the fields a scalar never sets from frame to frame; the others are set here.
+[[gnu::always_inline]] inline const char* ReplyParser::fast_scalar(const char* p,
+                                                                   const char* end, ReplyFrame& f,
+                                                                   Callback cb, void* ctx) {
   const char c = *p;
   const char* q;
   int64_t n = 0;
-  ReplyFrame f;
+  f.is_null = false;
+  f.size = 0;
+  f.integer = 0;
+  f.text = {};
   switch (c) {
   case '+':
   case '-': {
@@ -1034,6 +1061,18 @@ const char* ReplyParser::fast_scalar(const char* p, const char* end, Callback cb
   return q;
 }
 
+// The whole scalars at p, one after another; returns where the first one fast_scalar() could
+// not take starts (p itself when none).
+const char* ReplyParser::fast_scalars(const char* p, const char* end, Callback cb, void* ctx) {
+  ReplyFrame f;
+  do {
+    const char* q = fast_scalar(p, end, f, cb, ctx);
+    if (q == nullptr) break;
+    p = q;
+  } while (p < end);
+  return p;
+}
+
 Status ReplyParser::feed_impl(const char* data, size_t len, Callback cb, void* ctx) {
   if (failed()) return Status::Error;
   base_ = data;
@@ -1043,7 +1082,7 @@ Status ReplyParser::feed_impl(const char* data, size_t len, Callback cb, void* c
     switch (state_) {
     case St::Type:
       if (!in_frame_) {
-        if (const char* q = fast_scalar(p, end, cb, ctx)) {
+        if (const char* q = fast_scalars(p, end, cb, ctx); q != p) {
           p = q;
           break;
         }

@@ -187,7 +187,8 @@ private:
   Status feed_impl(const char* data, size_t len, Callback cb, void* ctx);
 
   enum class St : uint8_t { Start, MbCount, BulkHdr, BulkLen, BulkData, BulkCR, BulkLF, Inline };
-  const char* fast_frame(const char* p, const char* end, Callback cb, void* ctx);
+  const char* fast_frames(const char* p, const char* end, Callback cb, void* ctx);
+  const char* fast_frame(const char* p, const char* end, RequestFrame& f, Callback cb, void* ctx);
   const char* fast_frame_roles(const char* p, const char* end, Callback cb, void* ctx);
   const CommandInfo* cached_lookup(const char* d, size_t n, const char* end);
   const CommandInfo* lookup_name(const char* d, size_t n);
@@ -281,7 +282,8 @@ private:
     Type type;
     bool attribute;
   };
-  const char* fast_scalar(const char* p, const char* end, Callback cb, void* ctx);
+  const char* fast_scalars(const char* p, const char* end, Callback cb, void* ctx);
+  const char* fast_scalar(const char* p, const char* end, ReplyFrame& f, Callback cb, void* ctx);
   bool on_type(const char* p);
   bool on_number(const char* p, Callback cb, void* ctx);
   bool line_done(const char* p, Callback cb, void* ctx);
