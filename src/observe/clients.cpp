@@ -545,22 +545,6 @@ void ClientVerdicts::clear(std::string_view proxy) {
   if (auto* p = registry_.find(proxy)) sync(*p, *it->second, clock_());
 }
 
-inline ClientVerdicts::Pending& ClientVerdicts::AtRisk::push_back() {
-  if (size_ == ring_.size()) [[unlikely]] {
-    if (ring_.size() >= kMax) {
-      pop_front();  // a client that pipelines thousands of commands keeps the newest at risk
-    } else {
-      std::vector<Pending> bigger(ring_.empty() ? 8 : ring_.size() * 2);
-      for (size_t i = 0; i < size_; ++i) bigger[i] = std::move(at(i));
-      ring_.swap(bigger);
-      head_ = 0;
-    }
-  }
-  Pending& p = ring_[(head_ + size_) & (ring_.size() - 1)];
-  ++size_;
-  return p;
-}
-
 inline ClientVerdicts::SessionState* ClientVerdicts::state(const proxy::Session& s) {
   if (&s == last_session_) [[likely]]
     return last_state_;
@@ -621,48 +605,60 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
   bool failed = failed_close(why);
   if (failed) {
     if (point_fault_reason(why)) rec.point_fault(now, proxy::to_string(why));
-    std::string display;
-    for (size_t i = 0; i < st.at_risk.size(); ++i) {
-      CommandIdent c = ident_of(st.at_risk.at(i), display);
-      rec.on_command_failed(now, c, st.id, proxy::to_string(why));
+    // At risk: the request whose reply a fault acted on last, then those still pending.
+    std::vector<Pending> at_risk;
+    if (const proxy::Pairing* pairing = s.pairing()) {
+      size_t skip = pairing->pending() > kMaxAtRisk ? pairing->pending() - kMaxAtRisk : 0;
+      pairing->each_pending([&](const proxy::PendingInfo& info) {
+        if (skip) --skip;
+        else at_risk.push_back(at_risk_of(st, info));
+      });
     }
+    if (st.faulted && (at_risk.empty() || st.faulted_req.id < at_risk.front().id))
+      at_risk.insert(at_risk.begin(), std::move(st.faulted_req));
+    std::string display;
+    for (const Pending& p : at_risk)
+      rec.on_command_failed(now, ident_of(p, display), st.id, proxy::to_string(why));
   }
   rec.on_connection_end(now, failed);
   sessions_.erase(it);
 }
 
-// Per request: a few stores into the at-risk ring and a key hash. The clock is read, and the
-// command named, only while a failed command is watched for a resend or the handshake is open.
+ClientVerdicts::Pending ClientVerdicts::at_risk_of(SessionState& st,
+                                                   const proxy::PendingInfo& info) const {
+  for (const Pending& n : st.names)
+    if (n.id == info.id) return n;
+  return Pending{info.id, info.cmd, info.key_hash, {}, 0};
+}
+
+// Per request: a counter. What a failed request was (command, key hash) is read from the
+// pairing FIFO when it fails; the clock is read, and the command named, only while a failed
+// command is watched for a resend or the handshake is open.
 void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, proxy::PendingId id,
                                 std::string_view) {
   SessionState* stp = state(s);
   if (stp == nullptr || f.argc == 0) return;
   SessionState& st = *stp;
-  Pending& p = st.at_risk.push_back();
-  p.id = id;
-  p.key_hash = f.has_key ? proxy::key_hash(f.key.data) : 0u;
-  p.faulted_reply = false;
-  if (f.cmd && (!f.cmd->sub.empty() || f.sub.empty())) [[likely]] {
-    p.cmd = f.cmd;
-  } else {
-    // Unknown, or a container with a subcommand the table does not know: keep the text.
-    [&]() __attribute__((noinline)) {
+  const bool named = f.cmd && (!f.cmd->sub.empty() || f.sub.empty());
+  ClientRecord& rec = *st.record;
+  if (named && !rec.watching_resends() && st.handshake_done) [[likely]] {
+    rec.count_request();
+    return;
+  }
+  [&]() __attribute__((noinline)) {
+    Pending p{id, named ? f.cmd : nullptr, f.has_key ? proxy::key_hash(f.key.data) : 0u, {}, 0};
+    if (!named) {
+      // Unknown, or a container with a subcommand the table does not know: keep the text.
       std::string_view name = f.cmd ? f.cmd->name : f.name;
-      p.cmd = nullptr;
       p.name.assign(name);
       p.split = name.size();
       if (!f.sub.empty()) {
         p.name += ' ';
         p.name += f.sub;
       }
-    }();
-  }
-  ClientRecord& rec = *st.record;
-  if (!rec.watching_resends() && st.handshake_done) [[likely]] {
-    rec.count_request();
-    return;
-  }
-  [&]() __attribute__((noinline)) {
+      if (st.names.size() >= kMaxAtRisk) st.names.erase(st.names.begin());
+      st.names.push_back(p);
+    }
     if (rec.watching_resends()) {
       std::string display;
       rec.on_request(clock_(), ident_of(p, display), st.id);
@@ -679,6 +675,36 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
   }();
 }
 
+bool ClientVerdicts::plain_requests_now(proxy::Session& s) {
+  SessionState* st = state(s);
+  return st != nullptr && st->handshake_done && !st->record->watching_resends();
+}
+
+void ClientVerdicts::on_plain_requests(proxy::Session& s, uint64_t n) {
+  if (SessionState* st = state(s)) st->record->count_requests(n);
+}
+
+// Good replies the client got, in a run: successes, and an end to a recovery.
+void ClientVerdicts::on_plain_replies(proxy::Session& s,
+                                      std::span<const proxy::PlainReply> replies) {
+  SessionState* stp = state(s);
+  if (stp == nullptr) return;
+  SessionState& st = *stp;
+  st.faulted = false;
+  if (!st.names.empty()) [[unlikely]] {
+    const proxy::PendingId last = replies.back().id;
+    size_t answered = 0;
+    while (answered < st.names.size() && st.names[answered].id <= last) ++answered;
+    st.names.erase(st.names.begin(), st.names.begin() + ptrdiff_t(answered));
+  }
+  size_t n = replies.size();
+  if (st.record->recovery_pending()) {
+    st.record->on_success(clock_());
+    --n;
+  }
+  st.record->count_successes(n);
+}
+
 void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
                               const resp::ReplyFrame* frame, std::string_view injected,
                               std::string_view fault) {
@@ -686,43 +712,46 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   SessionState* stp = state(s);
   if (stp == nullptr) return;
   SessionState& st = *stp;
-  auto& q = st.at_risk;
   // Replies come in order: whatever is older than this one was answered, including a reply a
   // fault acted on (delayed), since the connection carried on after it.
-  while (!q.empty() && q.front().id < r.request.id) q.pop_front();
-  Pending* p = !q.empty() && q.front().id == r.request.id ? &q.front() : nullptr;
-
-  if (frame && !frame->is_error() && fault.empty()) [[likely]] {
+  st.faulted = false;
+  if (frame && !frame->is_error() && fault.empty() && st.names.empty()) [[likely]] {
     // A good reply the client got: the common case, without the failure bookkeeping below.
     if (st.record->recovery_pending()) st.record->on_success(clock_());
     else st.record->count_success();
-    if (p && r.final) q.pop_front();
     return;
   }
-  bool failed = false;
-  std::string reason;
-  if (!frame) {
-    failed = !injected.empty() && (injected[0] == '-' || injected[0] == '!');
-    if (failed) reason = "injected " + std::string(error_word(injected));
-  } else if (frame->is_error() && is_unavailable(frame->error_prefix())) {
-    failed = true;
-    reason = std::string(frame->error_prefix());
-  }
-  if (failed) {
-    if (p) {
-      std::string display;
-      st.record->on_command_failed(clock_(), ident_of(*p, display), st.id, reason);
+  [&]() __attribute__((noinline)) {
+    const proxy::PendingId id = r.request.id;
+    auto& names = st.names;
+    size_t older = 0;
+    while (older < names.size() && names[older].id < id) ++older;
+    names.erase(names.begin(), names.begin() + ptrdiff_t(older));
+    Pending p = at_risk_of(st, r.request);
+    if (r.final && !names.empty() && names.front().id == id) names.erase(names.begin());
+
+    bool failed = false;
+    std::string reason;
+    if (!frame) {
+      failed = !injected.empty() && (injected[0] == '-' || injected[0] == '!');
+      if (failed) reason = "injected " + std::string(error_word(injected));
+    } else if (frame->is_error() && is_unavailable(frame->error_prefix())) {
+      failed = true;
+      reason = std::string(frame->error_prefix());
     }
-  } else if (frame && fault.empty()) {
-    if (st.record->recovery_pending()) st.record->on_success(clock_());
-    else st.record->count_success();
-  } else if (frame && p) {
-    // A fault acted on this reply (delayed, truncated, or the connection is reset once Redis
-    // answered): if the connection breaks now, the client never had it. It stays at risk.
-    p->faulted_reply = true;
-    return;
-  }
-  if (p && r.final) q.pop_front();
+    if (failed) {
+      std::string display;
+      st.record->on_command_failed(clock_(), ident_of(p, display), st.id, reason);
+    } else if (frame && fault.empty()) {
+      if (st.record->recovery_pending()) st.record->on_success(clock_());
+      else st.record->count_success();
+    } else if (frame) {
+      // A fault acted on this reply (delayed, truncated, or the connection is reset once Redis
+      // answered): if the connection breaks now, the client never had it. It stays at risk.
+      st.faulted = true;
+      st.faulted_req = std::move(p);
+    }
+  }();
 }
 
 } // namespace faultline::observe

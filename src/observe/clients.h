@@ -81,10 +81,12 @@ public:
   // a success is only counted. Both spare the caller a clock read and any hashing.
   bool watching_resends() const { return !candidates_.empty(); }
   void count_request() { ++commands_seen_; }
+  void count_requests(uint64_t n) { commands_seen_ += n; }
   bool recovery_pending() const {
     return !windows_.empty() && windows_.back().end_us && !windows_.back().recovered_us;
   }
   void count_success() { ++successes_; }
+  void count_successes(uint64_t n) { successes_ += n; }
   // The proxy's fault state, as polled: faulted or not, and the faults in effect.
   void set_faults(uint64_t now_us, bool faulted, const std::vector<std::string>& faults);
   // A fault that has no duration (a failed upstream connect, dropped connections).
@@ -223,44 +225,41 @@ public:
                   std::string_view fault) override;
   void on_reply(proxy::Session& s, const proxy::ReplyResult& r, const resp::ReplyFrame* frame,
                 std::string_view injected, std::string_view fault) override;
+  bool takes_plain_replies() const override { return true; }
+  void on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReply> replies) override;
+  // Plain requests need only counting once the handshake is over and no failed command is
+  // watched for a resend (a chunk's requests were sent before any failure it causes).
+  bool takes_plain_requests() const override { return true; }
+  bool plain_requests_now(proxy::Session& s) override;
+  void on_plain_requests(proxy::Session& s, uint64_t n) override;
 
 private:
-  // A request at risk, as cheap to keep as the data path needs: the command is its table
-  // entry when that names it exactly (the display name and the resend hash are derived only
-  // when it fails); `name` is filled only for commands the table does not name.
+  // A request at risk: sent and unanswered, or answered under a fault. The pending ones are
+  // read from the session's pairing FIFO when the connection fails (which already keeps each
+  // one's command and key hash), so the data path keeps nothing per request here. The command
+  // is its table entry when that names it exactly; `name` is filled only for commands the table
+  // does not name.
   struct Pending {
     proxy::PendingId id = 0;
     const resp::CommandInfo* cmd = nullptr;
     uint32_t key_hash = 0;
-    bool faulted_reply = false;  // answered, but a fault acted on the reply (it may be lost)
-    std::string name;            // "NAME SUB" as sent, when cmd is null
-    size_t split = 0;            // where NAME ends in `name`
+    std::string name;  // "NAME SUB" as sent, when cmd is null
+    size_t split = 0;  // where NAME ends in `name`
   };
-  // Sent and unanswered requests (or answered under a fault), oldest first: a ring of at most
-  // kMax entries that grows on demand and then reuses its slots (names included).
-  class AtRisk {
-  public:
-    static constexpr size_t kMax = 256;
-    bool empty() const { return size_ == 0; }
-    size_t size() const { return size_; }
-    Pending& front() { return ring_[head_]; }
-    Pending& at(size_t i) { return ring_[(head_ + i) & (ring_.size() - 1)]; }
-    void pop_front() {
-      head_ = (head_ + 1) & (ring_.size() - 1);
-      --size_;
-    }
-    Pending& push_back();  // drops the oldest when full
-  private:
-    std::vector<Pending> ring_;
-    size_t head_ = 0, size_ = 0;
-  };
+  static constexpr size_t kMaxAtRisk = 256;  // the newest, when a pipeline is longer
   struct SessionState {
     ClientRecord* record = nullptr;
     uint64_t id = 0;
-    AtRisk at_risk;
+    // The text of pending requests the command table does not name, oldest first (rare).
+    std::vector<Pending> names;
+    // The latest reply was one a fault acted on (delayed, truncated, the connection reset once
+    // Redis answered): if the connection breaks before another reply, the client never had it.
+    bool faulted = false;
+    Pending faulted_req;
     std::vector<std::string> handshake;
     bool handshake_done = false;
   };
+  Pending at_risk_of(SessionState& st, const proxy::PendingInfo& info) const;
   SessionState* state(const proxy::Session& s);
   static CommandIdent ident_of(const Pending& p, std::string& display);
   ClientRecord& record_named(const std::string& name);

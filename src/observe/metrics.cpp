@@ -113,6 +113,32 @@ void Metrics::on_session_close(proxy::Session&) {
 
 // Both inline into the observer callbacks: the common case is a compare and a load; what
 // allocates (a new proxy, a command seen for the first time) stays out of line.
+void LatencyHistogram::merge(const LatencyHistogram& o) {
+  for (size_t i = 0; i < kBuckets; ++i) buckets_[i] += o.buckets_[i];
+  count_ += o.count_;
+  sum_us_ += o.sum_us_;
+  max_us_ = std::max(max_us_, o.max_us_);
+}
+
+void CommandMetrics::merge(const CommandMetrics& o) {
+  calls += o.calls;
+  errors += o.errors;
+  faults += o.faults;
+  bytes_in += o.bytes_in;
+  bytes_out += o.bytes_out;
+  for (const auto& [label, n] : o.errors_by_prefix.items()) errors_by_prefix.add(label, n);
+  for (const auto& [label, n] : o.faults_by_toxic.items()) faults_by_toxic.add(label, n);
+  latency.merge(o.latency);
+}
+
+CommandMetrics ProxyMetrics::total() const {
+  CommandMetrics t;
+  for (const auto& c : commands)
+    if (c) t.merge(*c);
+  t.bytes_out += out_of_band_bytes;
+  return t;
+}
+
 [[gnu::always_inline]] inline ProxyMetrics& Metrics::proxy_metrics(proxy::Session& s) {
   const proxy::Proxy* p = &s.proxy();
   if (p == last_proxy_) [[likely]]
@@ -148,7 +174,6 @@ void Metrics::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   CommandMetrics& cm = command(pm, r.request.cmd);
   uint64_t out_bytes = frame ? frame->size_bytes() : injected.size();
   cm.bytes_out += out_bytes;
-  pm.total.bytes_out += out_bytes;
   if (frame ? frame->is_error()
             : !injected.empty() && (injected[0] == '-' || injected[0] == '!')) [[unlikely]] {
     [&]() __attribute__((noinline)) {
@@ -161,27 +186,34 @@ void Metrics::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
         prefix = sum.error_prefix();
       }
       ++cm.errors;
-      ++pm.total.errors;
       cm.errors_by_prefix.add(prefix);
-      pm.total.errors_by_prefix.add(prefix);
     }();
   }
   if (!r.final) return;
   ++cm.calls;
-  ++pm.total.calls;
-  uint64_t in_bytes = r.request.req_end - r.request.req_start;
-  cm.bytes_in += in_bytes;
-  pm.total.bytes_in += in_bytes;
-  const size_t bucket = LatencyHistogram::bucket_of(r.latency_us);
-  cm.latency.record_in(bucket, r.latency_us);
-  pm.total.latency.record_in(bucket, r.latency_us);
+  cm.bytes_in += r.request.req_end - r.request.req_start;
+  cm.latency.record(r.latency_us);
   if (!fault.empty()) [[unlikely]] {
     [&]() __attribute__((noinline)) {
       ++cm.faults;
-      ++pm.total.faults;
       cm.faults_by_toxic.add(fault);
-      pm.total.faults_by_toxic.add(fault);
     }();
+  }
+}
+
+void Metrics::on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReply> replies) {
+  ProxyMetrics& pm = proxy_metrics(s);
+  const resp::CommandInfo* last = replies.front().cmd;
+  CommandMetrics* cm = &command(pm, last);
+  for (const proxy::PlainReply& r : replies) {
+    if (r.cmd != last) [[unlikely]] {
+      last = r.cmd;
+      cm = &command(pm, last);
+    }
+    ++cm->calls;
+    cm->bytes_in += r.bytes_in;
+    cm->bytes_out += r.bytes_out;
+    cm->latency.record(r.latency_us);
   }
 }
 
@@ -194,7 +226,7 @@ void Metrics::on_out_of_band(proxy::Session& s, const proxy::ReplyResult& r,
   case proxy::ReplyKind::Monitor: ++pm.monitor_lines; break;
   default: ++pm.unmatched; break;
   }
-  pm.total.bytes_out += f.size_bytes();
+  pm.out_of_band_bytes += f.size_bytes();
 }
 
 void Metrics::on_raw_mode(proxy::Session& s, toxics::Stream, const resp::ParseError&) {
@@ -336,7 +368,7 @@ nlohmann::json Metrics::proxy_json(const proxy::Proxy& p) const {
                           {"bytes_out", m.bytes_out},
                           {"latency_us", m.latency.to_json()}};
   };
-  j["total"] = cmd_json(pm ? pm->total : CommandMetrics{});
+  j["total"] = cmd_json(pm ? pm->total() : CommandMetrics{});
   nlohmann::json cmds = nlohmann::json::object();
   if (pm) {
     for (size_t i = 0; i < pm->commands.size(); ++i)

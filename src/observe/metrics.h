@@ -49,6 +49,7 @@ public:
   uint64_t sum_us() const { return sum_us_; }
   uint64_t max_us() const { return max_us_; }
   uint64_t bucket(size_t i) const { return buckets_[i]; }
+  void merge(const LatencyHistogram& o);
   // Estimated q-quantile (0..1) in microseconds: the bucket holding the rank, interpolated
   // linearly inside it, never above the largest value seen. 0 when empty.
   double quantile(double q) const;
@@ -81,13 +82,17 @@ struct CommandMetrics {
   LabelCounts errors_by_prefix;
   LabelCounts faults_by_toxic;
   LatencyHistogram latency;
+  void merge(const CommandMetrics& o);
 };
 
 struct ProxyMetrics {
   std::string name;
   // Indexed by CommandInfo::id; the last slot is for commands Redis's table does not know.
   std::vector<std::unique_ptr<CommandMetrics>> commands;
-  CommandMetrics total;
+  // The proxy's totals are the sum of its commands, worked out when read (total()), so each
+  // reply updates one set of counters; out-of-band frames add their bytes here.
+  uint64_t out_of_band_bytes = 0;
+  CommandMetrics total() const;
   uint64_t pushes = 0, messages = 0, monitor_lines = 0, unmatched = 0;
   uint64_t raw_mode = 0;
 };
@@ -95,6 +100,9 @@ struct ProxyMetrics {
 class Metrics : public proxy::SessionObserver {
 public:
   Metrics();
+  bool wants_requests() const override { return false; }
+  bool takes_plain_replies() const override { return true; }
+  void on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReply> replies) override;
   void on_session_close(proxy::Session& s) override;
   void on_reply(proxy::Session& s, const proxy::ReplyResult& r, const resp::ReplyFrame* frame,
                 std::string_view injected, std::string_view fault) override;

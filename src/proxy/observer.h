@@ -3,6 +3,7 @@
 // verdicts) learns what sessions do. Observers are registered on the Runtime; with none
 // registered the data path pays one empty-vector check per frame.
 
+#include <span>
 #include <string_view>
 
 #include "proxy/pairing.h"
@@ -13,9 +14,37 @@ namespace faultline::proxy {
 
 class Session;
 
+// A reply in its plainest form: paired with its request, the request's last reply, from Redis,
+// not an error, no fault involved (most replies, in steady traffic).
+struct PlainReply {
+  PendingId id = 0;
+  const resp::CommandInfo* cmd = nullptr;  // the request's command; nullptr when unknown
+  uint64_t latency_us = 0;
+  uint64_t bytes_in = 0;   // the request's size
+  uint64_t bytes_out = 0;  // the reply's size
+};
+
 class SessionObserver {
 public:
   virtual ~SessionObserver() = default;
+  // False for an observer that ignores on_request(): the data path then skips the call for
+  // every request frame. Read once, when the observer is added to the Runtime.
+  virtual bool wants_requests() const { return true; }
+  // True for an observer that takes plain replies in runs (on_plain_replies) instead of one
+  // on_reply() each. When every observer does, a session hands over the plain replies of a
+  // chunk in one call per observer, in order with its other events (a run is handed over
+  // before any other event of the session). Read once, when the observer is added.
+  virtual bool takes_plain_replies() const { return false; }
+  virtual void on_plain_replies(Session& s, std::span<const PlainReply> replies) {}
+  // Likewise for requests, when every observer that wants requests takes them in runs: a
+  // plain request is one forwarded untouched whose command the table names exactly (with its
+  // subcommand, for containers). Asked once per chunk from the client: true when all this
+  // observer needs of the chunk's plain requests, in this state of the session, is how many
+  // there were (on_plain_requests, before any other event of the session); false to see each
+  // frame through on_request().
+  virtual bool takes_plain_requests() const { return false; }
+  virtual bool plain_requests_now(Session& s) { return false; }
+  virtual void on_plain_requests(Session& s, uint64_t n) {}
   virtual void on_session_open(Session& s) {}
   virtual void on_session_close(Session& s) {}
   // A request frame, forwarded to Redis or answered by faultline. `fault` names the toxic

@@ -40,6 +40,7 @@ struct PendingInfo {
   uint64_t req_start = 0, req_end = 0;     // request's range in the client->Redis stream
   uint32_t user_flags = 0;                 // caller's flags (toxic decisions), returned as given
   int32_t db = 0;                          // database selected when the request was sent
+  uint32_t key_hash = 0;                   // key_hash() of its first key; 0: no key
   bool injected = false;                   // answered by faultline, never by Redis
   bool queued = false;                     // sent inside MULTI (its reply is +QUEUED)
 };
@@ -127,6 +128,10 @@ public:
   size_t pending() const { return size_; }
   uint64_t unmatched_replies() const { return unmatched_; }
   uint64_t out_of_band() const { return out_of_band_; }
+  // The requests still waiting for a reply (injected ones included), oldest first.
+  template <class Fn> void each_pending(Fn&& fn) const {
+    for (size_t i = 0; i < size_; ++i) fn(ring_[(head_ + i) & (ring_.size() - 1)].info);
+  }
 
 private:
   struct Entry {
@@ -160,6 +165,7 @@ private:
     p.req_end = f.end;
     p.user_flags = flags;
     p.db = sent_db_;
+    p.key_hash = f.has_key ? key_hash(f.key.data) : 0u;
     p.injected = inj;
     p.queued = in_multi_;
     return p;

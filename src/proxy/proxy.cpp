@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "observe/log.h"
+#include "proxy/observer.h"
 
 namespace faultline::proxy {
 
@@ -14,6 +15,28 @@ uint64_t mix_seed(uint64_t seed, std::string_view name) {
   return h;
 }
 } // namespace
+
+void Runtime::add_observer(SessionObserver* o) {
+  observers_.push_back(o);
+  note_observers();
+}
+
+void Runtime::remove_observer(SessionObserver* o) {
+  std::erase(observers_, o);
+  note_observers();
+}
+
+void Runtime::note_observers() {
+  request_observers_.clear();
+  plain_replies_ = !observers_.empty();
+  for (auto* o : observers_) {
+    if (o->wants_requests()) request_observers_.push_back(o);
+    if (!o->takes_plain_replies()) plain_replies_ = false;
+  }
+  plain_requests_ = !request_observers_.empty();
+  for (auto* o : request_observers_)
+    if (!o->takes_plain_requests()) plain_requests_ = false;
+}
 
 Proxy::Proxy(Runtime& rt, ProxyConfig cfg, uint64_t seed)
     : rt_(rt), cfg_(std::move(cfg)), rng_(mix_seed(seed, cfg_.name)),

@@ -38,15 +38,25 @@ public:
   DataPathOptions& mutable_options() { return opts_; }
 
   // Observers see every session's events (traffic log, metrics). Not owned.
-  void add_observer(SessionObserver* o) { observers_.push_back(o); }
-  void remove_observer(SessionObserver* o) { std::erase(observers_, o); }
+  void add_observer(SessionObserver* o);
+  void remove_observer(SessionObserver* o);
   const std::vector<SessionObserver*>& observers() const { return observers_; }
+  // Those of them that look at request frames (SessionObserver::wants_requests()).
+  const std::vector<SessionObserver*>& request_observers() const { return request_observers_; }
+  // Every observer takes plain replies in runs (and there is one at least).
+  bool plain_replies() const { return plain_replies_; }
+  // Every observer that wants requests takes plain ones in runs (and there is one at least).
+  bool plain_requests() const { return plain_requests_; }
 
 private:
   uv_loop_t* loop_;
   DataPathOptions opts_;
   uv::BufferPool pool_;
   std::vector<SessionObserver*> observers_;
+  std::vector<SessionObserver*> request_observers_;
+  bool plain_replies_ = false;
+  bool plain_requests_ = false;
+  void note_observers();
 };
 
 } // namespace faultline::proxy

@@ -526,6 +526,10 @@ void Session::reset(CloseReason r) {
 
 void Session::close_handles(bool rst) {
   closing_ = true;
+  if (resp_) {
+    flush_plain_requests();
+    flush_plain();
+  }
   for (auto* o : rt_.observers()) o->on_session_close(*this);
   auto on_close = [](uv_handle_t* h) {
     Session* s = h->type == UV_TIMER ? static_cast<Session*>(h->data)
@@ -598,6 +602,9 @@ struct Session::Resp {
   std::deque<std::string> injection_faults;
   std::vector<FlagEntry> flagged;        // requests whose reply a rule acts on
   std::vector<std::pair<PendingId, std::string>> faults; // fault names by request id
+  std::vector<PlainReply> plain;         // plain replies of the chunk, not yet observed
+  bool count_plain = false;              // this chunk's plain requests are counted, not shown
+  uint64_t plain_requests = 0;           // plain requests counted, not yet observed
   bool multi_error = false;              // an injected error inside MULTI: EXEC aborts
   // Request hold (resp_delay phase=request).
   std::deque<Held> req_hold;
@@ -739,6 +746,8 @@ void Session::enter_raw(toxics::Stream dir) {
   log::warn("proxy {}: session {}: {} is not RESP at byte {} ({}); forwarding it untouched",
             proxy_.name(), id_, up ? "client data" : "Redis data", e.offset,
             e.reason ? e.reason : "?");
+  flush_plain_requests();
+  flush_plain();
   for (auto* o : rt_.observers()) o->on_raw_mode(*this, dir, e);
 }
 
@@ -749,11 +758,13 @@ void Session::on_client_chunk(uv::Chunk c) {
     return;
   }
   const uint64_t now = now_us();
+  begin_plain_requests();
   if (r.rules.empty() && r.partial.empty()) {
     // Observe only: the chunk goes on whole.
     auto st = r.req.feed(c.data(), c.len, [&](const resp::RequestFrame& f) {
       forward_request(f, now, {});
     });
+    end_plain_requests();
     if (st == resp::Status::Error) enter_raw(toxics::Stream::Upstream);
     up_deliver(std::move(c));
     return;
@@ -792,6 +803,7 @@ void Session::on_client_chunk(uv::Chunk c) {
     request_frame(f, std::move(tail), now);
   });
   if (closing_) return;
+  end_plain_requests();
   if (r.stopped) {
     // A toxic is ending the connection: nothing after the command it acted on reaches Redis.
     std::vector<uv::Chunk> p;
@@ -832,9 +844,34 @@ void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::st
   Resp& r = *resp_;
   ++commands_;
   RequestResult rr = r.pairing.on_request(f, now, 0);
+  if (r.count_plain && fault.empty() && f.cmd && (!f.cmd->sub.empty() || f.sub.empty()))
+      [[likely]] {
+    ++r.plain_requests;
+    return;
+  }
   if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
-  if (!rt_.observers().empty())
-    for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
+  flush_plain_requests();
+  for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
+}
+
+void Session::begin_plain_requests() {
+  Resp& r = *resp_;
+  r.count_plain = rt_.plain_requests();
+  if (r.count_plain)
+    for (auto* o : rt_.request_observers())
+      if (!o->plain_requests_now(*this)) r.count_plain = false;
+}
+
+void Session::end_plain_requests() {
+  flush_plain_requests();
+  resp_->count_plain = false;
+}
+
+void Session::flush_plain_requests() {
+  Resp& r = *resp_;
+  if (r.plain_requests == 0) return;
+  for (auto* o : rt_.request_observers()) o->on_plain_requests(*this, r.plain_requests);
+  r.plain_requests = 0;
 }
 
 void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now) {
@@ -882,8 +919,8 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     RequestResult rr = r.pairing.on_injected(f, now);
     r.injections.push_back(quiet ? std::string() : std::move(reply));
     r.injection_faults.emplace_back(fault);
-    if (!rt_.observers().empty())
-      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
+    flush_plain_requests();
+    for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
     release_injections();
   };
   if (exec_in_multi && r.multi_error) {
@@ -931,8 +968,8 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     RequestResult rr = r.pairing.on_injected(f, now);
     if (r.pairing.in_multi() && !a.reply.empty() && (a.reply[0] == '-' || a.reply[0] == '!'))
       r.multi_error = true;
-    if (!rt_.observers().empty())
-      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
+    flush_plain_requests();
+    for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
     r.injections.push_back(quiet ? std::string() : std::move(a.reply));
     r.injection_faults.emplace_back(fault);
     release_injections();
@@ -963,8 +1000,8 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
       r.faults.emplace_back(rr.id, std::string(fault));
       r.flagged.push_back({rr.id, a.kind, a.delay_ms, a.bytes, std::string(fault)});
     }
-    if (!rt_.observers().empty())
-      for (auto* o : rt_.observers()) o->on_request(*this, f, rr.id, fault);
+    flush_plain_requests();
+    for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
     forward_bytes();
     return;
   }
@@ -977,8 +1014,16 @@ void Session::flush_forward() {
   r.forward = {};
 }
 
+void Session::flush_plain() {
+  Resp& r = *resp_;
+  if (r.plain.empty()) return;
+  for (auto* o : rt_.observers()) o->on_plain_replies(*this, r.plain);
+  r.plain.clear();
+}
+
 void Session::release_injections() {
   Resp& r = *resp_;
+  flush_plain();
   while (auto inj = r.pairing.next_injected()) {
     if (r.injections.empty()) break;
     std::string payload = std::move(r.injections.front());
@@ -1033,10 +1078,16 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     std::string_view fault;
     if (res.kind == ReplyKind::Paired) {
       if (!r.faults.empty()) fault = r.fault_of(res.request.id);
-      if (!rt_.observers().empty())
+      if (rt_.plain_replies() && fault.empty() && res.final && !f.is_error()) [[likely]] {
+        r.plain.push_back({res.request.id, res.request.cmd, res.latency_us,
+                           res.request.req_end - res.request.req_start, f.size_bytes()});
+      } else if (!rt_.observers().empty()) {
+        flush_plain();
         for (auto* o : rt_.observers()) o->on_reply(*this, res, &f, {}, fault);
+      }
       if (res.final && !fault.empty() && !res.request.user_flags) r.forget_fault(res.request.id);
     } else if (!rt_.observers().empty()) {
+      flush_plain();
       for (auto* o : rt_.observers()) o->on_out_of_band(*this, res, f);
     }
     if (r.collecting && res.kind == ReplyKind::Paired && res.request.id == r.collect_id &&
@@ -1059,6 +1110,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     }
   });
   if (closing_) return;
+  flush_plain();
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Downstream);
     if (r.collecting) {

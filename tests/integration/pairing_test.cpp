@@ -194,17 +194,15 @@ json agg_reply(const std::string& type, int64_t count, const std::string& head) 
 
 // ---- a 1,000-command pipeline ----
 
-TEST_F(PairingFixture, AThousandCommandPipelinePairsInOrder) {
-  Conn c(fl.port());
-  ASSERT_TRUE(c.ok());
-  const uint64_t sid = session_of(c);
-  struct Expect {
-    std::vector<std::string> cmd;
-    std::string wire; // the reply's bytes, as Redis sends them
-    json reply;
-  };
-  // Six kinds of reply in turn, so a reply paired one request off can never look right:
-  // simple, bulk, integer, null, error, array.
+struct Expect {
+  std::vector<std::string> cmd;
+  std::string wire; // the reply's bytes, as Redis sends them
+  json reply;
+};
+
+// Six kinds of reply in turn, so a reply paired one request off can never look right:
+// simple, bulk, integer, null, error, array.
+std::vector<Expect> thousand_commands() {
   std::vector<Expect> ex;
   const int n = 1000;
   for (int i = 0; ex.size() < size_t(n); ++i) {
@@ -219,6 +217,15 @@ TEST_F(PairingFixture, AThousandCommandPipelinePairsInOrder) {
     ex.push_back({{"MGET", k, none}, "*2\r\n" + bulk(v) + "$-1\r\n", agg_reply("array", 2, v)});
   }
   ex.resize(n);
+  return ex;
+}
+
+TEST_F(PairingFixture, AThousandCommandPipelinePairsInOrder) {
+  Conn c(fl.port());
+  ASSERT_TRUE(c.ok());
+  const uint64_t sid = session_of(c);
+  const std::vector<Expect> ex = thousand_commands();
+  const int n = int(ex.size());
   std::string pipeline;
   for (const auto& e : ex)
     pipeline += cmd(e.cmd);
@@ -261,6 +268,61 @@ TEST_F(PairingFixture, AThousandCommandPipelinePairsInOrder) {
             json({{"push", 0}, {"message", 0}, {"monitor", 0}, {"unmatched", 0}}));
   EXPECT_EQ(st["raw_mode_sessions"], 0);
   EXPECT_EQ(connection(c)["commands"], n);
+}
+
+// The same pipeline with no traffic log: metrics and client verdicts then take the plain
+// requests and replies in runs (a call per chunk, not per frame), and must count exactly as
+// when they saw each frame. The replies still reach the client byte for byte.
+struct PlainRunsFixture : PairingFixture {
+  void SetUp() override {
+    ASSERT_TRUE(redis.start());
+    ASSERT_TRUE(fl.start(redis.port(), {})) << fl.process().log();
+    http = std::make_unique<HttpClient>("127.0.0.1", fl.api_port());
+  }
+  json clients() const {
+    auto r = http->request("GET", "/proxies/redis/clients");
+    EXPECT_EQ(r.status, 200) << r.body << r.error;
+    return json::parse(r.body, nullptr, false);
+  }
+};
+
+TEST_F(PlainRunsFixture, AThousandCommandPipelineIsCountedExactly) {
+  Conn c(fl.port());
+  ASSERT_TRUE(c.ok());
+  const std::vector<Expect> ex = thousand_commands();
+  const int n = int(ex.size());
+  std::string pipeline;
+  for (const auto& e : ex)
+    pipeline += cmd(e.cmd);
+  uint64_t reply_bytes = 0;
+  for (int round = 1; round <= 2; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    ASSERT_TRUE(c.send_all(pipeline));
+    for (int i = 0; i < n; ++i) {
+      auto got = c.read_reply(10s);
+      ASSERT_TRUE(got) << "reply " << i;
+      if (round == 1) {
+        ASSERT_EQ(*got, ex[i].wire) << "reply " << i;
+      }
+      reply_bytes += got->size();
+    }
+    json st = stats();
+    EXPECT_EQ(st["total"]["calls"], round * n);
+    EXPECT_EQ(st["total"]["latency_us"]["count"], round * n);
+    EXPECT_EQ(st["total"]["bytes_in"], round * pipeline.size());
+    EXPECT_EQ(st["total"]["bytes_out"], reply_bytes);
+    EXPECT_EQ(st["commands"]["SET"]["calls"], round * 167);
+    EXPECT_EQ(st["commands"]["GET"]["calls"], round * 334);
+    EXPECT_EQ(st["commands"]["GET"]["latency_us"]["count"], round * 334);
+    EXPECT_EQ(st["commands"]["INCR"]["calls"], round * 333);
+    EXPECT_EQ(st["commands"]["INCR"]["errors"], round * 166);
+    EXPECT_EQ(st["total"]["errors"], round * 166);
+    EXPECT_EQ(st["commands"]["MGET"]["calls"], round * 166);
+    json cl = clients();
+    EXPECT_EQ(cl["commands"], round * n) << cl.dump();
+    EXPECT_EQ(cl["successful_replies"], round * n) << cl.dump();
+  }
+  EXPECT_EQ(connection(c)["commands"], 2 * n);
 }
 
 // ---- MULTI/EXEC ----
