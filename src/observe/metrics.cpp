@@ -191,7 +191,7 @@ void Metrics::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   }
   if (!r.final) return;
   ++cm.calls;
-  cm.bytes_in += r.request.req_end - r.request.req_start;
+  cm.bytes_in += r.request.req_bytes;
   cm.latency.record(r.latency_us);
   if (!fault.empty()) [[unlikely]] {
     [&]() __attribute__((noinline)) {

@@ -475,7 +475,7 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   if (has_key) key = read_arg(cur);
   const char* args = cur;
   const uint64_t ts = wall_us(r.request.start_us);
-  const uint64_t bytes_in = r.request.req_end - r.request.req_start;
+  const uint64_t bytes_in = r.request.req_bytes;
   const uint32_t max = cfg_.max_arg_bytes;
 
   if (want_json_) {

@@ -146,7 +146,7 @@ void Pairing::pop_entry(Entry* e) {
 }
 
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
-                                   uint32_t user_flags) {
+                                   uint8_t user_flags) {
   Entry& e = push_entry();
   ++injected_;
   e.info = make_info(f, now_us, user_flags, true);
@@ -157,7 +157,7 @@ RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
 }
 
 RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t now_us,
-                                          uint32_t user_flags) {
+                                          uint8_t user_flags) {
   const bool skipped = skip_next_;
   skip_next_ = false;
   if (f.argc == 0) return {next_id_++, false};  // Redis runs nothing, but it ends a SKIP
@@ -250,7 +250,7 @@ RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t 
   Entry& e = push_entry();
   e.info = info;
   e.expect = expect;
-  e.arg = value;
+  e.arg = entry_arg(value);
   e.special = sp;
   return {info.id, true};
 }

@@ -16,6 +16,8 @@
 // when it succeeds), RESET, QUIT, SELECT. Entries live in a ring that only grows, so a session
 // in steady state does not allocate.
 
+#include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -32,15 +34,17 @@ using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
 // Hash of a key (8 bytes at a time: cheap for the hot path), as the client verdicts keep it.
 uint32_t key_hash(std::string_view key);
 
-// A request waiting for its reply, as the caller sees it.
+// A request waiting for its reply, as the caller sees it. 48 bytes: a pipeline keeps one per
+// command in flight, read again when its reply comes, so its size is cache misses.
 struct PendingInfo {
   PendingId id = 0;
   const resp::CommandInfo* cmd = nullptr;  // nullptr for unknown commands
   uint64_t start_us = 0;                   // when the request was sent
-  uint64_t req_start = 0, req_end = 0;     // request's range in the client->Redis stream
-  uint32_t user_flags = 0;                 // caller's flags (toxic decisions), returned as given
+  uint64_t req_start = 0;                  // where the request starts in the client->Redis stream
+  uint32_t req_bytes = 0;                  // its size (saturated at 4 GiB)
   int32_t db = 0;                          // database selected when the request was sent
   uint32_t key_hash = 0;                   // key_hash() of its first key; 0: no key
+  uint8_t user_flags = 0;                  // caller's flags (toxic decisions), returned as given
   bool injected = false;                   // answered by faultline, never by Redis
   bool queued = false;                     // sent inside MULTI (its reply is +QUEUED)
 };
@@ -74,7 +78,7 @@ public:
   explicit Pairing(size_t initial_capacity = 64);
 
   // A request forwarded to Redis, in stream order.
-  RequestResult on_request(const resp::RequestFrame& f, uint64_t now_us, uint32_t user_flags = 0) {
+  RequestResult on_request(const resp::RequestFrame& f, uint64_t now_us, uint8_t user_flags = 0) {
     // Inline: a plain command (no special meaning, nothing pending that changes how many
     // replies it gets) is one store into the ring.
     if ((f.cmd == nullptr || f.cmd->special == resp::Special::None) && f.argc != 0 &&
@@ -91,7 +95,7 @@ public:
   // A request faultline answers itself (not forwarded). It takes its place in the FIFO and
   // changes no connection state (Redis never saw it).
   RequestResult on_injected(const resp::RequestFrame& f, uint64_t now_us,
-                            uint32_t user_flags = 0);
+                            uint8_t user_flags = 0);
   // A reply frame from Redis, in stream order.
   ReplyResult on_reply(const resp::ReplyFrame& f, uint64_t now_us) {
     // Inline: the head is a plain command, nothing injected waits, no out-of-band traffic can
@@ -134,16 +138,21 @@ public:
   }
 
 private:
-  struct Entry {
+  // One cache line each.
+  struct alignas(64) Entry {
     PendingInfo info;
     int32_t expect;         // replies still expected; kDynamic: UNSUBSCRIBE without arguments
-    int64_t arg;            // SELECT db, HELLO protocol version
+    int32_t arg;            // SELECT db (-1: none or invalid), HELLO protocol version
     resp::Special special;
   };
+  static_assert(sizeof(Entry) == 64);
+  static int32_t entry_arg(int64_t v) {
+    return v >= INT32_MIN && v <= INT32_MAX ? int32_t(v) : -1;
+  }
   static constexpr int32_t kDynamic = -1;
 
   RequestResult on_request_general(const resp::RequestFrame& f, uint64_t now_us,
-                                   uint32_t user_flags);
+                                   uint8_t user_flags);
   ReplyResult on_reply_general(const resp::ReplyFrame& f, uint64_t now_us);
   Entry& push_entry() {
     if (size_ == ring_.size()) grow();
@@ -156,13 +165,13 @@ private:
   void pop_entry(Entry* e);  // removes e (the first real entry), keeping injected ones before it
   void track_subscriptions(const resp::ReplyFrame& f);
   void complete(const Entry& e, const resp::ReplyFrame& f);
-  PendingInfo make_info(const resp::RequestFrame& f, uint64_t now_us, uint32_t flags, bool inj) {
+  PendingInfo make_info(const resp::RequestFrame& f, uint64_t now_us, uint8_t flags, bool inj) {
     PendingInfo p;
     p.id = next_id_++;
     p.cmd = f.cmd;
     p.start_us = now_us;
     p.req_start = f.start;
-    p.req_end = f.end;
+    p.req_bytes = uint32_t(std::min<uint64_t>(f.end - f.start, UINT32_MAX));
     p.user_flags = flags;
     p.db = sent_db_;
     p.key_hash = f.has_key ? key_hash(f.key.data) : 0u;

@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "proxy/observer.h"
 #include "resp/parser.h"
 #include "uv/buffer.h"
 
@@ -47,6 +48,10 @@ public:
   bool plain_replies() const { return plain_replies_; }
   // Every observer that wants requests takes plain ones in runs (and there is one at least).
   bool plain_requests() const { return plain_requests_; }
+  // Plain replies waiting to be handed to the observers, and the session they belong to: one
+  // buffer for all sessions (one chunk is parsed at a time), so it stays in cache.
+  std::vector<PlainReply>& plain_run() { return plain_run_; }
+  Session*& plain_run_owner() { return plain_run_owner_; }
 
 private:
   uv_loop_t* loop_;
@@ -56,6 +61,8 @@ private:
   std::vector<SessionObserver*> request_observers_;
   bool plain_replies_ = false;
   bool plain_requests_ = false;
+  std::vector<PlainReply> plain_run_;
+  Session* plain_run_owner_ = nullptr;
   void note_observers();
 };
 

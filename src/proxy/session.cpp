@@ -602,7 +602,6 @@ struct Session::Resp {
   std::deque<std::string> injection_faults;
   std::vector<FlagEntry> flagged;        // requests whose reply a rule acts on
   std::vector<std::pair<PendingId, std::string>> faults; // fault names by request id
-  std::vector<PlainReply> plain;         // plain replies of the chunk, not yet observed
   bool count_plain = false;              // this chunk's plain requests are counted, not shown
   uint64_t plain_requests = 0;           // plain requests counted, not yet observed
   bool multi_error = false;              // an injected error inside MULTI: EXEC aborts
@@ -1015,10 +1014,16 @@ void Session::flush_forward() {
 }
 
 void Session::flush_plain() {
-  Resp& r = *resp_;
-  if (r.plain.empty()) return;
-  for (auto* o : rt_.observers()) o->on_plain_replies(*this, r.plain);
-  r.plain.clear();
+  if (rt_.plain_run_owner() == this) flush_plain_run(rt_);
+}
+
+void Session::flush_plain_run(Runtime& rt) {
+  Session* owner = rt.plain_run_owner();
+  auto& run = rt.plain_run();
+  rt.plain_run_owner() = nullptr;
+  if (owner == nullptr || run.empty()) return;
+  for (auto* o : rt.observers()) o->on_plain_replies(*owner, run);
+  run.clear();
 }
 
 void Session::release_injections() {
@@ -1079,8 +1084,12 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     if (res.kind == ReplyKind::Paired) {
       if (!r.faults.empty()) fault = r.fault_of(res.request.id);
       if (rt_.plain_replies() && fault.empty() && res.final && !f.is_error()) [[likely]] {
-        r.plain.push_back({res.request.id, res.request.cmd, res.latency_us,
-                           res.request.req_end - res.request.req_start, f.size_bytes()});
+        if (rt_.plain_run_owner() != this) [[unlikely]] {
+          flush_plain_run(rt_);
+          rt_.plain_run_owner() = this;
+        }
+        rt_.plain_run().push_back({res.request.id, res.request.cmd, res.latency_us,
+                           res.request.req_bytes, f.size_bytes()});
       } else if (!rt_.observers().empty()) {
         flush_plain();
         for (auto* o : rt_.observers()) o->on_reply(*this, res, &f, {}, fault);

@@ -96,7 +96,8 @@ private:
   bool no_rule_selects(const resp::RequestFrame& f) const;
   void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
   void release_injections();
-  void flush_plain();  // hands the run of plain replies to the observers
+  void flush_plain();  // hands this session's run of plain replies to the observers
+  static void flush_plain_run(Runtime& rt);  // whichever session's run it is
   void begin_plain_requests();  // a chunk from the client: may its plain requests be counted?
   void flush_plain_requests();  // hands the count of plain requests to the observers
   void end_plain_requests();    // the chunk is done: flush, and count no more

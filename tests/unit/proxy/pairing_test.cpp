@@ -252,7 +252,7 @@ TEST(Pairing, BlockingCommandRepliesLater) {
   EXPECT_EQ(rs[0].kind, ReplyKind::Paired);
   EXPECT_EQ(rs[0].latency_us, 5'000'000u);
   EXPECT_TRUE(rs[0].request.cmd->is_blocking());
-  EXPECT_EQ(rs[0].request.req_end - rs[0].request.req_start, mb({"BLPOP", "q", "0"}).size());
+  EXPECT_EQ(rs[0].request.req_bytes, mb({"BLPOP", "q", "0"}).size());
   EXPECT_NE(key_hash("q"), key_hash("r"));
   EXPECT_NE(key_hash("12345678a"), key_hash("12345678b"));
 }
