@@ -24,12 +24,6 @@ struct PlainTable {
 };
 constexpr PlainTable kPlain;
 
-// Two decimal digits at a time.
-constexpr char kDigits2[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -63,40 +57,68 @@ void RecordBuf::erase_front(size_t n) {
 
 namespace {
 
-// sdscatrepr without the quotes; with Json, the result is also escaped for a JSON string (every
-// backslash doubled, quotes escaped), in one pass. Plain bytes, nearly all of them, cost a table
-// look-up and a store.
+// True when none of the eight bytes of x needs escaping: none below 0x20, above 0x7e, a
+// backslash or a quote. Each test is the classic word trick ("has a byte less than n", "has a
+// zero byte"), exact about whether some byte matches, which is all that is asked here.
+inline bool word_is_plain(uint64_t x) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
+  uint64_t below_space = (x - kOnes * 0x20) & ~x;
+  uint64_t above_tilde = (x + kOnes) | x;
+  uint64_t bs = x ^ (kOnes * '\\'), qt = x ^ (kOnes * '"');
+  uint64_t is_bs = (bs - kOnes) & ~bs, is_qt = (qt - kOnes) & ~qt;
+  return ((below_space | above_tilde | is_bs | is_qt) & kHighs) == 0;
+}
+
+// One byte as sdscatrepr shows it; with Json, also escaped for a JSON string (every backslash
+// doubled, quotes escaped).
+template <bool Json> inline char* repr_byte(char* o, unsigned char c) {
+  if (kPlain.v[c]) {
+    *o++ = static_cast<char>(c);
+    return o;
+  }
+  *o++ = '\\';
+  if (Json) *o++ = '\\';
+  switch (c) {
+  case '\\':
+    *o++ = '\\';
+    if (Json) *o++ = '\\';
+    break;
+  case '"':
+    if (Json) *o++ = '\\';
+    *o++ = '"';
+    break;
+  case '\n': *o++ = 'n'; break;
+  case '\r': *o++ = 'r'; break;
+  case '\t': *o++ = 't'; break;
+  case '\a': *o++ = 'a'; break;
+  case '\b': *o++ = 'b'; break;
+  default:
+    *o++ = 'x';
+    *o++ = kHex[c >> 4];
+    *o++ = kHex[c & 15];
+  }
+  return o;
+}
+
+// sdscatrepr without the quotes. Keys and values are mostly plain text: eight plain bytes are
+// recognised and copied with a few word operations, and only a word holding a byte to escape is
+// taken byte by byte.
 template <bool Json> char* repr_impl(char* o, std::string_view s) {
   const char* p = s.data();
   const char* end = p + s.size();
-  while (p < end) {
-    unsigned char c = static_cast<unsigned char>(*p++);
-    if (kPlain.v[c]) {
-      *o++ = static_cast<char>(c);
+  while (end - p >= 8) {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    if (word_is_plain(x)) {
+      std::memcpy(o, &x, 8);
+      o += 8;
+      p += 8;
       continue;
     }
-    *o++ = '\\';
-    if (Json) *o++ = '\\';
-    switch (c) {
-    case '\\':
-      *o++ = '\\';
-      if (Json) *o++ = '\\';
-      break;
-    case '"':
-      if (Json) *o++ = '\\';
-      *o++ = '"';
-      break;
-    case '\n': *o++ = 'n'; break;
-    case '\r': *o++ = 'r'; break;
-    case '\t': *o++ = 't'; break;
-    case '\a': *o++ = 'a'; break;
-    case '\b': *o++ = 'b'; break;
-    default:
-      *o++ = 'x';
-      *o++ = kHex[c >> 4];
-      *o++ = kHex[c & 15];
-    }
+    for (const char* stop = p + 8; p < stop; ++p)
+      o = repr_byte<Json>(o, static_cast<unsigned char>(*p));
   }
+  for (; p < end; ++p) o = repr_byte<Json>(o, static_cast<unsigned char>(*p));
   return o;
 }
 
@@ -198,7 +220,7 @@ unsigned decimal_digits(uint64_t v) {
 }
 } // namespace
 
-char* write_uint(char* p, uint64_t v) {
+char* detail::write_uint_wide(char* p, uint64_t v) {
   // The length first, then the digits from the end, two at a time.
   char* end = p + decimal_digits(v);
   char* q = end;
@@ -210,12 +232,6 @@ char* write_uint(char* p, uint64_t v) {
   if (v >= 10) std::memcpy(q - 2, kDigits2 + v * 2, 2);
   else q[-1] = static_cast<char>('0' + v);
   return end;
-}
-
-char* write_int(char* p, int64_t v) {
-  if (v >= 0) return write_uint(p, static_cast<uint64_t>(v));
-  *p++ = '-';
-  return write_uint(p, uint64_t(0) - static_cast<uint64_t>(v));
 }
 
 void append_uint(std::string& out, uint64_t v) {
@@ -240,9 +256,9 @@ char* TimestampFormatter::write(char* p, uint64_t unix_us) {
   if (sec != sec_) refresh(sec);
   uint32_t us = static_cast<uint32_t>(unix_us % 1000000);
   std::memcpy(p, date_, 20);
-  std::memcpy(p + 20, kDigits2 + (us / 10000) * 2, 2);
-  std::memcpy(p + 22, kDigits2 + (us / 100 % 100) * 2, 2);
-  std::memcpy(p + 24, kDigits2 + (us % 100) * 2, 2);
+  std::memcpy(p + 20, detail::kDigits2 + (us / 10000) * 2, 2);
+  std::memcpy(p + 22, detail::kDigits2 + (us / 100 % 100) * 2, 2);
+  std::memcpy(p + 24, detail::kDigits2 + (us % 100) * 2, 2);
   p[26] = 'Z';
   return p + kTimestampChars;
 }

@@ -93,9 +93,33 @@ char* write_json_repr(char* p, std::string_view s);
 char* write_json_repr_truncated(char* p, std::string_view s, uint64_t full_len, size_t max_bytes);
 char* write_repr_truncated(char* p, std::string_view s, uint64_t full_len, size_t max_bytes);
 
-// Decimal numbers: at most kUintMaxChars / kIntMaxChars bytes.
-char* write_uint(char* p, uint64_t v);
-char* write_int(char* p, int64_t v);
+namespace detail {
+// Two decimal digits at a time.
+inline constexpr char kDigits2[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+char* write_uint_wide(char* p, uint64_t v);
+} // namespace detail
+
+// Decimal numbers: at most kUintMaxChars / kIntMaxChars bytes. Most numbers in a record (a
+// database, a byte count, an element count) are below 100: those are a store or two, inline.
+inline char* write_uint(char* p, uint64_t v) {
+  if (v < 10) {
+    *p = static_cast<char>('0' + v);
+    return p + 1;
+  }
+  if (v < 100) {
+    std::memcpy(p, detail::kDigits2 + v * 2, 2);
+    return p + 2;
+  }
+  return detail::write_uint_wide(p, v);
+}
+inline char* write_int(char* p, int64_t v) {
+  if (v >= 0) return write_uint(p, static_cast<uint64_t>(v));
+  *p++ = '-';
+  return write_uint(p, uint64_t(0) - static_cast<uint64_t>(v));
+}
 
 // The std::string forms of the writers above (the same bytes).
 void append_repr(std::string& out, std::string_view s);

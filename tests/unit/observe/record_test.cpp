@@ -157,6 +157,19 @@ TEST(Writers, EveryByteValueEscapesAsBefore) {
       ASSERT_EQ(json_repr(s), want_json) << a << " " << b;
       ASSERT_EQ(plain_repr(s), want_plain) << a << " " << b;
     }
+    // Every byte value in every lane of the eight-byte path, among plain bytes on both sides
+    // (the neighbours 0x1f/0x20 and 0x7e/0x7f too, which a word test could get wrong).
+    for (size_t at = 0; at < 17; ++at) {
+      for (char fill : {'k', ' ', '~'}) {
+        std::string run(17, fill);
+        run[at] = static_cast<char>(a);
+        std::string want_json, want_plain;
+        before::repr(want_json, run, true);
+        before::repr(want_plain, run, false);
+        ASSERT_EQ(json_repr(run), want_json) << a << " at " << at;
+        ASSERT_EQ(plain_repr(run), want_plain) << a << " at " << at;
+      }
+    }
     // The worst case is the bound: every byte at its longest.
     std::string run(7, static_cast<char>(a));
     EXPECT_LE(json_repr(run).size(), kJsonReprMaxPerByte * run.size());
@@ -187,12 +200,12 @@ TEST(Writers, TruncationAsBefore) {
     ASSERT_EQ(written(kReprMaxPerByte * shown + kTruncationMaxChars,
                       [&](char* p) { return write_repr_truncated(p, s, full, max); }),
               want_plain);
-    std::string o = "x";
-    append_json_repr_truncated(o, s, full, max);
-    ASSERT_EQ(o, "x" + want_json);
-    o = "y";
-    append_repr_truncated(o, s, full, max);
-    ASSERT_EQ(o, "y" + want_plain);
+    // After what a buffer already holds.
+    std::string o1(1, 'x'), o2(1, 'y');
+    append_json_repr_truncated(o1, s, full, max);
+    append_repr_truncated(o2, s, full, max);
+    ASSERT_EQ(o1.substr(1), want_json);
+    ASSERT_EQ(o2.substr(1), want_plain);
   }
 }
 
@@ -210,9 +223,9 @@ TEST(Writers, NumbersAtEveryWidth) {
   for (uint64_t v : us) {
     ASSERT_EQ(written(kUintMaxChars, [&](char* p) { return write_uint(p, v); }),
               std::to_string(v));
-    std::string o = "n=";
+    std::string o(2, '=');
     append_uint(o, v);
-    ASSERT_EQ(o, "n=" + std::to_string(v));
+    ASSERT_EQ(o.substr(2), std::to_string(v));
     for (int64_t s : {static_cast<int64_t>(v), -static_cast<int64_t>(v)}) {
       ASSERT_EQ(written(kIntMaxChars, [&](char* p) { return write_int(p, s); }),
                 std::to_string(s));
