@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "resp/parser.h"
 
@@ -58,6 +59,12 @@ public:
   void clear() { size_ = 0; }
   // Drops the first n bytes (a consumed prefix).
   void erase_front(size_t n);
+  void swap(RecordBuf& other) noexcept {
+    data_.swap(other.data_);
+    std::swap(size_, other.size_);
+    std::swap(cap_, other.cap_);
+  }
+  char* data() { return data_.get(); }
   const char* data() const { return data_.get(); }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }

@@ -425,8 +425,8 @@ void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, prox
   }
   auto put_arg = [&](const resp::Arg& arg, bool secret) {
     uint16_t n = secret ? 0 : static_cast<uint16_t>(std::min<size_t>(arg.data.size(), max));
-    uint32_t full =
-        secret ? kRedactedLen : static_cast<uint32_t>(std::min<uint64_t>(arg.len, kRedactedLen - 1));
+    uint32_t full = secret ? kRedactedLen
+                           : static_cast<uint32_t>(std::min<uint64_t>(arg.len, kRedactedLen - 1));
     char* o = a.room(kArgHeader + n);
     o = put<uint32_t>(o, full);
     o = put<uint16_t>(o, n);
@@ -514,13 +514,17 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   const uint64_t bytes_in = r.request.req_end - r.request.req_start;
   const uint32_t max = cfg_.max_arg_bytes;
 
+  char* in_sink = nullptr; // the record's start when it is formatted in the sink's buffer
+  char* json_end = nullptr;
   if (want_json_) {
     // Room for the whole record at once, then plain stores: every stored byte escapes to at
-    // most kJsonReprMaxPerByte bytes.
-    json_.clear();
-    char* o = json_.room(kJsonCommandFixed + ss.json_prefix.size() +
+    // most kJsonReprMaxPerByte bytes. A JSON log file takes it in place, without a copy.
+    const size_t bound = kJsonCommandFixed + ss.json_prefix.size() +
                          kJsonReprMaxPerByte * (p.len + fault.size()) +
-                         kJsonArgOverhead * (p.nargs + 1u) + reply_json_bound(sum, max));
+                         kJsonArgOverhead * (p.nargs + 1u) + reply_json_bound(sum, max);
+    if (sink_ && format_ == LogFormat::Json) in_sink = sink_->reserve(bound);
+    json_.clear();
+    char* o = in_sink ? in_sink : json_.room(bound);
     o = write_lit(o, "{\"ts\":\"");
     o = ts_json_.write(o, ts);
     o = write_lit(o, "\",");
@@ -573,7 +577,8 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
       o = write_json_repr(o, fault);
       o = write_lit(o, "\"}\n");
     }
-    json_.set_end(o);
+    json_end = o;
+    if (!in_sink) json_.set_end(o);
   }
   if (want_text_) {
     std::string& o = text_;
@@ -622,7 +627,8 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     o += '\n';
   }
   ss.pop();
-  emit(ss.proxy);
+  if (in_sink) emit_record(ss.proxy, {in_sink, static_cast<size_t>(json_end - in_sink)}, true);
+  else emit(ss.proxy);
 }
 
 void TrafficLog::begin_event(SessionState* ss, std::string_view proxy, uint64_t ts,
@@ -829,21 +835,23 @@ void TrafficLog::poll_toxics(bool emit_events) {
   }
 }
 
-void TrafficLog::emit(std::string_view proxy) {
+void TrafficLog::emit(std::string_view proxy) { emit_record(proxy, json_.view(), false); }
+
+void TrafficLog::emit_record(std::string_view proxy, std::string_view json, bool in_sink) {
   ++records_;
-  if (sink_) {
-    if (format_ == LogFormat::Json) sink_->append(json_.view());
-    else sink_->append(text_);
-  }
+  // The subscribers first: a record formatted in the sink's buffer is only known to stay where
+  // it is until the sink is next used.
   for (auto& s : subs_) {
     if (!s.out || !(s.proxy.empty() || s.proxy == proxy)) continue;
-    if (s.buf.size() + json_.size() > kMaxSubscriberBuffer) {
+    if (s.buf.size() + json.size() > kMaxSubscriberBuffer) {
       ++s.dropped;
       continue;
     }
-    s.buf += json_.view();
+    s.buf += json;
     ++s.buf_records;
   }
+  if (in_sink) sink_->commit(json.data() + json.size());
+  else if (sink_) sink_->append(format_ == LogFormat::Json ? json : std::string_view(text_));
   schedule_flush();
 }
 

@@ -155,6 +155,9 @@ private:
   bool wants(std::string_view proxy) const;
   // Hands the record in json_ / text_ to the sink and the subscribers of `proxy`.
   void emit(std::string_view proxy);
+  // The same for a JSON record held elsewhere: in the sink's buffer (in_sink: reserved there and
+  // committed here) or in json_.
+  void emit_record(std::string_view proxy, std::string_view json, bool in_sink);
   void begin_event(SessionState* ss, std::string_view proxy, uint64_t ts_us, std::string_view ev);
   void end_event();
   void schedule_flush();
