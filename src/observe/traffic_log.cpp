@@ -1,6 +1,7 @@
 #include "observe/traffic_log.h"
 
 #include <algorithm>
+#include <cassert>
 #include <csignal>
 #include <cstring>
 #include <stdexcept>
@@ -438,6 +439,7 @@ void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, prox
   // (it never is for the commands above, but the parser's idea of a key and ours must not have
   // to agree for safety).
   p.key = kNoKey;
+  size_t key_repeat = 0; // bytes of an argument the record shows again as the key
   if (f.has_key) {
     bool key_secret = false;
     if (mask)
@@ -448,6 +450,7 @@ void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, prox
       if (arg.data.data() == f.key.data.data() && arg.data.size() == f.key.data.size() &&
           arg.len == f.key.len && (i < 64 && (mask >> i & 1)) == key_secret) {
         p.key = static_cast<uint16_t>(i - skip);
+        key_repeat = key_secret ? 0 : std::min<size_t>(arg.data.size(), max);
         break;
       }
     }
@@ -459,7 +462,7 @@ void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, prox
   size_t n = f.args.size() > skip ? f.args.size() - skip : 0;
   for (size_t i = skip; i < f.args.size(); ++i) put_arg(f.args[i], i < 64 && (mask >> i & 1));
   p.nargs = static_cast<uint16_t>(n);
-  p.len = static_cast<uint32_t>(a.size() - p.off);
+  p.len = static_cast<uint32_t>(a.size() - p.off + key_repeat);
   uint64_t total = f.argc > skip ? f.argc - skip : 0;
   p.more_args = total > n ? total - n : 0;
   ss.push(p);
@@ -524,7 +527,8 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
                          kJsonArgOverhead * (p.nargs + 1u) + reply_json_bound(sum, max);
     if (sink_ && format_ == LogFormat::Json) in_sink = sink_->reserve(bound);
     json_.clear();
-    char* o = in_sink ? in_sink : json_.room(bound);
+    char* const start = in_sink ? in_sink : json_.room(bound);
+    char* o = start;
     o = write_lit(o, "{\"ts\":\"");
     o = ts_json_.write(o, ts);
     o = write_lit(o, "\",");
@@ -577,6 +581,9 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
       o = write_json_repr(o, fault);
       o = write_lit(o, "\"}\n");
     }
+    // Past the bound, the record has overrun its room: a broken bound, which the Debug and
+    // sanitizer builds stop on here.
+    assert(static_cast<size_t>(o - start) <= bound);
     json_end = o;
     if (!in_sink) json_.set_end(o);
   }
@@ -707,7 +714,7 @@ void TrafficLog::on_out_of_band(proxy::Session& s, const proxy::ReplyResult& r,
   ReplySummary sum = summarize(f);
   begin_event(&ss, {}, now_wall_us(), oob_event(r.kind));
   if (want_json_) {
-    char* o = json_.room(32 + reply_json_bound(sum, cfg_.max_arg_bytes));
+    char* o = json_.room(64 + reply_json_bound(sum, cfg_.max_arg_bytes));
     o = write_lit(o, ",\"reply\":");
     o = write_reply_json(o, sum, cfg_.max_arg_bytes);
     o = write_lit(o, ",\"bytes_out\":");

@@ -133,7 +133,8 @@ private:
   struct Pending {
     proxy::PendingId id;
     uint32_t off;        // start of its data in the session's arena
-    uint32_t len;        // bytes of its data there
+    uint32_t len;        // bytes of its data there, plus the key's when it repeats an
+                         // argument (what the record shows escaped: its bound)
     uint16_t nargs;      // arguments stored
     uint16_t replies;    // replies seen so far (SUBSCRIBE a b gets two)
     uint16_t key;        // kNoKey, kKeyStored, or an argument's index
