@@ -1,5 +1,6 @@
 #include "observe/record.h"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -23,12 +24,6 @@ struct PlainTable {
 };
 constexpr PlainTable kPlain;
 
-// Two decimal digits at a time.
-constexpr char kDigits2[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -46,67 +41,142 @@ void set_bit(uint64_t& mask, size_t i) {
 
 } // namespace
 
+void RecordBuf::grow(size_t n) {
+  size_t cap = std::max<size_t>({cap_ * 2, size_ + n, 256});
+  std::unique_ptr<char[]> bigger(new char[cap]);
+  if (size_) std::memcpy(bigger.get(), data_.get(), size_);
+  data_ = std::move(bigger);
+  cap_ = cap;
+}
+
+void RecordBuf::erase_front(size_t n) {
+  n = std::min(n, size_);
+  std::memmove(data_.get(), data_.get() + n, size_ - n);
+  size_ -= n;
+}
+
 namespace {
 
-// sdscatrepr without the quotes; with Json, the result is also escaped for a JSON string (every
-// backslash doubled, quotes escaped), in one pass.
-template <bool Json> void repr_impl(std::string& out, std::string_view s) {
-  // Fast path: runs of plain printable bytes are copied at once.
+// True when none of the eight bytes of x needs escaping: none below 0x20, above 0x7e, a
+// backslash or a quote. Each test is the classic word trick ("has a byte less than n", "has a
+// zero byte"), exact about whether some byte matches, which is all that is asked here.
+inline bool word_is_plain(uint64_t x) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
+  uint64_t below_space = (x - kOnes * 0x20) & ~x;
+  uint64_t above_tilde = (x + kOnes) | x;
+  uint64_t bs = x ^ (kOnes * '\\'), qt = x ^ (kOnes * '"');
+  uint64_t is_bs = (bs - kOnes) & ~bs, is_qt = (qt - kOnes) & ~qt;
+  return ((below_space | above_tilde | is_bs | is_qt) & kHighs) == 0;
+}
+
+// One byte as sdscatrepr shows it; with Json, also escaped for a JSON string (every backslash
+// doubled, quotes escaped).
+template <bool Json> inline char* repr_byte(char* o, unsigned char c) {
+  if (kPlain.v[c]) {
+    *o++ = static_cast<char>(c);
+    return o;
+  }
+  *o++ = '\\';
+  if (Json) *o++ = '\\';
+  switch (c) {
+  case '\\':
+    *o++ = '\\';
+    if (Json) *o++ = '\\';
+    break;
+  case '"':
+    if (Json) *o++ = '\\';
+    *o++ = '"';
+    break;
+  case '\n': *o++ = 'n'; break;
+  case '\r': *o++ = 'r'; break;
+  case '\t': *o++ = 't'; break;
+  case '\a': *o++ = 'a'; break;
+  case '\b': *o++ = 'b'; break;
+  default:
+    *o++ = 'x';
+    *o++ = kHex[c >> 4];
+    *o++ = kHex[c & 15];
+  }
+  return o;
+}
+
+// sdscatrepr without the quotes. Keys and values are mostly plain text: eight plain bytes are
+// recognised and copied with a few word operations, and only a word holding a byte to escape is
+// taken byte by byte.
+template <bool Json> char* repr_impl(char* o, std::string_view s) {
   const char* p = s.data();
   const char* end = p + s.size();
-  const char* bs = Json ? "\\\\" : "\\";
-  const size_t bsn = Json ? 2 : 1;
-  while (p < end) {
-    const char* run = p;
-    while (p < end && kPlain.v[static_cast<unsigned char>(*p)]) ++p;
-    if (p > run) out.append(run, static_cast<size_t>(p - run));
-    if (p == end) break;
-    unsigned char c = static_cast<unsigned char>(*p++);
-    out.append(bs, bsn);
-    switch (c) {
-    case '\\': out.append(bs, bsn); break;
-    case '"':
-      if (Json) out += '\\';
-      out += '"';
-      break;
-    case '\n': out += 'n'; break;
-    case '\r': out += 'r'; break;
-    case '\t': out += 't'; break;
-    case '\a': out += 'a'; break;
-    case '\b': out += 'b'; break;
-    default: {
-      char hex[3] = {'x', kHex[c >> 4], kHex[c & 15]};
-      out.append(hex, 3);
+  while (end - p >= 8) {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    if (word_is_plain(x)) {
+      std::memcpy(o, &x, 8);
+      o += 8;
+      p += 8;
+      continue;
     }
-    }
+    for (const char* stop = p + 8; p < stop; ++p)
+      o = repr_byte<Json>(o, static_cast<unsigned char>(*p));
   }
+  for (; p < end; ++p) o = repr_byte<Json>(o, static_cast<unsigned char>(*p));
+  return o;
 }
 
 template <bool Json>
-void repr_truncated_impl(std::string& out, std::string_view s, uint64_t full_len,
-                         size_t max_bytes) {
+char* repr_truncated_impl(char* o, std::string_view s, uint64_t full_len, size_t max_bytes) {
   bool cut = s.size() > max_bytes;
   if (cut) s = s.substr(0, max_bytes);
-  repr_impl<Json>(out, s);
+  o = repr_impl<Json>(o, s);
   if (cut || full_len > s.size()) {
-    lit(out, "... (");
-    append_uint(out, full_len);
-    lit(out, " bytes)");
+    o = write_lit(o, "... (");
+    o = write_uint(o, full_len);
+    o = write_lit(o, " bytes)");
   }
+  return o;
+}
+
+// Runs a writer on a std::string: room for `bound` bytes, then cut back to what was written.
+template <class F> void append_with(std::string& out, size_t bound, F&& write) {
+  size_t old = out.size();
+  out.resize(old + bound);
+  char* end = write(out.data() + old);
+  out.resize(static_cast<size_t>(end - out.data()));
+}
+
+size_t truncated_bound(size_t size, size_t max_bytes, size_t per_byte) {
+  return per_byte * std::min(size, max_bytes) + kTruncationMaxChars;
 }
 
 } // namespace
 
-void append_repr(std::string& out, std::string_view s) { repr_impl<false>(out, s); }
-void append_json_repr(std::string& out, std::string_view s) { repr_impl<true>(out, s); }
+char* write_repr(char* p, std::string_view s) { return repr_impl<false>(p, s); }
+char* write_json_repr(char* p, std::string_view s) { return repr_impl<true>(p, s); }
+char* write_repr_truncated(char* p, std::string_view s, uint64_t full_len, size_t max_bytes) {
+  return repr_truncated_impl<false>(p, s, full_len, max_bytes);
+}
+char* write_json_repr_truncated(char* p, std::string_view s, uint64_t full_len,
+                                size_t max_bytes) {
+  return repr_truncated_impl<true>(p, s, full_len, max_bytes);
+}
 
+void append_repr(std::string& out, std::string_view s) {
+  append_with(out, kReprMaxPerByte * s.size(), [&](char* p) { return write_repr(p, s); });
+}
+void append_json_repr(std::string& out, std::string_view s) {
+  append_with(out, kJsonReprMaxPerByte * s.size(), [&](char* p) { return write_json_repr(p, s); });
+}
+void append_json_repr(RecordBuf& out, std::string_view s) {
+  out.set_end(write_json_repr(out.room(kJsonReprMaxPerByte * s.size()), s));
+}
 void append_repr_truncated(std::string& out, std::string_view s, uint64_t full_len,
                            size_t max_bytes) {
-  repr_truncated_impl<false>(out, s, full_len, max_bytes);
+  append_with(out, truncated_bound(s.size(), max_bytes, kReprMaxPerByte),
+              [&](char* p) { return write_repr_truncated(p, s, full_len, max_bytes); });
 }
 void append_json_repr_truncated(std::string& out, std::string_view s, uint64_t full_len,
                                 size_t max_bytes) {
-  repr_truncated_impl<true>(out, s, full_len, max_bytes);
+  append_with(out, truncated_bound(s.size(), max_bytes, kJsonReprMaxPerByte),
+              [&](char* p) { return write_json_repr_truncated(p, s, full_len, max_bytes); });
 }
 
 void append_json_escaped(std::string& out, std::string_view s) {
@@ -136,36 +206,40 @@ void append_json_escaped(std::string& out, std::string_view s) {
   }
 }
 
-void append_uint(std::string& out, uint64_t v) {
-  if (v < 10) {
-    out += static_cast<char>('0' + v);
-    return;
+namespace {
+unsigned decimal_digits(uint64_t v) {
+  unsigned n = 1;
+  for (;;) {
+    if (v < 10) return n;
+    if (v < 100) return n + 1;
+    if (v < 1000) return n + 2;
+    if (v < 10000) return n + 3;
+    v /= 10000;
+    n += 4;
   }
-  char buf[20];
-  char* p = buf + sizeof buf;
+}
+} // namespace
+
+char* detail::write_uint_wide(char* p, uint64_t v) {
+  // The length first, then the digits from the end, two at a time.
+  char* end = p + decimal_digits(v);
+  char* q = end;
   while (v >= 100) {
-    const char* d = kDigits2 + (v % 100) * 2;
+    q -= 2;
+    std::memcpy(q, kDigits2 + (v % 100) * 2, 2);
     v /= 100;
-    *--p = d[1];
-    *--p = d[0];
   }
-  if (v >= 10) {
-    const char* d = kDigits2 + v * 2;
-    *--p = d[1];
-    *--p = d[0];
-  } else {
-    *--p = static_cast<char>('0' + v);
-  }
-  out.append(p, static_cast<size_t>(buf + sizeof buf - p));
+  if (v >= 10) std::memcpy(q - 2, kDigits2 + v * 2, 2);
+  else q[-1] = static_cast<char>('0' + v);
+  return end;
+}
+
+void append_uint(std::string& out, uint64_t v) {
+  append_with(out, kUintMaxChars, [&](char* p) { return write_uint(p, v); });
 }
 
 void append_int(std::string& out, int64_t v) {
-  if (v < 0) {
-    out += '-';
-    append_uint(out, uint64_t(0) - static_cast<uint64_t>(v));
-  } else {
-    append_uint(out, static_cast<uint64_t>(v));
-  }
+  append_with(out, kIntMaxChars, [&](char* p) { return write_int(p, v); });
 }
 
 void TimestampFormatter::refresh(uint64_t sec) {
@@ -177,18 +251,20 @@ void TimestampFormatter::refresh(uint64_t sec) {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-void TimestampFormatter::append(std::string& out, uint64_t unix_us) {
+char* TimestampFormatter::write(char* p, uint64_t unix_us) {
   uint64_t sec = unix_us / 1000000;
   if (sec != sec_) refresh(sec);
-  char frac[8];
-  uint64_t us = unix_us % 1000000;
-  for (int i = 5; i >= 0; --i) {
-    frac[i] = static_cast<char>('0' + us % 10);
-    us /= 10;
-  }
-  frac[6] = 'Z';
-  out.append(date_, 20);
-  out.append(frac, 7);
+  uint32_t us = static_cast<uint32_t>(unix_us % 1000000);
+  std::memcpy(p, date_, 20);
+  std::memcpy(p + 20, detail::kDigits2 + (us / 10000) * 2, 2);
+  std::memcpy(p + 22, detail::kDigits2 + (us / 100 % 100) * 2, 2);
+  std::memcpy(p + 24, detail::kDigits2 + (us % 100) * 2, 2);
+  p[26] = 'Z';
+  return p + kTimestampChars;
+}
+
+void TimestampFormatter::append(std::string& out, uint64_t unix_us) {
+  append_with(out, kTimestampChars, [&](char* p) { return write(p, unix_us); });
 }
 
 void TimestampFormatter::append_time_of_day(std::string& out, uint64_t unix_us) {
@@ -384,19 +460,26 @@ std::string_view reply_type_name(const ReplySummary& r) {
   return resp::type_name(r.type);
 }
 
-void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text) {
+size_t reply_json_bound(const ReplySummary& r, size_t max_text) {
+  // The longest fixed parts ({"type":"blob_error","len":N,"text":"..."}, or an aggregate's
+  // count and head) fit in 128 bytes with both numbers at their widest.
+  return 128 + kJsonReprMaxPerByte * (std::min(r.text.size(), max_text) + r.head.size()) +
+         kTruncationMaxChars;
+}
+
+char* write_reply_json(char* o, const ReplySummary& r, size_t max_text) {
   using resp::Type;
-  lit(out, "{\"type\":\"");
-  out += reply_type_name(r);
-  out += '"';
+  o = write_lit(o, "{\"type\":\"");
+  o = write_bytes(o, reply_type_name(r));
+  *o++ = '"';
   if (r.is_null) {
-    out += '}';
-    return;
+    *o++ = '}';
+    return o;
   }
   auto text = [&](uint64_t full) {
-    lit(out, ",\"text\":\"");
-    append_json_repr_truncated(out, r.text, full, max_text);
-    out += '"';
+    o = write_lit(o, ",\"text\":\"");
+    o = write_json_repr_truncated(o, r.text, full, max_text);
+    *o++ = '"';
   };
   switch (r.type) {
   case Type::SimpleString:
@@ -407,37 +490,45 @@ void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text)
   case Type::BlobError:
   case Type::Verbatim:
     if (r.streamed) {
-      lit(out, ",\"streamed\":true");
+      o = write_lit(o, ",\"streamed\":true");
     } else {
-      lit(out, ",\"len\":");
-      append_int(out, r.size);
+      o = write_lit(o, ",\"len\":");
+      o = write_int(o, r.size);
       text(static_cast<uint64_t>(r.size));
     }
     break;
   case Type::Integer:
-    lit(out, ",\"value\":");
-    append_int(out, r.integer);
+    o = write_lit(o, ",\"value\":");
+    o = write_int(o, r.integer);
     break;
-  case Type::Boolean: out += r.integer ? ",\"value\":true" : ",\"value\":false"; break;
+  case Type::Boolean:
+    o = r.integer ? write_lit(o, ",\"value\":true") : write_lit(o, ",\"value\":false");
+    break;
   case Type::Array:
   case Type::Map:
   case Type::Set:
   case Type::Push:
     if (r.streamed) {
-      lit(out, ",\"streamed\":true");
+      o = write_lit(o, ",\"streamed\":true");
     } else {
-      lit(out, ",\"count\":");
-      append_int(out, r.size);
+      o = write_lit(o, ",\"count\":");
+      o = write_int(o, r.size);
     }
     if (!r.head.empty()) {
-      lit(out, ",\"head\":\"");
-      append_json_repr(out, r.head);
-      out += '"';
+      o = write_lit(o, ",\"head\":\"");
+      o = write_json_repr(o, r.head);
+      *o++ = '"';
     }
     break;
   default: break;
   }
-  out += '}';
+  *o++ = '}';
+  return o;
+}
+
+void append_reply_json(std::string& out, const ReplySummary& r, size_t max_text) {
+  append_with(out, reply_json_bound(r, max_text),
+              [&](char* p) { return write_reply_json(p, r, max_text); });
 }
 
 void append_reply_text(std::string& out, const ReplySummary& r, size_t max_text) {

@@ -6,14 +6,9 @@
 
 namespace faultline::observe {
 
-namespace {
-// A batch this large is written at once instead of waiting for the end of the loop iteration.
-constexpr size_t kEagerWriteBytes = 256 << 10;
-} // namespace
-
 LogSink::LogSink(uv_loop_t* loop, std::string path, size_t max_buffer)
     : loop_(loop), path_(std::move(path)), max_buffer_(max_buffer) {
-  fill_.reserve(std::min<size_t>(max_buffer_, 1 << 20));
+  fill_.room(std::min<size_t>(max_buffer_, 1 << 20));
 }
 
 LogSink* LogSink::open(uv_loop_t* loop, const std::string& path, size_t max_buffer,

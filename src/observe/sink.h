@@ -6,6 +6,7 @@
 //                 │ full (max_buffer)                    one write at a time; on completion
 //                 └─► record dropped and counted         the next batch is swapped in
 //
+// A record may also be formatted straight into fill_ (reserve, then commit), saving a copy.
 // Regular files go through uv_fs_write (libuv's thread pool: portable, never blocks the loop);
 // pipes, FIFOs and terminals through a uv_pipe_t / uv_tty_t stream. When the destination cannot
 // keep up, records are dropped whole and counted; the traffic itself is never slowed.
@@ -21,6 +22,8 @@
 
 #include <uv.h>
 
+#include "observe/record.h"
+
 namespace faultline::observe {
 
 class LogSink {
@@ -33,6 +36,19 @@ public:
 
   // Adds one or more whole records; false (and counted) when they do not fit.
   bool append(std::string_view data, uint64_t records = 1);
+  // Formatting a record in place, without a copy: room for up to n bytes at the end of the
+  // buffer, or nullptr when n bytes might not fit (the caller then formats elsewhere and calls
+  // append, which goes by the real size). commit() adds the record written there, ending at
+  // `end`. Nothing else may touch the sink in between.
+  char* reserve(size_t n) {
+    if (closing_ || fill_.size() + n > max_buffer_) return nullptr;
+    return fill_.room(n);
+  }
+  void commit(const char* end) {
+    fill_.set_end(end);
+    ++fill_records_;
+    if (fill_.size() >= kEagerWriteBytes && !writing_ && !opening_) start_write();
+  }
   // True when the buffer is (almost) full: the caller may skip formatting a record and count
   // it with dropped() instead, so a stuck destination costs less than a working one.
   bool saturated() const { return fill_.size() + kSaturationMargin > max_buffer_; }
@@ -53,6 +69,8 @@ public:
 
 private:
   static constexpr size_t kSaturationMargin = 4096;
+  // A batch this large is written at once instead of waiting for the end of the loop iteration.
+  static constexpr size_t kEagerWriteBytes = 256 << 10;
   enum class Kind { File, Pipe, Tty };
   LogSink(uv_loop_t* loop, std::string path, size_t max_buffer);
   ~LogSink() = default;
@@ -76,7 +94,7 @@ private:
   uv_fs_t fs_req_{};
   uv_write_t write_req_{};
   uv_fs_t open_req_{};
-  std::string fill_, inflight_;
+  RecordBuf fill_, inflight_;
   uint64_t fill_records_ = 0, inflight_records_ = 0;
   size_t inflight_off_ = 0;
   bool writing_ = false;

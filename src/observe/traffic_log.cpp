@@ -1,6 +1,7 @@
 #include "observe/traffic_log.h"
 
 #include <algorithm>
+#include <cassert>
 #include <csignal>
 #include <cstring>
 #include <stdexcept>
@@ -17,6 +18,9 @@ namespace faultline::observe {
 namespace {
 // A literal piece of a record: its length is known at compile time (no strlen per append).
 template <size_t N> inline void lit(std::string& o, const char (&s)[N]) { o.append(s, N - 1); }
+template <size_t N> inline void lit(RecordBuf& o, const char (&s)[N]) {
+  o.append({s, N - 1});
+}
 } // namespace
 
 
@@ -35,14 +39,29 @@ const char* kReset = "\x1b[0m";
 
 // Commands whose arguments may hold a secret: only these pay for the redaction scan.
 bool may_carry_secret(std::string_view name) {
-  return name == "AUTH" || name == "HELLO" || name == "MIGRATE" || name == "CONFIG" ||
-         name == "ACL" || name == "SENTINEL";
+  // On the first letter first: every other command pays one comparison, not a memcmp.
+  switch (name.empty() ? '\0' : name[0]) {
+  case 'A': return name == "AUTH" || name == "ACL";
+  case 'H': return name == "HELLO";
+  case 'M': return name == "MIGRATE";
+  case 'C': return name == "CONFIG";
+  case 'S': return name == "SENTINEL";
+  default: return false;
+  }
 }
 
-template <class T> void put(std::string& a, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  a.append(b, sizeof(T));
+// What a pending request keeps of a stored argument before its bytes: the original length
+// (uint32) and the bytes kept (uint16).
+constexpr size_t kArgHeader = 6;
+// Per argument in a JSON record, besides its escaped bytes: the quotes, the comma, and the
+// longer of "(redacted)" and "... (N bytes)".
+constexpr size_t kJsonArgOverhead = 4 + std::max(kRedacted.size(), kTruncationMaxChars);
+// The fixed parts of a command's JSON record, every number at its widest.
+constexpr size_t kJsonCommandFixed = 384;
+
+template <class T> char* put(char* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+  return p + sizeof(T);
 }
 template <class T> T get(const char*& p) {
   T v;
@@ -81,7 +100,7 @@ struct TrafficLog::SessionState {
   std::string text_prefix; // redis#1 127.0.0.1:5555
   std::vector<Pending> ring = std::vector<Pending>(16);
   size_t head = 0, size = 0;
-  std::string arena;
+  RecordBuf arena; // what the pending requests keep of their arguments, in ring order
 
   Pending& front() { return ring[head]; }
   void push(const Pending& p) {
@@ -102,7 +121,7 @@ struct TrafficLog::SessionState {
     } else if (arena.size() > (1u << 20) && ring[head].off > arena.size() / 2) {
       // A client that never lets its pipeline drain: drop the consumed half of the arena.
       uint32_t cut = ring[head].off;
-      arena.erase(0, cut);
+      arena.erase_front(cut);
       for (size_t i = 0; i < size; ++i) ring[(head + i) & (ring.size() - 1)].off -= cut;
     }
   }
@@ -185,7 +204,7 @@ TrafficLog::TrafficLog(proxy::Registry& registry, uint64_t seed) : registry_(reg
   uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
   uv_unref(reinterpret_cast<uv_handle_t*>(&sighup_));
   argv_.reserve(64);
-  json_.reserve(1024);
+  json_.room(1024);
   text_.reserve(1024);
   resync_clock();
 }
@@ -383,18 +402,22 @@ void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, prox
   Pending p{};
   p.id = id;
   p.off = static_cast<uint32_t>(ss.arena.size());
-  std::string& a = ss.arena;
-  // Command name ("CLIENT SETNAME"), the fault named at request time, the key, the arguments.
-  size_t skip = f.sub.empty() ? 1 : 2;
-  put<uint8_t>(a, static_cast<uint8_t>(f.name.size() + (f.sub.empty() ? 0 : 1 + f.sub.size())));
-  a.append(f.name);
+  RecordBuf& a = ss.arena;
+  // Command name ("CLIENT SETNAME"), the fault named at request time, the key unless it is one
+  // of the arguments shown, the arguments. Each piece makes room once and is stored directly.
+  const size_t skip = f.sub.empty() ? 1 : 2;
+  const size_t fl = std::min<size_t>(fault.size(), 255);
+  const size_t name_len = f.name.size() + (f.sub.empty() ? 0 : 1 + f.sub.size());
+  char* w = a.room(2 + name_len + fl);
+  w = put<uint8_t>(w, static_cast<uint8_t>(name_len));
+  w = write_bytes(w, f.name);
   if (!f.sub.empty()) {
-    a += ' ';
-    a.append(f.sub);
+    *w++ = ' ';
+    w = write_bytes(w, f.sub);
   }
-  uint16_t fl = static_cast<uint16_t>(std::min<size_t>(fault.size(), 255));
-  put<uint16_t>(a, fl);
-  a.append(fault.data(), fl);
+  w = put<uint8_t>(w, static_cast<uint8_t>(fl));
+  w = write_bytes(w, fault.substr(0, fl));
+  a.set_end(w);
   uint64_t mask = 0;
   if (may_carry_secret(f.name)) {
     argv_.clear();
@@ -402,27 +425,44 @@ void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, prox
     mask = secret_args(f.name, f.sub, argv_);
   }
   auto put_arg = [&](const resp::Arg& arg, bool secret) {
-    if (secret) {
-      put<uint32_t>(a, kRedactedLen);
-      put<uint16_t>(a, 0);
-      return;
-    }
-    uint16_t n = static_cast<uint16_t>(std::min<size_t>(arg.data.size(), max));
-    put<uint32_t>(a, static_cast<uint32_t>(std::min<uint64_t>(arg.len, kRedactedLen - 1)));
-    put<uint16_t>(a, n);
-    a.append(arg.data.data(), n);
+    uint16_t n = secret ? 0 : static_cast<uint16_t>(std::min<size_t>(arg.data.size(), max));
+    uint32_t full = secret ? kRedactedLen
+                           : static_cast<uint32_t>(std::min<uint64_t>(arg.len, kRedactedLen - 1));
+    char* o = a.room(kArgHeader + n);
+    o = put<uint32_t>(o, full);
+    o = put<uint16_t>(o, n);
+    std::memcpy(o, arg.data.data(), n);
+    a.set_end(o + n);
   };
-  // The key, unless it is one of the secrets (it never is for the commands above, but the
-  // parser's idea of a key and ours must not have to agree for safety).
-  bool key_secret = false;
-  if (mask && f.has_key)
-    for (size_t i = 0; i < f.args.size() && i < 64; ++i)
-      if ((mask >> i & 1) && f.args[i].data.data() == f.key.data.data()) key_secret = true;
-  put<uint8_t>(a, f.has_key ? 1 : 0);
-  if (f.has_key) put_arg(f.key, key_secret);
+  // The key: most often one of the arguments shown (GET k), which the record then repeats, so
+  // only its index is kept. Otherwise it is stored on its own, unless it is one of the secrets
+  // (it never is for the commands above, but the parser's idea of a key and ours must not have
+  // to agree for safety).
+  p.key = kNoKey;
+  size_t key_repeat = 0; // bytes of an argument the record shows again as the key
+  if (f.has_key) {
+    bool key_secret = false;
+    if (mask)
+      for (size_t i = 0; i < f.args.size() && i < 64; ++i)
+        if ((mask >> i & 1) && f.args[i].data.data() == f.key.data.data()) key_secret = true;
+    for (size_t i = skip; i < f.args.size() && i - skip < kKeyStored; ++i) {
+      const resp::Arg& arg = f.args[i];
+      if (arg.data.data() == f.key.data.data() && arg.data.size() == f.key.data.size() &&
+          arg.len == f.key.len && (i < 64 && (mask >> i & 1)) == key_secret) {
+        p.key = static_cast<uint16_t>(i - skip);
+        key_repeat = key_secret ? 0 : std::min<size_t>(arg.data.size(), max);
+        break;
+      }
+    }
+    if (p.key == kNoKey) {
+      p.key = kKeyStored;
+      put_arg(f.key, key_secret);
+    }
+  }
   size_t n = f.args.size() > skip ? f.args.size() - skip : 0;
   for (size_t i = skip; i < f.args.size(); ++i) put_arg(f.args[i], i < 64 && (mask >> i & 1));
   p.nargs = static_cast<uint16_t>(n);
+  p.len = static_cast<uint32_t>(a.size() - p.off + key_repeat);
   uint64_t total = f.argc > skip ? f.argc - skip : 0;
   p.more_args = total > n ? total - n : 0;
   ss.push(p);
@@ -466,69 +506,86 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   uint8_t cmd_len = get<uint8_t>(cur);
   std::string_view cmd(cur, cmd_len);
   cur += cmd_len;
-  uint16_t fl = get<uint16_t>(cur);
+  uint8_t fl = get<uint8_t>(cur);
   std::string_view req_fault(cur, fl);
   cur += fl;
   if (fault.empty()) fault = req_fault;
-  bool has_key = get<uint8_t>(cur) != 0;
   StoredArg key{};
-  if (has_key) key = read_arg(cur);
+  if (p.key == kKeyStored) key = read_arg(cur);
   const char* args = cur;
   const uint64_t ts = wall_us(r.request.start_us);
   const uint64_t bytes_in = r.request.req_bytes;
   const uint32_t max = cfg_.max_arg_bytes;
 
+  char* in_sink = nullptr; // the record's start when it is formatted in the sink's buffer
+  char* json_end = nullptr;
   if (want_json_) {
-    std::string& o = json_;
-    o.clear();
-    lit(o, "{\"ts\":\"");
-    ts_json_.append(o, ts);
-    lit(o, "\",");
-    o += ss.json_prefix;
-    lit(o, ",\"db\":");
-    append_int(o, r.request.db);
-    lit(o, ",\"cmd\":\"");
-    append_json_repr(o, cmd);
-    lit(o, "\",\"args\":[");
+    // Room for the whole record at once, then plain stores: every stored byte escapes to at
+    // most kJsonReprMaxPerByte bytes. A JSON log file takes it in place, without a copy.
+    const size_t bound = kJsonCommandFixed + ss.json_prefix.size() +
+                         kJsonReprMaxPerByte * (p.len + fault.size()) +
+                         kJsonArgOverhead * (p.nargs + 1u) + reply_json_bound(sum, max);
+    if (sink_ && format_ == LogFormat::Json) in_sink = sink_->reserve(bound);
+    json_.clear();
+    char* const start = in_sink ? in_sink : json_.room(bound);
+    char* o = start;
+    o = write_lit(o, "{\"ts\":\"");
+    o = ts_json_.write(o, ts);
+    o = write_lit(o, "\",");
+    o = write_bytes(o, ss.json_prefix);
+    o = write_lit(o, ",\"db\":");
+    o = write_int(o, r.request.db);
+    o = write_lit(o, ",\"cmd\":\"");
+    o = write_json_repr(o, cmd);
+    o = write_lit(o, "\",\"args\":[");
     const char* c = args;
+    std::string_view key_json; // the key's text when it is one of the arguments
     for (uint16_t i = 0; i < p.nargs; ++i) {
       StoredArg a = read_arg(c);
-      if (i) o += ',';
-      o += '"';
-      if (a.full == kRedactedLen) o += kRedacted;
-      else append_json_repr_truncated(o, a.shown, a.full, max);
-      o += '"';
+      if (i) *o++ = ',';
+      *o++ = '"';
+      char* from = o;
+      if (a.full == kRedactedLen) o = write_bytes(o, kRedacted);
+      else o = write_json_repr_truncated(o, a.shown, a.full, max);
+      if (i == p.key) key_json = std::string_view(from, static_cast<size_t>(o - from));
+      *o++ = '"';
     }
-    o += ']';
+    *o++ = ']';
     if (p.more_args) {
-      lit(o, ",\"more_args\":");
-      append_uint(o, p.more_args);
+      o = write_lit(o, ",\"more_args\":");
+      o = write_uint(o, p.more_args);
     }
-    if (has_key) {
-      lit(o, ",\"key\":\"");
-      if (key.full == kRedactedLen) o += kRedacted;
-      else append_json_repr_truncated(o, key.shown, key.full, max);
-      o += '"';
+    if (p.key != kNoKey) {
+      o = write_lit(o, ",\"key\":\"");
+      if (p.key != kKeyStored) o = write_bytes(o, key_json);
+      else if (key.full == kRedactedLen) o = write_bytes(o, kRedacted);
+      else o = write_json_repr_truncated(o, key.shown, key.full, max);
+      *o++ = '"';
     }
-    lit(o, ",\"reply\":");
-    append_reply_json(o, sum, max);
+    o = write_lit(o, ",\"reply\":");
+    o = write_reply_json(o, sum, max);
     if (p.replies > 1) {
-      lit(o, ",\"replies\":");
-      append_uint(o, p.replies);
+      o = write_lit(o, ",\"replies\":");
+      o = write_uint(o, p.replies);
     }
-    lit(o, ",\"latency_us\":");
-    append_uint(o, r.latency_us);
-    lit(o, ",\"bytes_in\":");
-    append_uint(o, bytes_in);
-    lit(o, ",\"bytes_out\":");
-    append_uint(o, p.bytes_out + sum.bytes);
+    o = write_lit(o, ",\"latency_us\":");
+    o = write_uint(o, r.latency_us);
+    o = write_lit(o, ",\"bytes_in\":");
+    o = write_uint(o, bytes_in);
+    o = write_lit(o, ",\"bytes_out\":");
+    o = write_uint(o, p.bytes_out + sum.bytes);
     if (fault.empty()) {
-      lit(o, ",\"fault\":null}\n");
+      o = write_lit(o, ",\"fault\":null}\n");
     } else {
-      lit(o, ",\"fault\":\"");
-      append_json_repr(o, fault);
-      lit(o, "\"}\n");
+      o = write_lit(o, ",\"fault\":\"");
+      o = write_json_repr(o, fault);
+      o = write_lit(o, "\"}\n");
     }
+    // Past the bound, the record has overrun its room: a broken bound, which the Debug and
+    // sanitizer builds stop on here.
+    assert(static_cast<size_t>(o - start) <= bound);
+    json_end = o;
+    if (!in_sink) json_.set_end(o);
   }
   if (want_text_) {
     std::string& o = text_;
@@ -577,7 +634,8 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     o += '\n';
   }
   ss.pop();
-  emit(ss.proxy);
+  if (in_sink) emit_record(ss.proxy, {in_sink, static_cast<size_t>(json_end - in_sink)}, true);
+  else emit(ss.proxy);
 }
 
 void TrafficLog::begin_event(SessionState* ss, std::string_view proxy, uint64_t ts,
@@ -585,7 +643,7 @@ void TrafficLog::begin_event(SessionState* ss, std::string_view proxy, uint64_t 
   if (want_json_) {
     json_.clear();
     lit(json_, "{\"ts\":\"");
-    ts_json_.append(json_, ts);
+    json_.set_end(ts_json_.write(json_.room(kTimestampChars), ts));
     lit(json_, "\",");
     if (ss) {
       json_ += ss->json_prefix;
@@ -656,10 +714,11 @@ void TrafficLog::on_out_of_band(proxy::Session& s, const proxy::ReplyResult& r,
   ReplySummary sum = summarize(f);
   begin_event(&ss, {}, now_wall_us(), oob_event(r.kind));
   if (want_json_) {
-    lit(json_, ",\"reply\":");
-    append_reply_json(json_, sum, cfg_.max_arg_bytes);
-    lit(json_, ",\"bytes_out\":");
-    append_uint(json_, sum.bytes);
+    char* o = json_.room(64 + reply_json_bound(sum, cfg_.max_arg_bytes));
+    o = write_lit(o, ",\"reply\":");
+    o = write_reply_json(o, sum, cfg_.max_arg_bytes);
+    o = write_lit(o, ",\"bytes_out\":");
+    json_.set_end(write_uint(o, sum.bytes));
   }
   if (want_text_) {
     text_ += ' ';
@@ -783,21 +842,23 @@ void TrafficLog::poll_toxics(bool emit_events) {
   }
 }
 
-void TrafficLog::emit(std::string_view proxy) {
+void TrafficLog::emit(std::string_view proxy) { emit_record(proxy, json_.view(), false); }
+
+void TrafficLog::emit_record(std::string_view proxy, std::string_view json, bool in_sink) {
   ++records_;
-  if (sink_) {
-    if (format_ == LogFormat::Json) sink_->append(json_);
-    else sink_->append(text_);
-  }
+  // The subscribers first: a record formatted in the sink's buffer is only known to stay where
+  // it is until the sink is next used.
   for (auto& s : subs_) {
     if (!s.out || !(s.proxy.empty() || s.proxy == proxy)) continue;
-    if (s.buf.size() + json_.size() > kMaxSubscriberBuffer) {
+    if (s.buf.size() + json.size() > kMaxSubscriberBuffer) {
       ++s.dropped;
       continue;
     }
-    s.buf += json_;
+    s.buf += json;
     ++s.buf_records;
   }
+  if (in_sink) sink_->commit(json.data() + json.size());
+  else if (sink_) sink_->append(format_ == LogFormat::Json ? json : std::string_view(text_));
   schedule_flush();
 }
 

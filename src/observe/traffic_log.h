@@ -127,11 +127,17 @@ public:
   struct SessionState;
 
 private:
+  // Pending::key: no key, a key stored on its own, or else the index of the stored argument
+  // that is the key.
+  static constexpr uint16_t kNoKey = UINT16_MAX, kKeyStored = UINT16_MAX - 1;
   struct Pending {
     proxy::PendingId id;
     uint32_t off;        // start of its data in the session's arena
+    uint32_t len;        // bytes of its data there, plus the key's when it repeats an
+                         // argument (what the record shows escaped: its bound)
     uint16_t nargs;      // arguments stored
     uint16_t replies;    // replies seen so far (SUBSCRIBE a b gets two)
+    uint16_t key;        // kNoKey, kKeyStored, or an argument's index
     uint64_t more_args;  // arguments not stored (beyond the capture limit)
     uint64_t bytes_out = 0; // of the replies before the final one (SUBSCRIBE a b c)
   };
@@ -150,6 +156,9 @@ private:
   bool wants(std::string_view proxy) const;
   // Hands the record in json_ / text_ to the sink and the subscribers of `proxy`.
   void emit(std::string_view proxy);
+  // The same for a JSON record held elsewhere: in the sink's buffer (in_sink: reserved there and
+  // committed here) or in json_.
+  void emit_record(std::string_view proxy, std::string_view json, bool in_sink);
   void begin_event(SessionState* ss, std::string_view proxy, uint64_t ts_us, std::string_view ev);
   void end_event();
   void schedule_flush();
@@ -177,7 +186,8 @@ private:
   std::uniform_real_distribution<double> unit_{0.0, 1.0};
   TimestampFormatter ts_json_, ts_text_;
   int64_t wall_offset_us_ = 0;
-  std::string json_, text_; // the record being formatted, reused
+  RecordBuf json_;          // the record being formatted, reused
+  std::string text_;        // its text form, reused
   std::vector<std::string_view> argv_; // redaction scratch
 
   uint64_t records_ = 0;

@@ -72,6 +72,41 @@ TEST(LogSink, WritesAFileInOrderAndReopensIt) {
   EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
+// Records formatted in place (reserve, commit) interleave with appended ones, in order; a
+// reservation that might not fit is refused, so the caller falls back to append, which goes by
+// the real size.
+TEST(LogSink, RecordsFormattedInPlaceJoinTheAppendedOnes) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::string path = temp_path("sink-in-place");
+  std::remove(path.c_str());
+  std::string err;
+  LogSink* s = LogSink::open(&loop, path, 4096, err);
+  ASSERT_NE(s, nullptr) << err;
+  std::string expect;
+  for (int i = 0; i < 20; ++i) {
+    std::string rec = "record " + std::to_string(i) + "\n";
+    if (i % 2) {
+      char* p = s->reserve(rec.size() + 100); // more room than the record takes
+      ASSERT_NE(p, nullptr);
+      s->commit(write_bytes(p, rec));
+    } else {
+      EXPECT_TRUE(s->append(rec));
+    }
+    expect += rec;
+  }
+  EXPECT_EQ(s->buffered(), expect.size());
+  EXPECT_EQ(s->reserve(4096), nullptr); // might not fit: refused, nothing counted
+  EXPECT_EQ(s->records_dropped(), 0u);
+  s->flush();
+  ASSERT_TRUE(run_until(&loop, [&] { return s->records_written() == 20; }));
+  EXPECT_EQ(slurp(path), expect);
+  s->close();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+  std::remove(path.c_str());
+}
+
 TEST(LogSink, AFifoNobodyReadsDropsAndCountsWithoutBlocking) {
   std::signal(SIGPIPE, SIG_IGN); // as faultline does: a reader that leaves is an error value
   uv_loop_t loop;
