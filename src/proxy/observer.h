@@ -14,16 +14,6 @@ namespace faultline::proxy {
 
 class Session;
 
-// A reply in its plainest form: paired with its request, the request's last reply, from Redis,
-// not an error, no fault involved (most replies, in steady traffic).
-struct PlainReply {
-  PendingId id = 0;
-  const resp::CommandInfo* cmd = nullptr;  // the request's command; nullptr when unknown
-  uint64_t latency_us = 0;
-  uint64_t bytes_in = 0;   // the request's size
-  uint64_t bytes_out = 0;  // the reply's size
-};
-
 class SessionObserver {
 public:
   virtual ~SessionObserver() = default;

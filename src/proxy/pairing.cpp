@@ -54,40 +54,6 @@ bool is_monitor_line(std::string_view t) {
 
 } // namespace
 
-uint32_t key_hash(std::string_view s) {
-  constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
-  const char* p = s.data();
-  const size_t n = s.size();
-  uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
-  uint64_t a = 0, b = 0;
-  if (n > 16) {
-    size_t i = 0;
-    for (; i + 8 < n; i += 8) {
-      std::memcpy(&a, p + i, 8);
-      h = (h ^ a) * kMul;
-      h ^= h >> 32;
-    }
-    std::memcpy(&b, p + n - 8, 8);  // the last 8 bytes, overlapping the loop's last word
-  } else if (n >= 8) {  // two loads, overlapping when n < 16
-    std::memcpy(&a, p, 8);
-    std::memcpy(&b, p + n - 8, 8);
-  } else if (n >= 4) {
-    uint32_t x, y;
-    std::memcpy(&x, p, 4);
-    std::memcpy(&y, p + n - 4, 4);
-    a = x;
-    b = y;
-  } else if (n > 0) {
-    a = uint64_t(uint8_t(p[0])) | uint64_t(uint8_t(p[n / 2])) << 8 |
-        uint64_t(uint8_t(p[n - 1])) << 16;
-  }
-  h = (h ^ a) * kMul;
-  h ^= h >> 32;
-  h = (h ^ b) * kMul;
-  h ^= h >> 29;
-  return uint32_t(h) | 1u;  // never 0, which means "no key"
-}
-
 const char* reply_kind_name(ReplyKind k) {
   switch (k) {
   case ReplyKind::Paired: return "paired";

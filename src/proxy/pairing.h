@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -32,7 +33,40 @@ namespace faultline::proxy {
 using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
 
 // Hash of a key (8 bytes at a time: cheap for the hot path), as the client verdicts keep it.
-uint32_t key_hash(std::string_view key);
+// Inline: the pairing FIFO takes one per request.
+inline uint32_t key_hash(std::string_view s) {
+  constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
+  const char* p = s.data();
+  const size_t n = s.size();
+  uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+  uint64_t a = 0, b = 0;
+  if (n > 16) {
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      std::memcpy(&a, p + i, 8);
+      h = (h ^ a) * kMul;
+      h ^= h >> 32;
+    }
+    std::memcpy(&b, p + n - 8, 8);  // the last 8 bytes, overlapping the loop's last word
+  } else if (n >= 8) {  // two loads, overlapping when n < 16
+    std::memcpy(&a, p, 8);
+    std::memcpy(&b, p + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t x, y;
+    std::memcpy(&x, p, 4);
+    std::memcpy(&y, p + n - 4, 4);
+    a = x;
+    b = y;
+  } else if (n > 0) {
+    a = uint64_t(uint8_t(p[0])) | uint64_t(uint8_t(p[n / 2])) << 8 |
+        uint64_t(uint8_t(p[n - 1])) << 16;
+  }
+  h = (h ^ a) * kMul;
+  h ^= h >> 32;
+  h = (h ^ b) * kMul;
+  h ^= h >> 29;
+  return uint32_t(h) | 1u;  // never 0, which means "no key"
+}
 
 // A request waiting for its reply, as the caller sees it. 48 bytes: a pipeline keeps one per
 // command in flight, read again when its reply comes, so its size is cache misses.
@@ -47,6 +81,16 @@ struct PendingInfo {
   uint8_t user_flags = 0;                  // caller's flags (toxic decisions), returned as given
   bool injected = false;                   // answered by faultline, never by Redis
   bool queued = false;                     // sent inside MULTI (its reply is +QUEUED)
+};
+
+// A reply in its plainest form: paired with its request, the request's last reply, from Redis,
+// not an error, no fault involved (most replies, in steady traffic).
+struct PlainReply {
+  PendingId id = 0;
+  const resp::CommandInfo* cmd = nullptr;  // the request's command; nullptr when unknown
+  uint64_t latency_us = 0;
+  uint64_t bytes_in = 0;   // the request's size
+  uint64_t bytes_out = 0;  // the reply's size
 };
 
 struct RequestResult {
@@ -114,6 +158,25 @@ public:
       }
     }
     return on_reply_general(f, now_us);
+  }
+  // on_reply() for the plainest case, the caller's fast path: a reply that is not an error
+  // completing a plain head (one reply expected, nothing special, nothing injected waiting,
+  // no out-of-band traffic possible). Fills `out` (bytes_out: the frame's size) and pops the
+  // head; false (nothing done) for any other reply, which then goes to on_reply().
+  bool plain_reply(const resp::ReplyFrame& f, uint64_t now_us, PlainReply& out) {
+    if (injected_ != 0 || size_ == 0 || monitoring_ || f.is_push() || f.is_error() ||
+        subscribed())
+      return false;
+    const Entry& h = ring_[head_];
+    if (h.special != resp::Special::None) return false;
+    out.id = h.info.id;
+    out.cmd = h.info.cmd;
+    out.latency_us = now_us >= h.info.start_us ? now_us - h.info.start_us : 0;
+    out.bytes_in = h.info.req_bytes;
+    out.bytes_out = f.size_bytes();
+    head_ = (head_ + 1) & (ring_.size() - 1);
+    --size_;
+    return true;
   }
   // After on_request/on_injected/on_reply: pops the head if it is an injected entry whose turn
   // has come (everything before it answered). Call until it returns nullopt.

@@ -1077,7 +1077,15 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     }
   };
   if (!r.rep.mid_frame()) maybe_collect();
-  auto st = r.rep.feed(data, len, [&](const resp::ReplyFrame& f) {
+  // While nothing on the reply side waits for a particular reply (no fault recorded, nothing
+  // flagged, collected, injected or ending) and every observer takes plain replies in runs, a
+  // plain reply is a pop from the pairing FIFO and an entry in the run, nothing more.
+  auto quiet = [&] {
+    return rt_.plain_replies() && !closing_ && r.faults.empty() && r.flagged.empty() &&
+           !r.collecting && r.injections.empty() && !r.ending;
+  };
+  // Any reply, with all the bookkeeping.
+  auto general = [&](const resp::ReplyFrame& f) {
     if (closing_) return;
     ReplyResult res = r.pairing.on_reply(f, now);
     std::string_view fault;
@@ -1117,6 +1125,22 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       pass_to(f.end);
       r.maybe_end(*this); // the last reply before a resp_reset/resp_close "before" went out
     }
+  };
+  bool simple = quiet();
+  auto st = r.rep.feed(data, len, [&](const resp::ReplyFrame& f) {
+    if (simple) [[likely]] {
+      PlainReply pr;
+      if (r.pairing.plain_reply(f, now, pr)) [[likely]] {
+        if (rt_.plain_run_owner() != this) [[unlikely]] {
+          flush_plain_run(rt_);
+          rt_.plain_run_owner() = this;
+        }
+        rt_.plain_run().push_back(pr);
+        return;
+      }
+    }
+    general(f);
+    simple = quiet();
   });
   if (closing_) return;
   flush_plain();

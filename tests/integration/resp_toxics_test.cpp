@@ -222,8 +222,11 @@ TEST_F(RespToxics, PipelineOfHundredWithEveryThirdFaulted) {
 
 TEST_F(RespToxics, MovedAndAskCarryTheSlotRedisComputes) {
   // CLUSTER KEYSLOT needs cluster mode ("This instance has cluster support disabled" otherwise).
+  // The cluster bus gets a free port of its own: the default (port + 10000) may be taken, or
+  // past 65535 for an ephemeral port (the node then dies just after it started listening).
   Redis cluster;
-  ASSERT_TRUE(cluster.start(0, {"--cluster-enabled", "yes"}));
+  ASSERT_TRUE(cluster.start(0, {"--cluster-enabled", "yes", "--cluster-port",
+                                std::to_string(free_port())}));
   Conn cl(cluster.port());
   add("moved", "resp_error",
       {{"preset", "moved"}, {"commands", {"GET"}}, {"address", "127.0.0.1:7001"}});
