@@ -492,8 +492,8 @@ inline bool fast_bulk(const char* q, const char* end, int64_t max_len, int64_t& 
                       const char*& d) {
   if (q >= end || *q != '$') return false;
   d = fast_len(q + 1, end, len);
-  return d != nullptr && len <= max_len && end - d >= len + 2 && d[len] == '\r' &&
-         d[len + 1] == '\n';
+  if (d == nullptr || len > max_len || end - d < len + 2) return false;
+  return std::memcmp(d + len, "\r\n", 2) == 0;  // one 16-bit compare
 }
 } // namespace
 
@@ -1007,6 +1007,14 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
   f.text = {};
   switch (c) {
   case '+':
+    // +OK, the reply of most writes: one compare.
+    if (end - p >= 5 && std::memcmp(p, "+OK\r\n", 5) == 0) {
+      f.type = Type::SimpleString;
+      f.text = {p + 1, std::min<size_t>(2, cap_.text_cap_bytes)};
+      q = p + 5;
+      break;
+    }
+    [[fallthrough]];
   case '-': {
     // Short lines (+OK, +QUEUED, most errors) are scanned here; long ones with memchr.
     const char* nl = p + 1;
