@@ -44,7 +44,7 @@ public:
   }
   void set_end(const char* end) { size_ = static_cast<size_t>(end - data_.get()); }
   void append(std::string_view s) {
-    std::memcpy(room(s.size()), s.data(), s.size());
+    if (!s.empty()) std::memcpy(room(s.size()), s.data(), s.size());
     size_ += s.size();
   }
   RecordBuf& operator+=(std::string_view s) {
@@ -82,6 +82,7 @@ template <size_t N> inline char* write_lit(char* p, const char (&s)[N]) {
   return p + (N - 1);
 }
 inline char* write_bytes(char* p, std::string_view s) {
+  if (s.empty()) return p;  // an empty view may hold a null pointer: no memcpy from it
   std::memcpy(p, s.data(), s.size());
   return p + s.size();
 }

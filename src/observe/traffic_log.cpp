@@ -431,7 +431,7 @@ void TrafficLog::on_request(proxy::Session& s, const resp::RequestFrame& f, prox
     char* o = a.room(kArgHeader + n);
     o = put<uint32_t>(o, full);
     o = put<uint16_t>(o, n);
-    std::memcpy(o, arg.data.data(), n);
+    if (n) std::memcpy(o, arg.data.data(), n);
     a.set_end(o + n);
   };
   // The key: most often one of the arguments shown (GET k), which the record then repeats, so

@@ -226,7 +226,8 @@ TEST(Writers, NumbersAtEveryWidth) {
     std::string o(2, '=');
     append_uint(o, v);
     ASSERT_EQ(o.substr(2), std::to_string(v));
-    for (int64_t s : {static_cast<int64_t>(v), -static_cast<int64_t>(v)}) {
+    // 0 - v in uint64_t, then converted: defined for v = 2^63 too (C++20).
+    for (int64_t s : {static_cast<int64_t>(v), static_cast<int64_t>(uint64_t(0) - v)}) {
       ASSERT_EQ(written(kIntMaxChars, [&](char* p) { return write_int(p, s); }),
                 std::to_string(s));
     }
