@@ -686,18 +686,19 @@ void ClientVerdicts::on_plain_requests(proxy::Session& s, uint64_t n) {
 
 // Good replies the client got, in a run: successes, and an end to a recovery.
 void ClientVerdicts::on_plain_replies(proxy::Session& s,
-                                      std::span<const proxy::PlainReply> replies) {
+                                      std::span<const proxy::PlainReplies> groups) {
   SessionState* stp = state(s);
   if (stp == nullptr) return;
   SessionState& st = *stp;
   st.faulted = false;
   if (!st.names.empty()) [[unlikely]] {
-    const proxy::PendingId last = replies.back().id;
+    const proxy::PendingId last = groups.back().last_id;
     size_t answered = 0;
     while (answered < st.names.size() && st.names[answered].id <= last) ++answered;
     st.names.erase(st.names.begin(), st.names.begin() + ptrdiff_t(answered));
   }
-  size_t n = replies.size();
+  uint64_t n = 0;
+  for (const proxy::PlainReplies& g : groups) n += g.count;
   if (st.record->recovery_pending()) {
     st.record->on_success(clock_());
     --n;

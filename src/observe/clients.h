@@ -226,7 +226,7 @@ public:
   void on_reply(proxy::Session& s, const proxy::ReplyResult& r, const resp::ReplyFrame* frame,
                 std::string_view injected, std::string_view fault) override;
   bool takes_plain_replies() const override { return true; }
-  void on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReply> replies) override;
+  void on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReplies> groups) override;
   // Plain requests need only counting once the handshake is over and no failed command is
   // watched for a resend (a chunk's requests were sent before any failure it causes).
   bool takes_plain_requests() const override { return true; }

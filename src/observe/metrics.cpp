@@ -201,19 +201,19 @@ void Metrics::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   }
 }
 
-void Metrics::on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReply> replies) {
+void Metrics::on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReplies> groups) {
   ProxyMetrics& pm = proxy_metrics(s);
-  const resp::CommandInfo* last = replies.front().cmd;
+  const resp::CommandInfo* last = groups.front().cmd;
   CommandMetrics* cm = &command(pm, last);
-  for (const proxy::PlainReply& r : replies) {
-    if (r.cmd != last) [[unlikely]] {
-      last = r.cmd;
+  for (const proxy::PlainReplies& g : groups) {
+    if (g.cmd != last) [[unlikely]] {
+      last = g.cmd;
       cm = &command(pm, last);
     }
-    ++cm->calls;
-    cm->bytes_in += r.bytes_in;
-    cm->bytes_out += r.bytes_out;
-    cm->latency.record(r.latency_us);
+    cm->calls += g.count;
+    cm->bytes_in += g.bytes_in;
+    cm->bytes_out += g.bytes_out;
+    cm->latency.record_n(g.latency_us, g.count);
   }
 }
 

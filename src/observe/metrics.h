@@ -36,6 +36,13 @@ public:
   static constexpr size_t kBuckets = kBoundsUs.size() + 1;
 
   void record(uint64_t us) { record_in(bucket_of(us), us); }
+  // n values of `us` (a pipeline's replies, timed alike).
+  void record_n(uint64_t us, uint64_t n) {
+    buckets_[bucket_of(us)] += n;
+    count_ += n;
+    sum_us_ += us * n;
+    if (us > max_us_) max_us_ = us;
+  }
   // The bucket of a value: a table by bit width gives the first candidate, and at most two
   // bounds share a power of two, so no search.
   static size_t bucket_of(uint64_t us);
@@ -102,7 +109,7 @@ public:
   Metrics();
   bool wants_requests() const override { return false; }
   bool takes_plain_replies() const override { return true; }
-  void on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReply> replies) override;
+  void on_plain_replies(proxy::Session& s, std::span<const proxy::PlainReplies> groups) override;
   void on_session_close(proxy::Session& s) override;
   void on_reply(proxy::Session& s, const proxy::ReplyResult& r, const resp::ReplyFrame* frame,
                 std::string_view injected, std::string_view fault) override;

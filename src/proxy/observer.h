@@ -22,10 +22,11 @@ public:
   virtual bool wants_requests() const { return true; }
   // True for an observer that takes plain replies in runs (on_plain_replies) instead of one
   // on_reply() each. When every observer does, a session hands over the plain replies of a
-  // chunk in one call per observer, in order with its other events (a run is handed over
-  // before any other event of the session). Read once, when the observer is added.
+  // chunk in one call per observer, grouped by command and latency (PlainReplies), in order
+  // with its other events (a run is handed over before any other event of the session). Read
+  // once, when the observer is added.
   virtual bool takes_plain_replies() const { return false; }
-  virtual void on_plain_replies(Session& s, std::span<const PlainReply> replies) {}
+  virtual void on_plain_replies(Session& s, std::span<const PlainReplies> groups) {}
   // Likewise for requests, when every observer that wants requests takes them in runs: a
   // plain request is one forwarded untouched whose command the table names exactly (with its
   // subcommand, for containers). Asked once per chunk from the client: true when all this

@@ -68,71 +68,72 @@ const char* reply_kind_name(ReplyKind k) {
 Pairing::Pairing(size_t initial_capacity) {
   size_t cap = 8;
   while (cap < initial_capacity) cap *= 2;
-  ring_.resize(cap);
+  ring_ = std::make_unique<Entry[]>(cap);
+  mask_ = cap - 1;
 }
 
 void Pairing::grow() {
-  std::vector<Entry> bigger(ring_.size() * 2);
-  for (size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) & (ring_.size() - 1)];
-  ring_.swap(bigger);
+  const size_t cap = (mask_ + 1) * 2;
+  auto bigger = std::make_unique<Entry[]>(cap);
+  for (size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) & mask_];
+  ring_ = std::move(bigger);
+  mask_ = cap - 1;
   head_ = 0;
 }
 
 Pairing::Entry* Pairing::first_real() {
   if (injected_ == 0) return size_ ? &ring_[head_] : nullptr;
-  const size_t mask = ring_.size() - 1;
   for (size_t i = 0; i < size_; ++i) {
-    Entry& e = ring_[(head_ + i) & mask];
-    if (!e.info.injected) return &e;
+    Entry& e = ring_[(head_ + i) & mask_];
+    if (!(e.kind & kInjected)) return &e;
   }
   return nullptr;
 }
 
-const PendingInfo* Pairing::expected() const {
-  if (injected_ == 0) return size_ ? &ring_[head_].info : nullptr;
-  const size_t mask = ring_.size() - 1;
+std::optional<PendingInfo> Pairing::expected() const {
   for (size_t i = 0; i < size_; ++i) {
-    const Entry& e = ring_[(head_ + i) & mask];
-    if (!e.info.injected) return &e.info;
+    const Entry& e = ring_[(head_ + i) & mask_];
+    if (!(e.kind & kInjected)) return info(e);
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 void Pairing::pop_entry(Entry* e) {
-  const size_t mask = ring_.size() - 1;
-  size_t at = size_t(e - ring_.data());
+  size_t at = size_t(e - ring_.get());
   // Injected entries before e (not yet released by the caller) keep their order.
   while (at != head_) {
-    size_t prev = (at - 1) & mask;
+    size_t prev = (at - 1) & mask_;
     ring_[at] = ring_[prev];
     at = prev;
   }
-  head_ = (head_ + 1) & mask;
-  --size_;
+  pop_head();
 }
 
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
                                    uint8_t user_flags) {
-  Entry& e = push_entry();
+  const PendingId id = next_id_++;
+  fill(push_entry(), id, f, now_us, user_flags, kInjected | (in_multi_ ? kQueued : 0));
   ++injected_;
-  e.info = make_info(f, now_us, user_flags, true);
-  e.expect = 1;
-  e.arg = 0;
-  e.special = Special::None;
-  return {e.info.id, true};
+  refresh();
+  return {id, true};
 }
 
 RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t now_us,
                                           uint8_t user_flags) {
   const bool skipped = skip_next_;
   skip_next_ = false;
-  if (f.argc == 0) return {next_id_++, false};  // Redis runs nothing, but it ends a SKIP
+  if (f.argc == 0) {  // Redis runs nothing, but it ends a SKIP
+    refresh();
+    return {next_id_++, false};
+  }
 
   const Special sp = f.cmd != nullptr ? f.cmd->special : Special::None;
   auto arg = [&](size_t i) -> std::string_view {
     return i < f.args.size() ? f.args[i].data : std::string_view{};
   };
-  PendingInfo info = make_info(f, now_us, user_flags, false);
+  const PendingId id = next_id_++;
+  const int32_t db = sent_db_;  // the db it runs in: a SELECT changes it for those after it
+  bool queued = in_multi_;
   int32_t expect = 1;
   int64_t value = 0;
   bool reply = reply_mode_ == ReplyMode::On && !skipped;
@@ -141,7 +142,7 @@ RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t 
     // Queued: one reply (+QUEUED or an error); effects happen at EXEC. These few run at once.
     if (sp == Special::Exec || sp == Special::Discard || sp == Special::Reset ||
         sp == Special::Multi || sp == Special::Watch || sp == Special::Quit)
-      info.queued = false;
+      queued = false;
     switch (sp) {
     case Special::Exec:
       // The commands after EXEC run in the db a queued SELECT chose (if EXEC runs).
@@ -212,24 +213,24 @@ RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t 
       break;
     }
   }
-  if (!reply) return {info.id, false};
+  refresh();
+  if (!reply) return {id, false};
   Entry& e = push_entry();
-  e.info = info;
-  e.expect = expect;
-  e.arg = entry_arg(value);
-  e.special = sp;
-  return {info.id, true};
+  fill(e, id, f, now_us, user_flags, uint8_t(uint8_t(sp) | (queued ? kQueued : 0)));
+  e.x = is_subscribe_family(sp) ? expect : entry_arg(value);
+  e.db = db;
+  return {id, true};
 }
 
 std::optional<PendingInfo> Pairing::next_injected() {
   if (size_ == 0) return std::nullopt;
-  Entry& e = ring_[head_];
-  if (!e.info.injected) return std::nullopt;
-  PendingInfo info = e.info;
-  head_ = (head_ + 1) & (ring_.size() - 1);
-  --size_;
+  const Entry& e = ring_[head_];
+  if (!(e.kind & kInjected)) return std::nullopt;
+  PendingInfo p = info(e);
+  pop_head();
   --injected_;
-  return info;
+  refresh();
+  return p;
 }
 
 // Subscription counts follow the replies, which carry the client's total after each
@@ -248,25 +249,25 @@ void Pairing::track_subscriptions(const resp::ReplyFrame& f) {
 
 void Pairing::complete(const Entry& e, const resp::ReplyFrame& f) {
   const bool ok = !f.is_error();
-  if (e.special == Special::Quit) quitting_ = true;
-  if (e.info.queued) return;  // +QUEUED: effects come with EXEC
-  switch (e.special) {
+  if (special(e) == Special::Quit) quitting_ = true;
+  if (e.kind & kQueued) return;  // +QUEUED: effects come with EXEC
+  switch (special(e)) {
   case Special::Exec:
     // nil: WATCH aborted it; an error: it never ran. Then the db did not change after all.
-    if (e.arg >= 0) {
-      if (ok && !f.is_null) db_ = int32_t(e.arg);
-      else if (sent_db_ == e.arg) sent_db_ = db_;
+    if (e.x >= 0) {
+      if (ok && !f.is_null) db_ = e.x;
+      else if (sent_db_ == e.x) sent_db_ = db_;
     }
     break;
   case Special::Select:
-    if (e.arg >= 0) {
-      if (ok) db_ = int32_t(e.arg);
-      else if (sent_db_ == e.arg) sent_db_ = db_; // refused: the commands after it (if any
+    if (e.x >= 0) {
+      if (ok) db_ = e.x;
+      else if (sent_db_ == e.x) sent_db_ = db_; // refused: the commands after it (if any
                                                   // were pipelined) are logged with the old db
     }
     break;
   case Special::Hello:
-    if (ok && (e.arg == 2 || e.arg == 3)) protocol_ = resp::Protocol(e.arg);
+    if (ok && (e.x == 2 || e.x == 3)) protocol_ = resp::Protocol(e.x);
     break;
   case Special::Monitor:
     if (ok) monitoring_ = true;
@@ -291,10 +292,11 @@ ReplyResult Pairing::on_reply_general(const resp::ReplyFrame& f, uint64_t now_us
   Entry* e = first_real();
   if (f.is_push()) {
     // RESP3 sends (un)subscribe confirmations as pushes: they answer the pending command.
-    const bool answers = e != nullptr && !e->info.queued && is_subscribe_family(e->special) &&
-                         is_subscribe_reply(f.head);
+    const bool answers = e != nullptr && !(e->kind & kQueued) &&
+                         is_subscribe_family(special(*e)) && is_subscribe_reply(f.head);
     if (!answers) {
       track_subscriptions(f);  // e.g. a server-side sunsubscribe after a slot migration
+      refresh();
       r.kind = ReplyKind::Push;
       ++out_of_band_;
       return r;
@@ -315,19 +317,20 @@ ReplyResult Pairing::on_reply_general(const resp::ReplyFrame& f, uint64_t now_us
     ++unmatched_;
     return r;
   }
-  if (e->expect == kDynamic) {
-    int64_t n = e->special == Special::Unsubscribe    ? channels_
-                : e->special == Special::Punsubscribe ? patterns_
-                                                      : shard_channels_;
-    e->expect = int32_t(std::clamp<int64_t>(n, 1, INT32_MAX));
+  const Special sp = special(*e);
+  const bool multi_reply = is_subscribe_family(sp);
+  if (multi_reply && e->x == kDynamic) {
+    int64_t n = sp == Special::Unsubscribe    ? channels_
+                : sp == Special::Punsubscribe ? patterns_
+                                              : shard_channels_;
+    e->x = int32_t(std::clamp<int64_t>(n, 1, INT32_MAX));
   }
-  if (is_subscribe_family(e->special) && !e->info.queued && is_subscribe_reply(f.head))
-    track_subscriptions(f);
+  if (multi_reply && !(e->kind & kQueued) && is_subscribe_reply(f.head)) track_subscriptions(f);
   r.kind = ReplyKind::Paired;
-  r.request = e->info;
-  r.latency_us = now_us >= e->info.start_us ? now_us - e->info.start_us : 0;
+  r.request = info(*e);
+  r.latency_us = now_us >= e->start_us ? now_us - e->start_us : 0;
   // An error ends a multi-reply command (e.g. SUBSCRIBE refused inside a RESP2 context).
-  if (--e->expect <= 0 || f.is_error()) {
+  if (!multi_reply || --e->x <= 0 || f.is_error()) {
     r.final = true;
     Entry done = *e;
     pop_entry(e);
@@ -335,6 +338,7 @@ ReplyResult Pairing::on_reply_general(const resp::ReplyFrame& f, uint64_t now_us
   } else {
     r.final = false;
   }
+  refresh();
   return r;
 }
 

@@ -20,7 +20,9 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -68,13 +70,11 @@ inline uint32_t key_hash(std::string_view s) {
   return uint32_t(h) | 1u;  // never 0, which means "no key"
 }
 
-// A request waiting for its reply, as the caller sees it. 48 bytes: a pipeline keeps one per
-// command in flight, read again when its reply comes, so its size is cache misses.
+// A request waiting for its reply, as the caller sees it (the ring keeps it in less room).
 struct PendingInfo {
   PendingId id = 0;
   const resp::CommandInfo* cmd = nullptr;  // nullptr for unknown commands
   uint64_t start_us = 0;                   // when the request was sent
-  uint64_t req_start = 0;                  // where the request starts in the client->Redis stream
   uint32_t req_bytes = 0;                  // its size (saturated at 4 GiB)
   int32_t db = 0;                          // database selected when the request was sent
   uint32_t key_hash = 0;                   // key_hash() of its first key; 0: no key
@@ -91,6 +91,50 @@ struct PlainReply {
   uint64_t latency_us = 0;
   uint64_t bytes_in = 0;   // the request's size
   uint64_t bytes_out = 0;  // the reply's size
+};
+
+// Plain replies of one chunk as observers receive them: consecutive replies to the same
+// command with the same latency (a pipeline: its requests arrived in one chunk, its replies in
+// another) are one group, so a 32-command pipeline is one histogram update, not 32.
+struct PlainReplies {
+  const resp::CommandInfo* cmd = nullptr;  // nullptr when unknown
+  uint64_t latency_us = 0;
+  uint64_t count = 0;      // replies in the group
+  uint64_t bytes_in = 0;   // their requests' sizes, summed
+  uint64_t bytes_out = 0;  // the replies' sizes, summed
+  PendingId last_id = 0;   // the pairing id of the last of them
+};
+
+// The groups of one chunk. One for all sessions of a loop (a chunk is parsed at a time), so it
+// stays in cache.
+class PlainRun {
+public:
+  void add(const PlainReply& r) {
+    if (size_ != 0) {
+      PlainReplies& g = groups_[size_ - 1];
+      if (g.cmd == r.cmd && g.latency_us == r.latency_us) [[likely]] {
+        ++g.count;
+        g.bytes_in += r.bytes_in;
+        g.bytes_out += r.bytes_out;
+        g.last_id = r.id;
+        return;
+      }
+    }
+    if (size_ == groups_.size()) groups_.resize(groups_.empty() ? 64 : groups_.size() * 2);
+    groups_[size_++] = {r.cmd, r.latency_us, 1, r.bytes_in, r.bytes_out, r.id};
+  }
+  bool empty() const { return size_ == 0; }
+  void clear() { size_ = 0; }
+  std::span<const PlainReplies> groups() const { return {groups_.data(), size_}; }
+  uint64_t replies() const {
+    uint64_t n = 0;
+    for (size_t i = 0; i < size_; ++i) n += groups_[i].count;
+    return n;
+  }
+
+private:
+  std::vector<PlainReplies> groups_;
+  size_t size_ = 0;
 };
 
 struct RequestResult {
@@ -123,16 +167,12 @@ public:
 
   // A request forwarded to Redis, in stream order.
   RequestResult on_request(const resp::RequestFrame& f, uint64_t now_us, uint8_t user_flags = 0) {
-    // Inline: a plain command (no special meaning, nothing pending that changes how many
-    // replies it gets) is one store into the ring.
-    if ((f.cmd == nullptr || f.cmd->special == resp::Special::None) && f.argc != 0 &&
-        !in_multi_ && !skip_next_ && reply_mode_ == ReplyMode::On) {
-      Entry& e = push_entry();
-      e.info = make_info(f, now_us, user_flags, false);
-      e.expect = 1;
-      e.arg = 0;
-      e.special = resp::Special::None;
-      return {e.info.id, true};
+    // Inline: a simple command (no special meaning) while nothing pending changes how many
+    // replies it gets is one entry in the ring.
+    if (f.simple && req_plain_) [[likely]] {
+      const PendingId id = next_id_++;
+      fill(push_entry(), id, f, now_us, user_flags, 0);
+      return {id, true};
     }
     return on_request_general(f, now_us, user_flags);
   }
@@ -144,16 +184,15 @@ public:
   ReplyResult on_reply(const resp::ReplyFrame& f, uint64_t now_us) {
     // Inline: the head is a plain command, nothing injected waits, no out-of-band traffic can
     // interleave (no MONITOR, no subscription, not a push): this reply is all the head gets.
-    if (injected_ == 0 && size_ != 0 && !monitoring_ && !f.is_push() && !subscribed()) {
-      Entry& h = ring_[head_];
-      if (h.special == resp::Special::None) {
+    if (rep_plain_ && size_ != 0 && !f.is_push()) {
+      const Entry& h = ring_[head_];
+      if ((h.kind & ~kQueued) == 0) {
         ReplyResult r;
         r.kind = ReplyKind::Paired;
-        r.request = h.info;
-        r.latency_us = now_us >= h.info.start_us ? now_us - h.info.start_us : 0;
+        r.request = info(h);
+        r.latency_us = now_us >= h.start_us ? now_us - h.start_us : 0;
         r.final = true;
-        head_ = (head_ + 1) & (ring_.size() - 1);
-        --size_;
+        pop_head();
         return r;
       }
     }
@@ -164,25 +203,22 @@ public:
   // no out-of-band traffic possible). Fills `out` (bytes_out: the frame's size) and pops the
   // head; false (nothing done) for any other reply, which then goes to on_reply().
   bool plain_reply(const resp::ReplyFrame& f, uint64_t now_us, PlainReply& out) {
-    if (injected_ != 0 || size_ == 0 || monitoring_ || f.is_push() || f.is_error() ||
-        subscribed())
-      return false;
+    if (!rep_plain_ || size_ == 0 || f.is_push() || f.is_error()) return false;
     const Entry& h = ring_[head_];
-    if (h.special != resp::Special::None) return false;
-    out.id = h.info.id;
-    out.cmd = h.info.cmd;
-    out.latency_us = now_us >= h.info.start_us ? now_us - h.info.start_us : 0;
-    out.bytes_in = h.info.req_bytes;
+    if ((h.kind & ~kQueued) != 0) return false;
+    out.id = full_id(h.id_lo);
+    out.cmd = command(h.cmd);
+    out.latency_us = now_us >= h.start_us ? now_us - h.start_us : 0;
+    out.bytes_in = h.req_bytes;
     out.bytes_out = f.size_bytes();
-    head_ = (head_ + 1) & (ring_.size() - 1);
-    --size_;
+    pop_head();
     return true;
   }
   // After on_request/on_injected/on_reply: pops the head if it is an injected entry whose turn
   // has come (everything before it answered). Call until it returns nullopt.
   std::optional<PendingInfo> next_injected();
-  // The request the next real reply will answer (oldest entry Redis will answer), or nullptr.
-  const PendingInfo* expected() const;
+  // The request the next real reply will answer (oldest entry Redis will answer), if any.
+  std::optional<PendingInfo> expected() const;
 
   resp::Protocol protocol() const { return protocol_; }
   int32_t db() const { return db_; }
@@ -197,56 +233,101 @@ public:
   uint64_t out_of_band() const { return out_of_band_; }
   // The requests still waiting for a reply (injected ones included), oldest first.
   template <class Fn> void each_pending(Fn&& fn) const {
-    for (size_t i = 0; i < size_; ++i) fn(ring_[(head_ + i) & (ring_.size() - 1)].info);
+    for (size_t i = 0; i < size_; ++i) fn(info(ring_[(head_ + i) & mask_]));
   }
 
 private:
-  // One cache line each.
-  struct alignas(64) Entry {
-    PendingInfo info;
-    int32_t expect;         // replies still expected; kDynamic: UNSUBSCRIBE without arguments
-    int32_t arg;            // SELECT db (-1: none or invalid), HELLO protocol version
-    resp::Special special;
+  // 32 bytes, two per cache line: a pipeline keeps one per command in flight, read again when
+  // its reply comes, so their size is cache misses.
+  struct Entry {
+    uint64_t start_us;
+    uint32_t id_lo;      // the id's low half (full_id() rebuilds it)
+    uint32_t req_bytes;
+    uint32_t key_hash;
+    int32_t db;
+    // The SUBSCRIBE family: replies still expected (kDynamic: UNSUBSCRIBE without arguments,
+    // one per subscription). Others get one reply; for them: SELECT and EXEC the db (-1: none
+    // or invalid), HELLO the protocol version.
+    int32_t x;
+    uint16_t cmd;        // CommandInfo::id, kNoCommand for unknown commands
+    uint8_t kind;        // Special (low bits) | kInjected | kQueued; 0: a plain command
+    uint8_t user_flags;
   };
-  static_assert(sizeof(Entry) == 64);
+  static_assert(sizeof(Entry) == 32);
+  static constexpr uint8_t kSpecialMask = 0x1F, kInjected = 0x40, kQueued = 0x80;
+  static_assert(uint8_t(resp::Special::Auth) <= kSpecialMask);
+  static constexpr uint16_t kNoCommand = 0xFFFF;
+  static resp::Special special(const Entry& e) { return resp::Special(e.kind & kSpecialMask); }
   static int32_t entry_arg(int64_t v) {
     return v >= INT32_MIN && v <= INT32_MAX ? int32_t(v) : -1;
   }
   static constexpr int32_t kDynamic = -1;
+  static const resp::CommandInfo* command(uint16_t id) {
+    return id == kNoCommand ? nullptr : &resp::detail::kCommands[id];
+  }
+  // Entries keep the low 32 bits of their id: the id is the one of the last 2^32 issued
+  // (next_id_ - 1 and below) with those bits. A request is answered before 2^32 later ones
+  // are issued (they would have to wait in the ring behind it).
+  PendingId full_id(uint32_t lo) const { return next_id_ - uint32_t(uint32_t(next_id_) - lo); }
+  PendingInfo info(const Entry& e) const {
+    PendingInfo p;
+    p.id = full_id(e.id_lo);
+    p.cmd = command(e.cmd);
+    p.start_us = e.start_us;
+    p.req_bytes = e.req_bytes;
+    p.db = e.db;
+    p.key_hash = e.key_hash;
+    p.user_flags = e.user_flags;
+    p.injected = (e.kind & kInjected) != 0;
+    p.queued = (e.kind & kQueued) != 0;
+    return p;
+  }
+  void fill(Entry& e, PendingId id, const resp::RequestFrame& f, uint64_t now_us, uint8_t flags,
+            uint8_t kind) {
+    e.start_us = now_us;
+    e.id_lo = uint32_t(id);
+    e.req_bytes = uint32_t(std::min<uint64_t>(f.end - f.start, UINT32_MAX));
+    e.key_hash = f.has_key ? key_hash(f.key.data) : 0u;
+    e.db = sent_db_;
+    e.x = 1;
+    e.cmd = f.cmd ? f.cmd->id : kNoCommand;
+    e.kind = kind;
+    e.user_flags = flags;
+  }
 
   RequestResult on_request_general(const resp::RequestFrame& f, uint64_t now_us,
                                    uint8_t user_flags);
   ReplyResult on_reply_general(const resp::ReplyFrame& f, uint64_t now_us);
   Entry& push_entry() {
-    if (size_ == ring_.size()) grow();
-    Entry& e = ring_[(head_ + size_) & (ring_.size() - 1)];
+    if (size_ > mask_) [[unlikely]]
+      grow();
+    Entry& e = ring_[(head_ + size_) & mask_];
     ++size_;
     return e;
+  }
+  void pop_head() {
+    head_ = (head_ + 1) & mask_;
+    --size_;
   }
   void grow();  // doubles the ring: the only allocation, amortised
   Entry* first_real();       // oldest entry Redis will answer
   void pop_entry(Entry* e);  // removes e (the first real entry), keeping injected ones before it
   void track_subscriptions(const resp::ReplyFrame& f);
   void complete(const Entry& e, const resp::ReplyFrame& f);
-  PendingInfo make_info(const resp::RequestFrame& f, uint64_t now_us, uint8_t flags, bool inj) {
-    PendingInfo p;
-    p.id = next_id_++;
-    p.cmd = f.cmd;
-    p.start_us = now_us;
-    p.req_start = f.start;
-    p.req_bytes = uint32_t(std::min<uint64_t>(f.end - f.start, UINT32_MAX));
-    p.user_flags = flags;
-    p.db = sent_db_;
-    p.key_hash = f.has_key ? key_hash(f.key.data) : 0u;
-    p.injected = inj;
-    p.queued = in_multi_;
-    return p;
+  // The inline paths' conditions, worked out again whenever the state they depend on changes
+  // (only the general paths change it).
+  void refresh() {
+    req_plain_ = !in_multi_ && !skip_next_ && reply_mode_ == ReplyMode::On;
+    rep_plain_ = injected_ == 0 && !monitoring_ && !subscribed();
   }
 
-  std::vector<Entry> ring_;
-  size_t head_ = 0, size_ = 0;  // ring_.size() is a power of two
-  size_t injected_ = 0;         // injected entries in the ring: none means the head is real
+  std::unique_ptr<Entry[]> ring_;
+  size_t mask_ = 0;              // capacity - 1 (a power of two)
+  size_t head_ = 0, size_ = 0;
+  size_t injected_ = 0;          // injected entries in the ring: none means the head is real
   PendingId next_id_ = 1;
+  bool req_plain_ = true;        // a simple request is one entry
+  bool rep_plain_ = true;        // the head's reply is all it gets
 
   resp::Protocol protocol_ = resp::Protocol::Resp2;
   int32_t db_ = 0;       // as Redis confirmed it (SELECT / EXEC replies)

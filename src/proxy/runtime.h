@@ -49,8 +49,8 @@ public:
   // Every observer that wants requests takes plain ones in runs (and there is one at least).
   bool plain_requests() const { return plain_requests_; }
   // Plain replies waiting to be handed to the observers, and the session they belong to: one
-  // buffer for all sessions (one chunk is parsed at a time), so it stays in cache.
-  std::vector<PlainReply>& plain_run() { return plain_run_; }
+  // run for all sessions (one chunk is parsed at a time), so it stays in cache.
+  PlainRun& plain_run() { return plain_run_; }
   Session*& plain_run_owner() { return plain_run_owner_; }
 
 private:
@@ -61,7 +61,7 @@ private:
   std::vector<SessionObserver*> request_observers_;
   bool plain_replies_ = false;
   bool plain_requests_ = false;
-  std::vector<PlainReply> plain_run_;
+  PlainRun plain_run_;
   Session* plain_run_owner_ = nullptr;
   void note_observers();
 };

@@ -666,7 +666,7 @@ void Session::Resp::begin_end(Session& s, bool rst, bool after) {
 
 void Session::Resp::maybe_end(Session& s) {
   if (!ending || s.closing_ || s.reset_pending_ || !rep_hold.empty()) return;
-  if (!ending_after && (collecting || !injections.empty() || pairing.expected() != nullptr))
+  if (!ending_after && (collecting || !injections.empty() || pairing.expected().has_value()))
     return;
   blackhole = true; // what Redis still sends (after the end point) is not delivered
   s.finish_after_flush(ending == 2, CloseReason::Toxic);
@@ -843,14 +843,18 @@ void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::st
   Resp& r = *resp_;
   ++commands_;
   RequestResult rr = r.pairing.on_request(f, now, 0);
-  if (r.count_plain && fault.empty() && f.cmd && (!f.cmd->sub.empty() || f.sub.empty()))
-      [[likely]] {
+  if (r.count_plain && fault.empty() && f.simple) [[likely]] {
     ++r.plain_requests;
     return;
   }
-  if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
+  observe_request(f, rr.id, fault);
+}
+
+void Session::observe_request(const resp::RequestFrame& f, PendingId id, std::string_view fault) {
+  Resp& r = *resp_;
+  if (!fault.empty()) r.faults.emplace_back(id, std::string(fault));
   flush_plain_requests();
-  for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
+  for (auto* o : rt_.request_observers()) o->on_request(*this, f, id, fault);
 }
 
 void Session::begin_plain_requests() {
@@ -1022,7 +1026,7 @@ void Session::flush_plain_run(Runtime& rt) {
   auto& run = rt.plain_run();
   rt.plain_run_owner() = nullptr;
   if (owner == nullptr || run.empty()) return;
-  for (auto* o : rt.observers()) o->on_plain_replies(*owner, run);
+  for (auto* o : rt.observers()) o->on_plain_replies(*owner, run.groups());
   run.clear();
 }
 
@@ -1070,7 +1074,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   };
   auto maybe_collect = [&] {
     if (r.collecting || r.flagged.empty()) return;
-    const PendingInfo* next = r.pairing.expected();
+    const std::optional<PendingInfo> next = r.pairing.expected();
     if (next && next->user_flags) {
       r.collecting = true;
       r.collect_id = next->id;
@@ -1096,8 +1100,8 @@ void Session::on_upstream_chunk(uv::Chunk c) {
           flush_plain_run(rt_);
           rt_.plain_run_owner() = this;
         }
-        rt_.plain_run().push_back({res.request.id, res.request.cmd, res.latency_us,
-                           res.request.req_bytes, f.size_bytes()});
+        rt_.plain_run().add({res.request.id, res.request.cmd, res.latency_us,
+                             res.request.req_bytes, f.size_bytes()});
       } else if (!rt_.observers().empty()) {
         flush_plain();
         for (auto* o : rt_.observers()) o->on_reply(*this, res, &f, {}, fault);
@@ -1135,7 +1139,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
           flush_plain_run(rt_);
           rt_.plain_run_owner() = this;
         }
-        rt_.plain_run().push_back(pr);
+        rt_.plain_run().add(pr);
         return;
       }
     }

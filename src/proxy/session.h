@@ -92,7 +92,10 @@ private:
   void client_eof();
   void upstream_eof();
   void request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now_us);
-  void forward_request(const resp::RequestFrame& f, uint64_t now_us, std::string_view fault);
+  // Inline: a plain request is a pairing entry and a count; the rest calls observe_request().
+  [[gnu::always_inline]] inline void forward_request(const resp::RequestFrame& f, uint64_t now_us,
+                                                     std::string_view fault);
+  void observe_request(const resp::RequestFrame& f, PendingId id, std::string_view fault);
   bool no_rule_selects(const resp::RequestFrame& f) const;
   void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
   void release_injections();

@@ -22,37 +22,7 @@ constexpr size_t kTok = 32;
 
 inline char upper(char c) { return (c >= 'a' && c <= 'z') ? char(c - 32) : c; }
 
-// Fast path for a "digits\r\n" length line wholly inside the chunk: returns the byte after
-// it, or nullptr for anything else (incomplete, signed, too long), which the general state
-// machine then handles, errors and offsets included.
-inline const char* fast_len(const char* q, const char* end, int64_t& n) {
-  // Most lengths in a pipeline have one or two digits: no loop for those.
-  if (end - q >= 4) {
-    const unsigned d0 = unsigned(uint8_t(q[0])) - '0';
-    if (d0 <= 9) {
-      if (q[1] == '\r') {
-        if (q[2] != '\n') return nullptr;
-        n = d0;
-        return q + 3;
-      }
-      const unsigned d1 = unsigned(uint8_t(q[1])) - '0';
-      if (d1 <= 9 && q[2] == '\r') {
-        if (q[3] != '\n') return nullptr;
-        n = d0 * 10 + d1;
-        return q + 4;
-      }
-    }
-  }
-  int64_t v = 0;
-  const char* start = q;
-  while (q < end && *q >= '0' && *q <= '9') {
-    v = v * 10 + (*q - '0');
-    if (++q - start > 15) return nullptr;
-  }
-  if (q == start || end - q < 2 || q[0] != '\r' || q[1] != '\n') return nullptr;
-  n = v;
-  return q + 2;
-}
+using detail::fast_len;
 
 inline bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -379,6 +349,7 @@ void RequestParser::emit(uint64_t end, Callback cb, void* ctx) {
   f.has_key = has_key_;
   if (has_key_) f.key = key_;
   f.args = {args_.data(), size_t(std::min<int64_t>(argc_, cap_.max_args))};
+  f.simple = is_simple();
   cb(ctx, f);
   reset_frame();
 }
@@ -443,36 +414,10 @@ bool RequestParser::inline_line(const char* line, size_t n, uint64_t line_start,
   if (has_key_) f.key = key_;
   f.args = {args_.data(), size_t(std::min<int64_t>(argc_, cap_.max_args))};
   f.is_inline = true;
+  f.simple = is_simple();
   cb(ctx, f);
   reset_frame();
   return true;
-}
-
-// The table entry of a command name (raw bytes as sent), through the per-parser cache; on a
-// miss, set_name() upper-cases and hashes it (and fills name_). nullptr for unknown names.
-[[gnu::always_inline]] inline const CommandInfo* RequestParser::cached_lookup(const char* d,
-                                                                              size_t n,
-                                                                              const char* end) {
-  if constexpr (std::endian::native == std::endian::little) {
-    // Whole words only when the chunk has them: the name is followed by at least its CRLF.
-    if (n - 1 < 16 && size_t(end - d) >= (n <= 8 ? 8u : 16u)) {
-      uint64_t w0 = 0, w1 = 0;
-      std::memcpy(&w0, d, 8);
-      if (n < 8) {
-        w0 &= (uint64_t(1) << (8 * n)) - 1;
-      } else if (n > 8) {
-        std::memcpy(&w1, d + 8, 8);
-        if (n < 16) w1 &= (uint64_t(1) << (8 * (n - 8))) - 1;
-      }
-      NameCache& c = name_cache_[((w0 ^ w1) * 0x9E3779B97F4A7C15ULL) >> 62];
-      if (c.w0 == w0 && c.w1 == w1 && c.len == n) return c.cmd;
-      const CommandInfo* found = lookup_name(d, n);
-      if (found != nullptr) c = {w0, w1, n, found};
-      return found;
-    }
-  }
-  if (n > kTok) return nullptr;
-  return lookup_name(d, n);
 }
 
 // set_name() for the fast path: the name and command it leaves in the parser's frame state
@@ -486,91 +431,72 @@ const CommandInfo* RequestParser::lookup_name(const char* d, size_t n) {
   return found;
 }
 
-namespace {
-// "$L\r\n<L bytes>\r\n" wholly inside [q, end): sets len and the payload d.
-inline bool fast_bulk(const char* q, const char* end, int64_t max_len, int64_t& len,
-                      const char*& d) {
-  if (q >= end || *q != '$') return false;
-  d = fast_len(q + 1, end, len);
-  if (d == nullptr || len > max_len || end - d < len + 2) return false;
-  return std::memcmp(d + len, "\r\n", 2) == 0;  // one 16-bit compare
-}
-} // namespace
-
-// A whole multibulk request inside the chunk, parsed without the per-byte state machine.
-// Returns the byte after it, or nullptr (nothing consumed, nothing reported) so the general
-// path takes over: on incomplete frames, unusual headers and anything erroneous.
-//
-// The common case (a known command whose first key sits at a fixed index: GET, SET, HSET,
-// INCR...) is one pass over the length lines: the name is found through the name cache, the
-// arguments and the key are views into the chunk, and nothing is upper-cased or copied.
-// Containers (CLIENT ...), keyword or key-count key specs and unknown names take
-// fast_frame_roles(), which works out each argument's role as the state machine does.
-//
-// `f` carries what the fast path never sets (no subcommand, not inline) from frame to frame.
-[[gnu::always_inline]] inline const char* RequestParser::fast_frame(const char* p,
-                                                                    const char* end,
-                                                                    RequestFrame& f, Callback cb,
-                                                                    void* ctx) {
-  int64_t n = 0;
-  const char* q = fast_len(p + 1, end, n);
-  if (q == nullptr || n <= 0 || n > limits_.max_elements) return nullptr;
-  int64_t len = 0;
-  const char* d;
-  if (!fast_bulk(q, end, limits_.max_bulk_len, len, d)) return nullptr;
-  const CommandInfo* cmd = cached_lookup(d, size_t(len), end);
-  if (cmd == nullptr || (cmd->is_container() && n > 1)) return fast_frame_roles(p, end, cb, ctx);
-  const KeySpec& ks = cmd->key_spec;
-  int64_t key_pos = -1;
-  if (ks.begin == BeginSearch::Index && ks.find != FindKeys::Keynum)
-    key_pos = ks.begin_arg;
-  else if (ks.begin != BeginSearch::None)
-    return fast_frame_roles(p, end, cb, ctx);
-  const int64_t max_args = cap_.max_args;
-  Arg* args = args_.data();
-  args[0] = {{d, size_t(len)}, uint64_t(len)};
-  q = d + len + 2;
-  f.has_key = false;
-  f.key = {};
-  for (int64_t i = 1; i < n; ++i) {
-    if (!fast_bulk(q, end, limits_.max_bulk_len, len, d)) return nullptr;
-    const Arg a{{d, size_t(len)}, uint64_t(len)};
-    if (i < max_args) args[i] = a;
-    if (i == key_pos) {
-      f.key = a;
-      f.has_key = true;
-    }
-    q = d + len + 2;
+// How the fast path takes a command: its first key at a fixed index (or none), or through
+// fast_frame_roles() (keyword and key-count specs, containers with arguments, unknown names).
+RequestParser::NameCache RequestParser::cache_entry(const CommandInfo* cmd) {
+  NameCache e;
+  e.cmd = cmd;
+  if (cmd == nullptr) {
+    e.roles = true;
+    return e;
   }
-  f.start = frame_start_;
-  f.end = pos(q);
-  f.argc = uint64_t(n);
-  f.name = cmd->name;
-  f.cmd = cmd;
-  f.args = {args, size_t(std::min(n, max_args))};
-  cb(ctx, f);
-  return q;
+  e.container = cmd->is_container();
+  const KeySpec& ks = cmd->key_spec;
+  if (ks.begin == BeginSearch::Index && ks.find != FindKeys::Keynum) e.key_pos = ks.begin_arg;
+  else if (ks.begin != BeginSearch::None) e.roles = true;
+  e.simple = cmd->special == Special::None;
+  return e;
 }
 
-// The whole multibulk requests at p, one after another, through fast_frame(); returns where
-// the first one it could not take starts (p itself when none).
-const char* RequestParser::fast_frames(const char* p, const char* end, Callback cb, void* ctx) {
-  RequestFrame f;
-  do {
-    frame_start_ = pos(p);
-    const char* q = fast_frame(p, end, f, cb, ctx);
-    if (q == nullptr) break;
-    p = q;
-  } while (p < end && *p == '*');
-  return p;
+const RequestParser::NameCache& RequestParser::cache_fill(NameCache& slot, const char* d,
+                                                          size_t n, uint64_t w0, uint64_t w1) {
+  const CommandInfo* found = lookup_name(d, n);
+  if (found == nullptr) return unknown_;
+  slot = cache_entry(found);
+  slot.w0 = w0;
+  slot.w1 = w1;
+  slot.len = uint8_t(n);
+  return slot;
 }
 
-// fast_frame() for commands whose arguments play roles (subcommand, keyword, key count).
+const RequestParser::NameCache& RequestParser::lookup_uncached(const char* d, size_t n) {
+  const CommandInfo* found = n > kTok ? nullptr : lookup_name(d, n);
+  if (found == nullptr) return unknown_;
+  scratch_ = cache_entry(found);
+  return scratch_;
+}
+
+// Remembers the frame start [p, q) (through the name's CRLF) when it fits two words and the
+// chunk holds both: a later frame that starts with the same bytes skips the first two header
+// lines and the name lookup.
+void RequestParser::learn_prefix(const char* p, const char* q, const char* end, int64_t n,
+                                 const char* d, const NameCache& c) {
+  if constexpr (std::endian::native == std::endian::little) {
+    const size_t size = size_t(q - p);
+    if (size > 16 || end - p < 16 || n > int64_t(UINT32_MAX)) return;
+    const uint64_t w0 = detail::load64(p), w1 = detail::load64(p + 8);
+    const uint64_t mask = size == 16 ? ~uint64_t(0) : (uint64_t(1) << (8 * (size - 8))) - 1;
+    Prefix& e = prefixes_[prefix_slot(w0, w1)];
+    e.w0 = w0;
+    e.w1 = w1 & mask;
+    e.mask = mask;
+    e.cmd = c.cmd;
+    e.argc = uint32_t(n);
+    e.size = uint8_t(size);
+    e.name_at = uint8_t(d - p);
+    e.name_len = uint8_t(q - d - 2);
+    e.simple = c.simple;
+    e.key_pos = c.key_pos;
+  }
+}
+
+// fast_frames() for commands whose arguments play roles (subcommand, keyword, key count).
 const char* RequestParser::fast_frame_roles(const char* p, const char* end, Callback cb,
                                             void* ctx) {
   int64_t n = 0;
   const char* q = fast_len(p + 1, end, n);
   if (q == nullptr || n <= 0 || n > limits_.max_elements) return nullptr;
+  frame_start_ = pos(p);
   argc_ = n;
   for (int64_t i = 0; i < n; ++i) {
     int64_t len = 0;
@@ -589,19 +515,13 @@ const char* RequestParser::fast_frame_roles(const char* p, const char* end, Call
   return q;
 }
 
-Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void* ctx) {
-  if (failed()) return Status::Error;
-  base_ = data;
-  const char* p = data;
-  const char* const end = data + len;
+// The state machine: every byte, whatever the chunking. It returns after each frame it
+// completes, so that feed() can take the frames after it through the fast path again.
+const char* RequestParser::step(const char* p, const char* end, Callback cb, void* ctx) {
   while (p < end) {
     switch (state_) {
     case St::Start:
       if (*p == '*') {
-        if (const char* q = fast_frames(p, end, cb, ctx); q != p) {
-          p = q;
-          break;
-        }
         frame_start_ = pos(p);
         ++p;
         reset_number();
@@ -615,16 +535,16 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
     case St::MbCount: {
       Num r = read_number(p, end, false);
       if (r == Num::More) break;
-      if (r == Num::Bad) goto failed;
+      if (r == Num::Bad) return nullptr;
       const int64_t n = num_value();
       if (n > limits_.max_elements) {
         fail(pos(p) - 1, "too many arguments");
-        goto failed;
+        return nullptr;
       }
       if (n <= 0) {  // Redis ignores *0 and *-1: no command, no reply
         state_ = St::Start;
         emit(pos(p), cb, ctx);
-        break;
+        return p;
       }
       argc_ = n;
       arg_idx_ = 0;
@@ -634,7 +554,7 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
     case St::BulkHdr:
       if (*p != '$') {
         fail(pos(p), "expected '$'");
-        goto failed;
+        return nullptr;
       }
       ++p;
       reset_number();
@@ -643,10 +563,10 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
     case St::BulkLen: {
       Num r = read_number(p, end, false);
       if (r == Num::More) break;
-      if (r == Num::Bad) goto failed;
+      if (r == Num::Bad) return nullptr;
       if (num_neg_ || num_val_ > uint64_t(limits_.max_bulk_len)) {
         fail(pos(p) - 1, "invalid bulk length");
-        goto failed;
+        return nullptr;
       }
       arg_len_ = arg_left_ = int64_t(num_val_);
       begin_arg(p, end);
@@ -672,7 +592,7 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
     case St::BulkCR:
       if (*p != '\r') {
         fail(pos(p), "expected CRLF after bulk");
-        goto failed;
+        return nullptr;
       }
       ++p;
       state_ = St::BulkLF;
@@ -680,12 +600,13 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
     case St::BulkLF:
       if (*p != '\n') {
         fail(pos(p), "expected CRLF after bulk");
-        goto failed;
+        return nullptr;
       }
       ++p;
       if (++arg_idx_ == argc_) {
         state_ = St::Start;
         emit(pos(p), cb, ctx);
+        return p;
       } else {
         state_ = St::BulkHdr;
       }
@@ -699,7 +620,7 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
       if (nl == nullptr) {
         if (avail > allowed) {
           fail(pos(p + allowed), "inline request too long");
-          goto failed;
+          return nullptr;
         }
         line_.append(p, avail);
         p = end;
@@ -714,19 +635,13 @@ Status RequestParser::feed_impl(const char* data, size_t len, Callback cb, void*
         ok = inline_line(line_.data(), line_.size(), frame_start_, line_end, cb, ctx);
         line_.clear();
       }
-      if (!ok) goto failed;
-      p = nl + 1;
+      if (!ok) return nullptr;
       state_ = St::Start;
-      break;
+      return nl + 1;
     }
     }
   }
-  if (state_ != St::Start) materialize(data, len);
-  offset_ += len;
-  return Status::Ok;
-failed:
-  offset_ += len;
-  return Status::Error;
+  return p;
 }
 
 // --- replies -------------------------------------------------------------------------------
@@ -989,112 +904,18 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
   }
 }
 
-// A whole top-level scalar (+, -, :, $) inside the chunk, without the state machine; nullptr
-// hands it to the general path (which also reports any error at the right offset). The text
-// is a view into the chunk (bounded as keep_text() would bound the copy), so +OK, :1, $-1 and
-// a small bulk cost a few compares each.
-//
-// `f` carries the fields a scalar never sets from frame to frame; the others are set here.
-[[gnu::always_inline]] inline const char* ReplyParser::fast_scalar(const char* p,
-                                                                   const char* end, ReplyFrame& f,
-                                                                   Callback cb, void* ctx) {
-  const char c = *p;
-  const char* q;
-  int64_t n = 0;
-  f.is_null = false;
-  f.size = 0;
-  f.integer = 0;
-  f.text = {};
-  switch (c) {
-  case '+':
-    // +OK, the reply of most writes: one compare.
-    if (end - p >= 5 && std::memcmp(p, "+OK\r\n", 5) == 0) {
-      f.type = Type::SimpleString;
-      f.text = {p + 1, std::min<size_t>(2, cap_.text_cap_bytes)};
-      q = p + 5;
-      break;
-    }
-    [[fallthrough]];
-  case '-': {
-    // Short lines (+OK, +QUEUED, most errors) are scanned here; long ones with memchr.
-    const char* nl = p + 1;
-    const char* lim = std::min(end, p + 64);
-    while (nl < lim && *nl != '\n') ++nl;
-    if (nl == lim) {
-      if (lim == end) return nullptr;
-      const size_t scan = size_t(std::min<uint64_t>(uint64_t(end - nl), limits_.max_line_len + 2));
-      nl = static_cast<const char*>(std::memchr(nl, '\n', scan));
-    }
-    if (nl == nullptr || nl == p + 1 || nl[-1] != '\r' ||
-        uint64_t(nl - p - 2) > limits_.max_line_len)
-      return nullptr;
-    f.type = c == '+' ? Type::SimpleString : Type::Error;
-    f.text = {p + 1, std::min<size_t>(size_t(nl - p - 2), cap_.text_cap_bytes)};
-    q = nl + 1;
-    break;
-  }
-  case ':': {
-    const bool neg = p + 1 < end && p[1] == '-';
-    q = fast_len(p + 1 + neg, end, n);
-    if (q == nullptr) return nullptr;
-    f.type = Type::Integer;
-    f.integer = neg ? -n : n;
-    break;
-  }
-  case '$': {
-    if (p + 1 < end && p[1] == '-') {
-      if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return nullptr;
-      f.type = Type::Bulk;
-      f.is_null = true;
-      f.size = -1;
-      q = p + 5;
-      break;
-    }
-    const char* d = fast_len(p + 1, end, n);
-    if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || d[n] != '\r' ||
-        d[n + 1] != '\n')
-      return nullptr;
-    f.type = Type::Bulk;
-    f.size = n;
-    f.text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
-    q = d + n + 2;
-    break;
-  }
-  default:
-    return nullptr;
-  }
-  f.start = pos(p);
-  f.end = pos(q);
-  cb(ctx, f);
-  return q;
+// Lines longer than the inline scan of fast_scalars(), searched with memchr.
+const char* ReplyParser::long_line_end(const char* nl, const char* end) const {
+  const size_t scan = size_t(std::min<uint64_t>(uint64_t(end - nl), limits_.max_line_len + 2));
+  return static_cast<const char*>(std::memchr(nl, '\n', scan));
 }
 
-// The whole scalars at p, one after another; returns where the first one fast_scalar() could
-// not take starts (p itself when none).
-const char* ReplyParser::fast_scalars(const char* p, const char* end, Callback cb, void* ctx) {
-  ReplyFrame f;
-  do {
-    const char* q = fast_scalar(p, end, f, cb, ctx);
-    if (q == nullptr) break;
-    p = q;
-  } while (p < end);
-  return p;
-}
-
-Status ReplyParser::feed_impl(const char* data, size_t len, Callback cb, void* ctx) {
-  if (failed()) return Status::Error;
-  base_ = data;
-  const char* p = data;
-  const char* const end = data + len;
+// The state machine: every byte, whatever the chunking. It returns after each top-level reply
+// it completes, so that feed() can take the replies after it through the fast path again.
+const char* ReplyParser::step(const char* p, const char* end, Callback cb, void* ctx) {
   while (p < end) {
     switch (state_) {
     case St::Type:
-      if (!in_frame_) {
-        if (const char* q = fast_scalars(p, end, cb, ctx); q != p) {
-          p = q;
-          break;
-        }
-      }
       if (!on_type(p)) goto failed;
       ++p;
       break;
@@ -1161,12 +982,11 @@ Status ReplyParser::feed_impl(const char* data, size_t len, Callback cb, void* c
       if (!in_stream_str_ && !value_done(pos(p), cb, ctx)) goto failed;
       break;
     }
+    if (state_ == St::Type && !in_frame_) return p;
   }
-  offset_ += len;
-  return Status::Ok;
+  return p;
 failed:
-  offset_ += len;
-  return Status::Error;
+  return nullptr;
 }
 
 } // namespace faultline::resp

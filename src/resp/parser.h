@@ -17,8 +17,10 @@
 // gives the absolute offset and a short reason, later feed() calls return at once. The data
 // path keeps forwarding raw bytes; there are no exceptions here.
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -74,6 +76,10 @@ struct RequestFrame {
   Arg key;                        // first key (COMMAND GETKEYS semantics), when has_key
   std::span<const Arg> args;      // args[0] is the name as sent; min(argc, max_args) entries
   bool is_inline = false;
+  // A command the table names exactly (with its subcommand, for a container) that changes no
+  // connection state (Special::None), with at least its name: most requests. The pairing and
+  // the observers' fast paths take these without looking further.
+  bool simple = false;
   uint64_t size() const { return end - start; }
 };
 
@@ -125,6 +131,73 @@ struct ReplyFrame {
 };
 
 namespace detail {
+// A "digits\r\n" length line wholly inside [q, end): returns the byte after it, or nullptr for
+// anything else (incomplete, signed, too long), which the state machine then handles, errors
+// and offsets included.
+inline const char* fast_len(const char* q, const char* end, int64_t& n) {
+  // Most lengths in a pipeline have one or two digits: no loop for those.
+  if (end - q >= 4) {
+    const unsigned d0 = unsigned(uint8_t(q[0])) - '0';
+    if (d0 <= 9) {
+      if (q[1] == '\r') {
+        if (q[2] != '\n') return nullptr;
+        n = d0;
+        return q + 3;
+      }
+      const unsigned d1 = unsigned(uint8_t(q[1])) - '0';
+      if (d1 <= 9 && q[2] == '\r') {
+        if (q[3] != '\n') return nullptr;
+        n = d0 * 10 + d1;
+        return q + 4;
+      }
+    }
+  }
+  int64_t v = 0;
+  const char* start = q;
+  while (q < end && *q >= '0' && *q <= '9') {
+    v = v * 10 + (*q - '0');
+    if (++q - start > 15) return nullptr;
+  }
+  if (q == start || end - q < 2 || q[0] != '\r' || q[1] != '\n') return nullptr;
+  n = v;
+  return q + 2;
+}
+
+inline uint64_t load64(const char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+inline bool is_crlf(const char* p) { return std::memcmp(p, "\r\n", 2) == 0; }  // one compare
+
+// A header line "<type><digits>\r\n" (type '*' or '$') wholly inside [q, end): sets n and
+// returns the byte after it, or nullptr. One and two digits, the lengths of a pipeline of
+// small commands, are read from one 8-byte load with two masked compares.
+[[gnu::always_inline]] inline const char* header_line(const char* q, const char* end, char type,
+                                                      int64_t& n) {
+  if constexpr (std::endian::native == std::endian::little) {
+    if (end - q >= 8) [[likely]] {
+      const uint64_t w = load64(q);
+      const uint64_t t = uint8_t(type);
+      const unsigned d0 = unsigned(w >> 8 & 0xFF) - '0';
+      if ((w & 0xFFFF00FFULL) == (0x0A0D0000ULL | t)) {
+        if (d0 > 9) return nullptr;
+        n = d0;
+        return q + 4;
+      }
+      if ((w & 0xFFFF0000FFULL) == (0x0A0D000000ULL | t)) {
+        const unsigned d1 = unsigned(w >> 16 & 0xFF) - '0';
+        if (d0 > 9 || d1 > 9) return nullptr;
+        n = d0 * 10 + d1;
+        return q + 5;
+      }
+    }
+  }
+  if (q >= end || *q != type) return nullptr;
+  return fast_len(q + 1, end, n);
+}
+
 // Shared by both parsers: the absolute offset, the sticky error and the number-line reader.
 class ParserBase {
 public:
@@ -163,9 +236,30 @@ public:
   explicit RequestParser(const Limits& limits = {}, const CaptureOptions& capture = {});
 
   // Feeds one chunk; calls sink(frame) or sink.on_request(frame) for each complete request.
+  // Whole multibulk requests are parsed by an inline fast path that calls the sink directly
+  // (no call through a pointer per frame); the rest goes through the state machine.
   template <class Sink> Status feed(const char* data, size_t len, Sink&& sink) {
     using S = std::remove_reference_t<Sink>;
-    return feed_impl(data, len, &call_sink<S>, const_cast<void*>(static_cast<const void*>(&sink)));
+    if (failed()) return Status::Error;
+    base_ = data;
+    const char* p = data;
+    const char* const end = data + len;
+    while (p < end) {
+      if (state_ == St::Start && *p == '*') {
+        p = fast_frames(p, end, sink);
+        if (p == end) break;
+      }
+      // The state machine takes the next frame (one the fast path declined, an inline one, or
+      // the rest of one that began in an earlier chunk), then the fast path resumes.
+      p = step(p, end, &call_sink<S>, const_cast<void*>(static_cast<const void*>(&sink)));
+      if (p == nullptr) {
+        offset_ += len;
+        return Status::Error;
+      }
+    }
+    if (state_ != St::Start) materialize(data, len);
+    offset_ += len;
+    return Status::Ok;
   }
   template <class Sink> Status feed(std::string_view s, Sink&& sink) {
     return feed(s.data(), s.size(), sink);
@@ -184,13 +278,54 @@ private:
     else
       static_cast<Sink*>(s)->on_request(f);
   }
-  Status feed_impl(const char* data, size_t len, Callback cb, void* ctx);
+  // The state machine from p: returns after the frame it completes (the parser is then
+  // between frames again), at end, or nullptr once the input is not RESP (error() says why).
+  const char* step(const char* p, const char* end, Callback cb, void* ctx);
 
   enum class St : uint8_t { Start, MbCount, BulkHdr, BulkLen, BulkData, BulkCR, BulkLF, Inline };
-  const char* fast_frames(const char* p, const char* end, Callback cb, void* ctx);
-  const char* fast_frame(const char* p, const char* end, RequestFrame& f, Callback cb, void* ctx);
+
+  // Command names as last sent (raw bytes, at most 16) and how the fast path takes them: a
+  // pipeline repeats a few commands, so the name is compared as two words instead of hashed,
+  // and where its first key sits is worked out once.
+  struct NameCache {
+    uint64_t w0 = 0, w1 = 0;
+    const CommandInfo* cmd = nullptr;
+    uint8_t len = 0;
+    bool container = false;  // with arguments: fast_frame_roles() finds the subcommand
+    bool roles = false;      // keyword or key-count key spec, or an unknown name
+    bool simple = false;     // RequestFrame::simple (Special::None)
+    int16_t key_pos = -1;    // fixed index of the first key; -1: none
+  };
+  // The first bytes of recent frames, up to the end of the name ("*2\r\n$3\r\nGET\r\n", at
+  // most 16), with what they tell: a frame that starts with the same bytes has the same
+  // argument count and command, so its first two header lines need not be read.
+  struct Prefix {
+    uint64_t w0 = 0, w1 = 0;
+    uint64_t mask = 0;       // of the bytes of w1 that belong to the prefix; 0: empty slot
+    const CommandInfo* cmd = nullptr;
+    uint32_t argc = 0;
+    uint8_t size = 0;        // bytes
+    uint8_t name_at = 0, name_len = 0;
+    bool simple = false;
+    int16_t key_pos = -1;
+  };
+  static size_t prefix_slot(uint64_t w0, uint64_t w1) {
+    // The bytes always inside a prefix: its first 11 ("*1\r\n$1\r\nX\r\n" is the shortest).
+    return size_t(((w0 + (w1 & 0xFFFFFF)) * 0x9E3779B97F4A7C15ULL) >> 62);
+  }
+  void learn_prefix(const char* p, const char* q, const char* end, int64_t n, const char* d,
+                    const NameCache& c);
+  template <class Sink> const char* fast_frames(const char* p, const char* end, Sink& sink);
   const char* fast_frame_roles(const char* p, const char* end, Callback cb, void* ctx);
-  const CommandInfo* cached_lookup(const char* d, size_t n, const char* end);
+  const NameCache& cached_lookup(const char* d, size_t n, const char* end);
+  const NameCache& cache_fill(NameCache& slot, const char* d, size_t n, uint64_t w0,
+                              uint64_t w1);
+  const NameCache& lookup_uncached(const char* d, size_t n);
+  static NameCache cache_entry(const CommandInfo* cmd);
+  bool is_simple() const {
+    return argc_ > 0 && cmd_ != nullptr && cmd_->special == Special::None &&
+           (!cmd_->sub.empty() || sub_len_ == 0);
+  }
   const CommandInfo* lookup_name(const char* d, size_t n);
   void begin_arg(const char* p, const char* end);
   void arg_bytes(const char* p, size_t n);
@@ -232,14 +367,10 @@ private:
   bool has_key_ = false;
   Arg key_;
 
-  // Command names as last sent (raw bytes, at most 16) and their table entries: a pipeline
-  // repeats a few commands, so the name is compared as two words instead of hashed.
-  struct NameCache {
-    uint64_t w0 = 0, w1 = 0;
-    uint64_t len = 0;
-    const CommandInfo* cmd = nullptr;
-  };
   NameCache name_cache_[4];
+  Prefix prefixes_[4];
+  NameCache scratch_;                  // a name too short to load as words
+  NameCache unknown_ = cache_entry(nullptr);
 
   std::vector<Arg> args_;
   std::unique_ptr<char[]> arena_;      // max_args * arg_cap_bytes, + one slot for the key
@@ -255,9 +386,27 @@ public:
   explicit ReplyParser(const Limits& limits = {}, const CaptureOptions& capture = {});
 
   // Feeds one chunk; calls sink(frame) or sink.on_reply(frame) for each complete reply.
+  // Whole top-level scalars are parsed by an inline fast path that calls the sink directly;
+  // aggregates, RESP3 types and replies spanning chunks go through the state machine.
   template <class Sink> Status feed(const char* data, size_t len, Sink&& sink) {
     using S = std::remove_reference_t<Sink>;
-    return feed_impl(data, len, &call_sink<S>, const_cast<void*>(static_cast<const void*>(&sink)));
+    if (failed()) return Status::Error;
+    base_ = data;
+    const char* p = data;
+    const char* const end = data + len;
+    while (p < end) {
+      if (state_ == St::Type && !in_frame_) {
+        p = fast_scalars(p, end, sink);
+        if (p == end) break;
+      }
+      p = step(p, end, &call_sink<S>, const_cast<void*>(static_cast<const void*>(&sink)));
+      if (p == nullptr) {
+        offset_ += len;
+        return Status::Error;
+      }
+    }
+    offset_ += len;
+    return Status::Ok;
   }
   template <class Sink> Status feed(std::string_view s, Sink&& sink) {
     return feed(s.data(), s.size(), sink);
@@ -274,7 +423,9 @@ private:
     else
       static_cast<Sink*>(s)->on_reply(f);
   }
-  Status feed_impl(const char* data, size_t len, Callback cb, void* ctx);
+  // The state machine from p: returns after the top-level reply it completes, at end, or
+  // nullptr once the input is not RESP (error() says why).
+  const char* step(const char* p, const char* end, Callback cb, void* ctx);
 
   enum class St : uint8_t { Type, Number, Line, Bulk, BulkCR, BulkLF };
   struct Level {
@@ -282,8 +433,8 @@ private:
     Type type;
     bool attribute;
   };
-  const char* fast_scalars(const char* p, const char* end, Callback cb, void* ctx);
-  const char* fast_scalar(const char* p, const char* end, ReplyFrame& f, Callback cb, void* ctx);
+  template <class Sink> const char* fast_scalars(const char* p, const char* end, Sink& sink);
+  const char* long_line_end(const char* nl, const char* end) const;
   bool on_type(const char* p);
   bool on_number(const char* p, Callback cb, void* ctx);
   bool line_done(const char* p, Callback cb, void* ctx);
@@ -312,5 +463,207 @@ private:
   char head_[32];
   uint8_t head_len_ = 0;
 };
+
+// --- the request fast path, inline so that the sink is called directly ----------------------
+
+// The table entry of a command name (raw bytes as sent), through the per-parser cache.
+[[gnu::always_inline]] inline const RequestParser::NameCache&
+RequestParser::cached_lookup(const char* d, size_t n, const char* end) {
+  if constexpr (std::endian::native == std::endian::little) {
+    // Whole words only when the chunk has them: the name is followed by at least its CRLF.
+    if (n - 1 < 16 && size_t(end - d) >= (n <= 8 ? 8u : 16u)) {
+      uint64_t w0 = detail::load64(d), w1 = 0;
+      if (n < 8) {
+        w0 &= (uint64_t(1) << (8 * n)) - 1;
+      } else if (n > 8) {
+        w1 = detail::load64(d + 8);
+        if (n < 16) w1 &= (uint64_t(1) << (8 * (n - 8))) - 1;
+      }
+      NameCache& c = name_cache_[((w0 ^ w1) * 0x9E3779B97F4A7C15ULL) >> 62];
+      if (c.w0 == w0 && c.w1 == w1 && c.len == n) [[likely]]
+        return c;
+      return cache_fill(c, d, n, w0, w1);
+    }
+  }
+  return lookup_uncached(d, n);
+}
+
+// The whole multibulk requests at p, one after another, without the per-byte state machine;
+// returns where the first one it could not take starts (p itself when none): an incomplete
+// frame, an unusual header, anything erroneous, which the state machine then parses.
+//
+// The common case (a known command whose first key sits at a fixed index: GET, SET, HSET,
+// INCR...) is one pass over the header lines: the argument count, the name and the command
+// come from the prefix cache when the frame starts as a recent one did ("*3\r\n$3\r\nSET\r\n"
+// compared as two words), from the name cache otherwise; the arguments and the key are views
+// into the chunk, and nothing is upper-cased or copied.
+// Containers (CLIENT ...), keyword or key-count key specs and unknown names take
+// fast_frame_roles(), which works out each argument's role as the state machine does.
+template <class Sink>
+const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sink) {
+  RequestFrame f;  // what the fast path never sets (no subcommand, not inline) stays as is
+  Arg* const args = args_.data();
+  const int64_t max_args = cap_.max_args;
+  const int64_t max_len = limits_.max_bulk_len;
+  const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x
+  do {
+    int64_t n = 0, len = 0;
+    const char* q;
+    const char* d;
+    const Prefix* hit = nullptr;
+    if constexpr (std::endian::native == std::endian::little) {
+      if (end - p >= 16) [[likely]] {
+        const uint64_t w0 = detail::load64(p), w1 = detail::load64(p + 8);
+        const Prefix& e = prefixes_[prefix_slot(w0, w1)];
+        if (e.w0 == w0 && (w1 & e.mask) == e.w1) [[likely]]
+          hit = &e;
+      }
+    }
+    const CommandInfo* cmd;
+    int64_t key_pos;
+    bool simple;
+    if (hit != nullptr) [[likely]] {
+      n = hit->argc;
+      d = p + hit->name_at;
+      len = hit->name_len;
+      q = p + hit->size;
+      cmd = hit->cmd;
+      key_pos = hit->key_pos;
+      simple = hit->simple;
+    } else {
+      q = detail::header_line(p, end, '*', n);
+      if (q == nullptr || n <= 0 || n > limits_.max_elements) break;
+      d = detail::header_line(q, end, '$', len);
+      if (d == nullptr || len > max_len || end - d < len + 2 || !detail::is_crlf(d + len)) break;
+      const NameCache& c = cached_lookup(d, size_t(len), end);
+      if (c.roles || (c.container && n > 1)) [[unlikely]] {
+        q = fast_frame_roles(p, end, &call_sink<Sink>, &sink);
+        if (q == nullptr) break;
+        p = q;
+        continue;
+      }
+      q = d + len + 2;
+      cmd = c.cmd;
+      key_pos = c.key_pos;
+      simple = c.simple;
+      learn_prefix(p, q, end, n, d, c);
+    }
+    args[0] = {{d, size_t(len)}, uint64_t(len)};
+    f.has_key = false;
+    f.key = {};
+    int64_t i = 1;
+    for (; i < n; ++i) {
+      d = detail::header_line(q, end, '$', len);
+      if (d == nullptr || len > max_len || end - d < len + 2 || !detail::is_crlf(d + len)) break;
+      const Arg a{{d, size_t(len)}, uint64_t(len)};
+      if (i < max_args) args[i] = a;
+      if (i == key_pos) {
+        f.key = a;
+        f.has_key = true;
+      }
+      q = d + len + 2;
+    }
+    if (i < n) break;
+    f.start = at0 + uint64_t(uintptr_t(p));
+    f.end = at0 + uint64_t(uintptr_t(q));
+    f.argc = uint64_t(n);
+    f.name = cmd->name;
+    f.cmd = cmd;
+    f.args = {args, size_t(std::min(n, max_args))};
+    f.simple = simple;
+    if constexpr (std::is_invocable_v<Sink&, const RequestFrame&>)
+      sink(f);
+    else
+      sink.on_request(f);
+    p = q;
+  } while (p < end && *p == '*');
+  return p;
+}
+
+// --- the reply fast path, inline so that the sink is called directly ------------------------
+
+// The whole top-level scalars (+, -, :, $) at p, one after another, without the state machine;
+// returns where the first one it could not take starts (p itself when none), which the state
+// machine then parses (and reports any error in at the right offset). The text is a view into
+// the chunk (bounded as keep_text() would bound the copy), so +OK, :1, $-1 and a small bulk
+// cost a few compares each.
+template <class Sink>
+const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink) {
+  ReplyFrame f;  // what a scalar never sets stays as is from frame to frame
+  do {
+    const char c = *p;
+    const char* q;
+    int64_t n = 0;
+    f.is_null = false;
+    f.size = 0;
+    f.integer = 0;
+    switch (c) {
+    case '+':
+      // +OK, the reply of most writes: one compare.
+      if (end - p >= 5 && std::memcmp(p, "+OK\r\n", 5) == 0) {
+        f.type = Type::SimpleString;
+        f.text = {p + 1, std::min<size_t>(2, cap_.text_cap_bytes)};
+        q = p + 5;
+        break;
+      }
+      [[fallthrough]];
+    case '-': {
+      // Short lines (+OK, +QUEUED, most errors) are scanned here; long ones with memchr.
+      const char* nl = p + 1;
+      const char* lim = std::min(end, p + 64);
+      while (nl < lim && *nl != '\n') ++nl;
+      if (nl == lim) {
+        if (lim == end) return p;
+        nl = long_line_end(nl, end);
+      }
+      if (nl == nullptr || nl == p + 1 || nl[-1] != '\r' ||
+          uint64_t(nl - p - 2) > limits_.max_line_len)
+        return p;
+      f.type = c == '+' ? Type::SimpleString : Type::Error;
+      f.text = {p + 1, std::min<size_t>(size_t(nl - p - 2), cap_.text_cap_bytes)};
+      q = nl + 1;
+      break;
+    }
+    case ':': {
+      const bool neg = p + 1 < end && p[1] == '-';
+      q = detail::fast_len(p + 1 + neg, end, n);
+      if (q == nullptr) return p;
+      f.type = Type::Integer;
+      f.integer = neg ? -n : n;
+      f.text = {};
+      break;
+    }
+    case '$': {
+      if (p + 1 < end && p[1] == '-') {
+        if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return p;
+        f.type = Type::Bulk;
+        f.is_null = true;
+        f.size = -1;
+        f.text = {};
+        q = p + 5;
+        break;
+      }
+      const char* d = detail::header_line(p, end, '$', n);
+      if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || !detail::is_crlf(d + n))
+        return p;
+      f.type = Type::Bulk;
+      f.size = n;
+      f.text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
+      q = d + n + 2;
+      break;
+    }
+    default:
+      return p;
+    }
+    f.start = pos(p);
+    f.end = pos(q);
+    if constexpr (std::is_invocable_v<Sink&, const ReplyFrame&>)
+      sink(f);
+    else
+      sink.on_reply(f);
+    p = q;
+  } while (p < end);
+  return p;
+}
 
 } // namespace faultline::resp

@@ -343,13 +343,13 @@ TEST(Pairing, PlainPathAroundInjectedEntries) {
     EXPECT_EQ(h.recv("$1\r\nA\r\n"), (V{"GET"}));
     while (h.pairing.next_injected()) {
     }
-    ASSERT_NE(h.pairing.expected(), nullptr);
+    ASSERT_TRUE(h.pairing.expected().has_value());
     EXPECT_EQ(h.pairing.expected()->id, h.sent[h.sent.size() - 1 - (round % 5 == 0)].id);
     EXPECT_EQ(h.recv("+OK\r\n"), (V{"SET"}));
     while (h.pairing.next_injected()) {
     }
     EXPECT_EQ(h.pairing.pending(), 0u);
-    EXPECT_EQ(h.pairing.expected(), nullptr);
+    EXPECT_FALSE(h.pairing.expected().has_value());
   }
   EXPECT_EQ(h.pairing.unmatched_replies(), 0u);
 }

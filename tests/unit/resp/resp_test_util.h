@@ -13,7 +13,7 @@ struct ReqRec {
   uint64_t start = 0, end = 0, argc = 0;
   std::string name, sub, key;
   uint64_t key_len = 0;
-  bool has_key = false, is_inline = false;
+  bool has_key = false, is_inline = false, simple = false;
   int cmd_id = -1;
   std::vector<std::pair<std::string, uint64_t>> args;  // first 256 bytes + true length
   bool operator==(const ReqRec&) const = default;
@@ -30,7 +30,8 @@ struct RepRec {
 
 inline std::ostream& operator<<(std::ostream& os, const ReqRec& r) {
   os << "[" << r.start << "," << r.end << ") " << r.name << (r.sub.empty() ? "" : " ") << r.sub
-     << " argc=" << r.argc << " key=" << (r.has_key ? r.key : "-");
+     << " argc=" << r.argc << " key=" << (r.has_key ? r.key : "-")
+     << (r.simple ? " simple" : "");
   for (auto& a : r.args) os << " '" << a.first << "'/" << a.second;
   return os;
 }
@@ -56,6 +57,7 @@ inline ReqRec record(const RequestFrame& f, size_t cap = 256) {
     r.key_len = f.key.len;
   }
   r.is_inline = f.is_inline;
+  r.simple = f.simple;
   r.cmd_id = f.cmd ? f.cmd->id : -1;
   for (const Arg& a : f.args) r.args.emplace_back(cut(a.data, cap), a.len);
   return r;
