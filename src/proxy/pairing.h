@@ -36,7 +36,7 @@ using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
 
 // Hash of a key (8 bytes at a time: cheap for the hot path), as the client verdicts keep it.
 // Inline: the pairing FIFO takes one per request.
-inline uint32_t key_hash(std::string_view s) {
+[[gnu::always_inline]] inline uint32_t key_hash(std::string_view s) {
   constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
   const char* p = s.data();
   const size_t n = s.size();
@@ -84,11 +84,12 @@ struct PendingInfo {
 };
 
 // A reply in its plainest form: paired with its request, the request's last reply, from Redis,
-// not an error, no fault involved (most replies, in steady traffic).
+// not an error, no fault involved (most replies, in steady traffic). As the pairing's fast path
+// gives it: the command as its table index, the request's start rather than the latency.
 struct PlainReply {
   PendingId id = 0;
-  const resp::CommandInfo* cmd = nullptr;  // the request's command; nullptr when unknown
-  uint64_t latency_us = 0;
+  uint16_t cmd = 0xFFFF;   // CommandInfo::id; 0xFFFF when unknown
+  uint64_t start_us = 0;   // when the request was sent
   uint64_t bytes_in = 0;   // the request's size
   uint64_t bytes_out = 0;  // the reply's size
 };
@@ -103,16 +104,19 @@ struct PlainReplies {
   uint64_t bytes_in = 0;   // their requests' sizes, summed
   uint64_t bytes_out = 0;  // the replies' sizes, summed
   PendingId last_id = 0;   // the pairing id of the last of them
+  uint64_t start_us = 0;   // when their requests were sent
+  uint16_t cmd_id = 0xFFFF;
 };
 
-// The groups of one chunk. One for all sessions of a loop (a chunk is parsed at a time), so it
-// stays in cache.
+// The groups of one chunk, all timed against its arrival (`now`, given by begin()). One for
+// all sessions of a loop (a chunk is parsed at a time), so it stays in cache.
 class PlainRun {
 public:
+  void begin(uint64_t now_us) { now_us_ = now_us; }
   void add(const PlainReply& r) {
     if (size_ != 0) {
       PlainReplies& g = groups_[size_ - 1];
-      if (g.cmd == r.cmd && g.latency_us == r.latency_us) [[likely]] {
+      if (g.cmd_id == r.cmd && g.start_us == r.start_us) [[likely]] {
         ++g.count;
         g.bytes_in += r.bytes_in;
         g.bytes_out += r.bytes_out;
@@ -121,20 +125,30 @@ public:
       }
     }
     if (size_ == groups_.size()) groups_.resize(groups_.empty() ? 64 : groups_.size() * 2);
-    groups_[size_++] = {r.cmd, r.latency_us, 1, r.bytes_in, r.bytes_out, r.id};
+    PlainReplies& g = groups_[size_++];
+    g.cmd_id = r.cmd;
+    g.start_us = r.start_us;
+    g.count = 1;
+    g.bytes_in = r.bytes_in;
+    g.bytes_out = r.bytes_out;
+    g.last_id = r.id;
   }
   bool empty() const { return size_ == 0; }
   void clear() { size_ = 0; }
-  std::span<const PlainReplies> groups() const { return {groups_.data(), size_}; }
-  uint64_t replies() const {
-    uint64_t n = 0;
-    for (size_t i = 0; i < size_; ++i) n += groups_[i].count;
-    return n;
+  // The groups, their commands and latencies filled in.
+  std::span<const PlainReplies> groups() {
+    for (size_t i = 0; i < size_; ++i) {
+      PlainReplies& g = groups_[i];
+      g.cmd = g.cmd_id == 0xFFFF ? nullptr : &resp::detail::kCommands[g.cmd_id];
+      g.latency_us = now_us_ >= g.start_us ? now_us_ - g.start_us : 0;
+    }
+    return {groups_.data(), size_};
   }
 
 private:
   std::vector<PlainReplies> groups_;
   size_t size_ = 0;
+  uint64_t now_us_ = 0;
 };
 
 struct RequestResult {
@@ -176,6 +190,23 @@ public:
     }
     return on_request_general(f, now_us, user_flags);
   }
+  // on_request() for a simple request as the parser's fast path offers it: false (nothing
+  // done) unless it is one entry in the ring, as on_request() would make it.
+  bool on_simple_request(const resp::SimpleRequest& r, uint64_t now_us) {
+    if (!req_plain_) return false;
+    const PendingId id = next_id_++;
+    Entry& e = push_entry();
+    e.start_us = now_us;
+    e.id_lo = uint32_t(id);
+    e.req_bytes = uint32_t(std::min<uint64_t>(r.size(), UINT32_MAX));
+    e.key_hash = r.has_key ? key_hash(r.key) : 0u;
+    e.db = sent_db_;
+    e.x = 1;
+    e.cmd = r.cmd->id;
+    e.kind = 0;
+    e.user_flags = 0;
+    return true;
+  }
   // A request faultline answers itself (not forwarded). It takes its place in the FIFO and
   // changes no connection state (Redis never saw it).
   RequestResult on_injected(const resp::RequestFrame& f, uint64_t now_us,
@@ -201,16 +232,22 @@ public:
   // on_reply() for the plainest case, the caller's fast path: a reply that is not an error
   // completing a plain head (one reply expected, nothing special, nothing injected waiting,
   // no out-of-band traffic possible). Fills `out` (bytes_out: the frame's size) and pops the
-  // head; false (nothing done) for any other reply, which then goes to on_reply().
-  bool plain_reply(const resp::ReplyFrame& f, uint64_t now_us, PlainReply& out) {
-    if (!rep_plain_ || size_ == 0 || f.is_push() || f.is_error()) return false;
+  // head; false (nothing done) for any other reply, which then goes to on_reply(). The
+  // latency is the caller's to work out, from out.start_us.
+  bool plain_reply(const resp::ReplyFrame& f, PlainReply& out) {
+    if (f.is_push() || f.is_error()) return false;
+    return plain_reply(f.size_bytes(), out);
+  }
+  // The same for a reply known to be neither a push nor an error, of `bytes` bytes.
+  bool plain_reply(uint64_t bytes, PlainReply& out) {
+    if (!rep_plain_ || size_ == 0) return false;
     const Entry& h = ring_[head_];
     if ((h.kind & ~kQueued) != 0) return false;
     out.id = full_id(h.id_lo);
-    out.cmd = command(h.cmd);
-    out.latency_us = now_us >= h.start_us ? now_us - h.start_us : 0;
+    out.cmd = h.cmd;
+    out.start_us = h.start_us;
     out.bytes_in = h.req_bytes;
-    out.bytes_out = f.size_bytes();
+    out.bytes_out = bytes;
     pop_head();
     return true;
   }

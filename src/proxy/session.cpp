@@ -759,10 +759,29 @@ void Session::on_client_chunk(uv::Chunk c) {
   const uint64_t now = now_us();
   begin_plain_requests();
   if (r.rules.empty() && r.partial.empty()) {
-    // Observe only: the chunk goes on whole.
-    auto st = r.req.feed(c.data(), c.len, [&](const resp::RequestFrame& f) {
-      forward_request(f, now, {});
-    });
+    // Observe only: the chunk goes on whole. While the observers only count plain requests,
+    // a simple one is a pairing entry and a count, taken before the parser records its
+    // arguments.
+    struct Counted {
+      Session& s;
+      Resp& r;
+      uint64_t now;
+      bool on_simple_request(const resp::SimpleRequest& q) {
+        if (!r.pairing.on_simple_request(q, now)) return false;
+        ++s.commands_;
+        ++r.plain_requests;
+        return true;
+      }
+      void on_request(const resp::RequestFrame& f) { s.forward_request(f, now, {}); }
+    };
+    resp::Status st;
+    if (r.count_plain) {
+      Counted sink{*this, r, now};
+      st = r.req.feed(c.data(), c.len, sink);
+    } else {
+      st = r.req.feed(c.data(), c.len,
+                      [&](const resp::RequestFrame& f) { forward_request(f, now, {}); });
+    }
     end_plain_requests();
     if (st == resp::Status::Error) enter_raw(toxics::Stream::Upstream);
     up_deliver(std::move(c));
@@ -1099,9 +1118,10 @@ void Session::on_upstream_chunk(uv::Chunk c) {
         if (rt_.plain_run_owner() != this) [[unlikely]] {
           flush_plain_run(rt_);
           rt_.plain_run_owner() = this;
+          rt_.plain_run().begin(now);
         }
-        rt_.plain_run().add({res.request.id, res.request.cmd, res.latency_us,
-                             res.request.req_bytes, f.size_bytes()});
+        rt_.plain_run().add({res.request.id, res.request.cmd ? res.request.cmd->id : uint16_t(0xFFFF),
+                             res.request.start_us, res.request.req_bytes, f.size_bytes()});
       } else if (!rt_.observers().empty()) {
         flush_plain();
         for (auto* o : rt_.observers()) o->on_reply(*this, res, &f, {}, fault);
@@ -1130,22 +1150,44 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       r.maybe_end(*this); // the last reply before a resp_reset/resp_close "before" went out
     }
   };
-  bool simple = quiet();
-  auto st = r.rep.feed(data, len, [&](const resp::ReplyFrame& f) {
-    if (simple) [[likely]] {
-      PlainReply pr;
-      if (r.pairing.plain_reply(f, now, pr)) [[likely]] {
-        if (rt_.plain_run_owner() != this) [[unlikely]] {
-          flush_plain_run(rt_);
-          rt_.plain_run_owner() = this;
-        }
-        rt_.plain_run().add(pr);
-        return;
+  // A plain reply (see quiet()) is a pop from the pairing FIFO and an entry in the run; a
+  // simple one (no error) is taken before the parser builds its frame.
+  struct Replies {
+    Session& s;
+    Resp& r;
+    uint64_t now;
+    decltype(general)& general_;
+    decltype(quiet)& quiet_;
+    bool simple;
+    void plain(const PlainReply& pr) {
+      Runtime& rt = s.rt_;
+      if (rt.plain_run_owner() != &s) [[unlikely]] {
+        flush_plain_run(rt);
+        rt.plain_run_owner() = &s;
+        rt.plain_run().begin(now);
       }
+      rt.plain_run().add(pr);
     }
-    general(f);
-    simple = quiet();
-  });
+    bool on_simple_reply(const resp::SimpleReply& f) {
+      PlainReply pr;
+      if (!simple || !r.pairing.plain_reply(f.size_bytes(), pr)) return false;
+      plain(pr);
+      return true;
+    }
+    void on_reply(const resp::ReplyFrame& f) {
+      if (simple) [[likely]] {
+        PlainReply pr;
+        if (r.pairing.plain_reply(f, pr)) [[likely]] {
+          plain(pr);
+          return;
+        }
+      }
+      general_(f);
+      simple = quiet_();
+    }
+  };
+  Replies sink{*this, r, now, general, quiet, quiet()};
+  auto st = r.rep.feed(data, len, sink);
   if (closing_) return;
   flush_plain();
   if (st == resp::Status::Error) {

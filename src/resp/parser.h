@@ -18,6 +18,7 @@
 // path keeps forwarding raw bytes; there are no exceptions here.
 
 #include <bit>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -83,6 +84,23 @@ struct RequestFrame {
   uint64_t size() const { return end - start; }
 };
 
+// A simple request wholly inside one chunk, as the fast path offers it first to a sink that
+// has on_simple_request(const SimpleRequest&) -> bool: the facts the pairing needs, before any
+// argument is recorded. True: that was all the sink needed. False: the sink gets the whole
+// RequestFrame next, through on_request() (or operator()), as any other sink would.
+struct SimpleRequest {
+  uint64_t start = 0, end = 0;    // absolute stream offsets [start, end)
+  const CommandInfo* cmd = nullptr;
+  bool has_key = false;
+  std::string_view key;           // the first key (whole), when has_key
+  uint64_t size() const { return end - start; }
+};
+
+template <class Sink>
+concept TakesSimpleRequests = requires(Sink& s, const SimpleRequest& r) {
+  { s.on_simple_request(r) } -> std::convertible_to<bool>;
+};
+
 enum class Type : uint8_t {
   None,
   SimpleString,  // +
@@ -128,6 +146,20 @@ struct ReplyFrame {
   // "LOADING", "ERR", "MOVED"...: the first word of an error's text.
   std::string_view error_prefix() const;
   uint64_t size_bytes() const { return end - start; }
+};
+
+// Likewise for replies: a top-level simple string, integer or bulk (never an error) wholly
+// inside one chunk, offered first to a sink that has on_simple_reply(const SimpleReply&) ->
+// bool; false gets it the whole ReplyFrame next.
+struct SimpleReply {
+  uint64_t start = 0, end = 0;
+  Type type = Type::None;
+  uint64_t size_bytes() const { return end - start; }
+};
+
+template <class Sink>
+concept TakesSimpleReplies = requires(Sink& s, const SimpleReply& r) {
+  { s.on_simple_reply(r) } -> std::convertible_to<bool>;
 };
 
 namespace detail {
@@ -501,7 +533,6 @@ RequestParser::cached_lookup(const char* d, size_t n, const char* end) {
 // fast_frame_roles(), which works out each argument's role as the state machine does.
 template <class Sink>
 const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sink) {
-  RequestFrame f;  // what the fast path never sets (no subcommand, not inline) stays as is
   Arg* const args = args_.data();
   const int64_t max_args = cap_.max_args;
   const int64_t max_len = limits_.max_bulk_len;
@@ -548,22 +579,47 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
       simple = c.simple;
       learn_prefix(p, q, end, n, d, c);
     }
-    args[0] = {{d, size_t(len)}, uint64_t(len)};
-    f.has_key = false;
-    f.key = {};
-    int64_t i = 1;
-    for (; i < n; ++i) {
-      d = detail::header_line(q, end, '$', len);
-      if (d == nullptr || len > max_len || end - d < len + 2 || !detail::is_crlf(d + len)) break;
-      const Arg a{{d, size_t(len)}, uint64_t(len)};
-      if (i < max_args) args[i] = a;
-      if (i == key_pos) {
-        f.key = a;
-        f.has_key = true;
+    // The arguments after the name: whole bulks, the key noted where the command has it.
+    // `record` stores each one for the RequestFrame.
+    const char* const args_at = q;
+    auto walk = [&](bool record, const char*& at, Arg& key, bool& has_key) -> bool {
+      const char* r = args_at;
+      for (int64_t i = 1; i < n; ++i) {
+        int64_t l = 0;
+        const char* b = detail::header_line(r, end, '$', l);
+        if (b == nullptr || l > max_len || end - b < l + 2 || !detail::is_crlf(b + l))
+          return false;
+        const Arg a{{b, size_t(l)}, uint64_t(l)};
+        if (record && i < max_args) args[i] = a;
+        if (i == key_pos) {
+          key = a;
+          has_key = true;
+        }
+        r = b + l + 2;
       }
-      q = d + len + 2;
+      at = r;
+      return true;
+    };
+    if constexpr (TakesSimpleRequests<Sink>) {
+      if (simple) [[likely]] {
+        Arg key;
+        bool has_key = false;
+        if (!walk(false, q, key, has_key)) break;
+        SimpleRequest sr;
+        sr.start = at0 + uint64_t(uintptr_t(p));
+        sr.end = at0 + uint64_t(uintptr_t(q));
+        sr.cmd = cmd;
+        sr.has_key = has_key;
+        sr.key = key.data;
+        if (sink.on_simple_request(sr)) [[likely]] {
+          p = q;
+          continue;
+        }
+      }
     }
-    if (i < n) break;
+    RequestFrame f;
+    args[0] = {{d, size_t(len)}, uint64_t(len)};
+    if (!walk(true, q, f.key, f.has_key)) break;
     f.start = at0 + uint64_t(uintptr_t(p));
     f.end = at0 + uint64_t(uintptr_t(q));
     f.argc = uint64_t(n);
@@ -589,20 +645,20 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
 // cost a few compares each.
 template <class Sink>
 const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink) {
-  ReplyFrame f;  // what a scalar never sets stays as is from frame to frame
+  const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x
   do {
     const char c = *p;
     const char* q;
-    int64_t n = 0;
-    f.is_null = false;
-    f.size = 0;
-    f.integer = 0;
+    Type type;
+    bool is_null = false;
+    int64_t n = 0, size = 0, integer = 0;
+    std::string_view text;
     switch (c) {
     case '+':
       // +OK, the reply of most writes: one compare.
       if (end - p >= 5 && std::memcmp(p, "+OK\r\n", 5) == 0) {
-        f.type = Type::SimpleString;
-        f.text = {p + 1, std::min<size_t>(2, cap_.text_cap_bytes)};
+        type = Type::SimpleString;
+        text = {p + 1, 2};  // text_cap_bytes is at least 8
         q = p + 5;
         break;
       }
@@ -619,8 +675,8 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
       if (nl == nullptr || nl == p + 1 || nl[-1] != '\r' ||
           uint64_t(nl - p - 2) > limits_.max_line_len)
         return p;
-      f.type = c == '+' ? Type::SimpleString : Type::Error;
-      f.text = {p + 1, std::min<size_t>(size_t(nl - p - 2), cap_.text_cap_bytes)};
+      type = c == '+' ? Type::SimpleString : Type::Error;
+      text = {p + 1, std::min<size_t>(size_t(nl - p - 2), cap_.text_cap_bytes)};
       q = nl + 1;
       break;
     }
@@ -628,35 +684,51 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
       const bool neg = p + 1 < end && p[1] == '-';
       q = detail::fast_len(p + 1 + neg, end, n);
       if (q == nullptr) return p;
-      f.type = Type::Integer;
-      f.integer = neg ? -n : n;
-      f.text = {};
+      type = Type::Integer;
+      integer = neg ? -n : n;
       break;
     }
     case '$': {
       if (p + 1 < end && p[1] == '-') {
         if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return p;
-        f.type = Type::Bulk;
-        f.is_null = true;
-        f.size = -1;
-        f.text = {};
+        type = Type::Bulk;
+        is_null = true;
+        size = -1;
         q = p + 5;
         break;
       }
       const char* d = detail::header_line(p, end, '$', n);
       if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || !detail::is_crlf(d + n))
         return p;
-      f.type = Type::Bulk;
-      f.size = n;
-      f.text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
+      type = Type::Bulk;
+      size = n;
+      text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
       q = d + n + 2;
       break;
     }
     default:
       return p;
     }
-    f.start = pos(p);
-    f.end = pos(q);
+    if constexpr (TakesSimpleReplies<Sink>) {
+      if (type != Type::Error) [[likely]] {
+        SimpleReply sr;
+        sr.start = at0 + uint64_t(uintptr_t(p));
+        sr.end = at0 + uint64_t(uintptr_t(q));
+        sr.type = type;
+        if (sink.on_simple_reply(sr)) [[likely]] {
+          p = q;
+          continue;
+        }
+      }
+    }
+    ReplyFrame f;
+    f.start = at0 + uint64_t(uintptr_t(p));
+    f.end = at0 + uint64_t(uintptr_t(q));
+    f.type = type;
+    f.is_null = is_null;
+    f.size = size;
+    f.integer = integer;
+    f.text = text;
     if constexpr (std::is_invocable_v<Sink&, const ReplyFrame&>)
       sink(f);
     else
