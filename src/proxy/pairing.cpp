@@ -99,6 +99,7 @@ std::optional<PendingInfo> Pairing::expected() const {
 }
 
 void Pairing::pop_entry(Entry* e) {
+  if (!plain(*e)) --nonplain_;
   size_t at = size_t(e - ring_.get());
   // Injected entries before e (not yet released by the caller) keep their order.
   while (at != head_) {
@@ -109,11 +110,34 @@ void Pairing::pop_entry(Entry* e) {
   pop_head();
 }
 
+void Pairing::take_plain(const uint32_t* sizes, size_t k, PlainRun& run) {
+  size_t i = 0;
+  while (i < k) {
+    // Consecutive replies to one command sent in one chunk: one group, summed in registers.
+    const Entry& first = ring_[(head_ + i) & mask_];
+    const uint16_t cmd = first.cmd;
+    const uint64_t start = first.start_us;
+    uint64_t bytes_in = first.req_bytes, bytes_out = sizes[i];
+    const size_t from = i;
+    for (++i; i < k; ++i) {
+      const Entry& h = ring_[(head_ + i) & mask_];
+      if (h.cmd != cmd || h.start_us != start) break;
+      bytes_in += h.req_bytes;
+      bytes_out += sizes[i];
+    }
+    run.add_group(cmd, start, i - from, bytes_in, bytes_out,
+                  full_id(ring_[(head_ + i - 1) & mask_].id_lo));
+  }
+  head_ = (head_ + k) & mask_;
+  size_ -= k;
+}
+
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
                                    uint8_t user_flags) {
   const PendingId id = next_id_++;
   fill(push_entry(), id, f, now_us, user_flags, kInjected | (in_multi_ ? kQueued : 0));
   ++injected_;
+  ++nonplain_;
   refresh();
   return {id, true};
 }
@@ -217,6 +241,7 @@ RequestResult Pairing::on_request_general(const resp::RequestFrame& f, uint64_t 
   if (!reply) return {id, false};
   Entry& e = push_entry();
   fill(e, id, f, now_us, user_flags, uint8_t(uint8_t(sp) | (queued ? kQueued : 0)));
+  if (!plain(e)) ++nonplain_;
   e.x = is_subscribe_family(sp) ? expect : entry_arg(value);
   e.db = db;
   return {id, true};
@@ -229,6 +254,7 @@ std::optional<PendingInfo> Pairing::next_injected() {
   PendingInfo p = info(e);
   pop_head();
   --injected_;
+  --nonplain_;
   refresh();
   return p;
 }

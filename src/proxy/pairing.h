@@ -34,25 +34,26 @@ namespace faultline::proxy {
 
 using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
 
-// Hash of a key (8 bytes at a time: cheap for the hot path), as the client verdicts keep it.
-// Inline: the pairing FIFO takes one per request.
+// Hash of a key, as the client verdicts keep it (to know a resend: the same command on the same
+// key). Cheap rather than strong: a key of 8 to 16 bytes is two loads, two multiplications and
+// a fold. Inline: the pairing FIFO takes one per request.
 [[gnu::always_inline]] inline uint32_t key_hash(std::string_view s) {
-  constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
+  constexpr uint64_t k1 = 0x9E3779B97F4A7C15ULL, k2 = 0xff51afd7ed558ccdULL;
   const char* p = s.data();
   const size_t n = s.size();
-  uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
-  uint64_t a = 0, b = 0;
-  if (n > 16) {
-    size_t i = 0;
-    for (; i + 8 < n; i += 8) {
-      std::memcpy(&a, p + i, 8);
-      h = (h ^ a) * kMul;
-      h ^= h >> 32;
+  uint64_t h = n, a = 0, b = 0;
+  if (n >= 8) [[likely]] {
+    if (n > 16) {
+      // Every word but the last (which b takes, overlapping).
+      for (size_t i = 8; i + 8 < n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = (h ^ w) * k2;
+        h ^= h >> 29;
+      }
     }
-    std::memcpy(&b, p + n - 8, 8);  // the last 8 bytes, overlapping the loop's last word
-  } else if (n >= 8) {  // two loads, overlapping when n < 16
     std::memcpy(&a, p, 8);
-    std::memcpy(&b, p + n - 8, 8);
+    std::memcpy(&b, p + n - 8, 8);  // overlapping a when n < 16
   } else if (n >= 4) {
     uint32_t x, y;
     std::memcpy(&x, p, 4);
@@ -63,11 +64,9 @@ using PendingId = uint64_t;  // 1, 2, 3... per session; 0 = none
     a = uint64_t(uint8_t(p[0])) | uint64_t(uint8_t(p[n / 2])) << 8 |
         uint64_t(uint8_t(p[n - 1])) << 16;
   }
-  h = (h ^ a) * kMul;
-  h ^= h >> 32;
-  h = (h ^ b) * kMul;
-  h ^= h >> 29;
-  return uint32_t(h) | 1u;  // never 0, which means "no key"
+  uint64_t x = ((a ^ h) * k1) ^ (b * k2);
+  x ^= x >> 32;
+  return uint32_t(x) | 1u;  // never 0, which means "no key"
 }
 
 // A request waiting for its reply, as the caller sees it (the ring keeps it in less room).
@@ -113,25 +112,27 @@ struct PlainReplies {
 class PlainRun {
 public:
   void begin(uint64_t now_us) { now_us_ = now_us; }
-  void add(const PlainReply& r) {
+  void add(const PlainReply& r) { add_group(r.cmd, r.start_us, 1, r.bytes_in, r.bytes_out, r.id); }
+  void add_group(uint16_t cmd, uint64_t start_us, uint64_t count, uint64_t bytes_in,
+                 uint64_t bytes_out, PendingId last_id) {
     if (size_ != 0) {
       PlainReplies& g = groups_[size_ - 1];
-      if (g.cmd_id == r.cmd && g.start_us == r.start_us) [[likely]] {
-        ++g.count;
-        g.bytes_in += r.bytes_in;
-        g.bytes_out += r.bytes_out;
-        g.last_id = r.id;
+      if (g.cmd_id == cmd && g.start_us == start_us) [[likely]] {
+        g.count += count;
+        g.bytes_in += bytes_in;
+        g.bytes_out += bytes_out;
+        g.last_id = last_id;
         return;
       }
     }
     if (size_ == groups_.size()) groups_.resize(groups_.empty() ? 64 : groups_.size() * 2);
     PlainReplies& g = groups_[size_++];
-    g.cmd_id = r.cmd;
-    g.start_us = r.start_us;
-    g.count = 1;
-    g.bytes_in = r.bytes_in;
-    g.bytes_out = r.bytes_out;
-    g.last_id = r.id;
+    g.cmd_id = cmd;
+    g.start_us = start_us;
+    g.count = count;
+    g.bytes_in = bytes_in;
+    g.bytes_out = bytes_out;
+    g.last_id = last_id;
   }
   bool empty() const { return size_ == 0; }
   void clear() { size_ = 0; }
@@ -251,6 +252,13 @@ public:
     pop_head();
     return true;
   }
+  // How many of the next replies, each neither an error nor a push, would each complete a
+  // plain head as plain_reply() does: every entry when none is special or injected and no
+  // out-of-band traffic can interleave; 0 otherwise (then plain_reply() decides each).
+  size_t plain_ahead() const { return rep_plain_ && nonplain_ == 0 ? size_ : 0; }
+  // plain_reply() for the next k replies at once (k <= plain_ahead()), of sizes[0..k) bytes:
+  // pops their requests and adds them to `run`, grouped.
+  void take_plain(const uint32_t* sizes, size_t k, PlainRun& run);
   // After on_request/on_injected/on_reply: pops the head if it is an injected entry whose turn
   // has come (everything before it answered). Call until it returns nullopt.
   std::optional<PendingInfo> next_injected();
@@ -295,6 +303,8 @@ private:
   static_assert(uint8_t(resp::Special::Auth) <= kSpecialMask);
   static constexpr uint16_t kNoCommand = 0xFFFF;
   static resp::Special special(const Entry& e) { return resp::Special(e.kind & kSpecialMask); }
+  // Neither special nor injected (queued inside MULTI or not): its reply is all it gets.
+  static bool plain(const Entry& e) { return (e.kind & ~kQueued) == 0; }
   static int32_t entry_arg(int64_t v) {
     return v >= INT32_MIN && v <= INT32_MAX ? int32_t(v) : -1;
   }
@@ -362,6 +372,7 @@ private:
   size_t mask_ = 0;              // capacity - 1 (a power of two)
   size_t head_ = 0, size_ = 0;
   size_t injected_ = 0;          // injected entries in the ring: none means the head is real
+  size_t nonplain_ = 0;          // entries that are special or injected (see plain())
   PendingId next_id_ = 1;
   bool req_plain_ = true;        // a simple request is one entry
   bool rep_plain_ = true;        // the head's reply is all it gets

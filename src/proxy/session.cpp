@@ -20,6 +20,7 @@
 #include "proxy/session.h"
 
 #include <algorithm>
+#include <array>
 
 #include <deque>
 
@@ -1150,8 +1151,10 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       r.maybe_end(*this); // the last reply before a resp_reset/resp_close "before" went out
     }
   };
-  // A plain reply (see quiet()) is a pop from the pairing FIFO and an entry in the run; a
-  // simple one (no error) is taken before the parser builds its frame.
+  // A plain reply (see quiet()) is a pop from the pairing FIFO and an entry in the run. A
+  // simple one (a scalar, not an error) only has its size noted while the pairing says the
+  // replies ahead are all plain: their requests are popped together (commit()), before anything
+  // else looks at the pairing, and at the end of the chunk.
   struct Replies {
     Session& s;
     Resp& r;
@@ -1159,26 +1162,39 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     decltype(general)& general_;
     decltype(quiet)& quiet_;
     bool simple;
-    void plain(const PlainReply& pr) {
+    size_t taken = 0, room = 0;  // sizes noted; how many may be, before asking the pairing
+    std::array<uint32_t, 256> sizes;
+    PlainRun& run() {
       Runtime& rt = s.rt_;
       if (rt.plain_run_owner() != &s) [[unlikely]] {
         flush_plain_run(rt);
         rt.plain_run_owner() = &s;
         rt.plain_run().begin(now);
       }
-      rt.plain_run().add(pr);
+      return rt.plain_run();
+    }
+    void commit() {
+      if (taken == 0) return;
+      r.pairing.take_plain(sizes.data(), taken, run());
+      taken = room = 0;
     }
     bool on_simple_reply(const resp::SimpleReply& f) {
-      PlainReply pr;
-      if (!simple || !r.pairing.plain_reply(f.size_bytes(), pr)) return false;
-      plain(pr);
+      if (taken == room) [[unlikely]] {
+        commit();
+        if (!simple) return false;
+        room = std::min(r.pairing.plain_ahead(), sizes.size());
+        if (room == 0) return false;
+      }
+      sizes[taken++] = uint32_t(f.size_bytes());  // a scalar inside one chunk
       return true;
     }
     void on_reply(const resp::ReplyFrame& f) {
+      commit();
+      room = 0;
       if (simple) [[likely]] {
         PlainReply pr;
         if (r.pairing.plain_reply(f, pr)) [[likely]] {
-          plain(pr);
+          run().add(pr);
           return;
         }
       }
@@ -1188,6 +1204,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   };
   Replies sink{*this, r, now, general, quiet, quiet()};
   auto st = r.rep.feed(data, len, sink);
+  sink.commit();
   if (closing_) return;
   flush_plain();
   if (st == resp::Status::Error) {

@@ -555,12 +555,11 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
     bool simple;
     if (hit != nullptr) [[likely]] {
       n = hit->argc;
-      d = p + hit->name_at;
-      len = hit->name_len;
       q = p + hit->size;
       cmd = hit->cmd;
       key_pos = hit->key_pos;
       simple = hit->simple;
+      d = nullptr;  // the name is found again if a frame is built (below)
     } else {
       q = detail::header_line(p, end, '*', n);
       if (q == nullptr || n <= 0 || n > limits_.max_elements) break;
@@ -618,6 +617,10 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
       }
     }
     RequestFrame f;
+    if (hit != nullptr) {
+      d = p + hit->name_at;
+      len = hit->name_len;
+    }
     args[0] = {{d, size_t(len)}, uint64_t(len)};
     if (!walk(true, q, f.key, f.has_key)) break;
     f.start = at0 + uint64_t(uintptr_t(p));
