@@ -71,4 +71,48 @@ inline resp::CaptureOptions small_capture() {
   return c;
 }
 
+// A sink that takes simple requests / replies when offered (declining every third) sees every
+// frame once, at the offsets the plain run reports, and is offered only simple ones.
+struct OfferSink {
+  std::vector<std::pair<uint64_t, uint64_t>> seen;
+  int offers = 0;
+  bool take() { return ++offers % 3 != 0; }
+  bool on_simple_request(const resp::SimpleRequest& r) {
+    check(r.cmd != nullptr && r.end > r.start, "simple request facts");
+    if (!take()) return false;
+    seen.emplace_back(r.start, r.end);
+    return true;
+  }
+  void on_request(const resp::RequestFrame& f) { seen.emplace_back(f.start, f.end); }
+  bool on_simple_reply(const resp::SimpleReply& r) {
+    check(r.type != resp::Type::Error && r.end > r.start, "simple reply facts");
+    if (!take()) return false;
+    seen.emplace_back(r.start, r.end);
+    return true;
+  }
+  void on_reply(const resp::ReplyFrame& f) { seen.emplace_back(f.start, f.end); }
+};
+
+template <class Parser, class Run>
+void check_offers(const uint8_t* data, size_t size, const Run& whole, const resp::Limits& l,
+                  const resp::CaptureOptions& c) {
+  for (uint32_t salt : {0u, 3u}) {
+    Parser p(l, c);
+    OfferSink sink;
+    std::string_view in(reinterpret_cast<const char*>(data), size);
+    size_t at = 0;
+    for (size_t n : salt ? splits(data, size, salt) : std::vector<size_t>{size}) {
+      if (at >= size) break;
+      std::string chunk(in.substr(at, std::min(n, size - at)));
+      p.feed(chunk.data(), chunk.size(), sink);
+      at += chunk.size();
+    }
+    check(sink.seen.size() == whole.frames.size(), "offered + frames == frames");
+    for (size_t i = 0; i < sink.seen.size(); ++i)
+      check(sink.seen[i].first == whole.frames[i].start &&
+                sink.seen[i].second == whole.frames[i].end,
+            "offered frame offsets");
+  }
+}
+
 } // namespace faultline::fuzz

@@ -19,6 +19,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::check_splits(data, size, [](std::string_view in, const std::vector<size_t>& cuts) {
     return resp::test::replies(in, cuts, fuzz::small_limits(), fuzz::small_capture());
   });
+  {
+    std::string_view in(reinterpret_cast<const char*>(data), size);
+    fuzz::check_offers<resp::ReplyParser>(data, size, resp::test::replies(in), {}, {});
+    fuzz::check_offers<resp::ReplyParser>(
+        data, size, resp::test::replies(in, {}, fuzz::small_limits(), fuzz::small_capture()),
+        fuzz::small_limits(), fuzz::small_capture());
+  }
   // Replies against a pending mix of stateful commands: never a crash, whatever arrives.
   static const std::string requests =
       mb({"HELLO", "3"}) + mb({"SUBSCRIBE", "a", "b"}) + mb({"UNSUBSCRIBE"}) + mb({"MULTI"}) +

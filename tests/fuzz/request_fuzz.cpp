@@ -11,6 +11,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::check_splits(data, size, [](std::string_view in, const std::vector<size_t>& cuts) {
     return resp::test::requests(in, cuts, fuzz::small_limits(), fuzz::small_capture());
   });
+  {
+    std::string_view in(reinterpret_cast<const char*>(data), size);
+    fuzz::check_offers<resp::RequestParser>(data, size, resp::test::requests(in), {}, {});
+    fuzz::check_offers<resp::RequestParser>(
+        data, size, resp::test::requests(in, {}, fuzz::small_limits(), fuzz::small_capture()),
+        fuzz::small_limits(), fuzz::small_capture());
+  }
   // Every frame's facts are usable by the pairing, whatever the bytes were.
   resp::RequestParser parser;
   proxy::Pairing pairing(8);

@@ -354,5 +354,63 @@ TEST(Pairing, PlainPathAroundInjectedEntries) {
   EXPECT_EQ(h.pairing.unmatched_replies(), 0u);
 }
 
+// take_plain() pops a chunk's simple replies at once: the same groups as plain_reply() one by
+// one, and only while every pending entry is plain.
+TEST(Pairing, TakePlainMatchesPlainReplyOneByOne) {
+  Harness a, b;
+  std::vector<uint32_t> sizes;
+  for (int chunk = 0; chunk < 6; ++chunk) {
+    std::string reqs;
+    for (int i = 0; i < 10; ++i) reqs += mb({i % 3 ? "GET" : "SET", "k" + std::to_string(i), "v"});
+    a.send(reqs);
+    b.send(reqs);
+    a.now_us += 100;
+    b.now_us += 100;
+  }
+  for (int i = 0; i < 60; ++i) sizes.push_back(uint32_t(5 + i % 4));
+  ASSERT_EQ(b.pairing.plain_ahead(), 60u);
+  PlainRun one, all;
+  one.begin(5000);
+  all.begin(5000);
+  for (uint32_t n : sizes) {
+    PlainReply pr;
+    ASSERT_TRUE(a.pairing.plain_reply(uint64_t(n), pr));
+    one.add(pr);
+  }
+  b.pairing.take_plain(sizes.data(), 25, all);  // two commits, as a chunk may need
+  b.pairing.take_plain(sizes.data() + 25, 35, all);
+  auto ga = one.groups(), gb = all.groups();
+  ASSERT_EQ(ga.size(), gb.size());
+  uint64_t replies = 0;
+  for (size_t i = 0; i < ga.size(); ++i) {
+    EXPECT_EQ(ga[i].cmd, gb[i].cmd);
+    EXPECT_EQ(ga[i].latency_us, gb[i].latency_us);
+    EXPECT_EQ(ga[i].count, gb[i].count);
+    EXPECT_EQ(ga[i].bytes_in, gb[i].bytes_in);
+    EXPECT_EQ(ga[i].bytes_out, gb[i].bytes_out);
+    EXPECT_EQ(ga[i].last_id, gb[i].last_id);
+    replies += gb[i].count;
+  }
+  EXPECT_EQ(replies, 60u);
+  EXPECT_EQ(gb.back().last_id, b.sent.back().id);
+  EXPECT_EQ(b.pairing.pending(), 0u);
+  EXPECT_EQ(gb.front().latency_us, 5000u - 1000u);
+
+  // A special entry anywhere in the ring (PING), or an injected one, stops the shortcut.
+  b.send(mb({"GET", "x"}) + mb({"PING"}) + mb({"GET", "y"}));
+  EXPECT_EQ(b.pairing.plain_ahead(), 0u);
+  EXPECT_EQ(b.recv("$1\r\nx\r\n+PONG\r\n"), (V{"GET", "PING"}));
+  EXPECT_EQ(b.pairing.plain_ahead(), 1u);
+  b.send(mb({"GET", "z"}), true);
+  EXPECT_EQ(b.pairing.plain_ahead(), 0u);
+  EXPECT_EQ(b.recv("$1\r\ny\r\n"), (V{"GET"}));
+  ASSERT_TRUE(b.pairing.next_injected().has_value());
+  EXPECT_EQ(b.pairing.plain_ahead(), 0u);  // empty
+  b.send(mb({"SUBSCRIBE", "c"}));
+  EXPECT_EQ(b.recv("*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"), (V{"SUBSCRIBE"}));
+  b.send(mb({"GET", "q"}));  // subscribed: out-of-band messages may come
+  EXPECT_EQ(b.pairing.plain_ahead(), 0u);
+}
+
 } // namespace
 } // namespace faultline::proxy

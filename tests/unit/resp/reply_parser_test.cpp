@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <chrono>
 
 #include "resp/parser.h"
@@ -268,6 +270,50 @@ TEST(ReplyParser, Limits) {
   std::string hostile;
   for (int i = 0; i < 1000; ++i) hostile += "*1\r\n";
   EXPECT_TRUE(replies(hostile).failed);
+}
+
+// A sink with on_simple_reply() is offered each top-level non-error scalar before its frame is
+// built; errors, aggregates and declined scalars come as frames, every reply once, in order.
+TEST(ReplyParser, SimpleRepliesAreOfferedFirst) {
+  std::string in;
+  for (int i = 0; i < 30; ++i) {
+    in += "+OK\r\n$3\r\nabc\r\n:" + std::to_string(i * 1000 - 7) + "\r\n$-1\r\n";
+    if (i % 4 == 0) in += "-ERR no\r\n*2\r\n$1\r\na\r\n:1\r\n";
+    if (i % 6 == 0) in += "+QUEUED\r\n$200\r\n" + std::string(200, 'x') + "\r\n";
+  }
+  auto whole = replies(in);
+  ASSERT_FALSE(whole.failed);
+  for (size_t chunk : {in.size(), size_t(1), size_t(5), size_t(33)}) {
+    for (int decline_every : {0, 2}) {
+      struct Sink {
+        std::vector<std::tuple<uint64_t, uint64_t, Type, bool>> seen;
+        int decline_every;
+        int offers = 0;
+        bool on_simple_reply(const SimpleReply& r) {
+          EXPECT_NE(r.type, Type::Error);
+          if (decline_every && ++offers % decline_every == 0) return false;
+          seen.emplace_back(r.start, r.end, r.type, true);
+          return true;
+        }
+        void on_reply(const ReplyFrame& f) { seen.emplace_back(f.start, f.end, f.type, false); }
+      } sink{{}, decline_every};
+      ReplyParser p;
+      for (size_t at = 0; at < in.size(); at += chunk) {
+        std::string piece = in.substr(at, chunk);
+        ASSERT_EQ(p.feed(piece, sink), Status::Ok);
+      }
+      ASSERT_EQ(sink.seen.size(), whole.frames.size()) << "chunk " << chunk;
+      size_t offered = 0;
+      for (size_t i = 0; i < sink.seen.size(); ++i) {
+        const auto& [start, end, type, was_offered] = sink.seen[i];
+        EXPECT_EQ(start, whole.frames[i].start) << i;
+        EXPECT_EQ(end, whole.frames[i].end) << i;
+        EXPECT_EQ(type, whole.frames[i].type) << i;
+        if (was_offered) ++offered;
+      }
+      if (chunk == in.size() && decline_every == 0) EXPECT_GE(offered, 120u);
+    }
+  }
 }
 
 } // namespace

@@ -326,5 +326,135 @@ TEST(RequestParser, NameCacheAgreesWithStateMachine) {
   }
 }
 
+// RequestFrame::simple: a command the table names exactly that changes no connection state.
+TEST(RequestParser, SimpleMarksPlainCommands) {
+  struct Case {
+    std::string bytes;
+    bool simple;
+  };
+  const std::vector<Case> cases = {
+      {mb({"GET", "k"}), true},
+      {mb({"set", "k", "v"}), true},
+      {mb({"CONFIG", "GET", "maxmemory"}), true},      // a known subcommand
+      {mb({"EVAL", "return 1", "1", "k"}), true},      // key-count spec, roles path
+      {mb({"XREAD", "STREAMS", "s", "0"}), true},      // keyword spec, roles path
+      {mb({"CLIENT", "NOSUCHSUB"}), false},            // container, unknown subcommand
+      {mb({"CLIENT", "REPLY", "OFF"}), false},         // changes how many replies follow
+      {mb({"PING"}), false},
+      {mb({"SELECT", "1"}), false},
+      {mb({"MULTI"}), false},
+      {mb({"SUBSCRIBE", "a"}), false},
+      {mb({"HELLO", "3"}), false},
+      {mb({"NOSUCHCOMMAND", "x"}), false},
+      {"*0\r\n", false},
+      {"GET k\r\n", true},                                // inline
+      {"PING\r\n", false},
+  };
+  for (const auto& c : cases) {
+    for (int copies : {1, 3}) {  // repeats: the name and prefix caches
+      std::string in;
+      for (int i = 0; i < copies; ++i) in += c.bytes;
+      auto r = requests(in);
+      ASSERT_EQ(r.frames.size(), size_t(copies)) << c.bytes;
+      for (const auto& f : r.frames) EXPECT_EQ(f.simple, c.simple) << c.bytes;
+      expect_split_invariant(in);
+    }
+  }
+}
+
+// The prefix cache takes a frame's argument count and command from its first 16 bytes: frames
+// that share some of a prefix and differ after it, or differ only in what follows the name,
+// must come out as the state machine reads them.
+TEST(RequestParser, PrefixCacheAgreesWithStateMachine) {
+  std::string in;
+  for (int round = 0; round < 4; ++round) {
+    in += mb({"GET", "key:" + std::to_string(round)});
+    in += mb({"GET", "k", "extra"});                  // same name, other count
+    in += mb({"GEX", "k"});                           // a letter off: unknown
+    in += mb({"get", "k"});                           // lower case: other bytes, same command
+    in += mb({"GETDEL", "k"}) + mb({"GETEX", "k"});  // name lengths around the words
+    in += mb({"EXPIRE", "k", "10"}) + mb({"PEXPIREAT", "k", "10"});  // 16 and 19 bytes
+    in += mb({"SET", std::string(120, 'k'), "v"});    // a three-digit key length
+    in += mb({"HSET", "h", "f", "v", "f2", "v2"});
+    in += mb({"SELECT", "0"}) + mb({"PING"});         // not simple, cached alike
+    in += mb({"CLIENT", "SETNAME", "x"}) + mb({"CLIENT"});  // container with and without args
+  }
+  expect_split_invariant(in);
+  auto r = requests(in);
+  ASSERT_FALSE(r.failed);
+  ASSERT_EQ(r.frames.size(), 4u * 14);
+  EXPECT_EQ(r.frames[1].argc, 3u);
+  EXPECT_EQ(r.frames[2].cmd_id, -1);
+  EXPECT_EQ(r.frames[3].name, "GET");
+  EXPECT_EQ(r.frames[3].key, "k");
+  EXPECT_EQ(r.frames[12].sub, "SETNAME");
+  EXPECT_TRUE(r.frames[13].sub.empty());
+}
+
+// A sink with on_simple_request() is offered each simple request before its frame is built;
+// what it declines comes as a frame. Between them it sees every request once, in order, with
+// the facts the frame carries.
+TEST(RequestParser, SimpleRequestsAreOfferedFirst) {
+  std::string in;
+  for (int i = 0; i < 40; ++i) {
+    in += mb({"GET", "k" + std::to_string(i)});
+    if (i % 5 == 0) in += mb({"PING"});
+    if (i % 7 == 0) in += mb({"SET", "key", std::string(300, 'v')});
+    if (i % 11 == 0) in += "GET inline\r\n";
+    if (i % 13 == 0) in += mb({"EVAL", "s", "1", "ek"});
+  }
+  auto whole = requests(in);
+  ASSERT_FALSE(whole.failed);
+  struct Seen {
+    uint64_t start, end;
+    int cmd_id;
+    std::string key;
+    bool simple, offered;
+    bool operator==(const Seen&) const = default;
+  };
+  std::vector<Seen> want;
+  for (const auto& f : whole.frames)
+    want.push_back({f.start, f.end, f.cmd_id, f.has_key ? f.key : "", f.simple, false});
+  for (size_t chunk : {in.size(), size_t(1), size_t(7), size_t(64), size_t(1000)}) {
+    for (int decline_every : {0, 2, 3}) {
+      struct Sink {
+        std::vector<Seen>& seen;
+        int decline_every;
+        int offers = 0;
+        bool on_simple_request(const SimpleRequest& r) {
+          ++offers;
+          if (decline_every && offers % decline_every == 0) return false;
+          seen.push_back({r.start, r.end, int(r.cmd->id), r.has_key ? std::string(r.key) : "",
+                          true, true});
+          return true;
+        }
+        void on_request(const RequestFrame& f) {
+          seen.push_back({f.start, f.end, f.cmd ? int(f.cmd->id) : -1,
+                          f.has_key ? std::string(f.key.data) : "", f.simple, false});
+        }
+      };
+      std::vector<Seen> seen;
+      Sink sink{seen, decline_every};
+      RequestParser p;
+      for (size_t at = 0; at < in.size(); at += chunk) {
+        std::string piece = in.substr(at, chunk);
+        ASSERT_EQ(p.feed(piece, sink), Status::Ok);
+      }
+      ASSERT_EQ(seen.size(), want.size()) << "chunk " << chunk;
+      size_t offered = 0;
+      for (size_t i = 0; i < seen.size(); ++i) {
+        Seen s = seen[i];
+        if (s.offered) {
+          ++offered;
+          EXPECT_TRUE(want[i].simple) << i;
+        }
+        s.offered = false;
+        EXPECT_EQ(s, want[i]) << "chunk " << chunk << " frame " << i;
+      }
+      if (chunk == in.size() && decline_every == 0) EXPECT_GT(offered, 40u);
+    }
+  }
+}
+
 } // namespace
 } // namespace faultline::resp
