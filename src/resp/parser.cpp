@@ -490,6 +490,57 @@ void RequestParser::learn_prefix(const char* p, const char* q, const char* end, 
   }
 }
 
+void RequestParser::learn_shape(Prefix& e, const char* p, const char* end) {
+  Shape sh;
+  sh.misses = e.shape.misses;
+  const size_t size = size_t(end - p);
+  bool fits = size <= UINT16_MAX;
+  // Windows over [a, b), 16 <= b <= size: 8-byte loads that never reach past b.
+  auto window = [&](size_t a, size_t b) {
+    for (size_t o = a; o < b && fits; o += 8) {
+      if (sh.windows == kShapeWindows) {
+        fits = false;
+        return;
+      }
+      const size_t w = std::min(o, b - 8);
+      uint64_t mask = 0;
+      for (size_t i = std::max(a, w); i < std::min(b, w + 8); ++i)
+        mask |= uint64_t(0xFF) << (8 * (i - w));
+      sh.at[sh.windows] = uint16_t(w);
+      sh.mask[sh.windows] = mask;
+      sh.value[sh.windows] = detail::load64(p + w) & mask;
+      ++sh.windows;
+    }
+  };
+  // The structural bytes after the prefix: each argument's header line, with the CRLF that
+  // closed the argument before it.
+  size_t seg = e.size;
+  const char* r = p + e.size;
+  for (int64_t i = 1; i < int64_t(e.argc) && fits; ++i) {
+    int64_t len = 0;
+    const char* d = detail::header_line(r, end, '$', len);
+    if (d == nullptr || end - d < len + 2) {
+      fits = false;
+      break;
+    }
+    if (i == e.key_pos) {
+      sh.key_at = int32_t(d - p);
+      sh.key_len = uint16_t(len);
+    }
+    window(seg, size_t(d - p));
+    seg = size_t(d - p) + size_t(len);
+    r = d + len + 2;
+  }
+  if (fits) window(seg, seg + 2);  // the last argument's CRLF
+  if (!fits || r != end || sh.windows == 0) {
+    e.shape = Shape{};
+    e.shape.misses = sh.misses;
+    return;
+  }
+  sh.size = uint32_t(size);
+  e.shape = sh;
+}
+
 // fast_frames() for commands whose arguments play roles (subcommand, keyword, key count).
 const char* RequestParser::fast_frame_roles(const char* p, const char* end, Callback cb,
                                             void* ctx) {

@@ -331,16 +331,40 @@ private:
   // The first bytes of recent frames, up to the end of the name ("*2\r\n$3\r\nGET\r\n", at
   // most 16), with what they tell: a frame that starts with the same bytes has the same
   // argument count and command, so its first two header lines need not be read.
+  //
+  // With it, the shape of the last whole frame that started so: where its later header lines
+  // and CRLFs are, as 8-byte windows with the bytes that must be there. A frame with the same
+  // prefix and the same bytes in those windows has the same argument lengths (the header
+  // lines say them) and so the same layout: its end and its key are known without reading a
+  // header line (a pipeline of one command with keys and values of one length).
+  static constexpr size_t kShapeWindows = 6;
+  struct Shape {
+    uint32_t size = 0;       // the frame's bytes; 0: no shape
+    uint8_t windows = 0;
+    uint8_t misses = 0;      // frames since the last match (learning backs off)
+    uint16_t key_len = 0;
+    int32_t key_at = -1;     // offset of the key's payload; -1: no key
+    uint16_t at[kShapeWindows] = {};
+    uint64_t mask[kShapeWindows] = {}, value[kShapeWindows] = {};
+  };
   struct Prefix {
-    uint64_t w0 = 0, w1 = 0;
-    uint64_t mask = 0;       // of the bytes of w1 that belong to the prefix; 0: empty slot
+    uint64_t w0 = 0, w1 = 0;  // never matches empty: a frame's first byte is '*'
+    uint64_t mask = 0;        // of the bytes of w1 that belong to the prefix
     const CommandInfo* cmd = nullptr;
     uint32_t argc = 0;
-    uint8_t size = 0;        // bytes
+    uint8_t size = 0;         // bytes
     uint8_t name_at = 0, name_len = 0;
     bool simple = false;
     int16_t key_pos = -1;
+    Shape shape;
   };
+  static bool shape_matches(const Shape& sh, const char* p) {
+    for (size_t k = 0; k < sh.windows; ++k)
+      if ((detail::load64(p + sh.at[k]) & sh.mask[k]) != sh.value[k]) return false;
+    return true;
+  }
+  // Works out the shape of the whole frame [p, end) that starts with prefix e.
+  static void learn_shape(Prefix& e, const char* p, const char* end);
   static size_t prefix_slot(uint64_t w0, uint64_t w1) {
     // The bytes always inside a prefix: its first 11 ("*1\r\n$1\r\nX\r\n" is the shortest).
     return size_t(((w0 + (w1 & 0xFFFFFF)) * 0x9E3779B97F4A7C15ULL) >> 62);
@@ -541,11 +565,11 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
     int64_t n = 0, len = 0;
     const char* q;
     const char* d;
-    const Prefix* hit = nullptr;
+    Prefix* hit = nullptr;
     if constexpr (std::endian::native == std::endian::little) {
       if (end - p >= 16) [[likely]] {
         const uint64_t w0 = detail::load64(p), w1 = detail::load64(p + 8);
-        const Prefix& e = prefixes_[prefix_slot(w0, w1)];
+        Prefix& e = prefixes_[prefix_slot(w0, w1)];
         if (e.w0 == w0 && (w1 & e.mask) == e.w1) [[likely]]
           hit = &e;
       }
@@ -601,9 +625,32 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
     };
     if constexpr (TakesSimpleRequests<Sink>) {
       if (simple) [[likely]] {
+        if (hit != nullptr) {
+          Shape& sh = hit->shape;
+          if (sh.size != 0 && size_t(end - p) >= sh.size && shape_matches(sh, p)) [[likely]] {
+            sh.misses = 0;
+            SimpleRequest sr;
+            sr.start = at0 + uint64_t(uintptr_t(p));
+            sr.end = sr.start + sh.size;
+            sr.cmd = cmd;
+            sr.has_key = sh.key_at >= 0;
+            sr.key = {p + sh.key_at, sh.key_len};
+            if (sink.on_simple_request(sr)) [[likely]] {
+              p += sh.size;
+              continue;
+            }
+          }
+        }
         Arg key;
         bool has_key = false;
         if (!walk(false, q, key, has_key)) break;
+        if (hit != nullptr) {
+          // A frame the shape did not describe: learn its own, backing off (after 1, 2, 4...
+          // misses) when frames of this prefix keep changing shape.
+          Shape& sh = hit->shape;
+          if ((sh.misses & (sh.misses - 1)) == 0) learn_shape(*hit, p, q);
+          if (sh.misses < 255) ++sh.misses;
+        }
         SimpleRequest sr;
         sr.start = at0 + uint64_t(uintptr_t(p));
         sr.end = at0 + uint64_t(uintptr_t(q));

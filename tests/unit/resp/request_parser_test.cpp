@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "resp/parser.h"
 #include "resp_test_util.h"
@@ -452,6 +453,49 @@ TEST(RequestParser, SimpleRequestsAreOfferedFirst) {
         EXPECT_EQ(s, want[i]) << "chunk " << chunk << " frame " << i;
       }
       if (chunk == in.size() && decline_every == 0) EXPECT_GT(offered, 40u);
+    }
+  }
+}
+
+// The shape cache takes a frame whose header lines sit where a recent frame's did, with the
+// same bytes, as laid out like it. Frames that differ only in payload bytes (even bytes that
+// look like headers) must match; a different length anywhere must not be taken for the shape.
+TEST(RequestParser, ShapeCacheAgreesWithFrames) {
+  std::string in;
+  const std::string odd = "a\r\n$3\r\nxy";  // payload bytes that look like structure
+  for (int i = 0; i < 50; ++i) {
+    std::string k = "key:" + std::to_string(100000 + i);  // one length
+    in += mb({"SET", k, i % 2 ? "vvv" : "www"});
+    in += mb({"GET", k});
+    if (i % 10 == 3) in += mb({"SET", k, "a longer value"});  // same prefix, other shape
+    if (i % 10 == 5) in += mb({"GET", k + "x"});
+    if (i % 10 == 7) in += mb({"SET", odd, odd});
+    if (i % 10 == 8) in += mb({"SET", std::string(11, '\n'), ""});
+  }
+  auto whole = requests(in);
+  ASSERT_FALSE(whole.failed);
+  struct Sink {
+    std::vector<std::tuple<uint64_t, uint64_t, std::string>> seen;
+    bool on_simple_request(const SimpleRequest& r) {
+      seen.emplace_back(r.start, r.end, std::string(r.key));
+      return true;
+    }
+    void on_request(const RequestFrame& f) {
+      seen.emplace_back(f.start, f.end, std::string(f.key.data));
+    }
+  };
+  for (size_t chunk : {in.size(), size_t(45), size_t(100), size_t(997)}) {
+    Sink sink;
+    RequestParser p;
+    for (size_t at = 0; at < in.size(); at += chunk) {
+      std::string piece = in.substr(at, chunk);
+      ASSERT_EQ(p.feed(piece, sink), Status::Ok);
+    }
+    ASSERT_EQ(sink.seen.size(), whole.frames.size());
+    for (size_t i = 0; i < sink.seen.size(); ++i) {
+      EXPECT_EQ(std::get<0>(sink.seen[i]), whole.frames[i].start) << chunk << " " << i;
+      EXPECT_EQ(std::get<1>(sink.seen[i]), whole.frames[i].end) << chunk << " " << i;
+      EXPECT_EQ(std::get<2>(sink.seen[i]), whole.frames[i].key) << chunk << " " << i;
     }
   }
 }
