@@ -1163,7 +1163,9 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     decltype(quiet)& quiet_;
     bool simple;
     size_t taken = 0, room = 0;  // sizes noted; how many may be, before asking the pairing
-    std::array<uint32_t, 256> sizes;
+    std::array<uint32_t, 256> sizes;  // not cleared: only [0, taken) is read
+    Replies(Session& s_, Resp& r_, uint64_t now_, decltype(general)& g, decltype(quiet)& q)
+        : s(s_), r(r_), now(now_), general_(g), quiet_(q), simple(q()) {}
     PlainRun& run() {
       Runtime& rt = s.rt_;
       if (rt.plain_run_owner() != &s) [[unlikely]] {
@@ -1202,7 +1204,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       simple = quiet_();
     }
   };
-  Replies sink{*this, r, now, general, quiet, quiet()};
+  Replies sink(*this, r, now, general, quiet);
   auto st = r.rep.feed(data, len, sink);
   sink.commit();
   if (closing_) return;

@@ -425,6 +425,7 @@ private:
 
   NameCache name_cache_[4];
   Prefix prefixes_[4];
+  uint8_t last_prefix_ = 0;            // the entry the last frame matched
   NameCache scratch_;                  // a name too short to load as words
   NameCache unknown_ = cache_entry(nullptr);
 
@@ -491,6 +492,8 @@ private:
   };
   template <class Sink> const char* fast_scalars(const char* p, const char* end, Sink& sink);
   const char* long_line_end(const char* nl, const char* end) const;
+  // The frame of the scalar [p, q) of type t that fast_scalars() took.
+  void scalar_frame(const char* p, const char* q, Type t, ReplyFrame& f) const;
   bool on_type(const char* p);
   bool on_number(const char* p, Callback cb, void* ctx);
   bool line_done(const char* p, Callback cb, void* ctx);
@@ -561,6 +564,7 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
   const int64_t max_args = cap_.max_args;
   const int64_t max_len = limits_.max_bulk_len;
   const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x
+  Prefix* last = &prefixes_[last_prefix_];
   do {
     int64_t n = 0, len = 0;
     const char* q;
@@ -568,10 +572,19 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
     Prefix* hit = nullptr;
     if constexpr (std::endian::native == std::endian::little) {
       if (end - p >= 16) [[likely]] {
+        // The entry the previous frame used first (a pipeline repeats one command), then the
+        // one the bytes hash to.
         const uint64_t w0 = detail::load64(p), w1 = detail::load64(p + 8);
-        Prefix& e = prefixes_[prefix_slot(w0, w1)];
-        if (e.w0 == w0 && (w1 & e.mask) == e.w1) [[likely]]
-          hit = &e;
+        if (last->w0 == w0 && (w1 & last->mask) == last->w1) [[likely]] {
+          hit = last;
+        } else {
+          const size_t slot = prefix_slot(w0, w1);
+          Prefix& e = prefixes_[slot];
+          if (e.w0 == w0 && (w1 & e.mask) == e.w1) {
+            hit = last = &e;
+            last_prefix_ = uint8_t(slot);
+          }
+        }
       }
     }
     const CommandInfo* cmd;
@@ -700,15 +713,12 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
     const char c = *p;
     const char* q;
     Type type;
-    bool is_null = false;
-    int64_t n = 0, size = 0, integer = 0;
-    std::string_view text;
+    int64_t n = 0;
     switch (c) {
     case '+':
       // +OK, the reply of most writes: one compare.
       if (end - p >= 5 && std::memcmp(p, "+OK\r\n", 5) == 0) {
         type = Type::SimpleString;
-        text = {p + 1, 2};  // text_cap_bytes is at least 8
         q = p + 5;
         break;
       }
@@ -726,7 +736,6 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
           uint64_t(nl - p - 2) > limits_.max_line_len)
         return p;
       type = c == '+' ? Type::SimpleString : Type::Error;
-      text = {p + 1, std::min<size_t>(size_t(nl - p - 2), cap_.text_cap_bytes)};
       q = nl + 1;
       break;
     }
@@ -735,15 +744,12 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
       q = detail::fast_len(p + 1 + neg, end, n);
       if (q == nullptr) return p;
       type = Type::Integer;
-      integer = neg ? -n : n;
       break;
     }
     case '$': {
       if (p + 1 < end && p[1] == '-') {
         if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return p;
         type = Type::Bulk;
-        is_null = true;
-        size = -1;
         q = p + 5;
         break;
       }
@@ -751,8 +757,6 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
       if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || !detail::is_crlf(d + n))
         return p;
       type = Type::Bulk;
-      size = n;
-      text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
       q = d + n + 2;
       break;
     }
@@ -772,13 +776,7 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
       }
     }
     ReplyFrame f;
-    f.start = at0 + uint64_t(uintptr_t(p));
-    f.end = at0 + uint64_t(uintptr_t(q));
-    f.type = type;
-    f.is_null = is_null;
-    f.size = size;
-    f.integer = integer;
-    f.text = text;
+    scalar_frame(p, q, type, f);
     if constexpr (std::is_invocable_v<Sink&, const ReplyFrame&>)
       sink(f);
     else
