@@ -546,13 +546,13 @@ void ClientVerdicts::clear(std::string_view proxy) {
 }
 
 inline ClientVerdicts::SessionState* ClientVerdicts::state(const proxy::Session& s) {
-  if (&s == last_session_) [[likely]]
-    return last_state_;
+  StateSlot& slot = state_slot(&s);
+  if (slot.session == &s) [[likely]]
+    return slot.state;
   auto it = sessions_.find(&s);
   if (it == sessions_.end()) return nullptr;
-  last_session_ = &s;
-  last_state_ = &it->second;
-  return last_state_;
+  slot = {&s, &it->second};
+  return slot.state;
 }
 
 CommandIdent ClientVerdicts::ident_of(const Pending& p, std::string& display) {
@@ -581,8 +581,7 @@ void ClientVerdicts::on_session_open(proxy::Session& s) {
   SessionState& st = sessions_[&s];
   st.record = &rec;
   st.id = s.id();
-  last_session_ = nullptr;
-  last_state_ = nullptr;
+  state_slot(&s) = {};
 }
 
 void ClientVerdicts::finish_handshake(SessionState& st, uint64_t now) {
@@ -592,8 +591,7 @@ void ClientVerdicts::finish_handshake(SessionState& st, uint64_t now) {
 }
 
 void ClientVerdicts::on_session_close(proxy::Session& s) {
-  last_session_ = nullptr;
-  last_state_ = nullptr;
+  state_slot(&s) = {};
   auto it = sessions_.find(&s);
   if (it == sessions_.end()) return;
   uint64_t now = clock_();

@@ -12,6 +12,7 @@
 // connect, dropped connections). Its "time to recover" runs from its end to the first
 // successful reply. ClientRecord is pure (no libuv): time is passed in, so it is tested directly.
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -273,9 +274,16 @@ private:
   uint64_t epoch_us_;
   std::map<std::string, std::unique_ptr<ClientRecord>, std::less<>> records_;
   std::unordered_map<const proxy::Session*, SessionState> sessions_;
-  // The session of the previous event: a pipeline's frames come from one session in a row.
-  const proxy::Session* last_session_ = nullptr;
-  SessionState* last_state_ = nullptr;
+  // Sessions' states by address, direct-mapped: many sessions take turns chunk by chunk, and
+  // a hash-map lookup (a division, two dependent loads) per chunk shows.
+  struct StateSlot {
+    const proxy::Session* session = nullptr;
+    SessionState* state = nullptr;
+  };
+  std::array<StateSlot, 64> state_cache_{};
+  StateSlot& state_slot(const proxy::Session* s) {
+    return state_cache_[(reinterpret_cast<uintptr_t>(s) >> 6) % state_cache_.size()];
+  }
   uv_timer_t* timer_ = nullptr;  // heap: freed by its close callback
 };
 

@@ -1046,7 +1046,8 @@ void Session::flush_plain_run(Runtime& rt) {
   auto& run = rt.plain_run();
   rt.plain_run_owner() = nullptr;
   if (owner == nullptr || run.empty()) return;
-  for (auto* o : rt.observers()) o->on_plain_replies(*owner, run.groups());
+  const std::span<const PlainReplies> groups = run.groups();
+  for (auto* o : rt.observers()) o->on_plain_replies(*owner, groups);
   run.clear();
 }
 
