@@ -311,7 +311,9 @@ TEST(ReplyParser, SimpleRepliesAreOfferedFirst) {
         EXPECT_EQ(type, whole.frames[i].type) << i;
         if (was_offered) ++offered;
       }
-      if (chunk == in.size() && decline_every == 0) EXPECT_GE(offered, 120u);
+      if (chunk == in.size() && decline_every == 0) {
+        EXPECT_GE(offered, 120u);
+      }
     }
   }
 }

@@ -452,7 +452,9 @@ TEST(RequestParser, SimpleRequestsAreOfferedFirst) {
         s.offered = false;
         EXPECT_EQ(s, want[i]) << "chunk " << chunk << " frame " << i;
       }
-      if (chunk == in.size() && decline_every == 0) EXPECT_GT(offered, 40u);
+      if (chunk == in.size() && decline_every == 0) {
+        EXPECT_GT(offered, 40u);
+      }
     }
   }
 }
