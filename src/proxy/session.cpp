@@ -569,6 +569,11 @@ void Session::on_handle_closed() {
 // Without rules, frames are only observed: the chunk is forwarded whole after parsing. With
 // rules, the bytes of a request in progress wait (`partial`) until the frame is complete and
 // decided; that is the only copy-free holding the fast path never does.
+//
+// While the observers only count plain traffic (no traffic log, no verdict watching a resend),
+// a simple request is a pairing entry and two counts, taken before the parser records its
+// arguments; a simple reply is its size in a small buffer, and the requests those replies
+// answer are popped in one loop (Pairing::take_plain) before anything else reads the pairing.
 
 namespace {
 struct FlagEntry {

@@ -13,6 +13,14 @@
 // only when a frame spans chunks (views into the caller's chunk otherwise). Nothing allocates
 // per frame: the capture buffers are sized once at construction.
 //
+// Two paths share the work. Frames wholly inside a chunk go through an inline fast path that
+// calls the sink directly: requests through a prefix cache (the first 16 bytes of recent frames
+// and what they mean) and a shape cache (where the later header lines of the last such frame
+// were), replies through a scalar switch. Everything else (frames spanning chunks, aggregates,
+// RESP3 types, errors in the input) goes through the per-byte state machine, which hands back
+// to the fast path after each frame. A sink that only needs the facts of simple frames can say
+// so (on_simple_request / on_simple_reply) and is offered them before any frame is built.
+//
 // On input the grammar or the Limits forbid, the parser enters a sticky error state: error()
 // gives the absolute offset and a short reason, later feed() calls return at once. The data
 // path keeps forwarding raw bytes; there are no exceptions here.
