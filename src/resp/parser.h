@@ -502,6 +502,8 @@ private:
   const char* long_line_end(const char* nl, const char* end) const;
   // The frame of the scalar [p, q) of type t that fast_scalars() took.
   void scalar_frame(const char* p, const char* q, Type t, ReplyFrame& f) const;
+  template <bool kFill>
+  const char* scalar_at(const char* p, const char* end, Type& type, ReplyFrame* f) const;
   bool on_type(const char* p);
   bool on_number(const char* p, Callback cb, void* ctx);
   bool line_done(const char* p, Callback cb, void* ctx);
@@ -573,6 +575,7 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
   const int64_t max_len = limits_.max_bulk_len;
   const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x
   Prefix* last = &prefixes_[last_prefix_];
+  RequestFrame f;  // what the fast path never sets (no subcommand, not inline) stays as is
   do {
     int64_t n = 0, len = 0;
     const char* q;
@@ -684,12 +687,13 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
         }
       }
     }
-    RequestFrame f;
     if (hit != nullptr) {
       d = p + hit->name_at;
       len = hit->name_len;
     }
     args[0] = {{d, size_t(len)}, uint64_t(len)};
+    f.has_key = false;
+    f.key = {};
     if (!walk(true, q, f.key, f.has_key)) break;
     f.start = at0 + uint64_t(uintptr_t(p));
     f.end = at0 + uint64_t(uintptr_t(q));
@@ -714,64 +718,85 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
 // machine then parses (and reports any error in at the right offset). The text is a view into
 // the chunk (bounded as keep_text() would bound the copy), so +OK, :1, $-1 and a small bulk
 // cost a few compares each.
+// One top-level scalar at p: its type and the byte after it, or nullptr for anything the state
+// machine has to take. With kFill, the frame's facts too (f's other fields as constructed).
+template <bool kFill>
+[[gnu::always_inline]] inline const char* ReplyParser::scalar_at(const char* p, const char* end,
+                                                                 Type& type, ReplyFrame* f) const {
+  int64_t n = 0;
+  switch (*p) {
+  case '+':
+    // +OK, the reply of most writes: one compare.
+    if (end - p >= 5 && std::memcmp(p, "+OK\r\n", 5) == 0) {
+      type = Type::SimpleString;
+      if constexpr (kFill) f->text = {p + 1, 2};  // text_cap_bytes is at least 8
+      return p + 5;
+    }
+    [[fallthrough]];
+  case '-': {
+    // Short lines (+OK, +QUEUED, most errors) are scanned here; long ones with memchr.
+    const char* nl = p + 1;
+    const char* lim = std::min(end, p + 64);
+    while (nl < lim && *nl != '\n') ++nl;
+    if (nl == lim) {
+      if (lim == end) return nullptr;
+      nl = long_line_end(nl, end);
+    }
+    if (nl == nullptr || nl == p + 1 || nl[-1] != '\r' ||
+        uint64_t(nl - p - 2) > limits_.max_line_len)
+      return nullptr;
+    type = *p == '+' ? Type::SimpleString : Type::Error;
+    if constexpr (kFill) f->text = {p + 1, std::min<size_t>(size_t(nl - p - 2), cap_.text_cap_bytes)};
+    return nl + 1;
+  }
+  case ':': {
+    const bool neg = p + 1 < end && p[1] == '-';
+    const char* q = detail::fast_len(p + 1 + neg, end, n);
+    if (q == nullptr) return nullptr;
+    type = Type::Integer;
+    if constexpr (kFill) f->integer = neg ? -n : n;
+    return q;
+  }
+  case '$': {
+    if (p + 1 < end && p[1] == '-') {
+      if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return nullptr;
+      type = Type::Bulk;
+      if constexpr (kFill) {
+        f->is_null = true;
+        f->size = -1;
+      }
+      return p + 5;
+    }
+    const char* d = detail::header_line(p, end, '$', n);
+    if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || !detail::is_crlf(d + n))
+      return nullptr;
+    type = Type::Bulk;
+    if constexpr (kFill) {
+      f->size = n;
+      f->text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
+    }
+    return d + n + 2;
+  }
+  default:
+    return nullptr;
+  }
+}
+
 template <class Sink>
 const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink) {
   const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x
+  ReplyFrame f;  // what a scalar never sets stays as constructed, from frame to frame
   do {
-    const char c = *p;
-    const char* q;
     Type type;
-    int64_t n = 0;
-    switch (c) {
-    case '+':
-      // +OK, the reply of most writes: one compare.
-      if (end - p >= 5 && std::memcmp(p, "+OK\r\n", 5) == 0) {
-        type = Type::SimpleString;
-        q = p + 5;
-        break;
-      }
-      [[fallthrough]];
-    case '-': {
-      // Short lines (+OK, +QUEUED, most errors) are scanned here; long ones with memchr.
-      const char* nl = p + 1;
-      const char* lim = std::min(end, p + 64);
-      while (nl < lim && *nl != '\n') ++nl;
-      if (nl == lim) {
-        if (lim == end) return p;
-        nl = long_line_end(nl, end);
-      }
-      if (nl == nullptr || nl == p + 1 || nl[-1] != '\r' ||
-          uint64_t(nl - p - 2) > limits_.max_line_len)
-        return p;
-      type = c == '+' ? Type::SimpleString : Type::Error;
-      q = nl + 1;
-      break;
-    }
-    case ':': {
-      const bool neg = p + 1 < end && p[1] == '-';
-      q = detail::fast_len(p + 1 + neg, end, n);
-      if (q == nullptr) return p;
-      type = Type::Integer;
-      break;
-    }
-    case '$': {
-      if (p + 1 < end && p[1] == '-') {
-        if (end - p < 5 || p[2] != '1' || p[3] != '\r' || p[4] != '\n') return p;
-        type = Type::Bulk;
-        q = p + 5;
-        break;
-      }
-      const char* d = detail::header_line(p, end, '$', n);
-      if (d == nullptr || n > limits_.max_bulk_len || end - d < n + 2 || !detail::is_crlf(d + n))
-        return p;
-      type = Type::Bulk;
-      q = d + n + 2;
-      break;
-    }
-    default:
-      return p;
-    }
+    const char* q;
+    f.is_null = false;
+    f.size = 0;
+    f.integer = 0;
+    f.text = {};
     if constexpr (TakesSimpleReplies<Sink>) {
+      // Only the type and the end, until the sink declines (it seldom does).
+      q = scalar_at<false>(p, end, type, nullptr);
+      if (q == nullptr) return p;
       if (type != Type::Error) [[likely]] {
         SimpleReply sr;
         sr.start = at0 + uint64_t(uintptr_t(p));
@@ -782,9 +807,14 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
           continue;
         }
       }
+      scalar_frame(p, q, type, f);
+    } else {
+      q = scalar_at<true>(p, end, type, &f);
+      if (q == nullptr) return p;
+      f.start = at0 + uint64_t(uintptr_t(p));
+      f.end = at0 + uint64_t(uintptr_t(q));
+      f.type = type;
     }
-    ReplyFrame f;
-    scalar_frame(p, q, type, f);
     if constexpr (std::is_invocable_v<Sink&, const ReplyFrame&>)
       sink(f);
     else
