@@ -789,10 +789,13 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
   do {
     Type type;
     const char* q;
-    f.is_null = false;
-    f.size = 0;
-    f.integer = 0;
-    f.text = {};
+    // A frame's per-value fields, cleared only where a frame is built.
+    auto clear = [&f] {
+      f.is_null = false;
+      f.size = 0;
+      f.integer = 0;
+      f.text = {};
+    };
     if constexpr (TakesSimpleReplies<Sink>) {
       // Only the type and the end, until the sink declines (it seldom does).
       q = scalar_at<false>(p, end, type, nullptr);
@@ -807,8 +810,10 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
           continue;
         }
       }
+      clear();
       scalar_frame(p, q, type, f);
     } else {
+      clear();
       q = scalar_at<true>(p, end, type, &f);
       if (q == nullptr) return p;
       f.start = at0 + uint64_t(uintptr_t(p));
