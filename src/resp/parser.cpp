@@ -487,6 +487,7 @@ void RequestParser::learn_prefix(const char* p, const char* q, const char* end, 
     e.name_len = uint8_t(q - d - 2);
     e.simple = c.simple;
     e.key_pos = c.key_pos;
+    e.shape = Shape{};  // a shape belongs to the prefix it was learnt under
   }
 }
 
@@ -495,7 +496,7 @@ void RequestParser::learn_shape(Prefix& e, const char* p, const char* end) {
   sh.misses = e.shape.misses;
   const size_t size = size_t(end - p);
   bool fits = size <= UINT16_MAX;
-  // Windows over [a, b), 16 <= b <= size: 8-byte loads that never reach past b.
+  // Windows over [a, b), 8 <= b <= size: 8-byte loads that never reach past b.
   auto window = [&](size_t a, size_t b) {
     for (size_t o = a; o < b && fits; o += 8) {
       if (sh.windows == kShapeWindows) {
@@ -531,8 +532,10 @@ void RequestParser::learn_shape(Prefix& e, const char* p, const char* end) {
     seg = size_t(d - p) + size_t(len);
     r = d + len + 2;
   }
-  if (fits) window(seg, seg + 2);  // the last argument's CRLF
-  if (!fits || r != end || sh.windows == 0) {
+  // The last argument's CRLF; with no argument the name's, which the prefix already holds
+  // (the frame is the prefix: no window, its size says it all).
+  if (fits && e.argc > 1) window(seg, seg + 2);
+  if (!fits || r != end || (sh.windows == 0 && e.argc > 1)) {
     e.shape = Shape{};
     e.shape.misses = sh.misses;
     return;
