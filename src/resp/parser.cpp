@@ -958,36 +958,6 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
   }
 }
 
-void ReplyParser::scalar_frame(const char* p, const char* q, Type t, ReplyFrame& f) const {
-  f.start = pos(p);
-  f.end = pos(q);
-  f.type = t;
-  switch (p[0]) {
-  case '+':
-  case '-':
-    f.text = {p + 1, std::min<size_t>(size_t(q - p - 3), cap_.text_cap_bytes)};
-    break;
-  case ':': {
-    const bool neg = p[1] == '-';
-    int64_t n = 0;
-    fast_len(p + 1 + neg, q, n);
-    f.integer = neg ? -n : n;
-    break;
-  }
-  default:  // '$'
-    if (p[1] == '-') {
-      f.is_null = true;
-      f.size = -1;
-    } else {
-      int64_t n = 0;
-      const char* d = fast_len(p + 1, q, n);
-      f.size = n;
-      f.text = {d, std::min<size_t>(size_t(n), cap_.text_cap_bytes)};
-    }
-    break;
-  }
-}
-
 // Lines longer than the inline scan of fast_scalars(), searched with memchr.
 const char* ReplyParser::long_line_end(const char* nl, const char* end) const {
   const size_t scan = size_t(std::min<uint64_t>(uint64_t(end - nl), limits_.max_line_len + 2));

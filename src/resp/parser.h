@@ -500,8 +500,6 @@ private:
   };
   template <class Sink> const char* fast_scalars(const char* p, const char* end, Sink& sink);
   const char* long_line_end(const char* nl, const char* end) const;
-  // The frame of the scalar [p, q) of type t that fast_scalars() took.
-  void scalar_frame(const char* p, const char* q, Type t, ReplyFrame& f) const;
   template <bool kFill>
   const char* scalar_at(const char* p, const char* end, Type& type, ReplyFrame* f) const;
   bool on_type(const char* p);
@@ -789,13 +787,6 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
   do {
     Type type;
     const char* q;
-    // A frame's per-value fields, cleared only where a frame is built.
-    auto clear = [&f] {
-      f.is_null = false;
-      f.size = 0;
-      f.integer = 0;
-      f.text = {};
-    };
     if constexpr (TakesSimpleReplies<Sink>) {
       // Only the type and the end, until the sink declines (it seldom does).
       q = scalar_at<false>(p, end, type, nullptr);
@@ -810,16 +801,17 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
           continue;
         }
       }
-      clear();
-      scalar_frame(p, q, type, f);
-    } else {
-      clear();
-      q = scalar_at<true>(p, end, type, &f);
-      if (q == nullptr) return p;
-      f.start = at0 + uint64_t(uintptr_t(p));
-      f.end = at0 + uint64_t(uintptr_t(q));
-      f.type = type;
     }
+    // The frame: its per-value fields cleared, then read (again, after a declined offer).
+    f.is_null = false;
+    f.size = 0;
+    f.integer = 0;
+    f.text = {};
+    q = scalar_at<true>(p, end, type, &f);
+    if (q == nullptr) return p;
+    f.start = at0 + uint64_t(uintptr_t(p));
+    f.end = at0 + uint64_t(uintptr_t(q));
+    f.type = type;
     if constexpr (std::is_invocable_v<Sink&, const ReplyFrame&>)
       sink(f);
     else

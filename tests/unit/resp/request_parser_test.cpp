@@ -503,6 +503,16 @@ TEST(RequestParser, ShapeCacheAgreesWithFrames) {
   }
 }
 
+// Where each request starts and ends, taking every simple request it is offered.
+struct SpanSink {
+  std::vector<std::pair<uint64_t, uint64_t>> seen;
+  bool on_simple_request(const SimpleRequest& r) {
+    seen.emplace_back(r.start, r.end);
+    return true;
+  }
+  void on_request(const RequestFrame& f) { seen.emplace_back(f.start, f.end); }
+};
+
 // A frame of the name alone is all prefix: its shape has no window, and nothing the shape
 // cache learns or checks reaches past the frame. Each frame here comes in a heap chunk of its
 // exact size, so a read past it is a heap overflow under AddressSanitizer (tools/test runs the
@@ -517,16 +527,8 @@ TEST(RequestParser, ShapeCacheReadsNothingPastAOneArgumentFrame) {
   for (const auto& f : frames) in += f;
   auto whole = requests(in);
   ASSERT_FALSE(whole.failed);
-  struct Sink {
-    std::vector<std::pair<uint64_t, uint64_t>> seen;
-    bool on_simple_request(const SimpleRequest& r) {
-      seen.emplace_back(r.start, r.end);
-      return true;
-    }
-    void on_request(const RequestFrame& f) { seen.emplace_back(f.start, f.end); }
-  };
   for (int round = 0; round < 2; ++round) {
-    Sink sink;
+    SpanSink sink;
     RequestParser p;
     for (const auto& f : frames) {
       auto chunk = std::make_unique<char[]>(f.size());
@@ -552,15 +554,7 @@ TEST(RequestParser, ShapeIsForgottenWithItsPrefix) {
   auto whole = requests(in);
   ASSERT_FALSE(whole.failed);
   ASSERT_EQ(whole.frames.size(), 8u);
-  struct Sink {
-    std::vector<std::pair<uint64_t, uint64_t>> seen;
-    bool on_simple_request(const SimpleRequest& r) {
-      seen.emplace_back(r.start, r.end);
-      return true;
-    }
-    void on_request(const RequestFrame& f) { seen.emplace_back(f.start, f.end); }
-  };
-  Sink sink;
+  SpanSink sink;
   RequestParser p;
   ASSERT_EQ(p.feed(in, sink), Status::Ok);
   ASSERT_EQ(sink.seen.size(), whole.frames.size());
