@@ -491,6 +491,44 @@ void RequestParser::learn_prefix(const char* p, const char* q, const char* end, 
   }
 }
 
+// Out of line, one loop per window count: the values in registers and one branch per frame
+// (inlined into the session's chunk handler, a general loop spilled them).
+namespace {
+template <size_t N, class Prefix>
+const char* run_end_n(const Prefix& e, const char* p, const char* end) {
+  const auto& sh = e.shape;
+  const size_t size = sh.size, need = std::max<size_t>(size, 16);
+  const uint64_t w0 = e.w0, w1 = e.w1, mask = e.mask;
+  size_t at[N + 1];
+  uint64_t m[N + 1], v[N + 1];
+  for (size_t k = 0; k < N; ++k) {
+    at[k] = sh.at[k];
+    m[k] = sh.mask[k];
+    v[k] = sh.value[k];
+  }
+  while (size_t(end - p) >= need) {
+    uint64_t diff = (detail::load64(p) ^ w0) | ((detail::load64(p + 8) & mask) ^ w1);
+    for (size_t k = 0; k < N; ++k) diff |= (detail::load64(p + at[k]) & m[k]) ^ v[k];
+    if (diff != 0) break;
+    p += size;
+  }
+  return p;
+}
+} // namespace
+
+const char* RequestParser::run_end(const Prefix& e, const char* p, const char* end) {
+  static_assert(kShapeWindows == 6);
+  switch (e.shape.windows) {
+  case 0: return run_end_n<0>(e, p, end);
+  case 1: return run_end_n<1>(e, p, end);
+  case 2: return run_end_n<2>(e, p, end);
+  case 3: return run_end_n<3>(e, p, end);
+  case 4: return run_end_n<4>(e, p, end);
+  case 5: return run_end_n<5>(e, p, end);
+  default: return run_end_n<6>(e, p, end);
+  }
+}
+
 void RequestParser::learn_shape(Prefix& e, const char* p, const char* end) {
   Shape sh;
   sh.misses = e.shape.misses;
@@ -959,6 +997,28 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
 }
 
 // Lines longer than the inline scan of fast_scalars(), searched with memchr.
+// A frame is like [p, q) when its first line is the same bytes and it is as long: for a
+// bulk the payload between may differ (it is skipped by length, whatever it holds), for the
+// others the first line is the whole frame. First lines over 8 bytes make no runs.
+const char* ReplyParser::reply_run_end(const char* p, const char* q, const char* end) {
+  if constexpr (std::endian::native != std::endian::little) return q;
+  const size_t size = size_t(q - p);
+  size_t line = size;
+  if (*p == '$' && p[1] != '-') {
+    line = 2;
+    while (line < size && line <= 8 && p[line - 1] != '\n') ++line;
+  }
+  if (line > 8 || end - p < 8) return q;
+  const uint64_t mask = line == 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * line)) - 1;
+  const uint64_t want = detail::load64(p) & mask;
+  const size_t need = std::max<size_t>(size, 8);
+  const char* r = q;
+  while (size_t(end - r) >= need && (detail::load64(r) & mask) == want && r[size - 2] == '\r' &&
+         r[size - 1] == '\n')
+    r += size;
+  return r;
+}
+
 const char* ReplyParser::long_line_end(const char* nl, const char* end) const {
   const size_t scan = size_t(std::min<uint64_t>(uint64_t(end - nl), limits_.max_line_len + 2));
   return static_cast<const char*>(std::memchr(nl, '\n', scan));

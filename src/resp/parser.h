@@ -25,6 +25,7 @@
 // gives the absolute offset and a short reason, later feed() calls return at once. The data
 // path keeps forwarding raw bytes; there are no exceptions here.
 
+#include <algorithm>
 #include <bit>
 #include <concepts>
 #include <cstddef>
@@ -109,6 +110,38 @@ concept TakesSimpleRequests = requires(Sink& s, const SimpleRequest& r) {
   { s.on_simple_request(r) } -> std::convertible_to<bool>;
 };
 
+// Simple requests laid out exactly alike, back to back in one chunk (a pipeline of one
+// command whose arguments have the same lengths: what load generators and batch jobs send).
+// A sink that took a simple request and has on_simple_run(const SimpleRun&) -> bool is offered
+// the frames of the same layout right after it as one run. True: it took them all. False: it
+// took none, and is offered them (and the rest of the chunk) one by one as before.
+struct SimpleRun {
+  uint64_t start = 0;             // absolute stream offset of the first frame
+  const char* data = nullptr;     // the first frame's bytes; frame i starts at data + i * size
+  uint32_t size = 0;              // bytes of each frame
+  uint32_t count = 0;             // frames, at least one
+  const CommandInfo* cmd = nullptr;
+  int32_t key_at = -1;            // where the first key's payload starts in each frame; -1: none
+  uint32_t key_len = 0;
+  bool has_key() const { return key_at >= 0; }
+  std::string_view key(size_t i) const { return {data + i * size + key_at, key_len}; }
+  uint64_t end() const { return start + uint64_t(size) * count; }
+  SimpleRequest frame(size_t i) const {
+    SimpleRequest r;
+    r.start = start + uint64_t(size) * i;
+    r.end = r.start + size;
+    r.cmd = cmd;
+    r.has_key = has_key();
+    if (r.has_key) r.key = key(i);
+    return r;
+  }
+};
+
+template <class Sink>
+concept TakesSimpleRuns = TakesSimpleRequests<Sink> && requires(Sink& s, const SimpleRun& r) {
+  { s.on_simple_run(r) } -> std::convertible_to<bool>;
+};
+
 enum class Type : uint8_t {
   None,
   SimpleString,  // +
@@ -169,6 +202,25 @@ template <class Sink>
 concept TakesSimpleReplies = requires(Sink& s, const SimpleReply& r) {
   { s.on_simple_reply(r) } -> std::convertible_to<bool>;
 };
+
+// Simple replies laid out exactly alike, back to back in one chunk, right after one the sink
+// took: +OK after +OK, $-1 after $-1, bulks of one length ($3\r\nabc\r\n, $3\r\nxyz\r\n),
+// the same integer (each frame's first line, at most 8 bytes, is the same). A sink that has
+// on_simple_reply_run(const SimpleReplyRun&) -> size_t is offered them as one run and returns
+// how many it took, from the first; the rest come one by one as before.
+struct SimpleReplyRun {
+  uint64_t start = 0;    // absolute stream offset of the first
+  uint32_t size = 0;     // bytes of each
+  uint32_t count = 0;    // frames, at least one
+  Type type = Type::None;
+  uint64_t end() const { return start + uint64_t(size) * count; }
+};
+
+template <class Sink>
+concept TakesSimpleReplyRuns =
+    TakesSimpleReplies<Sink> && requires(Sink& s, const SimpleReplyRun& r) {
+      { s.on_simple_reply_run(r) } -> std::convertible_to<size_t>;
+    };
 
 namespace detail {
 // A "digits\r\n" length line wholly inside [q, end): returns the byte after it, or nullptr for
@@ -371,6 +423,8 @@ private:
       if ((detail::load64(p + sh.at[k]) & sh.mask[k]) != sh.value[k]) return false;
     return true;
   }
+  // Where the frames from p that start with e's prefix and have its shape end (p: none).
+  static const char* run_end(const Prefix& e, const char* p, const char* end);
   // Works out the shape of the whole frame [p, end) that starts with prefix e.
   static void learn_shape(Prefix& e, const char* p, const char* end);
   static size_t prefix_slot(uint64_t w0, uint64_t w1) {
@@ -499,6 +553,8 @@ private:
     bool attribute;
   };
   template <class Sink> const char* fast_scalars(const char* p, const char* end, Sink& sink);
+  // After the scalar [p, q): where the scalars from q laid out like it end (q: none).
+  static const char* reply_run_end(const char* p, const char* q, const char* end);
   const char* long_line_end(const char* nl, const char* end) const;
   template <bool kFill>
   const char* scalar_at(const char* p, const char* end, Type& type, ReplyFrame* f) const;
@@ -574,6 +630,7 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
   const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x
   Prefix* last = &prefixes_[last_prefix_];
   RequestFrame f;  // what the fast path never sets (no subcommand, not inline) stays as is
+  [[maybe_unused]] bool runs = true;  // the sink takes runs (until it declines one)
   do {
     int64_t n = 0, len = 0;
     const char* q;
@@ -659,6 +716,25 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
             sr.key = {p + sh.key_at, sh.key_len};
             if (sink.on_simple_request(sr)) [[likely]] {
               p += sh.size;
+              if constexpr (TakesSimpleRuns<Sink>) {
+                // The frames after it laid out alike: one offer, each checked as it was.
+                const size_t size = sh.size;
+                const char* r = runs ? run_end(*hit, p, end) : p;
+                if (r != p) {
+                  SimpleRun run;
+                  run.start = at0 + uint64_t(uintptr_t(p));
+                  run.data = p;
+                  run.size = uint32_t(size);
+                  run.count = uint32_t(size_t(r - p) / size);
+                  run.cmd = cmd;
+                  run.key_at = sh.key_at;
+                  run.key_len = sh.key_len;
+                  if (sink.on_simple_run(run)) [[likely]]
+                    p = r;
+                  else
+                    runs = false;  // one by one for the rest of this chunk
+                }
+              }
               continue;
             }
           }
@@ -784,6 +860,7 @@ template <class Sink>
 const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink) {
   const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x
   ReplyFrame f;  // what a scalar never sets stays as constructed, from frame to frame
+  [[maybe_unused]] bool runs = true;  // the sink takes runs (until it takes part of one)
   do {
     Type type;
     const char* q;
@@ -797,6 +874,21 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
         sr.end = at0 + uint64_t(uintptr_t(q));
         sr.type = type;
         if (sink.on_simple_reply(sr)) [[likely]] {
+          if constexpr (TakesSimpleReplyRuns<Sink>) {
+            // The replies after it laid out alike: one offer.
+            const char* r = runs ? reply_run_end(p, q, end) : q;
+            if (r != q) {
+              const size_t size = size_t(q - p);
+              SimpleReplyRun run;
+              run.start = sr.end;
+              run.size = uint32_t(size);
+              run.count = uint32_t(size_t(r - q) / size);
+              run.type = type;
+              const size_t took = sink.on_simple_reply_run(run);
+              q += took * size;
+              if (took < run.count) runs = false;  // one by one for the rest of the chunk
+            }
+          }
           p = q;
           continue;
         }

@@ -83,7 +83,24 @@ struct OfferSink {
     seen.emplace_back(r.start, r.end);
     return true;
   }
+  // Runs: every other one declined, the others taken whole (requests) or in part (replies).
+  bool on_simple_run(const resp::SimpleRun& r) {
+    check(r.count >= 1 && r.size > 0 && r.cmd != nullptr, "simple run facts");
+    if (!take()) return false;
+    for (size_t i = 0; i < r.count; ++i) {
+      const resp::SimpleRequest q = r.frame(i);
+      check(q.start == (seen.empty() ? q.start : seen.back().second), "run follows");
+      seen.emplace_back(q.start, q.end);
+    }
+    return true;
+  }
   void on_request(const resp::RequestFrame& f) { seen.emplace_back(f.start, f.end); }
+  size_t on_simple_reply_run(const resp::SimpleReplyRun& r) {
+    check(r.count >= 1 && r.size > 0 && r.type != resp::Type::Error, "simple reply run facts");
+    const size_t n = take() ? (offers % 2 ? r.count : r.count / 2) : 0;
+    for (size_t i = 0; i < n; ++i) seen.emplace_back(r.start + i * r.size, r.start + (i + 1) * r.size);
+    return n;
+  }
   bool on_simple_reply(const resp::SimpleReply& r) {
     check(r.type != resp::Type::Error && r.end > r.start, "simple reply facts");
     if (!take()) return false;

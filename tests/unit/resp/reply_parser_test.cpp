@@ -318,5 +318,87 @@ TEST(ReplyParser, SimpleRepliesAreOfferedFirst) {
   }
 }
 
+// A sink with on_simple_reply_run() is offered the replies laid out like the one it just took
+// (the same first line and size) as one run, and takes as many as it likes from the first; the
+// rest come one by one. Bulks of one length with other payloads are alike, integers of one
+// width with other digits are not, lines over 8 bytes make no runs.
+TEST(ReplyParser, SimpleReplyRunsAgreeWithFrames) {
+  std::string in;
+  for (int i = 0; i < 12; ++i) {
+    for (int k = 0; k < 9; ++k) in += "+OK\r\n";
+    for (int k = 0; k < 6; ++k) in += "$-1\r\n";
+    for (int k = 0; k < 7; ++k) in += "$3\r\n" + std::string(1, char('a' + k)) + "\r\n\r\n";
+    in += "$3\r\n+OK\r\n";  // a payload like a reply: still a 3-byte bulk
+    for (int k = 0; k < 5; ++k) in += ":" + std::to_string(k % 2 ? 5 : 6) + "\r\n";
+    for (int k = 0; k < 4; ++k) in += ":77\r\n";
+    for (int k = 0; k < 3; ++k) in += "+QUEUED\r\n";
+    for (int k = 0; k < 3; ++k) in += "$12\r\n" + std::string(12, 'x') + "\r\n";
+    if (i % 3 == 0) in += "-ERR no\r\n*2\r\n$1\r\na\r\n:1\r\n%1\r\n+a\r\n+b\r\n";
+  }
+  auto whole = replies(in);
+  ASSERT_FALSE(whole.failed);
+  for (size_t chunk : {in.size(), size_t(1), size_t(5), size_t(33), size_t(200)}) {
+    for (uint32_t take_at_most : {1000u, 2u, 0u}) {
+      struct Sink {
+        std::vector<std::tuple<uint64_t, uint64_t, Type>> seen;
+        uint32_t take_at_most;
+        size_t in_runs = 0;
+        bool on_simple_reply(const SimpleReply& r) {
+          seen.emplace_back(r.start, r.end, r.type);
+          return true;
+        }
+        size_t on_simple_reply_run(const SimpleReplyRun& r) {
+          EXPECT_GE(r.count, 1u);
+          const uint32_t n = std::min(r.count, take_at_most);
+          for (uint32_t i = 0; i < n; ++i)
+            seen.emplace_back(r.start + uint64_t(i) * r.size, r.start + uint64_t(i + 1) * r.size,
+                              r.type);
+          in_runs += n;
+          return n;
+        }
+        void on_reply(const ReplyFrame& f) { seen.emplace_back(f.start, f.end, f.type); }
+      } sink{{}, take_at_most};
+      ReplyParser p;
+      for (size_t at = 0; at < in.size(); at += chunk) {
+        std::string piece = in.substr(at, chunk);
+        ASSERT_EQ(p.feed(piece, sink), Status::Ok);
+      }
+      ASSERT_EQ(sink.seen.size(), whole.frames.size()) << "chunk " << chunk;
+      for (size_t i = 0; i < sink.seen.size(); ++i) {
+        const auto& [start, end, type] = sink.seen[i];
+        EXPECT_EQ(start, whole.frames[i].start) << chunk << " " << i;
+        EXPECT_EQ(end, whole.frames[i].end) << chunk << " " << i;
+        EXPECT_EQ(type, whole.frames[i].type) << chunk << " " << i;
+      }
+      if (chunk == in.size() && take_at_most == 1000) {
+        // +OK, $-1, the 3-byte bulks, :77 and the 12-byte bulks after their first; not :5/:6
+        // (alternating), not +QUEUED (a 9-byte line).
+        EXPECT_EQ(sink.in_runs, 12u * (8 + 5 + 7 + 3 + 2));
+      }
+    }
+  }
+}
+
+// A frame that starts like the run before it but is not RESP ends the run: the parser reports
+// the error at the byte the state machine finds, after the good frames.
+TEST(ReplyParser, ReplyRunStopsAtABrokenFrame) {
+  for (const std::string bad : {"$3\r\nabc\rX", "$3\r\nabcXY", "+OK\nXY"}) {
+    std::string good = bad[0] == '$' ? "$3\r\nxyz\r\n" : "+OK\r\n";
+    std::string in = good + good + good + bad + good + good;
+    struct Sink {
+      size_t frames = 0;
+      bool on_simple_reply(const SimpleReply&) { return ++frames, true; }
+      size_t on_simple_reply_run(const SimpleReplyRun& r) { return frames += r.count, r.count; }
+      void on_reply(const ReplyFrame&) { ++frames; }
+    } sink;
+    ReplyParser p;
+    EXPECT_EQ(p.feed(in, sink), Status::Error) << bad;
+    EXPECT_EQ(sink.frames, 3u) << bad;
+    ReplyParser q;
+    EXPECT_EQ(q.feed(in, [](const ReplyFrame&) {}), Status::Error);
+    EXPECT_EQ(p.error().offset, q.error().offset) << bad;
+  }
+}
+
 } // namespace
 } // namespace faultline::resp
