@@ -110,26 +110,80 @@ void Pairing::pop_entry(Entry* e) {
   pop_head();
 }
 
-void Pairing::take_plain(const uint32_t* sizes, size_t k, PlainRun& run) {
+// Out of line, one loop per case: inlined into the session's chunk handler its values
+// spilled to the stack.
+bool Pairing::on_simple_run(const resp::SimpleRun& r, uint64_t now_us) {
+  if (!req_plain_) return false;
+  reserve(r.count);
+  Entry proto;
+  proto.start_us = now_us;
+  proto.id_lo = uint32_t(next_id_);
+  proto.req_bytes = r.size;
+  proto.key_hash = 0;
+  proto.db = sent_db_;
+  proto.x = 1;
+  proto.cmd = r.cmd->id;
+  proto.kind = 0;
+  proto.user_flags = 0;
+  Entry* const ring = ring_.get();
+  const size_t at = head_ + size_, mask = mask_, n = r.count;
+  auto fill = [&](auto hash) {
+    const char* key = r.data + r.key_at;
+    const size_t step = r.size;
+    for (size_t i = 0; i < n; ++i, key += step) {
+      Entry& e = ring[(at + i) & mask];
+      e = proto;
+      e.id_lo += uint32_t(i);
+      e.key_hash = hash(key);
+    }
+  };
+  if (r.has_key()) {
+    const size_t len = r.key_len;
+    if (len - 8 <= 8)  // most keys: key_hash() without its length tests
+      fill([len](const char* k) { return key_hash({k, len > 16 ? 16 : len < 8 ? 8 : len}); });
+    else
+      fill([len](const char* k) { return key_hash({k, len}); });
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      Entry& e = ring[(at + i) & mask];
+      e = proto;
+      e.id_lo += uint32_t(i);
+    }
+  }
+  next_id_ += n;
+  size_ += n;
+  return true;
+}
+
+template <class Sizes>
+void Pairing::take_plain_with(Sizes sizes, size_t k, PlainRun& run) {
   size_t i = 0;
   while (i < k) {
     // Consecutive replies to one command sent in one chunk: one group, summed in registers.
     const Entry& first = ring_[(head_ + i) & mask_];
     const uint16_t cmd = first.cmd;
     const uint64_t start = first.start_us;
-    uint64_t bytes_in = first.req_bytes, bytes_out = sizes[i];
+    uint64_t bytes_in = first.req_bytes, bytes_out = sizes(i);
     const size_t from = i;
     for (++i; i < k; ++i) {
       const Entry& h = ring_[(head_ + i) & mask_];
       if (h.cmd != cmd || h.start_us != start) break;
       bytes_in += h.req_bytes;
-      bytes_out += sizes[i];
+      bytes_out += sizes(i);
     }
     run.add_group(cmd, start, i - from, bytes_in, bytes_out,
                   full_id(ring_[(head_ + i - 1) & mask_].id_lo));
   }
   head_ = (head_ + k) & mask_;
   size_ -= k;
+}
+
+void Pairing::take_plain(const uint32_t* sizes, size_t k, PlainRun& run) {
+  take_plain_with([sizes](size_t i) { return uint64_t(sizes[i]); }, k, run);
+}
+
+void Pairing::take_plain(uint32_t size, size_t k, PlainRun& run) {
+  take_plain_with([size](size_t) { return uint64_t(size); }, k, run);
 }
 
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,

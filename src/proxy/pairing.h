@@ -208,6 +208,9 @@ public:
     e.user_flags = 0;
     return true;
   }
+  // on_simple_request() for each frame of a run, in one pass: false (nothing done) unless
+  // each is one entry in the ring.
+  bool on_simple_run(const resp::SimpleRun& r, uint64_t now_us);
   // A request faultline answers itself (not forwarded). It takes its place in the FIFO and
   // changes no connection state (Redis never saw it).
   RequestResult on_injected(const resp::RequestFrame& f, uint64_t now_us,
@@ -259,6 +262,8 @@ public:
   // plain_reply() for the next k replies at once (k <= plain_ahead()), of sizes[0..k) bytes:
   // pops their requests and adds them to `run`, grouped.
   void take_plain(const uint32_t* sizes, size_t k, PlainRun& run);
+  // The same for k replies of `size` bytes each.
+  void take_plain(uint32_t size, size_t k, PlainRun& run);
   // After on_request/on_injected/on_reply: pops the head if it is an injected entry whose turn
   // has come (everything before it answered). Call until it returns nullopt.
   std::optional<PendingInfo> next_injected();
@@ -356,7 +361,12 @@ private:
     head_ = (head_ + 1) & mask_;
     --size_;
   }
+  template <class Sizes> void take_plain_with(Sizes sizes, size_t k, PlainRun& run);
   void grow();  // doubles the ring: the only allocation, amortised
+  void reserve(size_t more) {
+    while (size_ + more > mask_ + 1) [[unlikely]]
+      grow();
+  }
   Entry* first_real();       // oldest entry Redis will answer
   void pop_entry(Entry* e);  // removes e (the first real entry), keeping injected ones before it
   void track_subscriptions(const resp::ReplyFrame& f);

@@ -778,6 +778,12 @@ void Session::on_client_chunk(uv::Chunk c) {
         ++r.plain_requests;
         return true;
       }
+      bool on_simple_run(const resp::SimpleRun& q) {
+        if (!r.pairing.on_simple_run(q, now)) return false;
+        s.commands_ += q.count;
+        r.plain_requests += q.count;
+        return true;
+      }
       void on_request(const resp::RequestFrame& f) { s.forward_request(f, now, {}); }
     };
     resp::Status st;
@@ -1195,6 +1201,14 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       }
       sizes[taken++] = uint32_t(f.size_bytes());  // a scalar inside one chunk
       return true;
+    }
+    // Replies like the one just taken, as many as the pairing says are plain ahead.
+    size_t on_simple_reply_run(const resp::SimpleReplyRun& f) {
+      commit();
+      if (!simple) return 0;
+      const size_t k = std::min<size_t>(r.pairing.plain_ahead(), f.count);
+      if (k != 0) r.pairing.take_plain(f.size, k, run());
+      return k;
     }
     void on_reply(const resp::ReplyFrame& f) {
       commit();
