@@ -412,5 +412,73 @@ TEST(Pairing, TakePlainMatchesPlainReplyOneByOne) {
   EXPECT_EQ(b.pairing.plain_ahead(), 0u);
 }
 
+// A run of simple requests makes the entries the requests one by one would (ids, sizes, key
+// hashes, db, start), across the ring's growth; a run of replies of one size pairs as the
+// same replies one by one do. Outside the plain state (inside MULTI) a run is declined.
+TEST(Pairing, RunsMatchOneByOne) {
+  const resp::CommandInfo* get = resp::lookup("GET");
+  ASSERT_NE(get, nullptr);
+  std::string frames;
+  for (int i = 0; i < 100; ++i) frames += mb({"GET", "key:" + std::to_string(100000 + i)});
+  const uint32_t size = uint32_t(frames.size() / 100);
+  ASSERT_EQ(size, 30u);
+  // Where the key is taken from in each 30-byte frame, "*2\r\n$3\r\nGET\r\n$10\r\nkey:100000\r\n":
+  // the key itself, and windows of 3, 12 and 17 bytes ending in it (each of key_hash()'s cases).
+  for (auto [key_at, key_len] : {std::pair{18, 10}, {25, 3}, {16, 12}, {11, 17}, {-1, 0}}) {
+    Pairing one(4), run(4);  // small rings: the run grows them
+    resp::SimpleRun r;
+    r.start = 0;
+    r.data = frames.data();
+    r.size = size;
+    r.count = 100;
+    r.cmd = get;
+    r.key_at = key_at;
+    r.key_len = uint32_t(key_len);
+    for (uint32_t i = 0; i < r.count; ++i) ASSERT_TRUE(one.on_simple_request(r.frame(i), 77));
+    ASSERT_TRUE(run.on_simple_run(r, 77));
+    ASSERT_EQ(one.pending(), run.pending());
+    std::vector<PendingInfo> a, b;
+    one.each_pending([&](const PendingInfo& p) { a.push_back(p); });
+    run.each_pending([&](const PendingInfo& p) { b.push_back(p); });
+    ASSERT_EQ(a.size(), 100u);
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].id, b[i].id) << i;
+      EXPECT_EQ(a[i].cmd, b[i].cmd) << i;
+      EXPECT_EQ(a[i].start_us, b[i].start_us) << i;
+      EXPECT_EQ(a[i].req_bytes, b[i].req_bytes) << i;
+      EXPECT_EQ(a[i].key_hash, b[i].key_hash) << key_len << " " << i;
+      EXPECT_EQ(a[i].db, b[i].db) << i;
+    }
+    // Keys that differ hash differently (the hash reads each frame's own key).
+    if (key_len) EXPECT_NE(b[0].key_hash, b[1].key_hash);
+
+    PlainRun ga, gb;
+    ga.begin(1000);
+    gb.begin(1000);
+    std::vector<uint32_t> sizes(100, 7);
+    one.take_plain(sizes.data(), 100, ga);
+    run.take_plain(uint32_t(7), 60, gb);
+    run.take_plain(uint32_t(7), 40, gb);
+    auto x = ga.groups(), y = gb.groups();
+    ASSERT_EQ(x.size(), 1u);
+    ASSERT_EQ(y.size(), 1u);
+    EXPECT_EQ(x[0].count, y[0].count);
+    EXPECT_EQ(x[0].bytes_in, y[0].bytes_in);
+    EXPECT_EQ(x[0].bytes_out, 700u);
+    EXPECT_EQ(y[0].bytes_out, 700u);
+    EXPECT_EQ(x[0].last_id, y[0].last_id);
+    EXPECT_EQ(run.pending(), 0u);
+  }
+  Harness h;
+  h.send(mb({"MULTI"}));
+  resp::SimpleRun r;
+  r.data = frames.data();
+  r.size = size;
+  r.count = 3;
+  r.cmd = get;
+  EXPECT_FALSE(h.pairing.on_simple_run(r, 5));
+  EXPECT_EQ(h.pairing.pending(), 1u);
+}
+
 } // namespace
 } // namespace faultline::proxy
