@@ -134,6 +134,7 @@ bool Pairing::on_simple_run(const resp::SimpleRun& r, uint64_t now_us) {
       Entry& e = ring[(at + i) & mask];
       e = proto;
       e.id_lo += uint32_t(i);
+      e.x = int32_t(n - i);
       e.key_hash = hash(key);
     }
   };
@@ -148,6 +149,7 @@ bool Pairing::on_simple_run(const resp::SimpleRun& r, uint64_t now_us) {
       Entry& e = ring[(at + i) & mask];
       e = proto;
       e.id_lo += uint32_t(i);
+      e.x = int32_t(n - i);
     }
   }
   next_id_ += n;
@@ -183,7 +185,17 @@ void Pairing::take_plain(const uint32_t* sizes, size_t k, PlainRun& run) {
 }
 
 void Pairing::take_plain(uint32_t size, size_t k, PlainRun& run) {
-  take_plain_with([size](size_t) { return uint64_t(size); }, k, run);
+  // Entries a run made are paired a run (or what is left of it) at a time.
+  size_t i = 0;
+  while (i < k) {
+    const Entry& e = ring_[(head_ + i) & mask_];
+    const size_t n = e.kind == 0 && e.x > 1 ? std::min(size_t(e.x), k - i) : 1;
+    run.add_group(e.cmd, e.start_us, n, uint64_t(e.req_bytes) * n, uint64_t(size) * n,
+                  full_id(e.id_lo + uint32_t(n - 1)));
+    i += n;
+  }
+  head_ = (head_ + k) & mask_;
+  size_ -= k;
 }
 
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,

@@ -297,7 +297,9 @@ private:
     int32_t db;
     // The SUBSCRIBE family: replies still expected (kDynamic: UNSUBSCRIBE without arguments,
     // one per subscription). Others get one reply; for them: SELECT and EXEC the db (-1: none
-    // or invalid), HELLO the protocol version.
+    // or invalid), HELLO the protocol version; for a plain entry (kind 0) made by a run, the
+    // entries left in that run from this one on (alike but for id and key hash), which
+    // take_plain() pairs at once; 1 or less otherwise.
     int32_t x;
     uint16_t cmd;        // CommandInfo::id, kNoCommand for unknown commands
     uint8_t kind;        // Special (low bits) | kInjected | kQueued; 0: a plain command

@@ -469,6 +469,46 @@ TEST(Pairing, RunsMatchOneByOne) {
     EXPECT_EQ(x[0].last_id, y[0].last_id);
     EXPECT_EQ(run.pending(), 0u);
   }
+  // Runs, single requests and full frames mixed, sent at three times, paired in pieces that
+  // cut runs: the groups are those of one-by-one pairing.
+  {
+    Pairing one, run;
+    resp::SimpleRun r;
+    r.data = frames.data();
+    r.size = size;
+    r.cmd = get;
+    r.key_at = 18;
+    r.key_len = 10;
+    auto both = [&](uint32_t count, uint64_t now) {
+      r.count = count;
+      for (uint32_t i = 0; i < count; ++i) ASSERT_TRUE(one.on_simple_request(r.frame(i), now));
+      ASSERT_TRUE(run.on_simple_run(r, now));
+    };
+    both(1, 10);
+    both(5, 20);
+    both(1, 20);
+    both(4, 20);
+    both(3, 30);
+    ASSERT_EQ(run.plain_ahead(), 14u);
+    PlainRun ga, gb;
+    ga.begin(100);
+    gb.begin(100);
+    std::vector<uint32_t> sizes(14, 9);
+    one.take_plain(sizes.data(), 14, ga);
+    for (size_t piece : {2, 3, 1, 4, 1, 3}) run.take_plain(uint32_t(9), piece, gb);
+    auto x = ga.groups(), y = gb.groups();
+    ASSERT_EQ(x.size(), 3u);
+    ASSERT_EQ(y.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(x[i].count, y[i].count) << i;
+      EXPECT_EQ(x[i].latency_us, y[i].latency_us) << i;
+      EXPECT_EQ(x[i].bytes_in, y[i].bytes_in) << i;
+      EXPECT_EQ(x[i].bytes_out, y[i].bytes_out) << i;
+      EXPECT_EQ(x[i].last_id, y[i].last_id) << i;
+    }
+    EXPECT_EQ(y[1].count, 10u);
+    EXPECT_EQ(run.pending(), 0u);
+  }
   Harness h;
   h.send(mb({"MULTI"}));
   resp::SimpleRun r;
