@@ -1204,6 +1204,13 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     }
     // Replies like the one just taken, as many as the pairing says are plain ahead.
     size_t on_simple_reply_run(const resp::SimpleReplyRun& f) {
+      if (taken == 1 && sizes[0] == f.size) {
+        // The reply before the run (the one that started it) is like it: one take for both.
+        const size_t k = std::min<size_t>(r.pairing.plain_ahead(), size_t(f.count) + 1);
+        r.pairing.take_plain(f.size, k, run());
+        taken = room = 0;
+        return k - 1;
+      }
       commit();
       if (!simple) return 0;
       const size_t k = std::min<size_t>(r.pairing.plain_ahead(), f.count);
