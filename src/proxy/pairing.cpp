@@ -157,21 +157,45 @@ bool Pairing::on_simple_run(const resp::SimpleRun& r, uint64_t now_us) {
   return true;
 }
 
-template <class Sizes>
-void Pairing::take_plain_with(Sizes sizes, size_t k, PlainRun& run) {
+// Consecutive replies to one command sent in one chunk are one group, summed in registers;
+// entries a run made are counted a run (or what is left of it) at a time.
+void Pairing::take_plain(uint32_t size, size_t k, PlainRun& run) {
   size_t i = 0;
   while (i < k) {
-    // Consecutive replies to one command sent in one chunk: one group, summed in registers.
     const Entry& first = ring_[(head_ + i) & mask_];
     const uint16_t cmd = first.cmd;
     const uint64_t start = first.start_us;
-    uint64_t bytes_in = first.req_bytes, bytes_out = sizes(i);
+    uint64_t count = 0, bytes_in = 0, bytes_out = 0;
+    do {
+      const Entry& e = ring_[(head_ + i) & mask_];
+      if (e.cmd != cmd || e.start_us != start) break;
+      const size_t n = e.kind == 0 && e.x > 1 ? std::min(size_t(e.x), k - i) : 1;
+      count += n;
+      bytes_in += uint64_t(e.req_bytes) * n;
+      bytes_out += uint64_t(size) * n;
+      i += n;
+    } while (i < k);
+    run.add_group(cmd, start, count, bytes_in, bytes_out,
+                  full_id(ring_[(head_ + i - 1) & mask_].id_lo));
+  }
+  head_ = (head_ + k) & mask_;
+  size_ -= k;
+}
+
+void Pairing::take_plain(const uint32_t* sizes, size_t k, PlainRun& run) {
+  // Entry by entry (few replies come this way now: the first of a chunk, unlike neighbours).
+  size_t i = 0;
+  while (i < k) {
+    const Entry& first = ring_[(head_ + i) & mask_];
+    const uint16_t cmd = first.cmd;
+    const uint64_t start = first.start_us;
+    uint64_t bytes_in = first.req_bytes, bytes_out = sizes[i];
     const size_t from = i;
     for (++i; i < k; ++i) {
       const Entry& h = ring_[(head_ + i) & mask_];
       if (h.cmd != cmd || h.start_us != start) break;
       bytes_in += h.req_bytes;
-      bytes_out += sizes(i);
+      bytes_out += sizes[i];
     }
     run.add_group(cmd, start, i - from, bytes_in, bytes_out,
                   full_id(ring_[(head_ + i - 1) & mask_].id_lo));
@@ -180,23 +204,6 @@ void Pairing::take_plain_with(Sizes sizes, size_t k, PlainRun& run) {
   size_ -= k;
 }
 
-void Pairing::take_plain(const uint32_t* sizes, size_t k, PlainRun& run) {
-  take_plain_with([sizes](size_t i) { return uint64_t(sizes[i]); }, k, run);
-}
-
-void Pairing::take_plain(uint32_t size, size_t k, PlainRun& run) {
-  // Entries a run made are paired a run (or what is left of it) at a time.
-  size_t i = 0;
-  while (i < k) {
-    const Entry& e = ring_[(head_ + i) & mask_];
-    const size_t n = e.kind == 0 && e.x > 1 ? std::min(size_t(e.x), k - i) : 1;
-    run.add_group(e.cmd, e.start_us, n, uint64_t(e.req_bytes) * n, uint64_t(size) * n,
-                  full_id(e.id_lo + uint32_t(n - 1)));
-    i += n;
-  }
-  head_ = (head_ + k) & mask_;
-  size_ -= k;
-}
 
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
                                    uint8_t user_flags) {

@@ -363,7 +363,6 @@ private:
     head_ = (head_ + 1) & mask_;
     --size_;
   }
-  template <class Sizes> void take_plain_with(Sizes sizes, size_t k, PlainRun& run);
   void grow();  // doubles the ring: the only allocation, amortised
   void reserve(size_t more) {
     while (size_ + more > mask_ + 1) [[unlikely]]

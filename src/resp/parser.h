@@ -719,7 +719,8 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
               if constexpr (TakesSimpleRuns<Sink>) {
                 // The frames after it laid out alike: one offer, each checked as it was.
                 const size_t size = sh.size;
-                const char* r = runs ? run_end(*hit, p, end) : p;
+                // (None when the next frame cannot fit: a chunk of one request.)
+                const char* r = runs && size_t(end - p) >= size ? run_end(*hit, p, end) : p;
                 if (r != p) {
                   SimpleRun run;
                   run.start = at0 + uint64_t(uintptr_t(p));
@@ -876,7 +877,7 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
         if (sink.on_simple_reply(sr)) [[likely]] {
           if constexpr (TakesSimpleReplyRuns<Sink>) {
             // The replies after it laid out alike: one offer.
-            const char* r = runs ? reply_run_end(p, q, end) : q;
+            const char* r = runs && end - q >= q - p ? reply_run_end(p, q, end) : q;
             if (r != q) {
               const size_t size = size_t(q - p);
               SimpleReplyRun run;

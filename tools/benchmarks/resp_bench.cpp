@@ -67,6 +67,52 @@ void BM_RequestPipelineGetSet(benchmark::State& state) {
 }
 BENCHMARK(BM_RequestPipelineGetSet)->Arg(0)->Arg(1)->ArgName("capture_all");
 
+// What the proxy's counting sink takes: simple frames and runs of alike ones, no frame built.
+struct CountSimple {
+  uint64_t n = 0;
+  bool on_simple_request(const resp::SimpleRequest& r) { return n += r.size(), true; }
+  bool on_simple_run(const resp::SimpleRun& r) { return n += r.count, true; }
+  void on_request(const resp::RequestFrame& f) { n += f.argc; }
+  bool on_simple_reply(const resp::SimpleReply& r) { return n += r.size_bytes(), true; }
+  size_t on_simple_reply_run(const resp::SimpleReplyRun& r) { return n += r.count, r.count; }
+  void on_reply(const resp::ReplyFrame& f) { n += f.size_bytes(); }
+};
+
+template <class P> void run_simple(benchmark::State& state, const std::string& stream,
+                                   size_t frames, size_t chunk) {
+  P parser;
+  CountSimple sink;
+  for (auto _ : state) {
+    for (size_t at = 0; at < stream.size(); at += chunk)
+      parser.feed(stream.data() + at, std::min(chunk, stream.size() - at), sink);
+  }
+  benchmark::DoNotOptimize(sink.n);
+  if (parser.failed()) state.SkipWithError("parse error");
+  state.SetBytesProcessed(int64_t(state.iterations() * stream.size()));
+  state.SetItemsProcessed(int64_t(state.iterations() * frames));
+}
+
+// redis-benchmark -P 32 as the proxy reads it: 32 GETs of one key layout per chunk. Arg 1:
+// GET and SET alternating (no two frames alike: no runs, each a shape-cache hit).
+void BM_RequestPipelineSimple(benchmark::State& state) {
+  std::string s;
+  for (int i = 0; i < 1024; ++i) {
+    std::string k = "key:" + std::to_string(100000 + i);
+    s += state.range(0) && i % 2 ? mb({"SET", k, "xxx"}) : mb({"GET", k});
+  }
+  const size_t chunk = state.range(0) ? 16 * 1024 : s.size() / 32;
+  run_simple<resp::RequestParser>(state, s, 1024, chunk);
+}
+BENCHMARK(BM_RequestPipelineSimple)->Arg(0)->Arg(1)->ArgName("alternating");
+
+// Their replies: 32 per chunk, +OK (SET) or $3 bulks (GET).
+void BM_ReplyPipelineSimple(benchmark::State& state) {
+  const std::string one = state.range(0) ? "$3\r\nxxx\r\n" : "+OK\r\n";
+  const std::string s = repeat(one, 1024);
+  run_simple<resp::ReplyParser>(state, s, 1024, one.size() * 32);
+}
+BENCHMARK(BM_ReplyPipelineSimple)->Arg(0)->Arg(1)->ArgName("bulk");
+
 void BM_RequestInline(benchmark::State& state) {
   run<resp::RequestParser>(state, repeat("GET \"key:1\"\r\n", 1000), 1000, 16 * 1024);
 }
