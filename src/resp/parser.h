@@ -719,8 +719,12 @@ const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sin
               if constexpr (TakesSimpleRuns<Sink>) {
                 // The frames after it laid out alike: one offer, each checked as it was.
                 const size_t size = sh.size;
-                // (None when the next frame cannot fit: a chunk of one request.)
-                const char* r = runs && size_t(end - p) >= size ? run_end(*hit, p, end) : p;
+                // (Not even looked for when the next frame cannot fit, a chunk of one request,
+                // or starts otherwise, commands taking turns.)
+                const char* r = runs && size_t(end - p) >= std::max<size_t>(size, 16) &&
+                                        detail::load64(p) == hit->w0
+                                    ? run_end(*hit, p, end)
+                                    : p;
                 if (r != p) {
                   SimpleRun run;
                   run.start = at0 + uint64_t(uintptr_t(p));
@@ -877,7 +881,8 @@ const char* ReplyParser::fast_scalars(const char* p, const char* end, Sink& sink
         if (sink.on_simple_reply(sr)) [[likely]] {
           if constexpr (TakesSimpleReplyRuns<Sink>) {
             // The replies after it laid out alike: one offer.
-            const char* r = runs && end - q >= q - p ? reply_run_end(p, q, end) : q;
+            const char* r =
+                runs && end - q >= q - p && *q == *p ? reply_run_end(p, q, end) : q;
             if (r != q) {
               const size_t size = size_t(q - p);
               SimpleReplyRun run;
