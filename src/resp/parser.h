@@ -19,7 +19,9 @@
 // were), replies through a scalar switch. Everything else (frames spanning chunks, aggregates,
 // RESP3 types, errors in the input) goes through the per-byte state machine, which hands back
 // to the fast path after each frame. A sink that only needs the facts of simple frames can say
-// so (on_simple_request / on_simple_reply) and is offered them before any frame is built.
+// so (on_simple_request / on_simple_reply) and is offered them before any frame is built, and
+// the frames after one laid out exactly like it (a pipeline of one command, arguments of the
+// same lengths) as one run (on_simple_run / on_simple_reply_run).
 //
 // On input the grammar or the Limits forbid, the parser enters a sticky error state: error()
 // gives the absolute offset and a short reason, later feed() calls return at once. The data
