@@ -450,7 +450,9 @@ TEST(Pairing, RunsMatchOneByOne) {
       EXPECT_EQ(a[i].db, b[i].db) << i;
     }
     // Keys that differ hash differently (the hash reads each frame's own key).
-    if (key_len) EXPECT_NE(b[0].key_hash, b[1].key_hash);
+    if (key_len) {
+      EXPECT_NE(b[0].key_hash, b[1].key_hash);
+    }
 
     PlainRun ga, gb;
     ga.begin(1000);
