@@ -121,14 +121,13 @@ bool Pairing::on_simple_run(const resp::SimpleRun& r, uint64_t now_us) {
   proto.req_bytes = r.size;
   proto.key_hash = 0;
   proto.db = sent_db_;
-  proto.x = 1;
   proto.cmd = r.cmd->id;
   proto.kind = 0;
   proto.user_flags = 0;
   Entry* const ring = ring_.get();
   const size_t at = head_ + size_, mask = mask_, n = r.count;
   auto fill = [&](auto hash) {
-    const char* key = r.data + r.key_at;
+    const char* key = r.data + (r.has_key() ? r.key_at : 0);
     const size_t step = r.size;
     for (size_t i = 0; i < n; ++i, key += step) {
       Entry& e = ring[(at + i) & mask];
@@ -145,12 +144,7 @@ bool Pairing::on_simple_run(const resp::SimpleRun& r, uint64_t now_us) {
     else
       fill([len](const char* k) { return key_hash({k, len}); });
   } else {
-    for (size_t i = 0; i < n; ++i) {
-      Entry& e = ring[(at + i) & mask];
-      e = proto;
-      e.id_lo += uint32_t(i);
-      e.x = int32_t(n - i);
-    }
+    fill([](const char*) { return 0u; });
   }
   next_id_ += n;
   size_ += n;
@@ -203,7 +197,6 @@ void Pairing::take_plain(const uint32_t* sizes, size_t k, PlainRun& run) {
   head_ = (head_ + k) & mask_;
   size_ -= k;
 }
-
 
 RequestResult Pairing::on_injected(const resp::RequestFrame& f, uint64_t now_us,
                                    uint8_t user_flags) {

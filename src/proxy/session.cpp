@@ -1203,19 +1203,19 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       return true;
     }
     // Replies like the one just taken, as many as the pairing says are plain ahead.
+    // The reply before the run (the one that started it), when it is the only one noted and
+    // alike, goes in the same take.
     size_t on_simple_reply_run(const resp::SimpleReplyRun& f) {
-      if (taken == 1 && sizes[0] == f.size) {
-        // The reply before the run (the one that started it) is like it: one take for both.
-        const size_t k = std::min<size_t>(r.pairing.plain_ahead(), size_t(f.count) + 1);
-        r.pairing.take_plain(f.size, k, run());
+      const size_t before = taken == 1 && sizes[0] == f.size ? 1 : 0;
+      if (before) {
         taken = room = 0;
-        return k - 1;
+      } else {
+        commit();
+        if (!simple) return 0;
       }
-      commit();
-      if (!simple) return 0;
-      const size_t k = std::min<size_t>(r.pairing.plain_ahead(), f.count);
+      const size_t k = std::min<size_t>(r.pairing.plain_ahead(), f.count + before);
       if (k != 0) r.pairing.take_plain(f.size, k, run());
-      return k;
+      return k - before;  // k >= before: the noted reply was within plain_ahead()
     }
     void on_reply(const resp::ReplyFrame& f) {
       commit();

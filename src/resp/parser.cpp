@@ -996,7 +996,6 @@ bool ReplyParser::value_done(uint64_t end, Callback cb, void* ctx) {
   }
 }
 
-// Lines longer than the inline scan of fast_scalars(), searched with memchr.
 // A frame is like [p, q) when its first line is the same bytes and it is as long: for a
 // bulk the payload between may differ (it is skipped by length, whatever it holds), for the
 // others the first line is the whole frame. First lines over 8 bytes make no runs.
@@ -1019,6 +1018,7 @@ const char* ReplyParser::reply_run_end(const char* p, const char* q, const char*
   return r;
 }
 
+// Lines longer than the inline scan of fast_scalars(), searched with memchr.
 const char* ReplyParser::long_line_end(const char* nl, const char* end) const {
   const size_t scan = size_t(std::min<uint64_t>(uint64_t(end - nl), limits_.max_line_len + 2));
   return static_cast<const char*>(std::memchr(nl, '\n', scan));

@@ -215,7 +215,6 @@ struct SimpleReplyRun {
   uint32_t size = 0;     // bytes of each
   uint32_t count = 0;    // frames, at least one
   Type type = Type::None;
-  uint64_t end() const { return start + uint64_t(size) * count; }
 };
 
 template <class Sink>

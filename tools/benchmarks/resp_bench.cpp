@@ -25,10 +25,11 @@ struct Count {
 };
 
 // Feeds `stream` in chunks of `chunk` bytes, as a socket read callback would.
-template <class P> void run(benchmark::State& state, const std::string& stream, size_t frames,
-                            size_t chunk, const resp::CaptureOptions& cap = {}) {
+template <class P, class Sink = Count>
+void run(benchmark::State& state, const std::string& stream, size_t frames, size_t chunk,
+         const resp::CaptureOptions& cap = {}) {
   P parser({}, cap);
-  Count sink;
+  Sink sink;
   for (auto _ : state) {
     for (size_t at = 0; at < stream.size(); at += chunk)
       parser.feed(stream.data() + at, std::min(chunk, stream.size() - at), sink);
@@ -78,20 +79,6 @@ struct CountSimple {
   void on_reply(const resp::ReplyFrame& f) { n += f.size_bytes(); }
 };
 
-template <class P> void run_simple(benchmark::State& state, const std::string& stream,
-                                   size_t frames, size_t chunk) {
-  P parser;
-  CountSimple sink;
-  for (auto _ : state) {
-    for (size_t at = 0; at < stream.size(); at += chunk)
-      parser.feed(stream.data() + at, std::min(chunk, stream.size() - at), sink);
-  }
-  benchmark::DoNotOptimize(sink.n);
-  if (parser.failed()) state.SkipWithError("parse error");
-  state.SetBytesProcessed(int64_t(state.iterations() * stream.size()));
-  state.SetItemsProcessed(int64_t(state.iterations() * frames));
-}
-
 // redis-benchmark -P 32 as the proxy reads it: 32 GETs of one key layout per chunk. Arg 1:
 // GET and SET alternating (no two frames alike: no runs, each a shape-cache hit).
 void BM_RequestPipelineSimple(benchmark::State& state) {
@@ -101,7 +88,7 @@ void BM_RequestPipelineSimple(benchmark::State& state) {
     s += state.range(0) && i % 2 ? mb({"SET", k, "xxx"}) : mb({"GET", k});
   }
   const size_t chunk = state.range(0) ? 16 * 1024 : s.size() / 32;
-  run_simple<resp::RequestParser>(state, s, 1024, chunk);
+  run<resp::RequestParser, CountSimple>(state, s, 1024, chunk);
 }
 BENCHMARK(BM_RequestPipelineSimple)->Arg(0)->Arg(1)->ArgName("alternating");
 
@@ -109,7 +96,7 @@ BENCHMARK(BM_RequestPipelineSimple)->Arg(0)->Arg(1)->ArgName("alternating");
 void BM_ReplyPipelineSimple(benchmark::State& state) {
   const std::string one = state.range(0) ? "$3\r\nxxx\r\n" : "+OK\r\n";
   const std::string s = repeat(one, 1024);
-  run_simple<resp::ReplyParser>(state, s, 1024, one.size() * 32);
+  run<resp::ReplyParser, CountSimple>(state, s, 1024, one.size() * 32);
 }
 BENCHMARK(BM_ReplyPipelineSimple)->Arg(0)->Arg(1)->ArgName("bulk");
 
