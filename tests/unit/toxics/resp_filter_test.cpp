@@ -132,7 +132,10 @@ TEST(KeyHashSlot, PublishedValues) {
   EXPECT_EQ(key_hash_slot("{user1000}.following"), key_hash_slot("user1000"));
   EXPECT_EQ(key_hash_slot("foo{bar}{zap}"), key_hash_slot("bar")); // first tag only
   EXPECT_EQ(key_hash_slot("foo{{bar}}zap"), key_hash_slot("{bar"));
-  EXPECT_EQ(key_hash_slot("foo{}{bar}"), key_hash_slot("foo{}{bar}")); // empty tag: whole key
+  // An empty first tag hashes the whole key: not "bar" (a later tag), not "foo" (the text
+  // before it). 8363 is what CLUSTER KEYSLOT foo{}{bar} answers (Redis 7).
+  EXPECT_EQ(key_hash_slot("foo{}{bar}"), 8363u);
+  EXPECT_EQ(key_hash_slot("foo{}{bar}"), crc16("foo{}{bar}") & 16383);
   EXPECT_NE(key_hash_slot("foo{}{bar}"), key_hash_slot("bar"));
   EXPECT_EQ(key_hash_slot("{}"), crc16("{}") & 16383);
   EXPECT_EQ(key_hash_slot("a{b"), crc16("a{b") & 16383); // no closing brace
