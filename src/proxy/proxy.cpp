@@ -101,6 +101,13 @@ const sockaddr* Proxy::upstream_sockaddr() {
   return reinterpret_cast<const sockaddr*>(&upstream_addr_);
 }
 
+void Proxy::set_accept_mode(AcceptMode m) {
+  if (accept_mode_ == AcceptMode::Hang && m != AcceptMode::Hang)
+    for (auto& [id, sp] : sessions_)
+      if (sp->hung()) sp->close(CloseReason::Dropped);
+  accept_mode_ = m;
+}
+
 bool Proxy::set_listen(const std::string& listen, std::string& err) {
   auto l = uv::parse_endpoint(listen, err);
   if (!l) return false;

@@ -50,7 +50,8 @@ public:
   bool set_enabled(bool enabled, std::string& err);
   bool set_listen(const std::string& listen, std::string& err);
   bool set_upstream(const std::string& upstream, std::string& err);
-  void set_accept_mode(AcceptMode m) { accept_mode_ = m; }
+  // Leaving accept=hang closes the connections it hung (they were never forwarded).
+  void set_accept_mode(AcceptMode m);
   AcceptMode accept_mode() const { return accept_mode_; }
   // Close every session; the listener keeps accepting.
   void drop_connections(bool rst);

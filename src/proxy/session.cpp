@@ -129,11 +129,18 @@ struct Session::Pipe {
   bool eof_pending = false;       // eof reached the sink before the destination connected
   std::vector<uv::Chunk> held;    // reached the sink before the destination connected
   std::vector<std::unique_ptr<Slot>> slots;
+  uv::Packer packer;              // small chunks that wait are copied here (see uv::Packer)
 
+  // A chunk that is about to wait somewhere: small ones no longer pin a whole read block.
+  uv::Chunk keep(uv::Chunk c) { return packer.keep(s->rt_.pool(), std::move(c)); }
   void emit(size_t index, uv::Chunk c) {
     if (s->closing_) return;
-    if (index < slots.size()) slots[index]->stage->on_data(std::move(c));
-    else sink(std::move(c));
+    if (index < slots.size()) {
+      // The first stage may hold what it gets (latency, bandwidth, slicer, timeout).
+      slots[index]->stage->on_data(index == 0 ? keep(std::move(c)) : std::move(c));
+    } else {
+      sink(std::move(c));
+    }
   }
   void emit_eof(size_t index) {
     if (s->closing_) return;
@@ -146,7 +153,7 @@ struct Session::Pipe {
       return;
     }
     if (!dst_ready()) {
-      held.push_back(std::move(c));
+      held.push_back(keep(std::move(c)));
       return;
     }
     write(std::move(c));
@@ -170,6 +177,7 @@ struct Session::Pipe {
     }
     WriteReq* r = get_write_req();
     r->pipe = this;
+    c = keep(std::move(c));  // waits for the peer to read
     buf = uv_buf_init(const_cast<char*>(c.data()), c.len);
     r->chunk = std::move(c);
     int rc = uv_write(&r->req, reinterpret_cast<uv_stream_t*>(&dst->tcp), &buf, 1, on_write);
@@ -225,6 +233,7 @@ struct Session::Pipe {
       paused = false;
       if (src->reading) start_reading();
     }
+    if (s->replies_full_) [[unlikely]] s->check_replies_drained();
   }
   void start_reading();
   void stop_reading() {
@@ -260,6 +269,7 @@ uv::BufferPool& Session::Slot::pool() { return pipe->s->rt_.pool(); }
 
 void Session::Pipe::start_reading() {
   if (paused || s->closing_ || src->eof) return;
+  if (src->is_client && s->replies_full_) return;  // injected replies wait for the client
   uv_read_start(reinterpret_cast<uv_stream_t*>(&src->tcp),
                 [](uv_handle_t* h, size_t, uv_buf_t* buf) {
                   auto* side = static_cast<Side*>(h->data);
@@ -322,7 +332,14 @@ void Session::start(AcceptMode mode) {
     reset(CloseReason::AcceptReset);
     return;
   }
-  if (mode == AcceptMode::Hang) return; // accepted, never read, never forwarded
+  if (mode == AcceptMode::Hang) {
+    // Accepted, never answered, never forwarded; but read (and discarded), so the session
+    // ends when its client does and holds no bytes meanwhile.
+    hung_ = true;
+    client_->reading = true;
+    up_->start_reading();
+    return;
+  }
   uv_tcp_nodelay(&client_->tcp, 1);
   client_->reading = true;
   up_->start_reading();
@@ -376,6 +393,12 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
   uv::BlockRef block;
   if (buf->base) block = uv::BlockRef(reinterpret_cast<uv::Block*>(buf->base) - 1);
   if (closing_) return;
+  if (hung_) [[unlikely]] {
+    if (nread > 0) up_->bytes += static_cast<uint64_t>(nread);
+    else if (nread == UV_EOF) close(CloseReason::ClientClosed);
+    else if (nread < 0) close(CloseReason::ClientReset);
+    return;
+  }
   if (nread > 0) {
     Pipe& p = pipe_from(side);
     p.bytes += static_cast<uint64_t>(nread);
@@ -405,9 +428,12 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
     if (resp_) {
       if (side.is_client) client_eof();
       else upstream_eof();
-      return;
+    } else {
+      p.emit_eof(0);
     }
-    p.emit_eof(0);
+    // A stage may have ended this direction already (limit_data): its FIN went on before, so
+    // nothing reaches the sink now, and this may be what finishes the session.
+    check_done();
     return;
   }
   on_read_error(side, static_cast<int>(nread));
@@ -590,6 +616,14 @@ struct Held {
 const char kDiscard[] = "*1\r\n$7\r\nDISCARD\r\n";
 } // namespace
 
+struct Session::Head {
+  bool active = false;
+  uint64_t start = 0;                    // the frame's first byte
+  toxics::RespAction action;
+  std::string fault;
+  uint64_t due_ms = 0;                   // DelayRequest: when its held bytes go on
+};
+
 struct Session::Resp {
   explicit Resp(const resp::CaptureOptions& cap) : req({}, cap), rep({}, cap), pairing(4) {}
   resp::RequestParser req;
@@ -603,6 +637,13 @@ struct Session::Resp {
   };
   std::vector<Rule> rules;
   std::vector<uv::Chunk> partial;        // bytes of the request in progress (rules only)
+  size_t partial_bytes = 0;              // their sum
+  // A request that grew past the head limit before it ended is decided on what has arrived
+  // (name, first key, argc): the rest of its bytes stream as that decision says (forwarded,
+  // held, discarded), and request_frame() applies it when the frame ends. So no rule ever
+  // waits for a frame that backpressure would stop it from reading.
+  Head head;
+  size_t injected_bytes = 0;             // injected replies waiting for their turn
   uv::Chunk forward;                     // adjacent forwarded frames, written as one
   std::deque<std::string> injections;    // replies waiting for their turn, FIFO
   std::deque<std::string> injection_faults;
@@ -611,14 +652,24 @@ struct Session::Resp {
   bool count_plain = false;              // this chunk's plain requests are counted, not shown
   uint64_t plain_requests = 0;           // plain requests counted, not yet observed
   bool multi_error = false;              // an injected error inside MULTI: EXEC aborts
+
+  std::vector<uv::Chunk> take_partial() {
+    std::vector<uv::Chunk> p;
+    p.swap(partial);
+    partial_bytes = 0;
+    return p;
+  }
   // Request hold (resp_delay phase=request).
   std::deque<Held> req_hold;
   std::unique_ptr<uv::Timer> req_timer;
   bool req_eof_after_hold = false;
-  // Reply side.
+  // Reply side: the reply a rule acts on streams through collect() as it arrives; nothing
+  // waits for its end but the decision to end the connection.
   bool collecting = false;
   PendingId collect_id = 0;
-  std::vector<uv::Chunk> collected;
+  FlagEntry col;                         // the flag of the reply being acted on
+  uint64_t col_left = 0;                 // Truncate: bytes still to deliver
+  uint64_t col_due = 0;                  // DelayReply: when its bytes go on
   std::deque<Held> rep_hold;
   std::unique_ptr<uv::Timer> rep_timer;
   bool rep_eof_after_hold = false;
@@ -695,7 +746,7 @@ void Session::drop(Pipe& p, uv::Chunk c) { p.consumed(c.len); }
 void Session::up_deliver(uv::Chunk c) {
   Resp& r = *resp_;
   if (!r.req_hold.empty()) {
-    r.req_hold.push_back({r.req_hold.back().due_ms, std::move(c)});
+    r.req_hold.push_back({r.req_hold.back().due_ms, up_->keep(std::move(c))});
     return;
   }
   up_->emit(0, std::move(c));
@@ -708,7 +759,7 @@ void Session::down_deliver(uv::Chunk c) {
     return;
   }
   if (!r.rep_hold.empty()) {
-    r.rep_hold.push_back({r.rep_hold.back().due_ms, std::move(c)});
+    r.rep_hold.push_back({r.rep_hold.back().due_ms, down_->keep(std::move(c))});
     return;
   }
   down_->emit(0, std::move(c));
@@ -808,6 +859,19 @@ void Session::on_client_chunk(uv::Chunk c) {
     if (closing_) return;
     uint64_t take = f.end > rest_off ? f.end - rest_off : 0;
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(take, rest.len));
+    if (r.head.active && f.start == r.head.start) {
+      // The end of a request decided on its head: the last of its bytes, then the decision.
+      uv::Chunk tail = rest.take_front(n);
+      rest_off += tail.len;
+      Head h = std::move(r.head);
+      r.head.active = false;
+      if (r.stopped) {
+        drop(*up_, std::move(tail));
+        return;
+      }
+      request_frame(f, std::move(tail), now, &h);
+      return;
+    }
     if (!r.stopped && r.partial.empty() && no_rule_selects(f)) {
       // No rule names this command: it goes on as request_frame() would forward it, its bytes
       // added to the pending write without a chunk of its own.
@@ -830,15 +894,13 @@ void Session::on_client_chunk(uv::Chunk c) {
       drop(*up_, std::move(tail));
       return;
     }
-    request_frame(f, std::move(tail), now);
+    request_frame(f, std::move(tail), now, nullptr);
   });
   if (closing_) return;
   end_plain_requests();
   if (r.stopped) {
     // A toxic is ending the connection: nothing after the command it acted on reaches Redis.
-    std::vector<uv::Chunk> p;
-    p.swap(r.partial);
-    for (auto& x : p) drop(*up_, std::move(x));
+    for (auto& x : r.take_partial()) drop(*up_, std::move(x));
     drop(*up_, std::move(rest));
     return;
   }
@@ -847,13 +909,110 @@ void Session::on_client_chunk(uv::Chunk c) {
   flush_forward();
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Upstream);
-    std::vector<uv::Chunk> p;
-    p.swap(r.partial);
-    for (auto& x : p) up_deliver(std::move(x));
+    r.head.active = false;
+    for (auto& x : r.take_partial()) up_deliver(std::move(x));
     if (rest.len) up_deliver(std::move(rest));
     return;
   }
-  if (rest.len) r.partial.push_back(std::move(rest));
+  if (rest.len) {
+    if (r.head.active) {
+      stream_head(std::move(rest));
+    } else {
+      r.partial_bytes += rest.len;
+      r.partial.push_back(up_->keep(std::move(rest)));
+    }
+  }
+  if (!r.head.active && r.partial_bytes > head_limit()) decide_head();
+}
+
+// Large requests are decided on their head: never more than this waits for a frame's end.
+size_t Session::head_limit() const {
+  return std::min<size_t>(64 * 1024, rt_.options().high_watermark / 2);
+}
+
+// The first rule that acts on f decides; `fault` names it.
+void Session::decide(const resp::RequestFrame& f, toxics::RespAction& a, std::string_view& fault) {
+  Resp& r = *resp_;
+  a = toxics::RespAction{};
+  if (f.argc == 0) return;
+  toxics::RespContext ctx;
+  ctx.protocol = r.pairing.protocol();
+  ctx.in_multi = r.pairing.in_multi();
+  ctx.subscribed = r.pairing.subscribed() && r.pairing.protocol() == resp::Protocol::Resp2;
+  ctx.monitoring = r.pairing.monitoring();
+  ctx.reply_off = r.pairing.reply_mode() == ReplyMode::Off;
+  ctx.rng = &rng();
+  for (const auto& rule : r.rules) {
+    a = rule.rule->decide(f, ctx);
+    if (a.kind != toxics::RespActionKind::Forward) {
+      fault = rule.name;
+      break;
+    }
+  }
+}
+
+// The request in progress is past the head limit: decide it on what has arrived, deal with
+// the bytes held so far, and stream the rest (stream_head) until request_frame() finishes it.
+void Session::decide_head() {
+  Resp& r = *resp_;
+  resp::RequestFrame f;
+  if (!r.req.partial_frame(f)) return;  // an inline request: bounded by max_inline_len
+  flush_forward();
+  Head& h = r.head;
+  h = Head{};
+  h.active = true;
+  h.start = f.start;
+  std::string_view fault;
+  decide(f, h.action, fault);
+  h.fault = fault;
+  using K = toxics::RespActionKind;
+  std::vector<uv::Chunk> held = r.take_partial();
+  switch (h.action.kind) {
+  case K::Inject:
+    for (auto& b : held) drop(*up_, std::move(b));
+    return;
+  case K::ResetBefore:
+  case K::CloseBefore:
+    for (auto& b : held) drop(*up_, std::move(b));
+    r.begin_end(*this, h.action.kind == K::ResetBefore, false);
+    return;
+  case K::DelayRequest: {
+    uint64_t due = uv_now(rt_.loop()) + h.action.delay_ms;
+    if (!r.req_hold.empty()) due = std::max(due, r.req_hold.back().due_ms);
+    h.due_ms = due;
+    const bool was_empty = r.req_hold.empty();
+    for (auto& b : held) r.req_hold.push_back({due, std::move(b)});
+    if (was_empty && !r.req_hold.empty()) release_holds(true);
+    return;
+  }
+  default:
+    for (auto& b : held) up_deliver(std::move(b));
+    return;
+  }
+}
+
+// More bytes of a request decided on its head.
+void Session::stream_head(uv::Chunk c) {
+  Resp& r = *resp_;
+  if (r.head.action.kind == toxics::RespActionKind::Inject) drop(*up_, std::move(c));
+  else up_deliver(std::move(c));  // behind what a DelayRequest still holds, if anything
+}
+
+// Injected replies are under the same backpressure as Redis's: above the high watermark toward
+// the client (queued for their turn or written), the client is not read until it drains.
+void Session::hold_client_if_replies_full() {
+  if (replies_full_) return;
+  if (down_->inflight + resp_->injected_bytes <= rt_.options().high_watermark) return;
+  replies_full_ = true;
+  up_->stop_reading();
+}
+
+void Session::check_replies_drained() {
+  if (closing_) return;
+  const size_t waiting = down_->inflight + (resp_ ? resp_->injected_bytes : 0);
+  if (waiting > rt_.options().low_watermark) return;
+  replies_full_ = false;
+  if (client_->reading) up_->start_reading();
 }
 
 // True when request_frame() would certainly forward f untouched: no rule's command filter
@@ -908,13 +1067,17 @@ void Session::flush_plain_requests() {
   r.plain_requests = 0;
 }
 
-void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now) {
+// A whole request: decide it (or apply the decision its head got: pre), then forward, answer,
+// hold or drop its bytes (those still in `partial`, and `tail`).
+void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now,
+                            Head* pre) {
   Resp& r = *resp_;
   // The frame's bytes: what waited in `partial`, then `tail`. Walked in place, without a
   // vector per frame (partial keeps its capacity).
   auto each_chunk = [&](auto&& fn) {
     for (auto& b : r.partial) fn(std::move(b));
     r.partial.clear();
+    r.partial_bytes = 0;
     if (tail.len) fn(std::move(tail));
   };
   auto forward_bytes = [&] {
@@ -948,16 +1111,16 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
       if (rr.expects_reply)
         r.flagged.push_back({rr.id, toxics::RespActionKind::Inject /* swallow */, 0, 0, ""});
     });
-    up_deliver(rt_.pool().make_chunk(kDiscard, sizeof kDiscard - 1));
+    up_deliver(up_->packer.copy(rt_.pool(), kDiscard, sizeof kDiscard - 1));
     ++commands_;
     RequestResult rr = r.pairing.on_injected(f, now);
-    r.injections.push_back(quiet ? std::string() : std::move(reply));
-    r.injection_faults.emplace_back(fault);
+    queue_injection(quiet ? std::string() : std::move(reply), fault);
     flush_plain_requests();
     for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
     release_injections();
+    hold_client_if_replies_full();
   };
-  if (exec_in_multi && r.multi_error) {
+  if (exec_in_multi && r.multi_error && !pre) {
     abort_exec("-EXECABORT Transaction discarded because of previous errors.\r\n", {});
     return;
   }
@@ -966,21 +1129,11 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
 
   toxics::RespAction a;
   std::string_view fault;
-  if (f.argc > 0) {
-    toxics::RespContext ctx;
-    ctx.protocol = r.pairing.protocol();
-    ctx.in_multi = r.pairing.in_multi();
-    ctx.subscribed = r.pairing.subscribed() && r.pairing.protocol() == resp::Protocol::Resp2;
-    ctx.monitoring = r.pairing.monitoring();
-    ctx.reply_off = r.pairing.reply_mode() == ReplyMode::Off;
-    ctx.rng = &rng();
-    for (const auto& rule : r.rules) {
-      a = rule.rule->decide(f, ctx);
-      if (a.kind != toxics::RespActionKind::Forward) {
-        fault = rule.name;
-        break;
-      }
-    }
+  if (pre) {
+    a = std::move(pre->action);
+    fault = pre->fault;
+  } else {
+    decide(f, a, fault);
   }
   using K = toxics::RespActionKind;
   if (a.kind != K::Forward) flush_forward();
@@ -1004,17 +1157,18 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
       r.multi_error = true;
     flush_plain_requests();
     for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
-    r.injections.push_back(quiet ? std::string() : std::move(a.reply));
-    r.injection_faults.emplace_back(fault);
+    queue_injection(quiet ? std::string() : std::move(a.reply), fault);
     release_injections();
+    hold_client_if_replies_full();
     return;
   }
   case K::DelayRequest: {
     forward_request(f, now, fault);
-    uint64_t due = uv_now(rt_.loop()) + a.delay_ms;
+    // A request decided on its head keeps the time its first bytes were given.
+    uint64_t due = pre ? pre->due_ms : uv_now(rt_.loop()) + a.delay_ms;
     if (!r.req_hold.empty()) due = std::max(due, r.req_hold.back().due_ms);
     bool was_empty = r.req_hold.empty();
-    each_chunk([&](uv::Chunk b) { r.req_hold.push_back({due, std::move(b)}); });
+    each_chunk([&](uv::Chunk b) { r.req_hold.push_back({due, up_->keep(std::move(b))}); });
     if (r.req_hold.empty()) r.req_hold.push_back({due, {}});
     if (was_empty) release_holds(true);
     return;
@@ -1078,10 +1232,18 @@ void Session::release_injections() {
       rr.latency_us = now_us() - inj->start_us;
       for (auto* o : rt_.observers()) o->on_reply(*this, rr, nullptr, payload, fault);
     }
+    r.injected_bytes -= std::min(r.injected_bytes, payload.size());
     if (payload.empty() || closing_) continue;
     down_->inflight += payload.size();
-    down_deliver(rt_.pool().make_chunk(payload.data(), payload.size()));
+    down_deliver(down_->packer.copy(rt_.pool(), payload.data(), payload.size()));
   }
+}
+
+void Session::queue_injection(std::string reply, std::string_view fault) {
+  Resp& r = *resp_;
+  r.injected_bytes += reply.size();
+  r.injections.push_back(std::move(reply));
+  r.injection_faults.emplace_back(fault);
 }
 
 void Session::on_upstream_chunk(uv::Chunk c) {
@@ -1101,16 +1263,13 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     uv::Chunk head = rest.take_front(static_cast<uint32_t>(std::min<uint64_t>(to - rest_off,
                                                                              rest.len)));
     rest_off += head.len;
-    if (r.collecting) r.collected.push_back(std::move(head));
+    if (r.collecting) collect(std::move(head));
     else down_deliver(std::move(head));
   };
   auto maybe_collect = [&] {
     if (r.collecting || r.flagged.empty()) return;
     const std::optional<PendingInfo> next = r.pairing.expected();
-    if (next && next->user_flags) {
-      r.collecting = true;
-      r.collect_id = next->id;
-    }
+    if (next && next->user_flags) begin_collect(next->id);
   };
   if (!r.rep.mid_frame()) maybe_collect();
   // While nothing on the reply side waits for a particular reply (no fault recorded, nothing
@@ -1238,82 +1397,100 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   flush_plain();
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Downstream);
-    if (r.collecting) {
-      r.collecting = false;
-      std::vector<uv::Chunk> col;
-      col.swap(r.collected);
-      for (auto& x : col) down_deliver(std::move(x));
-    }
+    r.collecting = false;
   }
   if (rest.len) {
-    if (r.collecting) r.collected.push_back(std::move(rest));
+    if (r.collecting) collect(std::move(rest));
     else down_deliver(std::move(rest));
   }
 }
 
-void Session::finish_collect(uint64_t now) {
+// The next reply is one a rule acts on: from its first byte on, collect() applies the action.
+void Session::begin_collect(PendingId id) {
   Resp& r = *resp_;
-  r.collecting = false;
-  std::vector<uv::Chunk> col;
-  col.swap(r.collected);
   auto it = std::find_if(r.flagged.begin(), r.flagged.end(),
-                         [&](const FlagEntry& e) { return e.id == r.collect_id; });
-  if (it == r.flagged.end()) {
-    for (auto& x : col) down_deliver(std::move(x));
-    return;
-  }
-  FlagEntry fe = std::move(*it);
+                         [&](const FlagEntry& e) { return e.id == id; });
+  if (it == r.flagged.end()) return;
+  r.col = std::move(*it);
   r.flagged.erase(it);
-  r.forget_fault(fe.id);
+  r.collecting = true;
+  r.collect_id = id;
+  r.col_left = r.col.bytes;
+  if (r.col.kind == toxics::RespActionKind::DelayReply) {
+    r.col_due = uv_now(rt_.loop()) + r.col.delay_ms;
+    if (!r.rep_hold.empty()) r.col_due = std::max(r.col_due, r.rep_hold.back().due_ms);
+  }
+}
+
+// Bytes of the reply being acted on, as they arrive: held, cut or dropped, never gathered.
+void Session::collect(uv::Chunk c) {
+  Resp& r = *resp_;
   using K = toxics::RespActionKind;
-  switch (fe.kind) {
+  switch (r.col.kind) {
   case K::DelayReply: {
-    uint64_t due = uv_now(rt_.loop()) + fe.delay_ms;
-    if (!r.rep_hold.empty()) due = std::max(due, r.rep_hold.back().due_ms);
-    bool was_empty = r.rep_hold.empty();
-    for (auto& x : col) r.rep_hold.push_back({due, std::move(x)});
-    if (r.rep_hold.empty()) r.rep_hold.push_back({due, {}});
+    if (r.blackhole) break;
+    const bool was_empty = r.rep_hold.empty();
+    r.rep_hold.push_back({r.col_due, down_->keep(std::move(c))});
     if (was_empty) release_holds(false);
     return;
   }
+  case K::Truncate: {
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(r.col_left, c.len));
+    if (n) {
+      r.col_left -= n;
+      down_deliver(c.take_front(n));
+    }
+    break;
+  }
   case K::Hang:
-    for (auto& x : col) drop(*down_, std::move(x));
+  case K::ResetAfter:
+  case K::CloseAfter:
+  case K::Inject:  // the DISCARD faultline sent for an aborted EXEC: its +OK is not the client's
+    break;
+  default:
+    down_deliver(std::move(c));
+    return;
+  }
+  if (c.len) drop(*down_, std::move(c));
+}
+
+// The reply being acted on has ended: what the action does once it is whole.
+void Session::finish_collect(uint64_t now) {
+  (void)now;
+  Resp& r = *resp_;
+  r.collecting = false;
+  r.forget_fault(r.col.id);
+  using K = toxics::RespActionKind;
+  switch (r.col.kind) {
+  case K::DelayReply: {
+    // Later replies wait behind it even when its bytes have all gone on.
+    const uint64_t t = uv_now(rt_.loop());
+    if (r.rep_hold.empty() && r.col_due > t) {
+      r.rep_hold.push_back({r.col_due, {}});
+      release_holds(false);
+    }
+    return;
+  }
+  case K::Hang:
     r.blackhole = true;
     return;
   case K::Truncate:
   case K::ResetAfter:
-  case K::CloseAfter: {
-    // The reply's first `bytes` (truncate) or none of it goes on; nothing after it does. The
-    // connection ends once what precedes it (including replies a resp_delay holds) is out.
-    uint64_t left = fe.kind == K::Truncate ? fe.bytes : 0;
-    for (auto& x : col) {
-      uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, x.len));
-      if (n) {
-        left -= n;
-        down_deliver(x.take_front(n));
-      }
-      if (x.len) drop(*down_, std::move(x));
-    }
-    r.begin_end(*this, fe.kind != K::CloseAfter, true);
-    return;
-  }
-  case K::Inject: // the DISCARD faultline sent for an aborted EXEC: its +OK is not the client's
-    for (auto& x : col) drop(*down_, std::move(x));
+  case K::CloseAfter:
+    // Nothing after it goes on; the connection ends once what precedes it (including replies
+    // a resp_delay holds) is out.
+    r.begin_end(*this, r.col.kind != K::CloseAfter, true);
     return;
   default:
-    for (auto& x : col) down_deliver(std::move(x));
     return;
   }
-  (void)now;
 }
 
 void Session::client_eof() {
   Resp& r = *resp_;
   flush_forward();
   // An unfinished request goes on as it is: Redis sees what the client sent.
-  std::vector<uv::Chunk> p;
-  p.swap(r.partial);
-  for (auto& x : p) up_deliver(std::move(x));
+  for (auto& x : r.take_partial()) up_deliver(std::move(x));
   if (!r.req_hold.empty()) {
     r.req_eof_after_hold = true;
     return;
@@ -1323,12 +1500,7 @@ void Session::client_eof() {
 
 void Session::upstream_eof() {
   Resp& r = *resp_;
-  if (r.collecting) {
-    r.collecting = false;
-    std::vector<uv::Chunk> col;
-    col.swap(r.collected);
-    for (auto& x : col) down_deliver(std::move(x));
-  }
+  r.collecting = false;
   if (!r.rep_hold.empty()) {
     r.rep_eof_after_hold = true;
     return;

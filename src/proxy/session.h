@@ -15,6 +15,10 @@
 #include "toxics/toxic.h"
 #include "uv/buffer.h"
 
+namespace faultline::toxics {
+struct RespAction;
+}
+
 namespace faultline::proxy {
 
 class Proxy;
@@ -50,6 +54,8 @@ public:
   void close(CloseReason r);
   void reset(CloseReason r);
   bool closing() const { return closing_; }
+  // Accepted under accept=hang: read and discarded, never forwarded, until the client goes.
+  bool hung() const { return hung_; }
 
   // Toxics (toxicity is rolled here, once per connection and toxic).
   void add_toxic(const toxics::Toxic& t);
@@ -72,6 +78,7 @@ public:
   struct Pipe;
   struct Slot;
   struct Resp;
+  struct Head;
 
 private:
   friend struct Pipe;
@@ -91,7 +98,17 @@ private:
   void on_upstream_chunk(uv::Chunk c);
   void client_eof();
   void upstream_eof();
-  void request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now_us);
+  void request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_t now_us,
+                     struct Head* pre);
+  void decide(const resp::RequestFrame& f, toxics::RespAction& a, std::string_view& fault);
+  size_t head_limit() const;
+  void decide_head();
+  void stream_head(uv::Chunk c);
+  void queue_injection(std::string reply, std::string_view fault);
+  void hold_client_if_replies_full();
+  void check_replies_drained();
+  void begin_collect(PendingId id);
+  void collect(uv::Chunk c);
   // Inline: a plain request is a pairing entry and a count; the rest calls observe_request().
   [[gnu::always_inline]] inline void forward_request(const resp::RequestFrame& f, uint64_t now_us,
                                                      std::string_view fault);
@@ -136,6 +153,8 @@ private:
   uv_connect_t connect_req_;
   bool connected_ = false;
   bool closing_ = false;
+  bool hung_ = false;
+  bool replies_full_ = false;  // injected replies filled the client's queue: client not read
   bool reset_pending_ = false;
   bool rst_when_flushed_ = true;
   CloseReason reason_ = CloseReason::ClientClosed;

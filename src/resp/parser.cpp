@@ -354,6 +354,23 @@ void RequestParser::emit(uint64_t end, Callback cb, void* ctx) {
   reset_frame();
 }
 
+bool RequestParser::partial_frame(RequestFrame& f) const {
+  if (state_ == St::Start || state_ == St::Inline) return false;
+  f = RequestFrame{};
+  f.start = frame_start_;
+  f.argc = uint64_t(std::max<int64_t>(argc_, 0));
+  f.name = {name_, name_len_};
+  f.sub = {sub_, sub_len_};
+  f.cmd = cmd_;
+  f.has_key = has_key_;
+  if (has_key_) f.key = key_;
+  int64_t done = arg_idx_ + ((state_ == St::BulkCR || state_ == St::BulkLF) ? 1 : 0);
+  if (state_ == St::MbCount) done = 0;
+  f.args = {args_.data(), size_t(std::min<int64_t>(done, cap_.max_args))};
+  f.simple = done > 0 && is_simple();
+  return true;
+}
+
 // A frame continues in the next chunk: views into this chunk become bounded copies.
 void RequestParser::materialize(const char* chunk, size_t len) {
   auto in_chunk = [&](const Arg& a) {

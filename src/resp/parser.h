@@ -360,6 +360,11 @@ public:
 
   // True when some bytes of an unfinished request have been consumed.
   bool mid_frame() const { return state_ != St::Start; }
+  // The facts of the multibulk request in progress, as far as its bytes have been fed: argc,
+  // then the name, subcommand and command once their arguments are whole, the first key once it
+  // is, the arguments that are whole. end is 0. False between frames and inside an inline
+  // request. Lets a caller decide a large request on its head and stream the rest of it.
+  bool partial_frame(RequestFrame& f) const;
   // Start of the request in progress, or offset() when between requests.
   uint64_t frame_start() const { return mid_frame() ? frame_start_ : offset_; }
 

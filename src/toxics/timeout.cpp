@@ -1,15 +1,11 @@
-// timeout: a black hole. Nothing passes (data and eof are held, in order); `timeout` ms after the
-// toxic became active on the connection, the connection is closed. timeout 0 holds forever.
-// When the toxic is removed or updated, everything held is handed on in order.
+// timeout: a black hole. Data is dropped as Toxiproxy's timeout drops it (a write a client gave
+// up on must not land after the fact); `timeout` ms after the toxic became active on the
+// connection, the connection is closed. timeout 0 drops forever. A FIN passes, so a session
+// ends when its client does. Nothing is held, so the source is always read: no backpressure
+// pause can hide the client's close.
 //
-// Deviations from Toxiproxy 2.x, on purpose: Toxiproxy drops the data it swallows, closes the
-// connection when the toxic is removed, and restarts its timer on every chunk it swallows.
-// Here data is held (so a test can lift the black hole and see the reply arrive), and the timer
-// runs from activation, so a client that keeps retrying is still cut off after `timeout`.
-// Held bytes stay counted by the pipe, so a long black hole stops reading at the high watermark
-// instead of buffering without bound.
-
-#include <deque>
+// Deviation from Toxiproxy 2.x, on purpose: the timer runs from activation, not from the last
+// chunk swallowed, so a client that keeps retrying is still cut off after `timeout`.
 
 #include "toxics/types.h"
 #include "uv/timer.h"
@@ -29,25 +25,10 @@ public:
       timer_.start(static_cast<uint64_t>(p.timeout_ms), [this] { out_.close_session(); });
   }
 
-  void on_data(Chunk c) override { queue_.push_back({std::move(c), false}); }
-  void on_eof() override { queue_.push_back({{}, true}); }
-  void flush() override {
-    timer_.stop();
-    while (!queue_.empty()) {
-      Item it = std::move(queue_.front());
-      queue_.pop_front();
-      if (it.eof) out_.eof();
-      else out_.data(std::move(it.chunk));
-    }
-  }
+  void on_data(Chunk c) override { out_.dropped(c.len); }
 
 private:
-  struct Item {
-    Chunk chunk;
-    bool eof;
-  };
   uv::Timer timer_;
-  std::deque<Item> queue_;
 };
 
 class Timeout final : public ToxicImpl {

@@ -25,11 +25,26 @@ Block* BufferPool::acquire(uint32_t min_capacity) {
   b->pool = this;
   b->refs = 1;
   ++live_;
+  bytes_live_ += b->capacity;
+  return b;
+}
+
+Block* BufferPool::acquire_exact(uint32_t capacity) {
+  if (capacity == kBlockSize) return acquire();
+  void* mem = std::malloc(sizeof(Block) + capacity);
+  if (!mem) throw std::bad_alloc();
+  auto* b = static_cast<Block*>(mem);
+  b->capacity = capacity;
+  b->pool = this;
+  b->refs = 1;
+  ++live_;
+  bytes_live_ += capacity;
   return b;
 }
 
 void BufferPool::release(Block* b) {
   --live_;
+  bytes_live_ -= b->capacity;
   if (b->capacity == kBlockSize && free_.size() < max_free_) {
     free_.push_back(b);
   } else {
@@ -38,9 +53,22 @@ void BufferPool::release(Block* b) {
 }
 
 Chunk BufferPool::make_chunk(const char* data, size_t len) {
-  Block* b = acquire(static_cast<uint32_t>(len));
-  std::memcpy(b->data(), data, len);
+  Block* b = acquire_exact(static_cast<uint32_t>(len));
+  if (len) std::memcpy(b->data(), data, len);
   return Chunk{BlockRef(b), 0, static_cast<uint32_t>(len)};
+}
+
+Chunk Packer::copy(BufferPool& pool, const char* data, size_t len) {
+  if (len > kPackMax) return pool.make_chunk(data, len);
+  if (block_ && block_.get()->refs == 1) used_ = 0;  // no chunk uses it any more: start over
+  if (!block_ || kPackBlock - used_ < len) {
+    block_ = BlockRef(pool.acquire_exact(kPackBlock));
+    used_ = 0;
+  }
+  std::memcpy(block_.data() + used_, data, len);
+  Chunk c{block_, used_, static_cast<uint32_t>(len)};
+  used_ += static_cast<uint32_t>(len);
+  return c;
 }
 
 } // namespace faultline::uv

@@ -71,16 +71,43 @@ public:
   // A block with one reference; capacity kBlockSize, or larger when asked.
   Block* acquire(uint32_t min_capacity = kBlockSize);
   void release(Block* b);
-  // Copy arbitrary bytes (injected replies, small messages) into a chunk.
+  // Copy arbitrary bytes into a chunk of its own, exactly as large as they are.
   Chunk make_chunk(const char* data, size_t len);
+  // A block of exactly `capacity` bytes, never pooled.
+  Block* acquire_exact(uint32_t capacity);
 
   size_t blocks_live() const { return live_; }
+  size_t bytes_live() const { return bytes_live_; }
   size_t blocks_free() const { return free_.size(); }
 
 private:
   std::vector<Block*> free_;
   size_t max_free_;
   size_t live_ = 0;
+  size_t bytes_live_ = 0;
+};
+
+// Keeps what a pipe holds proportional to what it holds in bytes. A read fills a 64 KiB block;
+// a chunk that is about to wait (behind a slow peer, in a toxic, in a hold) and fills less than
+// half of its block is copied: up to kPackMax bytes into a small shared block, larger ones into
+// a block of their own size. So a thousand 1-byte reads held by a latency toxic cost a few KiB,
+// not a thousand blocks, and the watermarks, which count bytes, bound memory too: everything
+// held lives in blocks at least half full, except one small pack block per packer. Chunks that
+// are written at once are never copied.
+class Packer {
+public:
+  static constexpr uint32_t kPackBlock = 4096;
+  static constexpr uint32_t kPackMax = 1024;
+  // c itself when its block is at least half used by it, else a copy.
+  Chunk keep(BufferPool& pool, Chunk c) {
+    if (c.len == 0 || uint64_t(c.len) * 2 >= c.block.get()->capacity) return c;
+    return copy(pool, c.data(), c.len);
+  }
+  Chunk copy(BufferPool& pool, const char* data, size_t len);
+
+private:
+  BlockRef block_;
+  uint32_t used_ = 0;
 };
 
 inline void BlockRef::reset() {
