@@ -406,8 +406,12 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
     uv::Chunk c{std::move(block), 0, static_cast<uint32_t>(nread)};
     if (rt_.options().parse_resp && !p.discard) {
       ensure_resp();
-      if (side.is_client) on_client_chunk(std::move(c));
-      else on_upstream_chunk(std::move(c));
+      if (side.is_client) {
+        on_client_chunk(std::move(c));
+        check_unanswered();
+      } else {
+        on_upstream_chunk(std::move(c));
+      }
     } else {
       p.emit(0, std::move(c));
     }
@@ -998,19 +1002,29 @@ void Session::stream_head(uv::Chunk c) {
   else up_deliver(std::move(c));  // behind what a DelayRequest still holds, if anything
 }
 
-// Injected replies are under the same backpressure as Redis's: above the high watermark toward
-// the client (queued for their turn or written), the client is not read until it drains.
+// What the proxy owes the client is bounded too. Injected replies are under the same
+// backpressure as Redis's: above the high watermark toward the client (queued for their turn or
+// written), the client is not read until it drains. And a client that sends more than
+// kMaxUnanswered requests ahead of their replies is not read until Redis catches up (the pairing
+// FIFO costs 32 bytes a request; Redis's own test suite pipelines 200,000 before reading).
 void Session::hold_client_if_replies_full() {
-  if (replies_full_) return;
-  if (down_->inflight + resp_->injected_bytes <= rt_.options().high_watermark) return;
+  if (replies_full_ || !resp_) return;
+  if (down_->inflight + resp_->injected_bytes <= rt_.options().high_watermark &&
+      resp_->pairing.pending() <= kMaxUnanswered)
+    return;
   replies_full_ = true;
   up_->stop_reading();
+}
+
+void Session::check_unanswered() {
+  if (resp_->pairing.pending() > kMaxUnanswered) [[unlikely]] hold_client_if_replies_full();
 }
 
 void Session::check_replies_drained() {
   if (closing_) return;
   const size_t waiting = down_->inflight + (resp_ ? resp_->injected_bytes : 0);
   if (waiting > rt_.options().low_watermark) return;
+  if (resp_ && resp_->pairing.pending() > kMaxUnanswered / 2) return;
   replies_full_ = false;
   if (client_->reading) up_->start_reading();
 }

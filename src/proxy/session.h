@@ -62,6 +62,9 @@ public:
   void remove_toxic(std::string_view name, toxics::Stream s);
   void replace_toxic(const toxics::Toxic& t);
 
+  // Requests a client may send ahead of their replies before it is no longer read.
+  static constexpr size_t kMaxUnanswered = 1 << 20;
+
   uint64_t id() const { return id_; }
   const std::string& client_address() const { return client_addr_; }
   uint64_t started_ms() const { return started_ms_; }
@@ -107,6 +110,7 @@ private:
   void queue_injection(std::string reply, std::string_view fault);
   void hold_client_if_replies_full();
   void check_replies_drained();
+  void check_unanswered();
   void begin_collect(PendingId id);
   void collect(uv::Chunk c);
   // Inline: a plain request is a pairing entry and a count; the rest calls observe_request().

@@ -116,7 +116,7 @@ async function main() {
   step(`latency removed: PING ${ms} ms`);
   await expectRejects(proxy.getToxic("lat"), 404, "removed toxic");
 
-  // timeout (0 = hold the data forever)
+  // timeout (0 = drop the data forever, as Toxiproxy's does)
   const timeout = await proxy.addToxic({ type: "timeout", attributes: { timeout: 0 } });
   check(timeout.name === "timeout_downstream" && timeout.stream === "downstream", "default toxic name");
   const held = await ping(listen, 700);

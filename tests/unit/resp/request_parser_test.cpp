@@ -657,3 +657,49 @@ TEST(RequestParser, ShapeIsForgottenWithItsPrefix) {
 
 } // namespace
 } // namespace faultline::resp
+
+namespace faultline::resp {
+namespace {
+
+// A large request is decided on its head: partial_frame() tells what has arrived of the request
+// in progress, whatever the chunking, and nothing between frames or inside an inline request.
+TEST(RequestParser, PartialFrameTellsTheHeadOfARequestInProgress) {
+  const std::string value(100000, 'v');
+  const std::string in = mb({"GET", "a"}) + mb({"set", "big:key", value, "EX", "10"});
+  const size_t second = mb({"GET", "a"}).size();
+  for (size_t cut : {second + 3, second + 20, second + 40, second + 5000, in.size() - 3}) {
+    RequestParser p;
+    RequestFrame f;
+    int frames = 0;
+    // Everything up to the cut, in chunks of 7 bytes: the parser's own copies, not views.
+    for (size_t at = 0; at < cut; at += 7)
+      p.feed(in.data() + at, std::min<size_t>(7, cut - at), [&](const RequestFrame&) { ++frames; });
+    EXPECT_EQ(frames, 1) << cut;
+    ASSERT_TRUE(p.partial_frame(f)) << cut;
+    EXPECT_EQ(f.start, second);
+    EXPECT_EQ(f.end, 0u);
+    if (cut >= second + 4) {
+      EXPECT_EQ(f.argc, 5u) << cut;
+    }
+    if (cut >= second + 40) {
+      EXPECT_EQ(f.name, "SET") << cut;
+      ASSERT_NE(f.cmd, nullptr);
+      ASSERT_TRUE(f.has_key) << cut;
+      EXPECT_EQ(f.key.data, "big:key");
+      // Whole arguments only: the value is whole at the last cut, inside "10" of EX 10.
+      EXPECT_EQ(f.args.size(), cut == in.size() - 3 ? 4u : 2u) << cut;
+    } else if (cut == second + 3) {
+      EXPECT_TRUE(f.name.empty());
+      EXPECT_FALSE(f.has_key);
+    }
+  }
+  RequestParser p;
+  RequestFrame f;
+  p.feed(mb({"GET", "a"}), [](const RequestFrame&) {});
+  EXPECT_FALSE(p.partial_frame(f)) << "between frames";
+  p.feed(std::string_view("GET a"), [](const RequestFrame&) {});
+  EXPECT_FALSE(p.partial_frame(f)) << "inline";
+}
+
+} // namespace
+} // namespace faultline::resp

@@ -1,11 +1,12 @@
-// timeout: a black hole that closes after `timeout`, or holds until the toxic goes away.
+// timeout: a black hole that drops what it stops (as Toxiproxy's does) and closes after
+// `timeout`, or drops until the toxic goes away.
 
 #include "toxic_harness.h"
 
 namespace fltox {
 namespace {
 
-TEST(TimeoutToxic, HoldsDataAndClosesAfterTimeout) {
+TEST(TimeoutToxic, DropsDataAndClosesAfterTimeout) {
   FLTOX_NEED_REDIS();
   ProxyLoop pl(redis_port());
   pl.add("to", "timeout", Up, {{"timeout", 300}});
@@ -21,22 +22,36 @@ TEST(TimeoutToxic, HoldsDataAndClosesAfterTimeout) {
   EXPECT_LT(ms, 450.0);
 }
 
-TEST(TimeoutToxic, ZeroHoldsUntilRemovedThenReleasesInOrder) {
+TEST(TimeoutToxic, ZeroDropsUntilRemovedAndNothingLandsLater) {
   FLTOX_NEED_REDIS();
   ProxyLoop pl(redis_port());
   pl.add("to", "timeout", Up, {{"timeout", 0}});
   Client c(pl.port());
-  ASSERT_TRUE(c.send("PING\r\n"));
-  ASSERT_TRUE(c.send(resp_cmd({"ECHO", "a"})));
-  ASSERT_TRUE(c.send(resp_cmd({"ECHO", "b"})));
-  EXPECT_TRUE(c.quiet_for(400ms)); // held, and the connection stays open
+  ASSERT_TRUE(c.send(resp_cmd({"SET", "timeout:dropped", "1"})));
+  EXPECT_TRUE(c.quiet_for(400ms)); // dropped, and the connection stays open
   pl.remove("to");
-  EXPECT_EQ(c.read_exact(21, 2s), "+PONG\r\n$1\r\na\r\n$1\r\nb\r\n");
-  ASSERT_TRUE(c.send("PING\r\n")); // and the connection is back to normal
-  EXPECT_EQ(c.read_exact(7, 2s), "+PONG\r\n");
+  // The write the client gave up on never reaches Redis; the connection works again.
+  ASSERT_TRUE(c.send(resp_cmd({"EXISTS", "timeout:dropped"})));
+  EXPECT_EQ(c.read_exact(4, 2s), ":0\r\n");
+  EXPECT_TRUE(c.quiet_for(200ms));
 }
 
-TEST(TimeoutToxic, UpdateKeepsPositionAndReleasesHeldData) {
+TEST(TimeoutToxic, TheClientsCloseEndsTheSession) {
+  FLTOX_NEED_REDIS();
+  ProxyLoop pl(redis_port());
+  pl.add("to", "timeout", Up, {{"timeout", 0}});
+  {
+    Client c(pl.port());
+    ASSERT_TRUE(c.send(std::string(4 << 20, 'x'))); // far past the high watermark
+    EXPECT_EQ(pl.sessions(), 1u);
+  }
+  // Nothing held, so the source is still read and its close is seen.
+  const auto deadline = Clock::now() + 2s;
+  while (pl.sessions() != 0 && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(pl.sessions(), 0u);
+}
+
+TEST(TimeoutToxic, UpdateKeepsPosition) {
   FLTOX_NEED_REDIS();
   ProxyLoop pl(redis_port());
   pl.add("first", "latency", Down, {{"latency", 0}});
@@ -44,11 +59,13 @@ TEST(TimeoutToxic, UpdateKeepsPositionAndReleasesHeldData) {
   pl.add("last", "latency", Down, {{"latency", 0}});
   Client c(pl.port());
   ASSERT_TRUE(c.send("PING\r\n"));
-  EXPECT_TRUE(c.quiet_for(300ms));
-  // Same name, new attributes: the held reply goes on into the new stage in the same place,
-  // which now lets it through after 50 ms.
+  EXPECT_TRUE(c.quiet_for(300ms)); // its reply was dropped
+  // Same name, new attributes: the new stage takes the same place and lets replies through
+  // after 50 ms; the dropped one does not come back.
   pl.update("hole", "latency", Down, {{"latency", 50}});
+  ASSERT_TRUE(c.send("PING\r\n"));
   EXPECT_EQ(c.read_exact(7, 2s), "+PONG\r\n");
+  EXPECT_TRUE(c.quiet_for(200ms));
   auto names = pl.call([&] {
     std::vector<std::string> n;
     for (const auto& t : pl.proxy().toxics()) n.push_back(t.name);
