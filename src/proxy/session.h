@@ -50,6 +50,8 @@ public:
   void close(CloseReason r);
   void reset(CloseReason r);
   bool closing() const { return closing_; }
+  // Called by the proxy when the upstream's host name is looked up (see connect_upstream()).
+  void connect_to(const sockaddr* addr);
 
   // Toxics (toxicity is rolled here, once per connection and toxic).
   void add_toxic(const toxics::Toxic& t);
