@@ -218,6 +218,9 @@ struct App {
       uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
       if (after_profile_open) uv_close(reinterpret_cast<uv_handle_t*>(&after_profile), nullptr);
       closed = true;
+      // A lookup of an upstream host name may still wait for a slow resolver on the thread pool;
+      // nothing needs its answer, so do not wait for it (run_app exits without libuv's cleanup).
+      if (rt.lookups_in_flight() > 0) uv_stop(loop);
     });
   }
 };
@@ -380,6 +383,12 @@ int run_app(const AppConfig& cfg) {
   if (!app->closed) {
     // The deadline cut shutdown short: handles are still open, so the App cannot be destroyed.
     log::info("stopped (forced after the shutdown deadline)");
+    std::fflush(nullptr);
+    std::_Exit(app->exit_code);
+  }
+  if (app->rt.lookups_in_flight() > 0) {
+    // libuv's exit handler would join the thread pool, and so wait for the resolver.
+    log::info("stopped (without waiting for a host name lookup)");
     std::fflush(nullptr);
     std::_Exit(app->exit_code);
   }

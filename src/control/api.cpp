@@ -587,6 +587,9 @@ void Api::append_proxy_metrics(std::string& out) const {
   each({"faultline_connect_failures_total", "Upstream connects that failed or timed out.",
         "counter"},
        [](const proxy::Proxy& p) { return p.stats().connect_failures; });
+  each({"faultline_resolve_failures_total", "Lookups of the upstream's host name that failed.",
+        "counter"},
+       [](const proxy::Proxy& p) { return p.stats().resolve_failures; });
 }
 
 std::string Api::metrics_text() const {

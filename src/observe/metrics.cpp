@@ -354,7 +354,8 @@ nlohmann::json Metrics::proxy_json(const proxy::Proxy& p) const {
        {{"current", p.session_count()},
         {"total", p.stats().connections_total},
         {"refused", p.stats().connections_refused},
-        {"connect_failures", p.stats().connect_failures}}},
+        {"connect_failures", p.stats().connect_failures},
+        {"resolve_failures", p.stats().resolve_failures}}},
       {"bytes", {{"from_client", from_client}, {"from_upstream", from_upstream}}},
   };
   const ProxyMetrics* pm = find(p.name());

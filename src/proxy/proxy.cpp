@@ -9,6 +9,10 @@
 namespace faultline::proxy {
 
 namespace {
+// How long a looked-up upstream address is used before the name is looked up again (so a moved
+// Redis is found).
+constexpr uint64_t kUpstreamRefreshMs = 5000;
+
 uint64_t mix_seed(uint64_t seed, std::string_view name) {
   uint64_t h = seed ^ 0x9e3779b97f4a7c15ull;
   for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
@@ -42,7 +46,16 @@ Proxy::Proxy(Runtime& rt, ProxyConfig cfg, uint64_t seed)
     : rt_(rt), cfg_(std::move(cfg)), rng_(mix_seed(seed, cfg_.name)),
       seed_(mix_seed(seed, cfg_.name)) {}
 
-Proxy::~Proxy() = default;
+// The request is heap-allocated and outlives the proxy if need be: the proxy clears `proxy`
+// when it no longer wants the answer (destroyed, shut down, upstream changed), and the callback,
+// which libuv always runs, frees the request.
+struct Proxy::Lookup {
+  uv_getaddrinfo_t req;
+  Proxy* proxy;
+  Runtime* rt;
+};
+
+Proxy::~Proxy() { forget_lookup(); }
 
 void Proxy::reseed(uint64_t seed) {
   seed_ = mix_seed(seed, cfg_.name);
@@ -75,30 +88,119 @@ bool Proxy::set_upstream(const std::string& upstream, std::string& err) {
   auto u = uv::parse_endpoint(upstream, err);
   if (!u) return false;
   if (u->host.empty()) u->host = "127.0.0.1";
-  sockaddr_storage ss;
-  if (!uv::resolve(*u, ss, err)) return false;
   if (u->port == 0) {
     err = fmt::format("upstream '{}' needs a port", upstream);
     return false;
   }
+  // A host name is not looked up here: like Toxiproxy, a proxy whose upstream does not resolve
+  // yet is accepted, and the name is looked up when a client connects.
+  forget_lookup();
   upstream_ep_ = *u;
-  upstream_addr_ = ss;
-  upstream_literal_ = uv::literal_address(*u, ss);
-  upstream_resolved_ms_ = uv_now(rt_.loop());
+  upstream_literal_ = uv::literal_address(*u, upstream_addr_);
+  upstream_cached_ = upstream_literal_;
+  resolve_failed_logged_ = false;
   cfg_.upstream = upstream;
+  // Sessions waiting for the old name's address take the new upstream's.
+  if (!waiting_.empty()) {
+    if (upstream_cached_) connect_waiting();
+    else start_lookup();
+  }
   return true;
 }
 
-const sockaddr* Proxy::upstream_sockaddr() {
-  // Host names are looked up again (at most every 5 s) so a moved Redis is found.
-  if (!upstream_literal_ && uv_now(rt_.loop()) - upstream_resolved_ms_ > 5000) {
-    std::string err;
-    sockaddr_storage ss;
-    if (uv::resolve(upstream_ep_, ss, err)) upstream_addr_ = ss;
-    else log::warn("proxy {}: {}", cfg_.name, err);
-    upstream_resolved_ms_ = uv_now(rt_.loop());
+const sockaddr* Proxy::upstream_sockaddr(Session& s) {
+  const auto* addr = reinterpret_cast<const sockaddr*>(&upstream_addr_);
+  if (upstream_literal_) return addr;
+  if (upstream_cached_) {
+    // A stale address still serves this session at once; the lookup serves the next ones.
+    if (uv_now(rt_.loop()) - upstream_resolved_ms_ > kUpstreamRefreshMs) start_lookup();
+    return addr;
   }
-  return reinterpret_cast<const sockaddr*>(&upstream_addr_);
+  waiting_.push_back(s.id());
+  start_lookup(); // joins the lookup in flight; may fail at once and close s
+  return nullptr;
+}
+
+void Proxy::start_lookup() {
+  if (lookup_) return;
+  auto* l = new Lookup{{}, this, &rt_};
+  l->req.data = l;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  lookup_ = l;
+  int rc = uv_getaddrinfo(
+      rt_.loop(), &l->req,
+      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+        auto* lk = static_cast<Lookup*>(req->data);
+        lk->rt->lookup_done();
+        if (lk->proxy) lk->proxy->on_resolved(status, res);
+        uv_freeaddrinfo(res);
+        delete lk;
+      },
+      upstream_ep_.host.c_str(), nullptr, &hints);
+  if (rc < 0) {
+    delete l;
+    lookup_ = nullptr;
+    on_resolved(rc, nullptr);
+    return;
+  }
+  rt_.lookup_started();
+}
+
+void Proxy::forget_lookup() {
+  if (!lookup_) return;
+  lookup_->proxy = nullptr;
+  // Not yet picked up by the thread pool: its callback runs soon with UV_EAI_CANCELED.
+  uv_cancel(reinterpret_cast<uv_req_t*>(&lookup_->req));
+  lookup_ = nullptr;
+}
+
+void Proxy::on_resolved(int status, const addrinfo* res) {
+  lookup_ = nullptr;
+  sockaddr_storage ss;
+  if (status == 0 && !uv::first_address(res, upstream_ep_.port, ss)) status = UV_EAI_NODATA;
+  if (status < 0) {
+    ++stats_.resolve_failures;
+    if (!resolve_failed_logged_) {
+      log::warn("proxy {}: cannot resolve upstream '{}': {}{}", cfg_.name, upstream_ep_.host,
+                uv_strerror(status), upstream_cached_ ? " (still using the last address)" : "");
+      resolve_failed_logged_ = true;
+    }
+    // A cached address is kept and asked again after the refresh time; without one, the next
+    // connection asks again.
+    upstream_resolved_ms_ = uv_now(rt_.loop());
+    std::vector<uint64_t> ids;
+    ids.swap(waiting_);
+    for (uint64_t id : ids) {
+      auto it = sessions_.find(id);
+      if (it == sessions_.end() || it->second->closing()) continue;
+      ++stats_.connect_failures;
+      it->second->close(CloseReason::ConnectFailed);
+    }
+    return;
+  }
+  if (resolve_failed_logged_) {
+    log::info("proxy {}: upstream '{}' resolves again", cfg_.name, upstream_ep_.host);
+    resolve_failed_logged_ = false;
+  }
+  upstream_addr_ = ss;
+  upstream_cached_ = true;
+  upstream_resolved_ms_ = uv_now(rt_.loop());
+  log::debug("proxy {}: upstream {} is {}", cfg_.name, upstream_ep_.str(),
+             uv::format_address(reinterpret_cast<const sockaddr*>(&upstream_addr_)));
+  connect_waiting();
+}
+
+void Proxy::connect_waiting() {
+  // connect_to() may close a session, which stays in sessions_ until its handles are closed.
+  std::vector<uint64_t> ids;
+  ids.swap(waiting_);
+  for (uint64_t id : ids) {
+    auto it = sessions_.find(id);
+    if (it != sessions_.end() && !it->second->closing())
+      it->second->connect_to(reinterpret_cast<const sockaddr*>(&upstream_addr_));
+  }
 }
 
 void Proxy::set_accept_mode(AcceptMode m) {
@@ -233,6 +335,7 @@ void Proxy::session_closed(Session& s) {
   log::debug("proxy {}: session {} closed ({}), {} bytes from client, {} from upstream",
              cfg_.name, s.id(), to_string(s.close_reason()), s.bytes_from_client(),
              s.bytes_from_upstream());
+  std::erase(waiting_, s.id());
   sessions_.erase(s.id());
   maybe_finish_shutdown();
 }
@@ -249,6 +352,7 @@ void Proxy::drop_connections(bool rst) {
 void Proxy::shutdown(std::function<void()> on_done) {
   shutting_down_ = true;
   on_shutdown_ = std::move(on_done);
+  forget_lookup();
   close_listener();
   drop_connections(false);
   maybe_finish_shutdown();

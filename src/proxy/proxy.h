@@ -2,6 +2,11 @@
 // A named proxy: one listener, one upstream, its sessions and its toxics. The registry holds every
 // proxy of one loop by name; the command line defines the first one ("redis"), the control API
 // and profiles add more at run time.
+//
+// An upstream host name is looked up on connect, never on the loop's thread: one uv_getaddrinfo
+// per proxy at most, its answer cached for 5 s. Sessions that need an address before the first
+// answer wait (by id) in waiting_; once an address is cached, a stale one is used at once while
+// a new lookup runs in the background. A literal IP address is never looked up.
 
 #include <cstdint>
 #include <functional>
@@ -32,7 +37,8 @@ struct ProxyConfig {
 struct ProxyStats {
   uint64_t connections_total = 0;
   uint64_t connections_refused = 0; // accepted while the accept mode resets or upstream failed
-  uint64_t connect_failures = 0;
+  uint64_t connect_failures = 0;    // includes sessions closed because the upstream's name failed
+  uint64_t resolve_failures = 0;    // lookups of the upstream's host name that failed
   uint64_t bytes_from_client = 0;   // of closed sessions; add live sessions for the total
   uint64_t bytes_from_upstream = 0;
 };
@@ -85,13 +91,20 @@ public:
   void reseed(uint64_t seed);
   // The seed of a session's own generator (Session::rng()).
   uint64_t session_seed(uint64_t session_id) const;
-  const sockaddr* upstream_sockaddr();
+  // The address for s to connect to, or nullptr: s waits for the lookup of the upstream's host
+  // name, and the proxy later calls s.connect_to() or closes s (ConnectFailed).
+  const sockaddr* upstream_sockaddr(Session& s);
   void note_connect_failure(int err);
   void note_connect_ok();
   void session_closed(Session& s);
   uint64_t session_count() const { return sessions_.size(); }
 
 private:
+  struct Lookup; // a uv_getaddrinfo request in flight, freed by its callback
+  void start_lookup();
+  void forget_lookup(); // the answer of the lookup in flight, if any, is no longer wanted
+  void on_resolved(int status, const addrinfo* res);
+  void connect_waiting();
   bool listen_now(std::string& err);
   void close_listener();
   void on_connection(int status);
@@ -103,7 +116,11 @@ private:
   uv::Endpoint upstream_ep_;
   sockaddr_storage upstream_addr_{};
   bool upstream_literal_ = true;
+  bool upstream_cached_ = false; // upstream_addr_ holds an address (always for a literal)
   uint64_t upstream_resolved_ms_ = 0;
+  Lookup* lookup_ = nullptr;      // the lookup in flight, at most one
+  std::vector<uint64_t> waiting_; // ids of sessions waiting for the first address
+  bool resolve_failed_logged_ = false;
   uv_tcp_t* listener_ = nullptr; // heap, freed by its close callback
   std::mt19937_64 rng_;
   uint64_t seed_;

@@ -53,6 +53,12 @@ public:
   PlainRun& plain_run() { return plain_run_; }
   Session*& plain_run_owner() { return plain_run_owner_; }
 
+  // Lookups of upstream host names on libuv's thread pool whose callback has not run yet (their
+  // proxy may be gone). The loop, and libuv at exit, wait for them; a stopping app need not.
+  void lookup_started() { ++lookups_in_flight_; }
+  void lookup_done() { --lookups_in_flight_; }
+  uint32_t lookups_in_flight() const { return lookups_in_flight_; }
+
 private:
   uv_loop_t* loop_;
   DataPathOptions opts_;
@@ -63,6 +69,7 @@ private:
   bool plain_requests_ = false;
   PlainRun plain_run_;
   Session* plain_run_owner_ = nullptr;
+  uint32_t lookups_in_flight_ = 0;
   void note_observers();
 };
 

@@ -348,20 +348,8 @@ void Session::start(AcceptMode mode) {
 }
 
 void Session::connect_upstream() {
-  const sockaddr* addr = proxy_.upstream_sockaddr();
-  if (!addr) {
-    close(CloseReason::ConnectFailed);
-    return;
-  }
-  connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, &upstream_->tcp, addr, [](uv_connect_t* req, int status) {
-    static_cast<Session*>(req->data)->on_connected(status);
-  });
-  if (rc < 0) {
-    proxy_.note_connect_failure(rc);
-    close(CloseReason::ConnectFailed);
-    return;
-  }
+  if (closing_) return;
+  // The connect timeout also covers the lookup of an upstream host name.
   uv_timer_start(
       &timer_,
       [](uv_timer_t* t) {
@@ -371,6 +359,20 @@ void Session::connect_upstream() {
         s->close(CloseReason::ConnectTimeout);
       },
       rt_.options().connect_timeout_ms, 0);
+  // nullptr: the proxy calls connect_to() once the name is looked up, or closes this session.
+  if (const sockaddr* addr = proxy_.upstream_sockaddr(*this)) connect_to(addr);
+}
+
+void Session::connect_to(const sockaddr* addr) {
+  if (closing_) return;
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, &upstream_->tcp, addr, [](uv_connect_t* req, int status) {
+    static_cast<Session*>(req->data)->on_connected(status);
+  });
+  if (rc < 0) {
+    proxy_.note_connect_failure(rc);
+    close(CloseReason::ConnectFailed);
+  }
 }
 
 void Session::on_connected(int status) {

@@ -56,6 +56,8 @@ public:
   bool closing() const { return closing_; }
   // Accepted under accept=hang: read and discarded, never forwarded, until the client goes.
   bool hung() const { return hung_; }
+  // Called by the proxy when the upstream's host name is looked up (see connect_upstream()).
+  void connect_to(const sockaddr* addr);
 
   // Toxics (toxicity is rolled here, once per connection and toxic).
   void add_toxic(const toxics::Toxic& t);

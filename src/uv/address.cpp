@@ -83,12 +83,25 @@ bool resolve(const Endpoint& ep, sockaddr_storage& out, std::string& err, bool p
     err = fmt::format("cannot resolve '{}': {}", ep.host, gai_strerror(rc));
     return false;
   }
-  std::memset(&out, 0, sizeof out);
-  std::memcpy(&out, res->ai_addr, res->ai_addrlen);
-  if (out.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&out)->sin_port = htons(ep.port);
-  else reinterpret_cast<sockaddr_in6*>(&out)->sin6_port = htons(ep.port);
+  bool ok = first_address(res, ep.port, out);
   freeaddrinfo(res);
-  return true;
+  if (!ok) err = fmt::format("cannot resolve '{}': no usable address", ep.host);
+  return ok;
+}
+
+bool first_address(const addrinfo* res, uint16_t port, sockaddr_storage& out) {
+  std::memset(&out, 0, sizeof out);
+  if (!res || !res->ai_addr || res->ai_addrlen > sizeof out) return false;
+  std::memcpy(&out, res->ai_addr, res->ai_addrlen);
+  if (out.ss_family == AF_INET) {
+    reinterpret_cast<sockaddr_in*>(&out)->sin_port = htons(port);
+    return true;
+  }
+  if (out.ss_family == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(&out)->sin6_port = htons(port);
+    return true;
+  }
+  return false;
 }
 
 std::string format_address(const sockaddr* sa) {

@@ -8,6 +8,8 @@
 
 #include <sys/socket.h>
 
+struct addrinfo;
+
 namespace faultline::uv {
 
 struct Endpoint {
@@ -22,9 +24,15 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, std::string& err);
 // Literal IPv4/IPv6 host to sockaddr without a lookup; false if host is a name.
 bool literal_address(const Endpoint& ep, sockaddr_storage& out);
 
-// Blocking lookup (getaddrinfo), for start-up and the control API. First result wins, IPv4 before
-// IPv6 only as the resolver orders them. Returns false with err set.
+// Blocking lookup (getaddrinfo), for start-up (the listen and API addresses). Never for an
+// upstream on the loop: a slow resolver would stall every connection (proxies use
+// uv_getaddrinfo). First result wins, IPv4 before IPv6 only as the resolver orders them.
+// Returns false with err set.
 bool resolve(const Endpoint& ep, sockaddr_storage& out, std::string& err, bool passive = false);
+
+// The first address of a getaddrinfo answer with the port set; false if the answer is empty or of
+// an unknown family.
+bool first_address(const addrinfo* res, uint16_t port, sockaddr_storage& out);
 
 std::string format_address(const sockaddr* sa);
 uint16_t address_port(const sockaddr* sa);

@@ -64,7 +64,8 @@ std::string temp_dir() {
 // ---- Process ----
 
 Process::Process(Process&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), log_path_(std::move(o.log_path_)), status_(o.status_) {}
+    : pid_(std::exchange(o.pid_, -1)), env_(std::move(o.env_)), log_path_(std::move(o.log_path_)),
+      status_(o.status_) {}
 
 Process::~Process() { kill_hard(); }
 
@@ -82,6 +83,7 @@ bool Process::start(const std::vector<std::string>& argv, const std::string& log
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
     for (int i = 3; i < 1024; ++i) ::close(i);
+    for (auto& kv : env_) ::putenv(const_cast<char*>(kv.c_str()));
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -32,6 +32,8 @@ public:
   ~Process();
   // Starts argv[0] with stdout/stderr to a log file under the test's temp dir.
   bool start(const std::vector<std::string>& argv, const std::string& log_path = "");
+  // "NAME=value" entries added to the environment of the processes start() starts.
+  void set_env(std::vector<std::string> env) { env_ = std::move(env); }
   bool running();
   int signal(int sig);
   // Waits for exit; returns exit code (128+sig for signals), or nullopt on timeout.
@@ -42,6 +44,7 @@ public:
 
 private:
   pid_t pid_ = -1;
+  std::vector<std::string> env_;
   std::string log_path_;
   std::optional<int> status_;
 };
