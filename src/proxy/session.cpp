@@ -135,12 +135,12 @@ struct Session::Pipe {
   uv::Chunk keep(uv::Chunk c) { return packer.keep(s->rt_.pool(), std::move(c)); }
   void emit(size_t index, uv::Chunk c) {
     if (s->closing_) return;
-    if (index < slots.size()) {
-      // The first stage may hold what it gets (latency, bandwidth, slicer, timeout).
-      slots[index]->stage->on_data(index == 0 ? keep(std::move(c)) : std::move(c));
-    } else {
-      sink(std::move(c));
-    }
+    if (index < slots.size()) [[unlikely]] to_stage(index, std::move(c));
+    else sink(std::move(c));
+  }
+  [[gnu::noinline]] void to_stage(size_t index, uv::Chunk c) {
+    // The first stage may hold what it gets (latency, bandwidth, slicer).
+    slots[index]->stage->on_data(index == 0 ? keep(std::move(c)) : std::move(c));
   }
   void emit_eof(size_t index) {
     if (s->closing_) return;
@@ -337,7 +337,15 @@ void Session::start(AcceptMode mode) {
     // ends when its client does and holds no bytes meanwhile.
     hung_ = true;
     client_->reading = true;
-    up_->start_reading();
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&client_->tcp),
+                  [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+                    auto* side = static_cast<Side*>(h->data);
+                    uv::Block* b = side->session->rt_.pool().acquire();
+                    *buf = uv_buf_init(b->data(), b->capacity);
+                  },
+                  [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+                    static_cast<Side*>(stream->data)->session->on_hung_read(nread, buf);
+                  });
     return;
   }
   uv_tcp_nodelay(&client_->tcp, 1);
@@ -395,12 +403,6 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
   uv::BlockRef block;
   if (buf->base) block = uv::BlockRef(reinterpret_cast<uv::Block*>(buf->base) - 1);
   if (closing_) return;
-  if (hung_) [[unlikely]] {
-    if (nread > 0) up_->bytes += static_cast<uint64_t>(nread);
-    else if (nread == UV_EOF) close(CloseReason::ClientClosed);
-    else if (nread < 0) close(CloseReason::ClientReset);
-    return;
-  }
   if (nread > 0) {
     Pipe& p = pipe_from(side);
     p.bytes += static_cast<uint64_t>(nread);
@@ -443,6 +445,16 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   on_read_error(side, static_cast<int>(nread));
+}
+
+// accept=hang: what the client sends is counted and dropped; its close ends the session.
+void Session::on_hung_read(ssize_t nread, const uv_buf_t* buf) {
+  uv::BlockRef block;
+  if (buf->base) block = uv::BlockRef(reinterpret_cast<uv::Block*>(buf->base) - 1);
+  if (closing_) return;
+  if (nread > 0) up_->bytes += static_cast<uint64_t>(nread);
+  else if (nread == UV_EOF) close(CloseReason::ClientClosed);
+  else if (nread < 0) close(CloseReason::ClientReset);
 }
 
 void Session::on_read_error(Side& side, int err) {

@@ -92,6 +92,7 @@ private:
   void on_connected(int status);
   void on_read(Side& side, ssize_t nread, const uv_buf_t* buf);
   void on_read_error(Side& side, int err);
+  void on_hung_read(ssize_t nread, const uv_buf_t* buf);
   void on_write_error(Side& side, int err);
   void reset_after_flush(Side& toward, CloseReason r);
   void check_done();

@@ -25,7 +25,6 @@ Block* BufferPool::acquire(uint32_t min_capacity) {
   b->pool = this;
   b->refs = 1;
   ++live_;
-  bytes_live_ += b->capacity;
   return b;
 }
 
@@ -38,13 +37,11 @@ Block* BufferPool::acquire_exact(uint32_t capacity) {
   b->pool = this;
   b->refs = 1;
   ++live_;
-  bytes_live_ += capacity;
   return b;
 }
 
 void BufferPool::release(Block* b) {
   --live_;
-  bytes_live_ -= b->capacity;
   if (b->capacity == kBlockSize && free_.size() < max_free_) {
     free_.push_back(b);
   } else {

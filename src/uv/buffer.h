@@ -77,14 +77,12 @@ public:
   Block* acquire_exact(uint32_t capacity);
 
   size_t blocks_live() const { return live_; }
-  size_t bytes_live() const { return bytes_live_; }
   size_t blocks_free() const { return free_.size(); }
 
 private:
   std::vector<Block*> free_;
   size_t max_free_;
   size_t live_ = 0;
-  size_t bytes_live_ = 0;
 };
 
 // Keeps what a pipe holds proportional to what it holds in bytes. A read fills a 64 KiB block;

@@ -483,6 +483,36 @@ TEST_F(ApiFixture, AcceptHangAcceptsButNeverAnswers) {
   EXPECT_TRUE(pings(port));
 }
 
+// A hung connection holds nothing and outlives nothing: it is read and discarded (64 MB cost no
+// memory), it ends when its client closes, and leaving accept=hang closes the ones still open.
+TEST_F(ApiFixture, AcceptHangReadsDiscardsAndEndsWithItsClient) {
+  auto sessions = [&] {
+    json j = body_json(req("GET", "/proxies/redis/connections"));
+    return j.is_array() ? j.size() : size_t(999);
+  };
+  ASSERT_EQ(req("POST", "/proxies/redis", json{{"accept", "hang"}}).status, 200);
+  const long rss0 = fl.rss_kb();
+  {
+    Conn c;
+    ASSERT_TRUE(c.connect(fl.port()));
+    ASSERT_TRUE(c.send_all(cmd({"SET", "hung", std::string(64 << 20, 'h')})));
+    EXPECT_FALSE(c.read_reply(300ms).has_value());
+    EXPECT_EQ(c.last_errno(), 0) << "no reply, but no close either";
+    EXPECT_LT(fl.rss_kb() - rss0, 16 * 1024) << "64 MB sent into a hung connection";
+    EXPECT_EQ(sessions(), 1u);
+  }
+  EXPECT_TRUE(wait_until([&] { return sessions() == 0; }, 2s)) << "the client closed";
+  Conn d;
+  ASSERT_TRUE(d.connect(fl.port()));
+  ASSERT_TRUE(wait_until([&] { return sessions() == 1; }, 2s));
+  ASSERT_EQ(req("PATCH", "/proxies/redis", json{{"accept", "normal"}}).status, 200);
+  int end_errno = -1;
+  EXPECT_EQ(d.read_to_end(2s, &end_errno), "");
+  EXPECT_EQ(end_errno, 0) << "leaving accept=hang closes hung connections (FIN)";
+  EXPECT_TRUE(wait_until([&] { return sessions() == 0; }, 2s));
+  EXPECT_TRUE(pings(fl.port()));
+}
+
 TEST_F(ApiFixture, PopulateCreatesReplacesAndReportsPartialFailure) {
   json body = json::array(
       {{{"name", "p1"}, {"listen", "127.0.0.1:0"}, {"upstream", upstream()}},

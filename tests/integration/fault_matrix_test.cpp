@@ -257,9 +257,10 @@ protected:
     bool clean = wait_until([&] { return sessions() == 0 && fl_.open_fds() <= idle_fds_; }, 2s);
     EXPECT_TRUE(clean) << what << ": " << sessions() << " sessions, " << fl_.open_fds()
                        << " fds (idle " << idle_fds_ << ") 2 s after the client closed";
-    long growth = status_kb("VmHWM:") - base_kb_;
-    std::printf("matrix: %-9s %-20s %-12s %-6s peak RSS +%ld kB, clean after %ld ms\n", variant(),
-                label_.c_str(), what.c_str(), name(want_), growth,
+    const long peak = status_kb("VmHWM:");
+    const long growth = peak - base_kb_;
+    std::printf("matrix: %-9s %-20s %-12s %-6s peak RSS %ld kB (+%ld kB), clean after %ld ms\n",
+                variant(), label_.c_str(), what.c_str(), name(want_), peak, growth,
                 long(std::chrono::duration_cast<Ms>(Clock::now() - t0).count()));
     // Nothing a client or Redis sends may make the proxy hold the frame: 64 MB cases stay
     // far below their size.
