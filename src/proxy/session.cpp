@@ -656,6 +656,7 @@ struct Session::Resp {
   std::vector<Rule> rules;
   std::vector<uv::Chunk> partial;        // bytes of the request in progress (rules only)
   size_t partial_bytes = 0;              // their sum
+  uint64_t partial_start = 0;            // stream offset of partial's first byte
   // A request that grew past the head limit before it ended is decided on what has arrived
   // (name, first key, argc): the rest of its bytes stream as that decision says (forwarded,
   // held, discarded), and request_frame() applies it when the frame ends. So no rule ever
@@ -833,7 +834,7 @@ void Session::on_client_chunk(uv::Chunk c) {
   }
   const uint64_t now = now_us();
   begin_plain_requests();
-  if (r.rules.empty() && r.partial.empty()) {
+  if (r.rules.empty() && r.partial.empty() && !r.head.active && !r.stopped) {
     // Observe only: the chunk goes on whole. While the observers only count plain requests,
     // a simple one is a pairing entry and a count, taken before the parser records its
     // arguments.
@@ -890,6 +891,18 @@ void Session::on_client_chunk(uv::Chunk c) {
       request_frame(f, std::move(tail), now, &h);
       return;
     }
+    // A frame whose first bytes already went on (a rule was added in its middle) can only go
+    // on untouched: Redis has its head.
+    const uint64_t held_from = r.partial.empty() ? rest_off : r.partial_start;
+    if (!r.stopped && held_from > f.start) {
+      flush_forward();
+      uv::Chunk tail = rest.take_front(n);
+      rest_off += tail.len;
+      for (auto& x : r.take_partial()) up_deliver(std::move(x));
+      forward_request(f, now, {});
+      up_deliver(std::move(tail));
+      return;
+    }
     if (!r.stopped && r.partial.empty() && no_rule_selects(f)) {
       // No rule names this command: it goes on as request_frame() would forward it, its bytes
       // added to the pending write without a chunk of its own.
@@ -936,6 +949,7 @@ void Session::on_client_chunk(uv::Chunk c) {
     if (r.head.active) {
       stream_head(std::move(rest));
     } else {
+      if (r.partial.empty()) r.partial_start = rest_off;
       r.partial_bytes += rest.len;
       r.partial.push_back(up_->keep(std::move(rest)));
     }
@@ -976,6 +990,14 @@ void Session::decide_head() {
   resp::RequestFrame f;
   if (!r.req.partial_frame(f)) return;  // an inline request: bounded by max_inline_len
   flush_forward();
+  if (r.partial_start > f.start) {
+    // Its head went on before a rule was there: the rest can only follow it untouched.
+    for (auto& b : r.take_partial()) up_deliver(std::move(b));
+    r.head = Head{};
+    r.head.active = true;
+    r.head.start = f.start;
+    return;
+  }
   Head& h = r.head;
   h = Head{};
   h.active = true;

@@ -593,3 +593,45 @@ TEST_F(RespToxics, GlobAgreesWithRedisKeys) {
 
 } // namespace
 } // namespace fltest
+
+namespace fltest {
+namespace {
+
+// A rule added while a large request is on its way: its head already reached Redis, so the
+// request can only go on untouched (found by tools/soak: a refused tail left Redis inside a bulk).
+TEST_F(RespToxics, ARuleAddedInTheMiddleOfARequestLetsItThrough) {
+  Conn c(fl_.port());
+  const std::string value(20000, 'm');
+  const std::string req = cmd({"SET", "mid:added", value});
+  const size_t head = req.find(value) + 1000;  // the header and 1,000 bytes of the value
+  ASSERT_TRUE(c.send_all(req.substr(0, head)));
+  // Redis holds the value's first 1,000 bytes in its query buffer (the header is parsed).
+  ASSERT_TRUE(wait_until(
+      [&] { return direct({"CLIENT", "LIST"}).find("qbuf=1000 ") != std::string::npos; }, 5s));
+  add("late", "resp_error", {{"commands", json::array({"SET"})}, {"preset", "readonly"}});
+  ASSERT_TRUE(c.send_all(req.substr(head)));
+  EXPECT_EQ(c.read_reply(5s).value_or("none"), "+OK\r\n");
+  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  EXPECT_EQ(direct({"STRLEN", "mid:added"}), ":20000\r\n");
+  EXPECT_EQ(call(c, {"SET", "mid:next", "1"}), "-READONLY You can't write against a read only replica.\r\n");
+}
+
+// A request decided on its head (refused) whose rule goes away before its body ends: the rest of
+// the body is still dropped, never forwarded without its head.
+TEST_F(RespToxics, ARuleRemovedInTheMiddleOfARefusedRequestStillDropsItsBody) {
+  Conn c(fl_.port());
+  add("refuse", "resp_error", {{"commands", json::array({"SET"})}, {"preset", "readonly"}});
+  const std::string req = cmd({"SET", "mid:removed", std::string(4 << 20, 'r')});
+  const size_t head = 200000;  // past the 64 KiB head limit
+  ASSERT_TRUE(c.send_all(req.substr(0, head)));
+  ASSERT_TRUE(wait_until([&] { return show("refuse")["attributes"]["matched"] == 1; }, 5s));
+  del("refuse");
+  ASSERT_TRUE(c.send_all(req.substr(head)));
+  EXPECT_EQ(c.read_reply(5s).value_or("none"),
+            "-READONLY You can't write against a read only replica.\r\n");
+  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+  EXPECT_EQ(direct({"EXISTS", "mid:removed"}), ":0\r\n");
+}
+
+} // namespace
+} // namespace fltest
