@@ -263,8 +263,11 @@ protected:
                 variant(), label_.c_str(), what.c_str(), name(want_), peak, growth,
                 long(std::chrono::duration_cast<Ms>(Clock::now() - t0).count()));
     // Nothing a client or Redis sends may make the proxy hold the frame: 64 MB cases stay
-    // far below their size.
+    // far below their size. Not under AddressSanitizer, whose quarantine keeps freed memory
+    // (up to 256 MB) out of reuse, so RSS follows the churn there, not what is held.
+#if !defined(__SANITIZE_ADDRESS__)
     EXPECT_LT(growth, 24 * 1024) << what;
+#endif
   }
   const char* variant() const {
     switch (variant_()) {
