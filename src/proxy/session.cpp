@@ -666,8 +666,9 @@ struct Session::Resp {
   uv::Chunk forward;                     // adjacent forwarded frames, written as one
   std::deque<std::string> injections;    // replies waiting for their turn, FIFO
   std::deque<std::string> injection_faults;
-  std::vector<FlagEntry> flagged;        // requests whose reply a rule acts on
-  std::vector<std::pair<PendingId, std::string>> faults; // fault names by request id
+  std::deque<FlagEntry> flagged;         // requests whose reply a rule acts on (in order:
+                                         // the one taken is at the front)
+  std::deque<std::pair<PendingId, std::string>> faults;  // fault names by request id, in order
   bool count_plain = false;              // this chunk's plain requests are counted, not shown
   uint64_t plain_requests = 0;           // plain requests counted, not yet observed
   bool multi_error = false;              // an injected error inside MULTI: EXEC aborts
