@@ -83,9 +83,10 @@ std::vector<Case> cases() {
        Out::Ends},
       {"slicer", "slicer", "downstream", {{"average_size", 16384}, {"size_variation", 8192}},
        Out::Pass, Out::Pass, Out::Pass},
-      {"limit_data_down", "limit_data", "downstream", {{"bytes", 100000}}, Out::Pass,
-       Out::Prefix, Out::Prefix, 100000},
-      {"limit_data_up", "limit_data", "upstream", {{"bytes", 100000}}, Out::Ends, Out::Pass,
+      // 20,000 bytes: less than either pipeline (2,000 or 10,000 GETs) sends or receives.
+      {"limit_data_down", "limit_data", "downstream", {{"bytes", 20000}}, Out::Pass,
+       Out::Prefix, Out::Prefix, 20000},
+      {"limit_data_up", "limit_data", "upstream", {{"bytes", 20000}}, Out::Ends, Out::Pass,
        Out::Ends},
       {"resp_error", "resp_error", "upstream", {{"commands", kCmds}, {"preset", "loading"}},
        Out::Error, Out::Error, Out::Error},
