@@ -15,10 +15,10 @@
 // still as separate writes. The eof follows the last piece's delay, as in Toxiproxy.
 
 #include <algorithm>
-#include <deque>
+#include <vector>
 
+#include "toxics/held_queue.h"
 #include "toxics/types.h"
-#include "uv/timer.h"
 
 namespace faultline::toxics {
 
@@ -30,42 +30,29 @@ struct SlicerParams {
   int64_t delay_us;
 };
 
-class SlicerStage final : public Stage {
+class SlicerStage final : public HoldingStage {
 public:
-  SlicerStage(Output& out, SlicerParams p) : Stage(out), p_(p), timer_(out.loop()) {}
+  SlicerStage(Output& out, SlicerParams p) : HoldingStage(out), p_(p) {}
 
   void on_data(Chunk c) override {
     if (c.len == 0) return;
-    if (queue_.empty()) next_us_ = std::max(next_us_, now_us());
+    if (held_.empty()) next_us_ = std::max(next_us_, now_us());
     std::vector<uint32_t> cuts;
     cut(0, c.len, cuts);
     uint32_t at = 0;
     for (uint32_t end : cuts) {
-      queue_.push_back({c.take_front(end - at), false});
+      held_.hold(c.take_front(end - at));
       at = end;
     }
     pump();
   }
   void on_eof() override {
-    if (queue_.empty()) next_us_ = std::max(next_us_, now_us());
-    queue_.push_back({{}, true});
+    if (held_.empty()) next_us_ = std::max(next_us_, now_us());
+    held_.hold_eof();
     pump();
-  }
-  void flush() override {
-    timer_.stop();
-    while (!queue_.empty()) {
-      Item it = std::move(queue_.front());
-      queue_.pop_front();
-      if (it.eof) out_.eof();
-      else out_.data(std::move(it.chunk));
-    }
   }
 
 private:
-  struct Item {
-    Chunk chunk;
-    bool eof;
-  };
   uint64_t now_us() const { return uv_now(out_.loop()) * 1000ull; }
 
   // Appends the end offsets of the pieces of [start, end).
@@ -88,26 +75,18 @@ private:
   void pump() {
     if (timer_.active()) return;
     uint64_t now = now_us();
-    while (!queue_.empty()) {
+    while (!held_.empty()) {
       if (next_us_ > now) {
         timer_.start((next_us_ - now + 999) / 1000, [this] { pump(); });
         return;
       }
-      Item it = std::move(queue_.front());
-      queue_.pop_front();
-      if (it.eof) {
-        out_.eof();
-        continue;
-      }
-      next_us_ += static_cast<uint64_t>(p_.delay_us);
-      out_.data(std::move(it.chunk));
+      if (!held_.front().eof) next_us_ += static_cast<uint64_t>(p_.delay_us);
+      held_.release_front();
     }
   }
 
   SlicerParams p_;
-  uv::Timer timer_;
   uint64_t next_us_ = 0; // when the next piece may go
-  std::deque<Item> queue_;
 };
 
 class Slicer final : public ToxicImpl {

@@ -1,8 +1,8 @@
 // slow_close: data passes untouched; the FIN (the source's eof) is handed on `delay` ms after it
 // arrived. As in Toxiproxy, the delay counts from the moment the eof reaches this toxic.
 
+#include "toxics/held_queue.h"
 #include "toxics/types.h"
-#include "uv/timer.h"
 
 namespace faultline::toxics {
 
@@ -12,32 +12,22 @@ struct SlowCloseParams {
   int64_t delay_ms;
 };
 
-class SlowCloseStage final : public Stage {
+class SlowCloseStage final : public HoldingStage {
 public:
-  SlowCloseStage(Output& out, SlowCloseParams p) : Stage(out), p_(p), timer_(out.loop()) {}
+  SlowCloseStage(Output& out, SlowCloseParams p) : HoldingStage(out), p_(p) {}
 
+  // Data passes (Stage::on_data); only the eof is held.
   void on_eof() override {
     if (p_.delay_ms == 0) {
       out_.eof();
       return;
     }
-    eof_held_ = true;
-    timer_.start(static_cast<uint64_t>(p_.delay_ms), [this] {
-      eof_held_ = false;
-      out_.eof();
-    });
-  }
-  void flush() override {
-    if (!eof_held_) return;
-    timer_.stop();
-    eof_held_ = false;
-    out_.eof();
+    held_.hold_eof();
+    timer_.start(static_cast<uint64_t>(p_.delay_ms), [this] { held_.release_front(); });
   }
 
 private:
   SlowCloseParams p_;
-  uv::Timer timer_;
-  bool eof_held_ = false;
 };
 
 class SlowClose final : public ToxicImpl {
