@@ -14,7 +14,7 @@
 #include <algorithm>
 
 #include "toxics/held_queue.h"
-#include "toxics/types.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -76,24 +76,11 @@ private:
   uint64_t free_at_ns_ = 0; // when the link has finished sending what was released so far
 };
 
-class Bandwidth final : public ToxicImpl {
-public:
-  explicit Bandwidth(BandwidthParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"rate", p_.rate_kbps}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<BandwidthStage>(out, p_);
-  }
-
-private:
-  BandwidthParams p_;
-};
-
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_bandwidth(const nlohmann::json& attrs) {
-  BandwidthParams p;
-  p.rate_kbps = attr_int(attrs, "rate", 0, 0, 100'000'000); // up to 100 GB/s
-  return std::make_shared<Bandwidth>(p);
-}
+const ToxicType<StageToxic<BandwidthParams, BandwidthStage>> kBandwidth{"bandwidth", 20, {
+    int_attr("rate", &BandwidthParams::rate_kbps, "KB/s", {0, 100'000'000}, 0,
+             "the stream's pace, 1 KB = 1000 bytes; 0 holds everything until the toxic goes"),
+}};
 
 } // namespace faultline::toxics

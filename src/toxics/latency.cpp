@@ -2,7 +2,7 @@
 // each chunk waits from the moment it arrived, so a steady stream is shifted, not throttled).
 
 #include "toxics/held_queue.h"
-#include "toxics/types.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -49,27 +49,13 @@ private:
   LatencyParams p_;
 };
 
-class Latency final : public ToxicImpl {
-public:
-  explicit Latency(LatencyParams p) : p_(p) {}
-  nlohmann::json attributes() const override {
-    return {{"latency", p_.latency_ms}, {"jitter", p_.jitter_ms}};
-  }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<LatencyStage>(out, p_);
-  }
-
-private:
-  LatencyParams p_;
-};
-
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_latency(const nlohmann::json& attrs) {
-  LatencyParams p;
-  p.latency_ms = attr_int(attrs, "latency", 0, 0, 3'600'000);
-  p.jitter_ms = attr_int(attrs, "jitter", 0, 0, 3'600'000);
-  return std::make_shared<Latency>(p);
-}
+const ToxicType<StageToxic<LatencyParams, LatencyStage>> kLatency{"latency", 10, {
+    int_attr("latency", &LatencyParams::latency_ms, "ms", {0, 3'600'000}, 0,
+             "added to each chunk's delivery, counted from its arrival"),
+    int_attr("jitter", &LatencyParams::jitter_ms, "ms", {0, 3'600'000}, 0,
+             "each chunk's delay varies by up to ± this (uniformly, per chunk)"),
+}};
 
 } // namespace faultline::toxics

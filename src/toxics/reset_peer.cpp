@@ -7,7 +7,7 @@
 // the toxic before the reset hands it on in order (the Stage contract) and cancels the reset.
 
 #include "toxics/held_queue.h"
-#include "toxics/types.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -46,24 +46,11 @@ private:
   bool armed_ = false;
 };
 
-class ResetPeer final : public ToxicImpl {
-public:
-  explicit ResetPeer(ResetPeerParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"timeout", p_.timeout_ms}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<ResetPeerStage>(out, p_);
-  }
-
-private:
-  ResetPeerParams p_;
-};
-
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_reset_peer(const nlohmann::json& attrs) {
-  ResetPeerParams p;
-  p.timeout_ms = attr_int(attrs, "timeout", 0, 0, 86'400'000);
-  return std::make_shared<ResetPeer>(p);
-}
+const ToxicType<StageToxic<ResetPeerParams, ResetPeerStage>> kResetPeer{"reset_peer", 50, {
+    int_attr("timeout", &ResetPeerParams::timeout_ms, "ms", {0, 86'400'000}, 0,
+             "both sockets are reset this long after the first data; 0: on that data"),
+}};
 
 } // namespace faultline::toxics

@@ -3,18 +3,22 @@
 // Replies already on their way to the client are delivered first.
 
 #include "toxics/resp_rule.h"
-#include "toxics/types.h"
 
 namespace faultline::toxics {
 
 namespace {
 
-class RespClose final : public RespToxic {
+struct RespCloseParams {
+  std::string phase;
+  FilterParams filter;
+};
+
+class RespClose final : public RespToxic<RespCloseParams> {
 public:
-  RespClose(RespFilter f, bool after) : RespToxic(std::move(f)), after_(after) {}
+  RespClose(RespCloseParams p, const AttrTable<RespCloseParams>& attrs)
+      : RespToxic(std::move(p), attrs), after_(p_.phase == "after") {}
 
 protected:
-  nlohmann::json own_attributes() const override { return {{"phase", after_ ? "after" : "before"}}; }
   bool applies(const resp::RequestFrame&, const RespContext& ctx) const override {
     return !after_ || !no_paired_reply(ctx);
   }
@@ -30,9 +34,10 @@ private:
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_resp_close(const nlohmann::json& attrs) {
-  bool after = attr_choice(attrs, "phase", "before", {"before", "after"}) == "after";
-  return std::make_shared<RespClose>(RespFilter(attrs), after);
-}
+const ToxicType<RespClose> kRespClose{"resp_close", 160, with_filter<RespCloseParams>({
+    choice_attr("phase", &RespCloseParams::phase, {"before", "after"}, "before",
+                "`before`: the command is not sent (not executed); `after`: it is sent and "
+                "executed, its reply dropped"),
+})};
 
 } // namespace faultline::toxics

@@ -3,18 +3,22 @@
 // reply lost — the ambiguous failure idempotency and retries must survive).
 
 #include "toxics/resp_rule.h"
-#include "toxics/types.h"
 
 namespace faultline::toxics {
 
 namespace {
 
-class RespReset final : public RespToxic {
+struct RespResetParams {
+  std::string phase;
+  FilterParams filter;
+};
+
+class RespReset final : public RespToxic<RespResetParams> {
 public:
-  RespReset(RespFilter f, bool after) : RespToxic(std::move(f)), after_(after) {}
+  RespReset(RespResetParams p, const AttrTable<RespResetParams>& attrs)
+      : RespToxic(std::move(p), attrs), after_(p_.phase == "after") {}
 
 protected:
-  nlohmann::json own_attributes() const override { return {{"phase", after_ ? "after" : "before"}}; }
   bool applies(const resp::RequestFrame&, const RespContext& ctx) const override {
     return !after_ || !no_paired_reply(ctx);
   }
@@ -30,9 +34,10 @@ private:
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_resp_reset(const nlohmann::json& attrs) {
-  bool after = attr_choice(attrs, "phase", "before", {"before", "after"}) == "after";
-  return std::make_shared<RespReset>(RespFilter(attrs), after);
-}
+const ToxicType<RespReset> kRespReset{"resp_reset", 150, with_filter<RespResetParams>({
+    choice_attr("phase", &RespResetParams::phase, {"before", "after"}, "before",
+                "`before`: the command is not sent (not executed); `after`: it is sent and "
+                "executed, its reply dropped"),
+})};
 
 } // namespace faultline::toxics

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "toxics/held_queue.h"
-#include "toxics/types.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -67,7 +67,7 @@ private:
       std::uniform_int_distribution<int64_t> d(0, 2 * p_.size_variation - 1);
       mid += d(out_.rng()) - p_.size_variation;
     }
-    // size_variation < average_size keeps start < mid < end (see make_slicer).
+    // size_variation < average_size keeps start < mid < end (see Slicer).
     cut(start, static_cast<uint32_t>(mid), cuts);
     cut(static_cast<uint32_t>(mid), end, cuts);
   }
@@ -89,36 +89,33 @@ private:
   uint64_t next_us_ = 0; // when the next piece may go
 };
 
-class Slicer final : public ToxicImpl {
+// size_variation < average_size keeps every cut inside its span (see cut()).
+class Slicer final : public ParamToxic<SlicerParams> {
 public:
-  explicit Slicer(SlicerParams p) : p_(p) {}
-  nlohmann::json attributes() const override {
-    return {{"average_size", p_.average_size},
-            {"size_variation", p_.size_variation},
-            {"delay", p_.delay_us}};
-  }
+  Slicer(SlicerParams p, const AttrTable<SlicerParams>& attrs)
+      : ParamToxic(checked(p), attrs) {}
   std::unique_ptr<Stage> make_stage(Output& out) const override {
     return std::make_unique<SlicerStage>(out, p_);
   }
 
 private:
-  SlicerParams p_;
+  static SlicerParams checked(SlicerParams p) {
+    if (p.size_variation >= p.average_size)
+      throw ToxicError("attribute 'size_variation' must be less than 'average_size'");
+    return p;
+  }
 };
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_slicer(const nlohmann::json& attrs) {
-  SlicerParams p;
-  // Toxiproxy has no default here (0 makes it loop forever): it must be given.
-  auto given = attrs.find("average_size");
-  if (given == attrs.end() || given->is_null())
-    throw ToxicError("attribute 'average_size' is required");
-  p.average_size = attr_int(attrs, "average_size", 0, 1, 1 << 30);
-  p.size_variation = attr_int(attrs, "size_variation", 0, 0, 1 << 30);
-  if (p.size_variation >= p.average_size)
-    throw ToxicError("attribute 'size_variation' must be less than 'average_size'");
-  p.delay_us = attr_int(attrs, "delay", 0, 0, 3'600'000'000);
-  return std::make_shared<Slicer>(p);
-}
+// average_size has no default: Toxiproxy's 0 makes its slicer loop forever.
+const ToxicType<Slicer> kSlicer{"slicer", 60, {
+    int_attr("average_size", &SlicerParams::average_size, "bytes", {1, 1 << 30}, required,
+             "the pieces' mean size"),
+    int_attr("size_variation", &SlicerParams::size_variation, "bytes", {0, 1 << 30}, 0,
+             "a piece is up to this much smaller or larger; less than `average_size`"),
+    int_attr("delay", &SlicerParams::delay_us, "µs", {0, 3'600'000'000}, 0,
+             "the pause between two pieces; below 1000, a few pieces per ms at the same pace"),
+}};
 
 } // namespace faultline::toxics

@@ -2,7 +2,7 @@
 // arrived. As in Toxiproxy, the delay counts from the moment the eof reaches this toxic.
 
 #include "toxics/held_queue.h"
-#include "toxics/types.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -30,24 +30,11 @@ private:
   SlowCloseParams p_;
 };
 
-class SlowClose final : public ToxicImpl {
-public:
-  explicit SlowClose(SlowCloseParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"delay", p_.delay_ms}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<SlowCloseStage>(out, p_);
-  }
-
-private:
-  SlowCloseParams p_;
-};
-
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_slow_close(const nlohmann::json& attrs) {
-  SlowCloseParams p;
-  p.delay_ms = attr_int(attrs, "delay", 0, 0, 3'600'000);
-  return std::make_shared<SlowClose>(p);
-}
+const ToxicType<StageToxic<SlowCloseParams, SlowCloseStage>> kSlowClose{"slow_close", 30, {
+    int_attr("delay", &SlowCloseParams::delay_ms, "ms", {0, 3'600'000}, 0,
+             "how long the FIN waits, counted from its arrival; data is not delayed"),
+}};
 
 } // namespace faultline::toxics
