@@ -63,15 +63,15 @@ public:
 };
 
 // Registers type T (a ParamToxic, constructed from its parsed parameters and the table) under
-// `name`.
+// `name`. `base` gives the parameters no attribute sets (one class serving two types).
 template <class T> class ToxicType {
 public:
   using Params = typename T::Params;
-  ToxicType(std::string_view name, int order, AttrTable<Params> attrs)
-      : name_(name), attrs_(std::move(attrs)) {
+  ToxicType(std::string_view name, int order, AttrTable<Params> attrs, Params base = {})
+      : name_(name), attrs_(std::move(attrs)), base_(std::move(base)) {
     register_type({name_, order, attrs_.infos(),
                    [this](const nlohmann::json& given) -> std::shared_ptr<const ToxicImpl> {
-                     return std::make_shared<T>(attrs_.parse(name_, given), attrs_);
+                     return std::make_shared<T>(attrs_.parse(name_, given, base_), attrs_);
                    }});
   }
   ToxicType(const ToxicType&) = delete;
@@ -80,6 +80,7 @@ public:
 private:
   std::string_view name_;
   AttrTable<Params> attrs_;
+  Params base_;
 };
 
 } // namespace faultline::toxics
