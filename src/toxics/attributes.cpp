@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -103,5 +104,109 @@ void missing(std::string_view type, std::string_view name) {
 }
 
 } // namespace attr
+
+// ---- the docs' reference tables ----
+
+namespace {
+
+// A table cell: pipes would end it.
+std::string cell(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string code(std::string_view s) { return fmt::format("`{}`", s); }
+
+std::string value_text(const AttrInfo& a) {
+  switch (a.kind) {
+  case AttrKind::Int: {
+    std::string range = a.int_max == INT64_MAX ? fmt::format("≥ {}", a.int_min)
+                                               : fmt::format("{}..{}", a.int_min, a.int_max);
+    return a.unit.empty() ? fmt::format("integer {}", range)
+                          : fmt::format("integer {} {}", range, a.unit);
+  }
+  case AttrKind::Number: {
+    std::string s = fmt::format("number {}..{}", a.num_min, a.num_max);
+    return a.unit.empty() ? s : fmt::format("{} {}", s, a.unit);
+  }
+  case AttrKind::Choice: {
+    std::string s;
+    for (size_t i = 0; i < a.choices.size(); ++i) {
+      if (i > 0) s += i + 1 == a.choices.size() ? " or " : ", ";
+      s += code(a.choices[i]);
+    }
+    return s;
+  }
+  case AttrKind::String:
+    return a.unit.empty() ? "string" : fmt::format("string ({})", a.unit);
+  case AttrKind::List:
+    return a.unit.empty() ? "strings: an array, or one comma-separated string"
+                          : fmt::format("{}: an array, or one comma-separated string", a.unit);
+  }
+  return "";
+}
+
+std::string default_text(const AttrInfo& a) {
+  if (a.required) return "required";
+  if (!a.def_doc.empty()) return std::string(a.def_doc);
+  if (a.def.is_string()) {
+    const std::string& s = a.def.get_ref<const std::string&>();
+    return s.empty() ? "none" : code(s);
+  }
+  if (a.def.is_number_float()) return fmt::format("{}", a.def.get<double>());
+  if (a.def.is_null()) return "none";
+  return a.def.dump();
+}
+
+std::string row(std::initializer_list<std::string_view> cells) {
+  std::string out = "|";
+  for (std::string_view c : cells) out += c.empty() ? " |" : " " + cell(c) + " |";
+  return out + "\n";
+}
+
+bool has_filter(const TypeInfo& t) {
+  for (const auto& a : t.attrs)
+    if (a.filter) return true;
+  return false;
+}
+
+} // namespace
+
+std::string attribute_table_markdown(AttrDoc which) {
+  std::string out =
+      "<!-- generated from the attribute tables in src/toxics/ by "
+      "toxics::attribute_table_markdown(); edit those, not this table -->\n\n";
+  if (which == AttrDoc::RespFilter) {
+    out += "| attribute | value | default | meaning |\n|---|---|---|---|\n";
+    const TypeInfo* any = nullptr;
+    for (const auto& t : registered_types())
+      if (has_filter(t)) {
+        any = &t;
+        break;
+      }
+    if (any)
+      for (const auto& a : any->attrs)
+        if (a.filter)
+          out += row({code(a.name), value_text(a), default_text(a), a.doc});
+    return out;
+  }
+  const bool resp = which == AttrDoc::RespToxics;
+  out += "| type | attribute | value | default | meaning |\n|---|---|---|---|---|\n";
+  for (const auto& t : registered_types()) {
+    if (has_filter(t) != resp) continue;
+    bool first = true;
+    for (const auto& a : t.attrs) {
+      if (a.filter) continue;
+      out += row({first ? code(t.name) : "", code(a.name), value_text(a), default_text(a), a.doc});
+      first = false;
+    }
+    if (first) out += row({code(t.name), "—", "", "", "none besides the filter's"});
+  }
+  return out;
+}
 
 } // namespace faultline::toxics

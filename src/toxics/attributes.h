@@ -5,7 +5,7 @@
 //
 //   AttrTable<P> ─┬─ parse(type, JSON) ─► P        (validation; messages name the attribute)
 //                 ├─ to_json(P)        ─► JSON     (the toxic's "attributes")
-//                 └─ infos()           ─► AttrInfo (names, kinds, units, docs)
+//                 └─ infos()           ─► AttrInfo (names; the docs' attribute_table_markdown)
 //
 //   const ToxicType<Slicer> kSlicer{"slicer", 60, {
 //     //       name            member                       unit     range         default
@@ -242,5 +242,14 @@ public:
 private:
   std::vector<Attr<P>> attrs_;
 };
+
+// The reference tables of docs/toxics.md and docs/resp-faults.md, generated from the tables
+// of the registered types (a unit test keeps the docs equal to them).
+enum class AttrDoc {
+  ConnectionToxics, // every type without the RESP filter: type, attribute, value, default, doc
+  RespToxics,       // every type with it, its own attributes only
+  RespFilter,       // the filter's attributes, shared by the RESP types
+};
+std::string attribute_table_markdown(AttrDoc which);
 
 } // namespace faultline::toxics

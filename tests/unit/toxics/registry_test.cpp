@@ -1,7 +1,9 @@
 // The registry of toxic types and their attribute tables: every type registers itself from its
 // own file (none may be lost at link time), listings keep their order, a table lists a type's
-// names, and parsing and the JSON keep their shape and messages.
+// names, and the reference tables in docs/ are the ones the tables generate.
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -133,6 +135,43 @@ TEST(ToxicAttributeTable, MessagesNameTheAttribute) {
             "attribute 'address' must be a string (host:port)");
   EXPECT_EQ(message("resp_reply", json::object()), "resp_reply needs attribute 'reply'");
   EXPECT_EQ(message("resp_reply", {{"reply", 1}}), "attribute 'reply' must be a string");
+}
+
+// ---- the docs' reference tables ----
+
+std::string read_doc(const std::string& name) {
+  std::ifstream in(std::string(FAULTLINE_SOURCE_DIR) + "/docs/" + name);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void expect_doc_has(const std::string& doc, AttrDoc which) {
+  std::string text = read_doc(doc);
+  ASSERT_FALSE(text.empty()) << "cannot read docs/" << doc;
+  std::string table = attribute_table_markdown(which);
+  EXPECT_NE(text.find(table), std::string::npos)
+      << "docs/" << doc << " does not contain the table the attribute tables generate; "
+      << "replace its table with:\n"
+      << table;
+}
+
+TEST(ToxicAttributeDocs, DocsHoldTheGeneratedTables) {
+  expect_doc_has("toxics.md", AttrDoc::ConnectionToxics);
+  expect_doc_has("resp-faults.md", AttrDoc::RespToxics);
+  expect_doc_has("resp-faults.md", AttrDoc::RespFilter);
+}
+
+TEST(ToxicAttributeDocs, EveryAttributeHasARow) {
+  std::string all = attribute_table_markdown(AttrDoc::ConnectionToxics) +
+                    attribute_table_markdown(AttrDoc::RespToxics) +
+                    attribute_table_markdown(AttrDoc::RespFilter);
+  for (const auto& type : type_names())
+    for (std::string_view name : attribute_names(type))
+      EXPECT_NE(all.find("| `" + std::string(name) + "` |"), std::string::npos)
+          << type << "." << name;
+  for (const auto& t : registered_types())
+    for (const auto& a : t.attrs) EXPECT_FALSE(a.doc.empty()) << t.name << "." << a.name;
 }
 
 } // namespace
