@@ -12,10 +12,9 @@
 // an interrupt hands the chunk on).
 
 #include <algorithm>
-#include <deque>
 
-#include "toxics/types.h"
-#include "uv/timer.h"
+#include "toxics/held_queue.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -25,38 +24,25 @@ struct BandwidthParams {
   int64_t rate_kbps; // bytes per millisecond
 };
 
-class BandwidthStage final : public Stage {
+class BandwidthStage final : public HoldingStage {
 public:
   BandwidthStage(Output& out, BandwidthParams p)
-      : Stage(out), p_(p), timer_(out.loop()),
+      : HoldingStage(out), p_(p),
         piece_max_(static_cast<uint32_t>(std::clamp<int64_t>(p.rate_kbps * 10, 1, 1 << 30))) {}
 
   void on_data(Chunk c) override {
     if (c.len == 0) return;
-    if (queue_.empty()) free_at_ns_ = std::max(free_at_ns_, now_ns());
-    queue_.push_back({std::move(c), false});
+    if (held_.empty()) free_at_ns_ = std::max(free_at_ns_, now_ns());
+    held_.hold(std::move(c));
     pump();
   }
   void on_eof() override {
-    if (queue_.empty()) free_at_ns_ = std::max(free_at_ns_, now_ns());
-    queue_.push_back({{}, true});
+    if (held_.empty()) free_at_ns_ = std::max(free_at_ns_, now_ns());
+    held_.hold_eof();
     pump();
-  }
-  void flush() override {
-    timer_.stop();
-    while (!queue_.empty()) {
-      Item it = std::move(queue_.front());
-      queue_.pop_front();
-      if (it.eof) out_.eof();
-      else out_.data(std::move(it.chunk));
-    }
   }
 
 private:
-  struct Item {
-    Chunk chunk;
-    bool eof;
-  };
   uint64_t now_ns() const { return uv_now(out_.loop()) * 1'000'000ull; }
   uint64_t cost_ns(uint32_t bytes) const {
     return static_cast<uint64_t>(bytes) * 1'000'000ull / static_cast<uint64_t>(p_.rate_kbps);
@@ -65,26 +51,19 @@ private:
   void pump() {
     if (p_.rate_kbps == 0 || timer_.active()) return;
     uint64_t now = now_ns();
-    while (!queue_.empty()) {
-      Item& head = queue_.front();
+    while (!held_.empty()) {
+      HeldQueue::Item& head = held_.front();
       if (head.eof) {
         if (free_at_ns_ > now) return arm(free_at_ns_ - now);
-        queue_.pop_front();
-        out_.eof();
+        held_.release_front();
         continue;
       }
       uint32_t n = std::min(head.chunk.len, piece_max_);
       uint64_t due = free_at_ns_ + cost_ns(n);
       if (due > now) return arm(due - now);
       free_at_ns_ = due;
-      Chunk piece;
-      if (n == head.chunk.len) {
-        piece = std::move(head.chunk);
-        queue_.pop_front();
-      } else {
-        piece = head.chunk.take_front(n);
-      }
-      out_.data(std::move(piece));
+      if (n == head.chunk.len) held_.release_front();
+      else out_.data(head.chunk.take_front(n));
     }
   }
   void arm(uint64_t wait_ns) {
@@ -93,30 +72,15 @@ private:
   }
 
   BandwidthParams p_;
-  uv::Timer timer_;
   uint32_t piece_max_;
   uint64_t free_at_ns_ = 0; // when the link has finished sending what was released so far
-  std::deque<Item> queue_;
-};
-
-class Bandwidth final : public ToxicImpl {
-public:
-  explicit Bandwidth(BandwidthParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"rate", p_.rate_kbps}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<BandwidthStage>(out, p_);
-  }
-
-private:
-  BandwidthParams p_;
 };
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_bandwidth(const nlohmann::json& attrs) {
-  BandwidthParams p;
-  p.rate_kbps = attr_int(attrs, "rate", 0, 0, 100'000'000); // up to 100 GB/s
-  return std::make_shared<Bandwidth>(p);
-}
+const ToxicType<StageToxic<BandwidthParams, BandwidthStage>> kBandwidth{"bandwidth", 20, {
+    int_attr("rate", &BandwidthParams::rate_kbps, "KB/s", {0, 100'000'000}, 0,
+             "the stream's pace, 1 KB = 1000 bytes; 0 holds everything until the toxic goes"),
+}};
 
 } // namespace faultline::toxics

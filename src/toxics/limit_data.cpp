@@ -12,7 +12,7 @@
 
 #include <algorithm>
 
-#include "toxics/types.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -57,24 +57,11 @@ private:
   bool ended_ = false;
 };
 
-class LimitData final : public ToxicImpl {
-public:
-  explicit LimitData(LimitDataParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"bytes", p_.max_bytes}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<LimitDataStage>(out, p_);
-  }
-
-private:
-  LimitDataParams p_;
-};
-
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_limit_data(const nlohmann::json& attrs) {
-  LimitDataParams p;
-  p.max_bytes = attr_int(attrs, "bytes", 0, 0, INT64_MAX);
-  return std::make_shared<LimitData>(p);
-}
+const ToxicType<StageToxic<LimitDataParams, LimitDataStage>> kLimitData{"limit_data", 70, {
+    int_attr("bytes", &LimitDataParams::max_bytes, "bytes", {0, INT64_MAX}, 0,
+             "how many bytes pass in this direction before the FIN"),
+}};
 
 } // namespace faultline::toxics

@@ -6,10 +6,8 @@
 // Deviation: Toxiproxy discards what it swallows; here it is held, so that removing or updating
 // the toxic before the reset hands it on in order (the Stage contract) and cancels the reset.
 
-#include <deque>
-
-#include "toxics/types.h"
-#include "uv/timer.h"
+#include "toxics/held_queue.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -19,33 +17,21 @@ struct ResetPeerParams {
   int64_t timeout_ms;
 };
 
-class ResetPeerStage final : public Stage {
+class ResetPeerStage final : public HoldingStage {
 public:
-  ResetPeerStage(Output& out, ResetPeerParams p) : Stage(out), p_(p), timer_(out.loop()) {}
+  ResetPeerStage(Output& out, ResetPeerParams p) : HoldingStage(out), p_(p) {}
 
   void on_data(Chunk c) override {
-    queue_.push_back({std::move(c), false});
+    held_.hold(std::move(c));
     arm();
   }
   void on_eof() override {
-    queue_.push_back({{}, true});
+    held_.hold_eof();
     arm();
-  }
-  void flush() override {
-    timer_.stop();
-    while (!queue_.empty()) {
-      Item it = std::move(queue_.front());
-      queue_.pop_front();
-      if (it.eof) out_.eof();
-      else out_.data(std::move(it.chunk));
-    }
   }
 
 private:
-  struct Item {
-    Chunk chunk;
-    bool eof;
-  };
+  // The timer is the reset's; flush() stopping it is what cancels the reset.
   void arm() {
     if (armed_) return;
     armed_ = true;
@@ -57,29 +43,14 @@ private:
   }
 
   ResetPeerParams p_;
-  uv::Timer timer_;
   bool armed_ = false;
-  std::deque<Item> queue_;
-};
-
-class ResetPeer final : public ToxicImpl {
-public:
-  explicit ResetPeer(ResetPeerParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"timeout", p_.timeout_ms}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<ResetPeerStage>(out, p_);
-  }
-
-private:
-  ResetPeerParams p_;
 };
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_reset_peer(const nlohmann::json& attrs) {
-  ResetPeerParams p;
-  p.timeout_ms = attr_int(attrs, "timeout", 0, 0, 86'400'000);
-  return std::make_shared<ResetPeer>(p);
-}
+const ToxicType<StageToxic<ResetPeerParams, ResetPeerStage>> kResetPeer{"reset_peer", 50, {
+    int_attr("timeout", &ResetPeerParams::timeout_ms, "ms", {0, 86'400'000}, 0,
+             "both sockets are reset this long after the first data; 0: on that data"),
+}};
 
 } // namespace faultline::toxics

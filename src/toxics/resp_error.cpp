@@ -6,7 +6,6 @@
 
 #include "toxics/resp_rule.h"
 #include "toxics/slot.h"
-#include "toxics/types.h"
 
 namespace faultline::toxics {
 
@@ -48,77 +47,93 @@ const Preset* find_preset(const std::string& name) {
   return nullptr;
 }
 
-class RespError final : public RespToxic {
+struct RespErrorParams {
+  std::string preset;
+  std::string error; // without a leading '-' once resolved; empty when a preset is given
+  std::string address;
+  FilterParams filter;
+};
+
+bool redirects(const RespErrorParams& p) { return p.preset == "moved" || p.preset == "ask"; }
+
+class RespError final : public RespToxic<RespErrorParams> {
 public:
-  RespError(RespFilter f, std::string preset, std::string text, std::string address)
-      : RespToxic(std::move(f)), preset_(std::move(preset)), text_(std::move(text)),
-        address_(std::move(address)) {}
+  RespError(RespErrorParams p, const AttrTable<RespErrorParams>& attrs)
+      : RespToxic(resolved(std::move(p)), attrs) {
+    const Preset* pr = find_preset(p_.preset);
+    text_ = pr ? pr->text : p_.error;
+  }
 
 protected:
-  nlohmann::json own_attributes() const override {
-    nlohmann::json a = nlohmann::json::object();
-    if (!preset_.empty()) a["preset"] = preset_;
-    else a["error"] = text_;
-    if (preset_ == "moved" || preset_ == "ask") a["address"] = address_;
-    return a;
-  }
   bool applies(const resp::RequestFrame& f, const RespContext& ctx) const override {
     if (ctx.monitoring) return false; // MONITOR streams lines; an error would be read as one
     // A cluster redirects only commands with keys; a keyless one is served where it is.
-    if ((preset_ == "moved" || preset_ == "ask") && !f.has_key) return false;
+    if (redirects(p_) && !f.has_key) return false;
     return true;
   }
   RespAction act(const resp::RequestFrame& f, const RespContext&) const override {
     RespAction a;
     a.kind = RespActionKind::Inject;
     std::string line = text_;
-    if (preset_ == "moved" || preset_ == "ask") {
+    if (redirects(p_)) {
       unsigned slot = key_hash_slot(f.key.data);
-      line = fmt::format("{} {} {}", preset_ == "moved" ? "MOVED" : "ASK", slot, address_);
+      line = fmt::format("{} {} {}", p_.preset == "moved" ? "MOVED" : "ASK", slot, p_.address);
     }
     a.reply = "-" + line + "\r\n";
     return a;
   }
 
 private:
-  std::string preset_, text_, address_;
+  // A preset names the commands Redis itself would refuse, unless `commands` is given.
+  static RespErrorParams resolved(RespErrorParams p) {
+    if (const Preset* pr = find_preset(p.preset)) {
+      if (!p.filter.commands) p.filter.commands = pr->default_commands;
+    } else if (p.error.empty()) {
+      throw ToxicError("resp_error needs attribute 'preset' or 'error'");
+    } else if (p.error[0] == '-') {
+      p.error.erase(0, 1);
+    }
+    return p;
+  }
+
+  std::string text_; // without the leading '-' and the CRLF
 };
+
+void read_preset(const nlohmann::json& v, RespErrorParams& p) {
+  p.preset = attr::read_string(v, "preset", "");
+  if (find_preset(p.preset)) return;
+  std::string names;
+  for (const auto& x : presets()) names += (names.empty() ? "" : ", ") + std::string(x.name);
+  throw ToxicError(
+      fmt::format("attribute 'preset': unknown preset '{}' (one of: {})", p.preset, names));
+}
+
+// Read only without a preset (a preset wins, whatever `error` holds).
+void read_error(const nlohmann::json& v, RespErrorParams& p) {
+  if (!p.preset.empty()) return;
+  if (!v.is_string() || v.get_ref<const std::string&>().empty())
+    throw ToxicError("attribute 'error' must be a non-empty string");
+  p.error = v.get<std::string>();
+  if (p.error.find_first_of("\r\n") != std::string::npos)
+    throw ToxicError("attribute 'error' must be one line");
+}
+
+bool no_preset(const RespErrorParams& p) { return p.preset.empty(); }
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_resp_error(const nlohmann::json& attrs) {
-  std::string preset, text, address = "127.0.0.1:6379";
-  std::vector<std::string> defaults;
-  auto p = attrs.find("preset");
-  auto e = attrs.find("error");
-  if (p != attrs.end() && !p->is_null()) {
-    if (!p->is_string()) throw ToxicError("attribute 'preset' must be a string");
-    preset = p->get<std::string>();
-    const Preset* pr = find_preset(preset);
-    if (!pr) {
-      std::string names;
-      for (const auto& x : presets()) names += (names.empty() ? "" : ", ") + std::string(x.name);
-      throw ToxicError(fmt::format("attribute 'preset': unknown preset '{}' (one of: {})", preset,
-                                   names));
-    }
-    text = pr->text;
-    defaults = pr->default_commands;
-  } else if (e != attrs.end() && !e->is_null()) {
-    if (!e->is_string() || e->get<std::string>().empty())
-      throw ToxicError("attribute 'error' must be a non-empty string");
-    text = e->get<std::string>();
-    if (!text.empty() && text[0] == '-') text.erase(0, 1);
-    if (text.find_first_of("\r\n") != std::string::npos)
-      throw ToxicError("attribute 'error' must be one line");
-  } else {
-    throw ToxicError("resp_error needs attribute 'preset' or 'error'");
-  }
-  auto ad = attrs.find("address");
-  if (ad != attrs.end() && !ad->is_null()) {
-    if (!ad->is_string()) throw ToxicError("attribute 'address' must be a string (host:port)");
-    address = ad->get<std::string>();
-  }
-  return std::make_shared<RespError>(RespFilter(attrs, defaults), preset, text, address);
-}
+const ToxicType<RespError> kRespError{"resp_error", 110, with_filter<RespErrorParams>({
+    string_attr("preset", &RespErrorParams::preset, "", "",
+                "Redis's own wording, from the presets below; `preset` or `error` is required")
+        .read_with(read_preset)
+        .omit_default(),
+    string_attr("error", &RespErrorParams::error, "", "",
+                "any one-line error text (`ERR boom`; a leading `-` is dropped); a `preset` wins")
+        .read_with(read_error)
+        .shown_if(no_preset),
+    string_attr("address", &RespErrorParams::address, "host:port", "127.0.0.1:6379",
+                "where the `moved` and `ask` presets send the client")
+        .shown_if(redirects),
+})};
 
 } // namespace faultline::toxics

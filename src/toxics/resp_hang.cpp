@@ -2,18 +2,20 @@
 // connection) is never delivered: a client-side read timeout on exactly that command.
 
 #include "toxics/resp_rule.h"
-#include "toxics/types.h"
 
 namespace faultline::toxics {
 
 namespace {
 
-class RespHang final : public RespToxic {
+struct RespHangParams {
+  FilterParams filter;
+};
+
+class RespHang final : public RespToxic<RespHangParams> {
 public:
   using RespToxic::RespToxic;
 
 protected:
-  nlohmann::json own_attributes() const override { return nlohmann::json::object(); }
   bool applies(const resp::RequestFrame&, const RespContext& ctx) const override {
     return !no_paired_reply(ctx);
   }
@@ -26,8 +28,6 @@ protected:
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_resp_hang(const nlohmann::json& attrs) {
-  return std::make_shared<RespHang>(RespFilter(attrs));
-}
+const ToxicType<RespHang> kRespHang{"resp_hang", 140, with_filter<RespHangParams>({})};
 
 } // namespace faultline::toxics

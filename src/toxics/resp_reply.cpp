@@ -10,7 +10,6 @@
 #include "resp/parser.h"
 #include "resp/writer.h"
 #include "toxics/resp_rule.h"
-#include "toxics/types.h"
 
 namespace faultline::toxics {
 
@@ -18,14 +17,19 @@ namespace {
 
 enum class Form { Nil, Empty, EmptyString, Ok, Int, Bulk, Simple, Error, Raw };
 
-class RespReply final : public RespToxic {
+struct RespReplyParams {
+  std::string reply;
+  FilterParams filter;
+};
+
+class RespReply final : public RespToxic<RespReplyParams> {
 public:
-  RespReply(RespFilter f, std::string spec, Form form, std::string text, int64_t n)
-      : RespToxic(std::move(f)), spec_(std::move(spec)), form_(form), text_(std::move(text)),
-        n_(n) {}
+  RespReply(RespReplyParams p, const AttrTable<RespReplyParams>& attrs)
+      : RespToxic(std::move(p), attrs) {
+    parse(p_.reply);
+  }
 
 protected:
-  nlohmann::json own_attributes() const override { return {{"reply", spec_}}; }
   bool applies(const resp::RequestFrame& f, const RespContext& ctx) const override {
     // Replies in MONITOR and RESP2 pub/sub have their own shapes; inside MULTI a command's
     // reply is +QUEUED and its value arrives in EXEC's array, which Redis writes.
@@ -74,60 +78,59 @@ protected:
   }
 
 private:
-  std::string spec_;
-  Form form_;
+  void parse(const std::string& spec) {
+    auto rest = [&](size_t prefix) { return spec.substr(prefix); };
+    if (spec == "nil" || spec == "null") form_ = Form::Nil;
+    else if (spec == "empty") form_ = Form::Empty;
+    else if (spec == "empty_string") form_ = Form::EmptyString;
+    else if (spec == "ok") form_ = Form::Ok;
+    else if (spec.rfind("int:", 0) == 0) {
+      form_ = Form::Int;
+      std::string v = rest(4);
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n_);
+      if (ec != std::errc() || p != v.data() + v.size())
+        throw ToxicError(fmt::format("attribute 'reply': '{}' is not int:N", spec));
+    } else if (spec.rfind("bulk:", 0) == 0) {
+      form_ = Form::Bulk;
+      text_ = rest(5);
+    } else if (spec.rfind("simple:", 0) == 0) {
+      form_ = Form::Simple;
+      text_ = rest(7);
+    } else if (spec.rfind("error:", 0) == 0) {
+      form_ = Form::Error;
+      text_ = rest(6);
+    } else {
+      // One complete RESP value, nothing after it.
+      resp::ReplyParser parser;
+      int frames = 0;
+      uint64_t end = 0;
+      auto st = parser.feed(spec.data(), spec.size(), [&](const resp::ReplyFrame& f) {
+        ++frames;
+        end = f.end;
+      });
+      if (st == resp::Status::Error || frames != 1 || end != spec.size())
+        throw ToxicError("attribute 'reply' must be nil, empty, empty_string, ok, int:N, "
+                         "bulk:TEXT, simple:TEXT, error:TEXT or one complete RESP value");
+      form_ = Form::Raw;
+      text_ = spec;
+    }
+    if ((form_ == Form::Simple || form_ == Form::Error) &&
+        text_.find_first_of("\r\n") != std::string::npos)
+      throw ToxicError("attribute 'reply': simple strings and errors must be one line");
+  }
+
+  Form form_ = Form::Nil;
   std::string text_;
-  int64_t n_;
+  int64_t n_ = 0;
 };
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_resp_reply(const nlohmann::json& attrs) {
-  auto r = attrs.find("reply");
-  if (r == attrs.end() || r->is_null()) throw ToxicError("resp_reply needs attribute 'reply'");
-  if (!r->is_string()) throw ToxicError("attribute 'reply' must be a string");
-  std::string spec = r->get<std::string>();
-  Form form;
-  std::string text;
-  int64_t n = 0;
-  auto rest = [&](size_t prefix) { return spec.substr(prefix); };
-  if (spec == "nil" || spec == "null") form = Form::Nil;
-  else if (spec == "empty") form = Form::Empty;
-  else if (spec == "empty_string") form = Form::EmptyString;
-  else if (spec == "ok") form = Form::Ok;
-  else if (spec.rfind("int:", 0) == 0) {
-    form = Form::Int;
-    std::string v = rest(4);
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || p != v.data() + v.size())
-      throw ToxicError(fmt::format("attribute 'reply': '{}' is not int:N", spec));
-  } else if (spec.rfind("bulk:", 0) == 0) {
-    form = Form::Bulk;
-    text = rest(5);
-  } else if (spec.rfind("simple:", 0) == 0) {
-    form = Form::Simple;
-    text = rest(7);
-  } else if (spec.rfind("error:", 0) == 0) {
-    form = Form::Error;
-    text = rest(6);
-  } else {
-    // One complete RESP value, nothing after it.
-    resp::ReplyParser parser;
-    int frames = 0;
-    uint64_t end = 0;
-    auto st = parser.feed(spec.data(), spec.size(), [&](const resp::ReplyFrame& f) {
-      ++frames;
-      end = f.end;
-    });
-    if (st == resp::Status::Error || frames != 1 || end != spec.size())
-      throw ToxicError("attribute 'reply' must be nil, empty, empty_string, ok, int:N, bulk:TEXT, "
-                       "simple:TEXT, error:TEXT or one complete RESP value");
-    form = Form::Raw;
-    text = spec;
-  }
-  if ((form == Form::Simple || form == Form::Error) && text.find_first_of("\r\n") != std::string::npos)
-    throw ToxicError("attribute 'reply': simple strings and errors must be one line");
-  return std::make_shared<RespReply>(RespFilter(attrs), spec, form, text, n);
-}
+const ToxicType<RespReply> kRespReply{"resp_reply", 120, with_filter<RespReplyParams>({
+    string_attr("reply", &RespReplyParams::reply, "", required,
+                "`nil`, `empty` (empty array), `empty_string`, `ok`, `int:N`, `bulk:TEXT`, "
+                "`simple:TEXT`, `error:TEXT`, or one complete RESP value "
+                "(`\"*2\\r\\n:1\\r\\n:2\\r\\n\"`)"),
+})};
 
 } // namespace faultline::toxics

@@ -43,39 +43,42 @@ std::string trim(std::string_view s) {
 // Pseudo-category for the flag Redis uses to refuse commands under maxmemory.
 constexpr uint32_t kDenyoomBit = 1u << 31;
 
-uint64_t attr_count(const nlohmann::json& attrs, const char* key) {
-  return static_cast<uint64_t>(attr_int(attrs, key, 0, 0, INT64_MAX));
-}
-
 } // namespace
 
-RespFilter::RespFilter(const nlohmann::json& attrs, std::vector<std::string> default_commands) {
-  std::vector<std::string> names;
-  auto it = attrs.find("commands");
-  if (it != attrs.end() && !it->is_null()) {
-    if (it->is_string()) {
-      std::string all = it->get<std::string>();
-      size_t start = 0;
-      while (start <= all.size()) {
-        size_t comma = all.find(',', start);
-        if (comma == std::string::npos) comma = all.size();
-        std::string one = trim(std::string_view(all).substr(start, comma - start));
-        if (!one.empty()) names.push_back(one);
-        start = comma + 1;
-      }
-    } else if (it->is_array()) {
-      for (const auto& v : *it) {
-        if (!v.is_string()) throw ToxicError("attribute 'commands' must be an array of strings");
-        std::string one = trim(v.get<std::string>());
-        if (!one.empty()) names.push_back(one);
-      }
-    } else {
-      throw ToxicError("attribute 'commands' must be an array of strings or a comma-separated "
-                       "string");
-    }
-  } else {
-    names = std::move(default_commands);
-  }
+const AttrTable<FilterParams>& filter_attrs() {
+  // Constructed on first use: the RESP types' registrations need it during static
+  // initialisation, from other files.
+  static const AttrTable<FilterParams> attrs = {
+      list_attr("commands", &FilterParams::commands, "", "all; some presets pick their own",
+                "names, `CONTAINER|SUB` (`CLIENT|SETNAME`, `CONFIG GET`) or ACL categories "
+                "(`@write`, `@read`, `@blocking`, `@pubsub`, `@admin`, `@keyspace`, `@string`..., "
+                "and `@denyoom`: what Redis refuses under maxmemory); case does not matter"),
+      string_attr("keys", &FilterParams::keys, "a Redis glob", "",
+                  "matched on the command's first key (`*`, `?`, `[a-z]`, `[^x]`, `\\x`: the "
+                  "same answers as `KEYS`); commands without a key do not match")
+          .omit_default(),
+      number_attr("probability", &FilterParams::probability, "", {0.0, 1.0}, 1.0,
+                  "drawn per matching command from the proxy's generator (`--seed` makes it "
+                  "repeatable)"),
+      int_attr("first", &FilterParams::first, "", {0, INT64_MAX}, 0,
+               "act on the first N matching commands only (0: no limit)")
+          .omit_default(),
+      int_attr("every", &FilterParams::every, "", {0, INT64_MAX}, 0,
+               "act on every Nth matching command (counted after `after`; 0 and 1: each)")
+          .omit_default(),
+      int_attr("after", &FilterParams::after, "", {0, INT64_MAX}, 0,
+               "skip the first N matching commands")
+          .omit_default(),
+  };
+  return attrs;
+}
+
+RespFilter::RespFilter(const nlohmann::json& attrs)
+    : RespFilter(filter_attrs().parse("filter", attrs)) {}
+
+RespFilter::RespFilter(FilterParams p) : p_(std::move(p)) {
+  static const std::vector<std::string> kNone;
+  const std::vector<std::string>& names = p_.commands ? *p_.commands : kNone;
   for (const auto& n : names) {
     Entry e;
     if (n[0] == '@') {
@@ -100,17 +103,7 @@ RespFilter::RespFilter(const nlohmann::json& attrs, std::vector<std::string> def
       e.name = u;
     }
     commands_.push_back(std::move(e));
-    command_text_.push_back(n);
   }
-  auto k = attrs.find("keys");
-  if (k != attrs.end() && !k->is_null()) {
-    if (!k->is_string()) throw ToxicError("attribute 'keys' must be a string (a Redis glob)");
-    keys_ = k->get<std::string>();
-  }
-  probability_ = attr_double(attrs, "probability", 1.0, 0.0, 1.0);
-  first_ = attr_count(attrs, "first");
-  every_ = attr_count(attrs, "every");
-  after_ = attr_count(attrs, "after");
   // The answer for every command the table names exactly, decided once. A container's own
   // entry is left out: with an unknown subcommand, the subcommand as sent decides.
   auto all = resp::all_commands();
@@ -155,30 +148,27 @@ bool RespFilter::command_matches(const resp::RequestFrame& f) const {
 }
 
 bool RespFilter::passes(const resp::RequestFrame& f, std::mt19937_64& rng) const {
-  if (!keys_.empty()) {
-    if (!f.has_key || !glob_match(keys_, f.key.data)) return false;
+  if (!p_.keys.empty()) {
+    if (!f.has_key || !glob_match(p_.keys, f.key.data)) return false;
   }
+  // The table's ranges make these non-negative.
+  const auto first = static_cast<uint64_t>(p_.first);
+  const auto every = static_cast<uint64_t>(p_.every);
+  const auto after = static_cast<uint64_t>(p_.after);
   ++seen_;
-  if (seen_ <= after_) return false;
-  uint64_t n = seen_ - after_; // 1-based among the commands past `after`
-  if (every_ > 1 && n % every_ != 0) return false;
-  if (first_ > 0 && matched_ >= first_) return false;
-  if (probability_ < 1.0) {
+  if (seen_ <= after) return false;
+  uint64_t n = seen_ - after; // 1-based among the commands past `after`
+  if (every > 1 && n % every != 0) return false;
+  if (first > 0 && matched_ >= first) return false;
+  if (p_.probability < 1.0) {
     std::uniform_real_distribution<double> d(0.0, 1.0);
-    if (!(d(rng) < probability_)) return false;
+    if (!(d(rng) < p_.probability)) return false;
   }
   ++matched_;
   return true;
 }
 
-void RespFilter::to_json(nlohmann::json& out) const {
-  out["commands"] = command_text_;
-  if (!keys_.empty()) out["keys"] = keys_;
-  out["probability"] = probability_;
-  if (first_) out["first"] = first_;
-  if (every_) out["every"] = every_;
-  if (after_) out["after"] = after_;
-}
+void RespFilter::to_json(nlohmann::json& out) const { out.update(filter_attrs().to_json(p_)); }
 
 RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx) const {
   // A command the filter does not name is forwarded whatever the mode: decided first, by one
@@ -197,20 +187,6 @@ RespAction RespRule::decide(const resp::RequestFrame& f, const RespContext& ctx)
   RespAction a = act(f, ctx);
   if (a.kind != RespActionKind::Forward) ++injected_;
   return a;
-}
-
-std::string attr_choice(const nlohmann::json& attrs, const char* key, const char* def,
-                        std::initializer_list<const char*> allowed) {
-  auto it = attrs.find(key);
-  if (it == attrs.end() || it->is_null()) return def;
-  std::string list;
-  for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-  if (!it->is_string())
-    throw ToxicError(fmt::format("attribute '{}' must be one of: {}", key, list));
-  std::string v = it->get<std::string>();
-  for (const char* a : allowed)
-    if (v == a) return v;
-  throw ToxicError(fmt::format("attribute '{}' must be one of: {} (got '{}')", key, list, v));
 }
 
 namespace {

@@ -12,8 +12,8 @@
 // is parsed and applied here, once, by RespRule; a toxic type only says what happens to a
 // matching command. The session applies the action and keeps replies in request order.
 
-#include <atomic>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -24,6 +24,8 @@
 #include "resp/commands.h"
 #include "resp/parser.h"
 #include "resp/writer.h"
+#include "toxics/attributes.h"
+#include "toxics/registry.h"
 #include "toxics/toxic.h"
 
 namespace faultline::toxics {
@@ -66,13 +68,24 @@ inline bool no_paired_reply(const RespContext& ctx) {
   return ctx.reply_off || ctx.monitoring || ctx.subscribed;
 }
 
-// The shared filter. Attributes: commands (array or "A,B"; names, "CLIENT|SETNAME", "@write"...),
-// keys (Redis glob on the first key), probability (0..1 per matching command), first (only the
-// first N matches), every (every Nth match), after (skip the first N matches).
+// The shared filter's parameters: every RESP-aware type's table includes their attributes
+// (filter_attrs(), declared once in resp_rule.cpp; see with_filter below).
+struct FilterParams {
+  std::optional<std::vector<std::string>> commands; // not given: every command, or the type's set
+  std::string keys;                                  // Redis glob on the first key
+  double probability = 1.0;                          // per matching command
+  int64_t first = 0, every = 0, after = 0;
+};
+const AttrTable<FilterParams>& filter_attrs();
+
+// The shared filter, compiled from its parameters: the commands it names as one bit per command
+// of the table, and the counters behind first/every/after.
 class RespFilter {
 public:
-  // default_commands applies when the attributes name none (e.g. "@write" for READONLY).
-  RespFilter(const nlohmann::json& attrs, std::vector<std::string> default_commands = {});
+  // Throws ToxicError for an unknown "@category".
+  explicit RespFilter(FilterParams p);
+  // The same, from JSON attributes (parsed by filter_attrs()).
+  explicit RespFilter(const nlohmann::json& attrs);
   // Counts a match and applies first/every/after/probability. Mutates the counters.
   bool matches(const resp::RequestFrame& f, std::mt19937_64& rng) const {
     return selects(f) && passes(f, rng);
@@ -86,7 +99,7 @@ public:
   }
   // The rest of matches() for a command selects() accepted: keys, then the counters.
   bool passes(const resp::RequestFrame& f, std::mt19937_64& rng) const;
-  // commands/keys/probability/first/every/after as JSON (for the toxic's attributes).
+  // commands/keys/probability/first/every/after as JSON, added to `out`.
   void to_json(nlohmann::json& out) const;
   uint64_t matched() const { return matched_; }
   uint64_t seen() const { return seen_; } // commands that passed commands/keys
@@ -101,11 +114,8 @@ private:
   bool command_matches(const resp::RequestFrame& f) const;
   bool entry_matches(const Entry& e, const resp::CommandInfo& c) const;
   std::vector<Entry> commands_;
-  std::vector<bool> selected_;            // by CommandInfo::id, for leaf entries of the table
-  std::vector<std::string> command_text_; // as given, for to_json
-  std::string keys_;
-  double probability_ = 1.0;
-  uint64_t first_ = 0, every_ = 0, after_ = 0;
+  std::vector<bool> selected_; // by CommandInfo::id, for leaf entries of the table
+  FilterParams p_;
   mutable uint64_t seen_ = 0;    // commands that passed commands/keys
   mutable uint64_t matched_ = 0; // commands that also passed first/every/after/probability
 };
@@ -144,28 +154,27 @@ private:
 
 namespace faultline::toxics {
 
-class ToxicImpl;
-
-// Base of every RESP-aware toxic type: the filter's attributes plus the type's own.
-class RespToxic : public ToxicImpl, public RespRule {
+// Base of every RESP-aware toxic type: parameters P (with the filter's in P::filter), its JSON
+// from the type's table plus the two counters.
+template <class P> class RespToxic : public ParamToxic<P>, public RespRule {
 public:
-  using RespRule::RespRule;
+  RespToxic(P p, const AttrTable<P>& attrs)
+      : ParamToxic<P>(std::move(p), attrs), RespRule(RespFilter(this->p_.filter)) {}
   nlohmann::json attributes() const override {
-    nlohmann::json a = own_attributes();
-    filter().to_json(a);
+    nlohmann::json a = ParamToxic<P>::attributes();
     a["matched"] = matched();
     a["injected"] = injected();
     return a;
   }
   std::unique_ptr<Stage> make_stage(Output&) const override { return nullptr; }
   const RespRule* resp_rule() const override { return this; }
-
-protected:
-  virtual nlohmann::json own_attributes() const = 0;
 };
 
-// "before" / "after" (resp_reset, resp_close) and "request" / "reply" (resp_delay).
-std::string attr_choice(const nlohmann::json& attrs, const char* key, const char* def,
-                        std::initializer_list<const char*> allowed);
+// A RESP-aware type's attribute table: its own attributes, then the shared filter's.
+template <class P> AttrTable<P> with_filter(std::initializer_list<Attr<P>> own) {
+  AttrTable<P> t(own);
+  t.include(filter_attrs(), &P::filter, true);
+  return t;
+}
 
 } // namespace faultline::toxics

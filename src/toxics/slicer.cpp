@@ -15,10 +15,10 @@
 // still as separate writes. The eof follows the last piece's delay, as in Toxiproxy.
 
 #include <algorithm>
-#include <deque>
+#include <vector>
 
-#include "toxics/types.h"
-#include "uv/timer.h"
+#include "toxics/held_queue.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -30,42 +30,29 @@ struct SlicerParams {
   int64_t delay_us;
 };
 
-class SlicerStage final : public Stage {
+class SlicerStage final : public HoldingStage {
 public:
-  SlicerStage(Output& out, SlicerParams p) : Stage(out), p_(p), timer_(out.loop()) {}
+  SlicerStage(Output& out, SlicerParams p) : HoldingStage(out), p_(p) {}
 
   void on_data(Chunk c) override {
     if (c.len == 0) return;
-    if (queue_.empty()) next_us_ = std::max(next_us_, now_us());
+    if (held_.empty()) next_us_ = std::max(next_us_, now_us());
     std::vector<uint32_t> cuts;
     cut(0, c.len, cuts);
     uint32_t at = 0;
     for (uint32_t end : cuts) {
-      queue_.push_back({c.take_front(end - at), false});
+      held_.hold(c.take_front(end - at));
       at = end;
     }
     pump();
   }
   void on_eof() override {
-    if (queue_.empty()) next_us_ = std::max(next_us_, now_us());
-    queue_.push_back({{}, true});
+    if (held_.empty()) next_us_ = std::max(next_us_, now_us());
+    held_.hold_eof();
     pump();
-  }
-  void flush() override {
-    timer_.stop();
-    while (!queue_.empty()) {
-      Item it = std::move(queue_.front());
-      queue_.pop_front();
-      if (it.eof) out_.eof();
-      else out_.data(std::move(it.chunk));
-    }
   }
 
 private:
-  struct Item {
-    Chunk chunk;
-    bool eof;
-  };
   uint64_t now_us() const { return uv_now(out_.loop()) * 1000ull; }
 
   // Appends the end offsets of the pieces of [start, end).
@@ -80,7 +67,7 @@ private:
       std::uniform_int_distribution<int64_t> d(0, 2 * p_.size_variation - 1);
       mid += d(out_.rng()) - p_.size_variation;
     }
-    // size_variation < average_size keeps start < mid < end (see make_slicer).
+    // size_variation < average_size keeps start < mid < end (see Slicer).
     cut(start, static_cast<uint32_t>(mid), cuts);
     cut(static_cast<uint32_t>(mid), end, cuts);
   }
@@ -88,58 +75,47 @@ private:
   void pump() {
     if (timer_.active()) return;
     uint64_t now = now_us();
-    while (!queue_.empty()) {
+    while (!held_.empty()) {
       if (next_us_ > now) {
         timer_.start((next_us_ - now + 999) / 1000, [this] { pump(); });
         return;
       }
-      Item it = std::move(queue_.front());
-      queue_.pop_front();
-      if (it.eof) {
-        out_.eof();
-        continue;
-      }
-      next_us_ += static_cast<uint64_t>(p_.delay_us);
-      out_.data(std::move(it.chunk));
+      if (!held_.front().eof) next_us_ += static_cast<uint64_t>(p_.delay_us);
+      held_.release_front();
     }
   }
 
   SlicerParams p_;
-  uv::Timer timer_;
   uint64_t next_us_ = 0; // when the next piece may go
-  std::deque<Item> queue_;
 };
 
-class Slicer final : public ToxicImpl {
+// size_variation < average_size keeps every cut inside its span (see cut()).
+class Slicer final : public ParamToxic<SlicerParams> {
 public:
-  explicit Slicer(SlicerParams p) : p_(p) {}
-  nlohmann::json attributes() const override {
-    return {{"average_size", p_.average_size},
-            {"size_variation", p_.size_variation},
-            {"delay", p_.delay_us}};
-  }
+  Slicer(SlicerParams p, const AttrTable<SlicerParams>& attrs)
+      : ParamToxic(checked(p), attrs) {}
   std::unique_ptr<Stage> make_stage(Output& out) const override {
     return std::make_unique<SlicerStage>(out, p_);
   }
 
 private:
-  SlicerParams p_;
+  static SlicerParams checked(SlicerParams p) {
+    if (p.size_variation >= p.average_size)
+      throw ToxicError("attribute 'size_variation' must be less than 'average_size'");
+    return p;
+  }
 };
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_slicer(const nlohmann::json& attrs) {
-  SlicerParams p;
-  // Toxiproxy has no default here (0 makes it loop forever): it must be given.
-  auto given = attrs.find("average_size");
-  if (given == attrs.end() || given->is_null())
-    throw ToxicError("attribute 'average_size' is required");
-  p.average_size = attr_int(attrs, "average_size", 0, 1, 1 << 30);
-  p.size_variation = attr_int(attrs, "size_variation", 0, 0, 1 << 30);
-  if (p.size_variation >= p.average_size)
-    throw ToxicError("attribute 'size_variation' must be less than 'average_size'");
-  p.delay_us = attr_int(attrs, "delay", 0, 0, 3'600'000'000);
-  return std::make_shared<Slicer>(p);
-}
+// average_size has no default: Toxiproxy's 0 makes its slicer loop forever.
+const ToxicType<Slicer> kSlicer{"slicer", 60, {
+    int_attr("average_size", &SlicerParams::average_size, "bytes", {1, 1 << 30}, required,
+             "the pieces' mean size"),
+    int_attr("size_variation", &SlicerParams::size_variation, "bytes", {0, 1 << 30}, 0,
+             "a piece is up to this much smaller or larger; less than `average_size`"),
+    int_attr("delay", &SlicerParams::delay_us, "µs", {0, 3'600'000'000}, 0,
+             "the pause between two pieces; below 1000, a few pieces per ms at the same pace"),
+}};
 
 } // namespace faultline::toxics

@@ -1,8 +1,8 @@
 // slow_close: data passes untouched; the FIN (the source's eof) is handed on `delay` ms after it
 // arrived. As in Toxiproxy, the delay counts from the moment the eof reaches this toxic.
 
-#include "toxics/types.h"
-#include "uv/timer.h"
+#include "toxics/held_queue.h"
+#include "toxics/registry.h"
 
 namespace faultline::toxics {
 
@@ -12,40 +12,18 @@ struct SlowCloseParams {
   int64_t delay_ms;
 };
 
-class SlowCloseStage final : public Stage {
+class SlowCloseStage final : public HoldingStage {
 public:
-  SlowCloseStage(Output& out, SlowCloseParams p) : Stage(out), p_(p), timer_(out.loop()) {}
+  SlowCloseStage(Output& out, SlowCloseParams p) : HoldingStage(out), p_(p) {}
 
+  // Data passes (Stage::on_data); only the eof is held.
   void on_eof() override {
     if (p_.delay_ms == 0) {
       out_.eof();
       return;
     }
-    eof_held_ = true;
-    timer_.start(static_cast<uint64_t>(p_.delay_ms), [this] {
-      eof_held_ = false;
-      out_.eof();
-    });
-  }
-  void flush() override {
-    if (!eof_held_) return;
-    timer_.stop();
-    eof_held_ = false;
-    out_.eof();
-  }
-
-private:
-  SlowCloseParams p_;
-  uv::Timer timer_;
-  bool eof_held_ = false;
-};
-
-class SlowClose final : public ToxicImpl {
-public:
-  explicit SlowClose(SlowCloseParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"delay", p_.delay_ms}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<SlowCloseStage>(out, p_);
+    held_.hold_eof();
+    timer_.start(static_cast<uint64_t>(p_.delay_ms), [this] { held_.release_front(); });
   }
 
 private:
@@ -54,10 +32,9 @@ private:
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_slow_close(const nlohmann::json& attrs) {
-  SlowCloseParams p;
-  p.delay_ms = attr_int(attrs, "delay", 0, 0, 3'600'000);
-  return std::make_shared<SlowClose>(p);
-}
+const ToxicType<StageToxic<SlowCloseParams, SlowCloseStage>> kSlowClose{"slow_close", 30, {
+    int_attr("delay", &SlowCloseParams::delay_ms, "ms", {0, 3'600'000}, 0,
+             "how long the FIN waits, counted from its arrival; data is not delayed"),
+}};
 
 } // namespace faultline::toxics

@@ -7,7 +7,7 @@
 // Deviation from Toxiproxy 2.x, on purpose: the timer runs from activation, not from the last
 // chunk swallowed, so a client that keeps retrying is still cut off after `timeout`.
 
-#include "toxics/types.h"
+#include "toxics/registry.h"
 #include "uv/timer.h"
 
 namespace faultline::toxics {
@@ -31,24 +31,11 @@ private:
   uv::Timer timer_;
 };
 
-class Timeout final : public ToxicImpl {
-public:
-  explicit Timeout(TimeoutParams p) : p_(p) {}
-  nlohmann::json attributes() const override { return {{"timeout", p_.timeout_ms}}; }
-  std::unique_ptr<Stage> make_stage(Output& out) const override {
-    return std::make_unique<TimeoutStage>(out, p_);
-  }
-
-private:
-  TimeoutParams p_;
-};
-
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_timeout(const nlohmann::json& attrs) {
-  TimeoutParams p;
-  p.timeout_ms = attr_int(attrs, "timeout", 0, 0, 86'400'000);
-  return std::make_shared<Timeout>(p);
-}
+const ToxicType<StageToxic<TimeoutParams, TimeoutStage>> kTimeout{"timeout", 40, {
+    int_attr("timeout", &TimeoutParams::timeout_ms, "ms", {0, 86'400'000}, 0,
+             "the connection closes this long after the toxic became active on it; 0: never"),
+}};
 
 } // namespace faultline::toxics

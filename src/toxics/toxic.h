@@ -10,15 +10,18 @@
 //
 // Each stage receives chunks (views into pooled buffers) and hands them on through its Output,
 // now or later (timers), sliced or whole, in order. The fields every toxic shares (name, stream,
-// toxicity) are handled here and by the pipe, not by each toxic; a toxic type only parses its
-// attributes and implements its stage. One file per type in src/toxics/.
+// toxicity) are handled here and by the pipe, not by each toxic; a toxic type only declares its
+// attributes (attributes.h) and implements its stage. One file per type in src/toxics/, which
+// registers the type itself (registry.h).
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <uv.h>
@@ -87,20 +90,17 @@ struct Toxic {
   nlohmann::json to_json() const;
 };
 
-// Registry of toxic types: type name → parser of the JSON attributes. Throws ToxicError with a
-// message naming the field on bad input.
+// Bad attributes, an unknown type: the message names the attribute (or the type).
 struct ToxicError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-using ToxicFactory = std::function<std::shared_ptr<const ToxicImpl>(const nlohmann::json& attrs)>;
-void register_type(std::string type, ToxicFactory f);
-bool known_type(std::string_view type);
-std::shared_ptr<const ToxicImpl> make_impl(std::string_view type, const nlohmann::json& attrs);
-std::vector<std::string> type_names();
 
-// Attribute helpers for factories: a missing key gives the default; a wrong type throws.
-int64_t attr_int(const nlohmann::json& attrs, const char* key, int64_t def, int64_t min,
-                 int64_t max);
-double attr_double(const nlohmann::json& attrs, const char* key, double def, double min, double max);
+// The registry of toxic types (registry.h: each type registers itself from its own file).
+bool known_type(std::string_view type);
+// Parses and checks the JSON attributes of `type`; throws ToxicError.
+std::shared_ptr<const ToxicImpl> make_impl(std::string_view type, const nlohmann::json& attrs);
+std::vector<std::string> type_names(); // in listing order: Toxiproxy's types, then faultline's
+// Every attribute name `type` reads (the RESP filter's included); empty for an unknown type.
+std::vector<std::string_view> attribute_names(std::string_view type);
 
 } // namespace faultline::toxics

@@ -2,36 +2,37 @@
 // client, then the connection is reset (a reply cut mid-frame, as by a dying server).
 
 #include "toxics/resp_rule.h"
-#include "toxics/types.h"
 
 namespace faultline::toxics {
 
 namespace {
 
-class Truncate final : public RespToxic {
+struct TruncateParams {
+  int64_t bytes;
+  FilterParams filter;
+};
+
+class Truncate final : public RespToxic<TruncateParams> {
 public:
-  Truncate(RespFilter f, int64_t bytes) : RespToxic(std::move(f)), bytes_(bytes) {}
+  using RespToxic::RespToxic;
 
 protected:
-  nlohmann::json own_attributes() const override { return {{"bytes", bytes_}}; }
   bool applies(const resp::RequestFrame&, const RespContext& ctx) const override {
     return !no_paired_reply(ctx);
   }
   RespAction act(const resp::RequestFrame&, const RespContext&) const override {
     RespAction a;
     a.kind = RespActionKind::Truncate;
-    a.bytes = static_cast<uint64_t>(bytes_);
+    a.bytes = static_cast<uint64_t>(p_.bytes);
     return a;
   }
-
-private:
-  int64_t bytes_;
 };
 
 } // namespace
 
-std::shared_ptr<const ToxicImpl> make_truncate(const nlohmann::json& attrs) {
-  return std::make_shared<Truncate>(RespFilter(attrs), attr_int(attrs, "bytes", 0, 0, INT64_MAX));
-}
+const ToxicType<Truncate> kTruncate{"truncate", 170, with_filter<TruncateParams>({
+    int_attr("bytes", &TruncateParams::bytes, "bytes", {0, INT64_MAX}, 0,
+             "how much of the reply reaches the client before the reset"),
+})};
 
 } // namespace faultline::toxics

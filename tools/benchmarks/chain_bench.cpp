@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <uv.h>
 
-#include "toxics/types.h"
+#include "toxics/toxic.h"
 #include "uv/buffer.h"
 
 using namespace faultline;
@@ -51,16 +51,12 @@ struct Chain {
     uv_loop_close(&loop);
   }
   void add(std::string_view type, const nlohmann::json& attrs) {
-    for (const auto& t : toxics::builtin_types()) {
-      if (t.name != type) continue;
-      auto impl = t.make(attrs);
-      auto l = std::make_unique<Link>();
-      l->chain = this;
-      l->index = links.size() + 1;
-      l->stage = impl->make_stage(*l);
-      links.push_back(std::move(l));
-      return;
-    }
+    auto impl = toxics::make_impl(type, attrs);
+    auto l = std::make_unique<Link>();
+    l->chain = this;
+    l->index = links.size() + 1;
+    l->stage = impl->make_stage(*l);
+    links.push_back(std::move(l));
   }
   // As Pipe::emit: stage `index`, or the sink past the last one.
   void emit(size_t index, uv::Chunk c) {
