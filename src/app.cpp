@@ -17,11 +17,12 @@
 #include "control/ctl.h"
 #include "control/http_server.h"
 #include "observe/clients.h"
+#include "profile/expect.h"
 #include "observe/inspect.h"
-#include "observe/log.h"
+#include "base/log.h"
 #include "observe/metrics.h"
 #include "observe/traffic_log.h"
-#include "profile/control.h"
+#include "control/profiles.h"
 #include "profile/profile.h"
 #include "profile/runner.h"
 #include "proxy/proxy.h"
@@ -151,7 +152,7 @@ struct App {
     };
     j.judge = [this](const profile::Profile& p, bool finished) {
       std::vector<profile::Verdict> out;
-      const auto es = observe::parse_expectations(p.expect);
+      const auto es = profile::parse_expectations(p.expect);
       for (const auto& d : p.proxies) {
         proxy::Proxy* px = registry.find(d.name);
         if (!px) {
@@ -161,8 +162,8 @@ struct App {
           continue;
         }
         observe::ClientRecord& rec = clients.record(*px);
-        for (auto& v : observe::evaluate(es, rec, clients.now_us(), finished)) {
-          using S = observe::ExpectVerdict::State;
+        for (auto& v : profile::evaluate(es, rec, clients.now_us(), finished)) {
+          using S = profile::ExpectVerdict::State;
           out.push_back({d.name, v.key, v.expected, v.measured,
                          v.state == S::Pass   ? profile::Verdict::State::Pass
                          : v.state == S::Fail ? profile::Verdict::State::Fail

@@ -15,7 +15,7 @@
 #include <uv.h>
 
 #include "app.h"
-#include "observe/log.h"
+#include "base/log.h"
 
 using namespace faultline;
 

@@ -9,16 +9,19 @@
 #include <uv.h>
 
 #include "observe/clients.h"
-#include "observe/log.h"
+#include "base/log.h"
 #include "observe/metrics.h"
+#include "observe/prometheus.h"
 #include "observe/traffic_log.h"
-#include "profile/control.h"
+#include "control/profiles.h"
 #include "proxy/proxy.h"
 #include "toxics/toxic.h"
 #include "uv/address.h"
 
 namespace faultline::control {
 
+using observe::append_metric_header;
+using observe::escape_label_value;
 using nlohmann::json;
 
 namespace {
@@ -239,27 +242,6 @@ uint64_t total_bytes_from_upstream(const proxy::Proxy& p) {
 }
 
 } // namespace
-
-void append_metric_header(std::string& out, std::string_view name, std::string_view help,
-                          std::string_view type) {
-  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-}
-
-std::string escape_label_value(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '"')
-      out += "\\\"";
-    else if (c == '\n')
-      out += "\\n";
-    else
-      out += c;
-  }
-  return out;
-}
 
 Api::Api(proxy::Registry& registry) : registry_(registry) {}
 
@@ -605,7 +587,7 @@ profile::Manager& Api::profiles() const {
   return *profiles_;
 }
 
-// The profile handlers live beside the runner (profile/control.cpp).
+// The profile handlers live in control/profiles.cpp.
 void Api::start_profile(Request& req, Response& res) { profile::api_start(profiles(), req, res); }
 void Api::list_profiles(Request& req, Response& res) { profile::api_list(profiles(), req, res); }
 void Api::show_profile(Request& req, Response& res) { profile::api_show(profiles(), req, res); }

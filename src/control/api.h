@@ -40,13 +40,6 @@ struct ApiError : std::runtime_error {
   int status;
 };
 
-// Prometheus text format helpers for whoever appends a section to /metrics.
-// Appends "# HELP name help\n# TYPE name type\n".
-void append_metric_header(std::string& out, std::string_view name, std::string_view help,
-                          std::string_view type);
-// A label value escaped per the text format: backslash, double quote and newline.
-std::string escape_label_value(std::string_view value);
-
 class Api {
 public:
   // Appends one or more complete metric families to the /metrics body.

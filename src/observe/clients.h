@@ -4,7 +4,7 @@
 // whether its backoff backs off), how long it took to get a good reply once a fault ended, which
 // commands it sent again after a failure, and which handshake it replayed on each connection.
 //
-//   sessions ──► ClientVerdicts (SessionObserver) ──► ClientRecord per proxy ──► JSON, expectations
+//   sessions ──► ClientVerdicts (SessionObserver) ──► ClientRecord per proxy ──► JSON (profile/expect.h decides [expect] on it)
 //   proxies  ──► poll (10 ms): enabled / accept mode / toxics  ──┘  opens and closes fault windows
 //
 // A fault window is a stretch of time during which the proxy was faulted (disabled, a non-normal
@@ -170,32 +170,6 @@ private:
   uint64_t handshake_connections_ = 0;
   uint64_t commands_seen_ = 0;
 };
-
-// A profile's `[expect]` table, decided against a proxy's record:
-//   recover_within = "2s"          every fault window ends in a good reply within this long
-//   max_connects_per_second = 20   the peak connect rate stays at or under this
-//   resends = "none"               (or a number: at most this many resends)
-struct Expectation {
-  enum class Kind { RecoverWithin, MaxConnectsPerSecond, Resends };
-  Kind kind;
-  std::string key;     // as written
-  uint64_t limit = 0;  // ms for RecoverWithin, a count otherwise
-};
-// Parses the table (TOML converted to JSON). Throws std::invalid_argument naming the key.
-std::vector<Expectation> parse_expectations(const nlohmann::json& table);
-
-struct ExpectVerdict {
-  enum class State { Pending, Pass, Fail };
-  std::string key;
-  std::string expected;
-  std::string measured;
-  State state = State::Pending;
-};
-std::string_view to_string(ExpectVerdict::State s);
-// `finished`: the timeline is over, so what has not failed by now passes, except a window
-// still waiting for its recovery (pending until it recovers or runs out of time).
-std::vector<ExpectVerdict> evaluate(const std::vector<Expectation>& e, const ClientRecord& r,
-                                    uint64_t now_us, bool finished);
 
 // The observer: keeps one ClientRecord per proxy name, follows sessions, polls fault state.
 class ClientVerdicts final : public proxy::SessionObserver {

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "control/api.h"
+#include "observe/prometheus.h"
 #include "observe/record.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"
@@ -247,8 +247,6 @@ std::string us_to_seconds(uint64_t us) {
 }
 
 void Metrics::append_prometheus(std::string& out, const proxy::Registry& registry) const {
-  using control::append_metric_header;
-  using control::escape_label_value;
   struct Row {
     std::string proxy, cmd;
     const CommandMetrics* m;

@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 
-#include "observe/log.h"
+#include "base/log.h"
 
 namespace faultline::observe {
 

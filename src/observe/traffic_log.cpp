@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "observe/log.h"
+#include "base/log.h"
 #include "observe/sink.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"

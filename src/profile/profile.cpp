@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include "observe/clients.h"
+#include "profile/expect.h"
 #include "uv/address.h"
 
 namespace faultline::profile {
@@ -283,7 +283,7 @@ private:
       nlohmann::json one = nlohmann::json::object();
       one[std::string(k.str())] = to_json_value(v);
       try {
-        observe::parse_expectations(one);
+        parse_expectations(one);
       } catch (const std::invalid_argument& e) {
         toml::source_region r = k.source().begin.line ? k.source() : v.source();
         fail(r, fmt::format("[expect]: {}", e.what()));

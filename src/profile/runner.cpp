@@ -1,6 +1,7 @@
 #include "profile/runner.h"
 
 #include "observe/clients.h"
+#include "profile/expect.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "observe/log.h"
+#include "base/log.h"
 #include "proxy/proxy.h"
 
 namespace faultline::profile {
@@ -394,8 +395,8 @@ void Runner::finish_run(State s) {
 uint64_t Runner::judge_deadline_ms() const {
   // A recovery can be waited for as long as it is allowed to take, plus the verdicts' poll.
   uint64_t most = 0;
-  for (const auto& e : observe::parse_expectations(profile_.expect))
-    if (e.kind == observe::Expectation::Kind::RecoverWithin) most = std::max(most, e.limit);
+  for (const auto& e : parse_expectations(profile_.expect))
+    if (e.kind == Expectation::Kind::RecoverWithin) most = std::max(most, e.limit);
   return most + 2000;
 }
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "observe/log.h"
+#include "base/log.h"
 #include "proxy/observer.h"
 
 namespace faultline::proxy {

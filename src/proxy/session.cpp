@@ -24,7 +24,7 @@
 
 #include <deque>
 
-#include "observe/log.h"
+#include "base/log.h"
 #include "proxy/observer.h"
 #include "proxy/proxy.h"
 #include "proxy/runtime.h"

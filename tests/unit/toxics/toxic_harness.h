@@ -35,7 +35,7 @@
 #include <gtest/gtest.h>
 #include <uv.h>
 
-#include "observe/log.h"
+#include "base/log.h"
 #include "proxy/proxy.h"
 #include "proxy/runtime.h"
 #include "toxics/toxic.h"

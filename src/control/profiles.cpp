@@ -1,4 +1,4 @@
-#include "profile/control.h"
+#include "control/profiles.h"
 
 #include <cctype>
 #include <charconv>

@@ -1,7 +1,8 @@
 #pragma once
-// The /profiles routes of the control API and the `faultline profile` subcommand. The route
-// table in control/api.cpp points here; errors are thrown as control::ApiError so the API's one
-// error wrapper formats them.
+// The /profiles routes of the control API and the `faultline profile` subcommand: the profile
+// part's face on the API, so they sit in control, above profile (namespace profile all the same).
+// The route table in control/api.cpp points here; errors are thrown as control::ApiError so the
+// API's one error wrapper formats them.
 //
 //   POST   /profiles          TOML or JSON body; ?replace=true stops the running one first,
 //                            ?speed=N runs the timeline N times faster. 201 + report; 400 for a

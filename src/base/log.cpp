@@ -1,4 +1,4 @@
-#include "observe/log.h"
+#include "base/log.h"
 
 #include <chrono>
 #include <cstdio>
