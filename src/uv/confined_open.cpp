@@ -43,6 +43,8 @@ bool ConfinedDir::set(const std::string& dir, std::string& err) {
   }
   dir_ = buf;
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  given_ = dir;
+  while (given_.size() > 1 && given_.back() == '/') given_.pop_back();
   return true;
 }
 
@@ -57,13 +59,20 @@ bool ConfinedDir::resolve(std::string_view name, std::string& out, std::string& 
   }
   std::string_view rel = name;
   if (rel.front() == '/') {
-    // Absolute: it must name something inside the directory, as the directory's resolved path.
-    const std::string prefix = dir_ == "/" ? "/" : dir_ + "/";
-    if (rel.substr(0, prefix.size()) != prefix) {
+    // Absolute: it must name something inside the directory, by its resolved path or by the
+    // path it was given as (the directory itself was resolved once, at start).
+    bool inside = false;
+    for (const std::string* d : {&dir_, &given_}) {
+      const std::string prefix = *d == "/" ? "/" : *d + "/";
+      if (!inside && !d->empty() && d->front() == '/' && rel.substr(0, prefix.size()) == prefix) {
+        rel.remove_prefix(prefix.size());
+        inside = true;
+      }
+    }
+    if (!inside) {
       err = fmt::format("'{}' is not inside the log directory {}", name, dir_);
       return false;
     }
-    rel.remove_prefix(prefix.size());
   }
   if (rel.empty() || rel.back() == '/') {
     err = fmt::format("'{}' does not name a file", name);

@@ -18,7 +18,7 @@ public:
   const std::string& path() const { return dir_; } // resolved, absolute, no trailing '/'
 
   // Turns what a request named into the path under the directory: relative to it, or absolute
-  // and inside it. Refuses empty names, `..` and `.` components, a trailing '/', and NUL bytes.
+  // and inside it (under its resolved path, or under the path as the operator wrote it). Refuses empty names, `..` and `.` components, a trailing '/', and NUL bytes.
   // The result is the directory's path, '/', then the relative part.
   bool resolve(std::string_view name, std::string& out, std::string& err) const;
 
@@ -31,6 +31,7 @@ public:
 
 private:
   std::string dir_;
+  std::string given_; // as given to set(), without trailing '/'
 };
 
 // Reads up to `max` bytes from the start of an open file (pread: the offset is unchanged).

@@ -3,6 +3,8 @@
 // in tests/integration/api_test.cpp.)
 
 #include <cstdlib>
+
+#include <unistd.h>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -14,12 +16,15 @@ namespace {
 
 struct Confined : ::testing::Test {
   ConfinedDir dir;
-  std::string root;
+  std::string root, given;
   void SetUp() override {
     std::string tmpl = ::testing::TempDir() + "confined-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     std::string err;
-    ASSERT_TRUE(dir.set(tmpl + "/", err)) << err;
+    // Through a symbolic link, as an operator's /var/log may be.
+    given = tmpl + "-link";
+    ASSERT_EQ(::symlink(tmpl.c_str(), given.c_str()), 0);
+    ASSERT_TRUE(dir.set(given + "/", err)) << err;
     char real[4096];
     ASSERT_NE(::realpath(tmpl.c_str(), real), nullptr);
     root = real;
@@ -48,6 +53,7 @@ TEST_F(Confined, NamesInsideAreResolved) {
   EXPECT_EQ(ok("t.jsonl"), root + "/t.jsonl");
   EXPECT_EQ(ok("sub/t.jsonl"), root + "/sub/t.jsonl");
   EXPECT_EQ(ok(root + "/t.jsonl"), root + "/t.jsonl");
+  EXPECT_EQ(ok(given + "/t.jsonl"), root + "/t.jsonl") << "the path as the operator wrote it";
   EXPECT_EQ(ok("..t"), root + "/..t") << "a name that starts with dots is a name";
 }
 
@@ -63,6 +69,8 @@ TEST_F(Confined, EverythingElseIsRefused) {
   EXPECT_NE(refused("/etc/passwd").find("not inside"), std::string::npos);
   refused(root + "x/t"); // a sibling whose name starts with the directory's
   refused(root);
+  refused(given);
+  refused(given + "x/t");
 }
 
 } // namespace
