@@ -40,6 +40,8 @@ void add_app_options(cxxopts::Options& opts) {
        cxxopts::value<double>()->default_value("1"));
   opts.add_options("Traffic log and metrics")
     ("log", "write one record per command to FILE ('-': stdout)", cxxopts::value<std::string>())
+    ("log-dir", "the directory POST /log may write in; without it the API writes no file",
+       cxxopts::value<std::string>())
     ("log-format", "json (JSON Lines; default for files) or text (default for '-')",
        cxxopts::value<std::string>())
     ("log-max-arg-bytes", "bytes of each argument shown (the original length is noted)",
@@ -70,6 +72,7 @@ bool read_app_options(const cxxopts::ParseResult& r, AppConfig& cfg, std::string
   }
   if (r.count("log")) cfg.log_path = r["log"].as<std::string>();
   if (r.count("log-format")) cfg.log_format = r["log-format"].as<std::string>();
+  if (r.count("log-dir")) cfg.log_dir = r["log-dir"].as<std::string>();
   cfg.log_max_arg_bytes = r["log-max-arg-bytes"].as<uint32_t>();
   cfg.log_commands = r["log-commands"].as<std::string>();
   cfg.log_keys = r["log-keys"].as<std::string>();
@@ -291,6 +294,11 @@ int run_app(const AppConfig& cfg) {
   uint64_t seed = cfg.seed ? *cfg.seed
                            : static_cast<uint64_t>(
                                  std::chrono::steady_clock::now().time_since_epoch().count());
+  uv::ConfinedDir log_dir;
+  if (!cfg.log_dir.empty() && !log_dir.set(cfg.log_dir, err)) {
+    fmt::print(stderr, "faultline: --log-dir {}\n", err);
+    return 2;
+  }
   proxy::DataPathOptions dp;
   dp.connect_timeout_ms = cfg.connect_timeout_ms;
   dp.parse_resp = cfg.parse_resp;
@@ -299,6 +307,7 @@ int run_app(const AppConfig& cfg) {
   auto app = std::make_unique<App>(loop, dp, seed);
   log::info("faultline {} (seed {})", FAULTLINE_VERSION, seed);
   app->start_metrics(cfg.metrics && cfg.parse_resp);
+  app->api.set_file_dir(log_dir);
   if (!cfg.log_path.empty()) {
     // Before the first proxy: sessions take the log's capture options when they start.
     observe::TrafficLogConfig lc;

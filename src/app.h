@@ -25,6 +25,7 @@ struct AppConfig {
   double profile_speed = 1.0;     // --profile-speed: the timeline runs this many times faster
   // Traffic log and metrics (--log...): see observe/traffic_log.h.
   std::string log_path;           // --log FILE, "-" for stdout
+  std::string log_dir;            // --log-dir DIR: where the API may write files (POST /log)
   std::string log_format;         // json, text; empty: json for files, text for stdout
   uint32_t log_max_arg_bytes = 64;
   std::string log_commands, log_keys;

@@ -7,13 +7,15 @@
 
 #include <fmt/format.h>
 #include <uv.h>
+#include <unistd.h>
 
-#include "observe/clients.h"
 #include "base/log.h"
+#include "observe/clients.h"
 #include "observe/metrics.h"
 #include "observe/prometheus.h"
 #include "observe/traffic_log.h"
 #include "control/profiles.h"
+#include "profile/runner.h"
 #include "proxy/proxy.h"
 #include "toxics/toxic.h"
 #include "uv/address.h"
@@ -204,6 +206,26 @@ ProxyInput read_proxy_input(const json& obj, const std::string& where) {
   return in;
 }
 
+// Toxiproxy's 409 text, then which toxic: clients compare the prefix, people read the name.
+std::string toxic_exists(const std::string& name) {
+  return fmt::format("{}: a toxic named '{}' is on this proxy (name the new one, or remove that "
+                     "one first)",
+                     kToxicAlreadyExists, name);
+}
+
+// A toxic given without a name is named by toxics::default_name, from its parsed attributes.
+// Their error waits until the name is checked: Toxiproxy reports a name conflict first.
+std::shared_ptr<const toxics::ToxicImpl> default_named_impl(toxics::Toxic& t, const json* attrs) {
+  std::shared_ptr<const toxics::ToxicImpl> impl;
+  try {
+    impl = toxics::make_impl(t.type, attrs ? *attrs : json::object());
+  } catch (const toxics::ToxicError&) {
+    // Named as Toxiproxy would; make_impl throws again once the name is known to be free.
+  }
+  t.name = toxics::default_name(t.type, t.stream, impl.get());
+  return impl;
+}
+
 proxy::Proxy& create_or_throw(proxy::Registry& reg, const ProxyInput& in) {
   std::string err;
   proxy::Proxy* p = reg.create(in.cfg, err);
@@ -377,6 +399,9 @@ void Api::populate(Request& req, Response& res) {
 }
 
 void Api::reset(Request&, Response& res) {
+  // The running profile first: stopping it undoes its own steps, and left running it would
+  // put faults back on the proxies this is about to clear.
+  std::string stopped = profiles_ ? profiles_->stop_running("POST /reset") : std::string();
   for (const auto& [name, p] : registry_.proxies()) {
     std::string err;
     if (!p->set_enabled(true, err))
@@ -384,7 +409,8 @@ void Api::reset(Request&, Response& res) {
     p->remove_all_toxics();
     p->set_accept_mode(proxy::AcceptMode::Normal);
   }
-  log::info("api: reset (every proxy enabled, every toxic removed)");
+  log::info("api: reset (every proxy enabled, every toxic removed{})",
+            stopped.empty() ? "" : ", profile " + stopped + " stopped");
   res.empty(204);
 }
 
@@ -447,15 +473,16 @@ void Api::create_toxic(Request& req, Response& res) {
     throw ApiError(400, kInvalidStream);
   t.type = opt_string(body, "type").value_or("");
   t.name = opt_string(body, "name").value_or("");
-  if (t.name.empty())
-    t.name = fmt::format("{}_{}", t.type, stream_name);
   if (!toxics::known_type(t.type))
     throw ApiError(400, kInvalidToxicType);
-  if (p.find_toxic(t.name))
-    throw ApiError(409, kToxicAlreadyExists);
-  t.toxicity = opt_toxicity(body).value_or(1.0);
   const json* attrs = field(body, "attributes");
-  t.impl = toxics::make_impl(t.type, attrs ? *attrs : json::object());
+  if (t.name.empty())
+    t.impl = default_named_impl(t, attrs);
+  if (p.find_toxic(t.name))
+    throw ApiError(409, toxic_exists(t.name));
+  t.toxicity = opt_toxicity(body).value_or(1.0);
+  if (!t.impl)
+    t.impl = toxics::make_impl(t.type, attrs ? *attrs : json::object());
   json out = t.to_json();
   p.add_toxic(std::move(t));
   // Toxiproxy answers 200 here, not 201.
@@ -603,7 +630,7 @@ void Api::proxy_stats(Request& req, Response& res) {
   res.json(200, command_metrics_->proxy_json(p));
 }
 
-// JSON Lines, one traffic record per line, until the client goes away ('faultline ctl tail').
+// One traffic record per line (JSON Lines, or text), until the client goes away ('ctl tail').
 void Api::proxy_traffic(Request& req, Response& res) {
   proxy::Proxy& p = find_proxy(req);
   if (!traffic_) throw ApiError(404, "the traffic log is not available");
@@ -613,8 +640,16 @@ void Api::proxy_traffic(Request& req, Response& res) {
     size_t pending_bytes() const override { return res.pending_bytes(); }
     Response res;
   };
-  if (!res.start_stream(200, "application/x-ndjson")) return;
-  uint64_t id = traffic_->subscribe(p.name(), std::make_unique<Stream>(res));
+  // ?format=text: the lines `--log -` writes (what `faultline ctl tail` shows).
+  bool text = false;
+  if (auto it = req.query.find("format"); it != req.query.end()) {
+    if (it->second == "text")
+      text = true;
+    else if (it->second != "json")
+      throw ApiError(400, "query parameter 'format' must be json or text");
+  }
+  if (!res.start_stream(200, text ? "text/plain; charset=utf-8" : "application/x-ndjson")) return;
+  uint64_t id = traffic_->subscribe(p.name(), std::make_unique<Stream>(res), text);
   res.on_close([t = traffic_, id] { t->unsubscribe(id); });
 }
 
@@ -633,10 +668,42 @@ void Api::update_log(Request& req, Response& res) {
   } catch (const std::invalid_argument& e) {
     throw ApiError(400, fmt::format("{}: {}", kBadRequestBody, e.what()));
   }
+  confine_log_file(traffic_->config().path, cfg);
   std::string err;
-  if (!traffic_->configure(cfg, err)) throw ApiError(400, err);
+  if (!traffic_->configure(cfg, err))
+    throw ApiError(err.rfind("will not ", 0) == 0 ? 403 : 400, err);
   log::info("api: traffic log {}", cfg.path.empty() ? std::string("off") : "to " + cfg.path);
   res.json(200, traffic_->status_json());
+}
+
+// A path a request names is a file faultline will create or append to: only under --log-dir,
+// never through a symbolic link, and never onto a file that is not a faultline log in the same
+// format. "-" (faultline's stdout) names no file; the path already in use (from --log) is kept.
+void Api::confine_log_file(const std::string& previous_path,
+                           observe::TrafficLogConfig& cfg) const {
+  if (cfg.path.empty() || cfg.path == "-" || cfg.path == previous_path) return;
+  if (file_dir_.empty())
+    throw ApiError(403, fmt::format("field 'path': the API may not write files: faultline was "
+                                    "started without --log-dir"));
+  std::string full, err;
+  if (!file_dir_.resolve(cfg.path, full, err))
+    throw ApiError(403, fmt::format("field 'path': {}", err));
+  cfg.path = full;
+  if (cfg.path == previous_path) return;
+  cfg.open_file = [dir = file_dir_, full, format = cfg.effective_format()](std::string& e) {
+    int fd = dir.open_append(full, e);
+    if (fd < 0) return -1;
+    constexpr size_t kHead = 64 << 10; // a record is far shorter: no line break in this, no log
+    std::string head, why;
+    bool ok = uv::read_head(fd, kHead, head, why);
+    if (ok && !observe::may_append_traffic_log(head, head.size() < kHead, format, why)) ok = false;
+    if (!ok) {
+      ::close(fd);
+      e = fmt::format("will not append to {}: {}", full, why);
+      return -1;
+    }
+    return fd;
+  };
 }
 
 void Api::show_clients(Request& req, Response& res) {

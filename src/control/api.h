@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/http_server.h"
+#include "uv/confined_open.h"
 
 namespace faultline::proxy {
 class Proxy;
@@ -26,6 +27,7 @@ namespace faultline::observe {
 class ClientVerdicts;
 class Metrics;
 class TrafficLog;
+struct TrafficLogConfig;
 } // namespace faultline::observe
 
 namespace faultline::profile {
@@ -67,6 +69,10 @@ public:
     command_metrics_ = metrics;
   }
 
+  // The directory requests may name files in (--log-dir). Empty: a request that names a file
+  // (POST /log with a path) is refused with 403.
+  void set_file_dir(uv::ConfinedDir dir) { file_dir_ = std::move(dir); }
+
   // Chaos profiles (/profiles). Not owned; without it those routes answer 404.
   void set_profiles(profile::Manager* m) { profiles_ = m; }
 
@@ -103,6 +109,7 @@ private:
   void stop_profile(Request& req, Response& res);
 
   proxy::Proxy& find_proxy(const Request& req);
+  void confine_log_file(const std::string& previous_path, observe::TrafficLogConfig& cfg) const;
   profile::Manager& profiles() const;
   void append_proxy_metrics(std::string& out) const;
 
@@ -112,6 +119,7 @@ private:
   observe::ClientVerdicts* clients_ = nullptr;
   observe::TrafficLog* traffic_ = nullptr;
   observe::Metrics* command_metrics_ = nullptr;
+  uv::ConfinedDir file_dir_;
 };
 
 } // namespace faultline::control

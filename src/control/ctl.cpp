@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -31,7 +33,7 @@ constexpr const char* kUsage =
     R"(usage: faultline ctl [--api HOST:PORT] [--token TOKEN] [--json] COMMAND ...
 
 Drives a running faultline through its Toxiproxy-compatible API (default 127.0.0.1:8474;
-the token may also come from FAULTLINE_API_TOKEN).
+the token may also come from FAULTLINE_API_TOKEN). --json prints the API's JSON instead of text.
 
 proxies
   list                                      every proxy, its addresses, state and toxics
@@ -39,19 +41,39 @@ proxies
   create NAME --upstream HOST:PORT [--listen HOST:PORT] [--disabled]
   delete NAME
   enable NAME | disable NAME | toggle NAME
-  reset                                     enable every proxy, remove every toxic
+  accept NAME normal|reset|hang             how new connections are met (reset: RST at once,
+                                            hang: accepted, never answered)
+  populate FILE                             create or replace the proxies of a JSON list
+  reset                                     stop the running profile, enable every proxy,
+                                            remove every toxic
 
 toxics
   toxic add NAME --type TYPE [--toxic-name N] [--stream upstream|downstream]
                  [--toxicity 0..1] [--attribute KEY=VALUE ...]
   toxic update NAME TOXIC [--toxicity 0..1] [--attribute KEY=VALUE ...]
   toxic remove NAME TOXIC
-  toxic list NAME
+  toxic list NAME                           with the RESP toxics' matched/injected counters
 
-connections and traffic
+chaos profiles
+  profile run FILE [--replace] [--speed N]  start a profile (TOML or JSON) on the server
+  profile stop [NAME]                       stop it, undoing what it injected (default: the
+                                            one running)
+  profile status [NAME]                     its report (default: the running or latest one)
+  profile list                              the running profile and the last ones that ended
+
+connections, clients and traffic
   connections NAME                          current connections through the proxy
   drop NAME                                 drop them (new ones are still accepted)
-  tail NAME                                 stream the proxy's traffic records until Ctrl-C
+  clients NAME [--clear]                    what the clients did about the faults (verdicts);
+                                            --clear forgets it
+  stats NAME                                per-command counters and latencies
+  metrics                                   every metric, in Prometheus's text format
+  log                                       the traffic log's state
+  log on PATH [--format json|text]          start the traffic log (PATH inside the server's
+                                            --log-dir, or - for its stdout)
+  log off                                   stop it
+  tail NAME                                 stream the proxy's traffic as `--log -` prints it,
+                                            until Ctrl-C (JSON Lines with --json)
 
   version                                   client and server versions
 
@@ -80,9 +102,10 @@ struct Args {
   bool has(const std::string& name) const { return flags.count(name) != 0 || values.count(name); }
 };
 
-const std::set<std::string> kValueOptions = {"api",        "token",  "listen",   "upstream", "type",
-                                             "toxic-name", "stream", "toxicity", "attribute"};
-const std::set<std::string> kFlagOptions = {"json", "help", "disabled"};
+const std::set<std::string> kValueOptions = {"api",        "token",  "listen",   "upstream",
+                                             "type",       "stream", "toxicity", "attribute",
+                                             "toxic-name", "speed",  "format"};
+const std::set<std::string> kFlagOptions = {"json", "help", "disabled", "replace", "clear"};
 const std::set<std::string> kGlobalOptions = {"api", "token", "json", "help"};
 
 Args parse_args(const std::vector<std::string>& argv) {
@@ -297,10 +320,15 @@ void print_table(std::ostream& out, const std::vector<std::string>& header,
     line(row);
 }
 
+// The counters of a RESP toxic (GET shows them among its attributes): shown in their own columns.
+bool is_counter(const std::string& key) { return key == "matched" || key == "injected"; }
+
 std::string toxic_attributes(const json& toxic) {
   std::string out;
   if (toxic.contains("attributes") && toxic["attributes"].is_object()) {
     for (const auto& [k, v] : toxic["attributes"].items()) {
+      if (is_counter(k))
+        continue;
       if (!out.empty())
         out += " ";
       out += k + "=" + plain(v);
@@ -313,13 +341,103 @@ std::string field(const json& obj, const char* name) {
   return obj.is_object() && obj.contains(name) ? plain(obj[name]) : std::string("-");
 }
 
+std::string counter(const json& toxic, const char* name) {
+  return toxic.contains("attributes") ? field(toxic["attributes"], name) : std::string("-");
+}
+
+// The counter columns appear when a RESP toxic is listed.
 void print_toxics(std::ostream& out, const json& toxics) {
+  const bool counters = std::any_of(toxics.begin(), toxics.end(), [](const json& t) {
+    return t.contains("attributes") && t["attributes"].is_object() &&
+           t["attributes"].contains("matched");
+  });
   std::vector<std::vector<std::string>> rows;
   for (const auto& t : toxics) {
-    rows.push_back({field(t, "name"), field(t, "type"), field(t, "stream"), field(t, "toxicity"),
-                    toxic_attributes(t)});
+    std::vector<std::string> row = {field(t, "name"), field(t, "type"), field(t, "stream"),
+                                    field(t, "toxicity")};
+    if (counters) {
+      row.push_back(counter(t, "matched"));
+      row.push_back(counter(t, "injected"));
+    }
+    row.push_back(toxic_attributes(t));
+    rows.push_back(std::move(row));
   }
-  print_table(out, {"TOXIC", "TYPE", "STREAM", "TOXICITY", "ATTRIBUTES"}, rows);
+  std::vector<std::string> header = {"TOXIC", "TYPE", "STREAM", "TOXICITY"};
+  if (counters)
+    header.insert(header.end(), {"MATCHED", "INJECTED"});
+  header.push_back("ATTRIBUTES");
+  print_table(out, header, rows);
+}
+
+// JSON of a shape ctl does not know in advance (stats, client verdicts) as indented
+// "key: value" lines; arrays of scalars on one line.
+void print_tree(std::ostream& out, const json& j, int indent = 0) {
+  const std::string pad(static_cast<std::size_t>(indent), ' ');
+  auto scalar_list = [](const json& a) {
+    return std::all_of(a.begin(), a.end(), [](const json& x) { return !x.is_structured(); });
+  };
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      if (v.is_structured() && !v.empty() && !(v.is_array() && scalar_list(v))) {
+        out << pad << k << ":\n";
+        print_tree(out, v, indent + 2);
+      } else {
+        out << pad << k << ": " << (v.is_structured() && v.empty() ? "-" : plain(v)) << "\n";
+      }
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) {
+      if (v.is_structured()) {
+        out << pad << "-\n";
+        print_tree(out, v, indent + 2);
+      } else {
+        out << pad << "- " << plain(v) << "\n";
+      }
+    }
+  } else {
+    out << pad << plain(j) << "\n";
+  }
+}
+
+std::string seconds(const json& ms) {
+  return ms.is_number() ? fmt::format("{:.1f}s", ms.get<double>() / 1000.0) : std::string("-");
+}
+
+// A profile's report (GET /profiles/{name}) for a person.
+void print_profile(std::ostream& out, const json& r) {
+  out << "profile " << field(r, "name") << ": " << field(r, "state");
+  if (r.contains("stopped_by") && r["stopped_by"].is_string())
+    out << " (stopped by " << r["stopped_by"].get<std::string>() << ")";
+  out << ", " << seconds(r.value("elapsed_ms", json())) << " of " << field(r, "length")
+      << (r.value("loop", false) ? " (looping, pass " + field(r, "pass") + ")" : "") << "\n";
+  out << "  source: " << field(r, "source") << ", seed " << field(r, "seed") << ", speed "
+      << field(r, "speed") << "x\n";
+  if (r.contains("active") && r["active"].is_array() && !r["active"].empty())
+    out << "  active: " << plain(r["active"]) << "\n";
+  if (r.contains("steps") && r["steps"].is_array() && !r["steps"].empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& st : r["steps"])
+      rows.push_back({seconds(st.value("started_ms", json())),
+                      seconds(st.value("ended_ms", json())), field(st, "label"),
+                      field(st, "proxy"), field(st, "injected")});
+    std::ostringstream table;
+    print_table(table, {"START", "END", "STEP", "PROXY", "INJECTED"}, rows);
+    std::istringstream lines(table.str());
+    for (std::string line; std::getline(lines, line);)
+      out << "  " << line << "\n";
+  }
+  if (r.contains("expect") && r["expect"].is_object()) {
+    const json& e = r["expect"];
+    out << "  expectations: "
+        << (e.value("decided", false) ? (e.value("failed", false) ? "FAILED" : "passed")
+                                      : "undecided")
+        << "\n";
+    if (e.contains("verdicts"))
+      for (const auto& v : e["verdicts"])
+        out << "    " << field(v, "proxy") << " " << field(v, "key") << ": expected "
+            << field(v, "expected") << ", measured " << field(v, "measured") << " ("
+            << field(v, "state") << ")\n";
+  }
 }
 
 // An array of objects of a shape ctl does not know in advance (connections): one column per
@@ -400,6 +518,20 @@ public:
       return tail();
     if (cmd == "version")
       return version();
+    if (cmd == "accept")
+      return accept();
+    if (cmd == "populate")
+      return populate();
+    if (cmd == "profile" || cmd == "profiles")
+      return profile();
+    if (cmd == "clients")
+      return clients();
+    if (cmd == "stats")
+      return stats();
+    if (cmd == "metrics")
+      return metrics();
+    if (cmd == "log")
+      return log();
     throw UsageError(fmt::format("unknown command '{}'", cmd));
   }
 
@@ -718,14 +850,17 @@ private:
     if (!call("POST", "/reset"))
       return 1;
     if (!json_)
-      out_ << "reset: every proxy enabled, every toxic removed\n";
+      out_ << "reset: every proxy enabled, every toxic removed, no profile running\n";
     return 0;
   }
 
   int tail() {
     expect_args(1, {"NAME"});
+    // The server formats the lines: the text ones are exactly what `--log -` prints.
+    const std::string path =
+        proxy_path(a_.positional[1]) + "/traffic" + (json_ ? "" : "?format=text");
     HttpResult r = client_->stream(
-        "GET", proxy_path(a_.positional[1]) + "/traffic", [this](std::string_view data) {
+        "GET", path, [this](std::string_view data) {
           out_.write(data.data(), static_cast<std::streamsize>(data.size()));
           out_.flush();
           return static_cast<bool>(out_);
@@ -738,6 +873,254 @@ private:
       report_error(r.status, json::parse(r.body, nullptr, false), r.body);
       return 1;
     }
+    return 0;
+  }
+
+  int accept() {
+    expect_args(1, {"NAME", "MODE"});
+    const std::string& mode = a_.positional[2];
+    if (mode != "normal" && mode != "reset" && mode != "hang")
+      throw UsageError(fmt::format("accept mode must be normal, reset or hang, not '{}'", mode));
+    const json body = {{"accept", mode}};
+    auto r = call("POST", proxy_path(a_.positional[1]), &body);
+    if (!r)
+      return 1;
+    if (json_) {
+      print_json(*r);
+      return 0;
+    }
+    out_ << "proxy " << a_.positional[1] << ": accept " << field(*r, "accept") << "\n";
+    return 0;
+  }
+
+  static std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+      throw UsageError(fmt::format("cannot read '{}'", path));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  int populate() {
+    expect_args(1, {"FILE"});
+    json body = json::parse(read_file(a_.positional[1]), nullptr, false);
+    if (body.is_discarded() || !body.is_array())
+      throw UsageError(fmt::format("'{}' is not a JSON list of proxies", a_.positional[1]));
+    auto r = call("POST", "/populate", &body);
+    if (!r)
+      return 1;
+    if (json_) {
+      print_json(*r);
+      return 0;
+    }
+    const json proxies = r->is_object() ? r->value("proxies", json::array()) : json::array();
+    for (const auto& p : proxies)
+      out_ << "proxy " << field(p, "name") << ": " << field(p, "listen") << " -> "
+           << field(p, "upstream") << "\n";
+    return 0;
+  }
+
+  int profile() {
+    const auto& p = a_.positional;
+    if (p[0] == "profiles" || p.size() < 2 || p[1] == "list")
+      return profile_list(p.size() < 2 ? 1 : 2);
+    const std::string& sub = p[1];
+    if (sub == "run" || sub == "start")
+      return profile_run();
+    if (sub == "stop")
+      return profile_stop();
+    if (sub == "status" || sub == "show")
+      return profile_status();
+    throw UsageError(fmt::format("unknown profile command '{}' (run, stop, status, list)", sub));
+  }
+
+  int profile_list(std::size_t skip) {
+    expect_args(skip, {});
+    auto r = call("GET", "/profiles");
+    if (!r)
+      return 1;
+    if (json_) {
+      print_json(*r);
+      return 0;
+    }
+    if (!r->is_array() || r->empty()) {
+      out_ << "no profiles have run\n";
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& x : *r)
+      rows.push_back({field(x, "name"), field(x, "state"), seconds(x.value("elapsed_ms", json())),
+                      field(x, "length"), x.contains("active") ? plain(x["active"]) : "-"});
+    print_table(out_, {"PROFILE", "STATE", "ELAPSED", "LENGTH", "ACTIVE"}, rows);
+    return 0;
+  }
+
+  int profile_run() {
+    expect_args(2, {"FILE"}, {"replace", "speed"});
+    std::string query;
+    if (a_.flags.count("replace"))
+      query += "replace=true";
+    if (const std::string* speed = a_.value("speed"))
+      query += (query.empty() ? "" : "&") + std::string("speed=") + *speed;
+    const std::string text = read_file(a_.positional[2]);
+    const bool is_json = text.find_first_not_of(" \t\r\n") != std::string::npos &&
+                         text[text.find_first_not_of(" \t\r\n")] == '{';
+    HttpResult res = client_->request("POST", "/profiles" + (query.empty() ? "" : "?" + query),
+                                      text, is_json ? "application/json" : "application/toml");
+    if (!res.ok()) {
+      err_ << "faultline ctl: " << res.error << "\n";
+      return 1;
+    }
+    json r = json::parse(res.body, nullptr, false);
+    if (res.status >= 400) {
+      report_error(res.status, r, res.body);
+      return 1;
+    }
+    if (json_) {
+      print_json(r);
+      return 0;
+    }
+    print_profile(out_, r);
+    return 0;
+  }
+
+  // The profile a command names, or else the one running (for stop) or the latest (status).
+  std::optional<std::string> profile_name(std::size_t at, bool running_only) {
+    if (a_.positional.size() > at)
+      return a_.positional[at];
+    auto r = call("GET", "/profiles");
+    if (!r)
+      return std::nullopt;
+    if (r->is_array()) {
+      for (const auto& x : *r)
+        if (!running_only || x.value("state", "") == "running")
+          return x.value("name", "");
+    }
+    err_ << "faultline ctl: " << (running_only ? "no profile is running" : "no profile has run")
+         << "\n";
+    return std::nullopt;
+  }
+
+  int profile_stop() {
+    if (a_.positional.size() > 3)
+      throw UsageError(fmt::format("unexpected argument '{}' (usage: ctl profile stop [NAME])",
+                                   a_.positional[3]));
+    expect_args(a_.positional.size() > 2 ? 3 : 2, {});
+    auto name = profile_name(2, true);
+    if (!name)
+      return 1;
+    if (!call("DELETE", "/profiles/" + percent_encode_segment(*name)))
+      return 1;
+    auto r = call("GET", "/profiles/" + percent_encode_segment(*name));
+    if (!r)
+      return 1;
+    if (json_) {
+      print_json(*r);
+      return 0;
+    }
+    out_ << "stopped profile " << *name << "\n";
+    print_profile(out_, *r);
+    return 0;
+  }
+
+  int profile_status() {
+    if (a_.positional.size() > 3)
+      throw UsageError(fmt::format("unexpected argument '{}' (usage: ctl profile status [NAME])",
+                                   a_.positional[3]));
+    expect_args(a_.positional.size() > 2 ? 3 : 2, {});
+    auto name = profile_name(2, false);
+    if (!name)
+      return 1;
+    auto r = call("GET", "/profiles/" + percent_encode_segment(*name));
+    if (!r)
+      return 1;
+    if (json_)
+      print_json(*r);
+    else
+      print_profile(out_, *r);
+    return 0;
+  }
+
+  int clients() {
+    expect_args(1, {"NAME"}, {"clear"});
+    const std::string path = proxy_path(a_.positional[1]) + "/clients";
+    if (a_.flags.count("clear")) {
+      if (!call("DELETE", path))
+        return 1;
+      if (!json_)
+        out_ << "forgot what the clients of " << a_.positional[1] << " did\n";
+      return 0;
+    }
+    auto r = call("GET", path);
+    if (!r)
+      return 1;
+    if (json_)
+      print_json(*r);
+    else
+      print_tree(out_, *r);
+    return 0;
+  }
+
+  int stats() {
+    expect_args(1, {"NAME"});
+    auto r = call("GET", proxy_path(a_.positional[1]) + "/stats");
+    if (!r)
+      return 1;
+    if (json_)
+      print_json(*r);
+    else
+      print_tree(out_, *r);
+    return 0;
+  }
+
+  int metrics() {
+    expect_args(1, {});
+    auto r = call("GET", "/metrics");
+    if (!r)
+      return 1;
+    out_ << (r->is_string() ? r->get<std::string>() : r->dump());
+    return 0;
+  }
+
+  // The log's state as GET /log answers it.
+  void print_log(const json& r) {
+    if (!r.value("enabled", false)) {
+      out_ << "traffic log: off\n";
+      return;
+    }
+    out_ << "traffic log: on, " << field(r, "format") << " to " << field(r, "path") << "\n";
+    for (const char* k : {"commands", "keys", "slower_than_us", "sample", "records", "dropped"})
+      if (r.contains(k) && !(r[k].is_string() && r[k].get<std::string>().empty()))
+        out_ << "  " << k << ": " << plain(r[k]) << "\n";
+  }
+
+  int log() {
+    const auto& p = a_.positional;
+    json body;
+    if (p.size() < 2) {
+      expect_args(1, {});
+    } else if (p[1] == "on") {
+      expect_args(2, {"PATH"}, {"format"});
+      body = {{"path", p[2]}};
+      if (const std::string* f = a_.value("format")) {
+        if (*f != "json" && *f != "text")
+          throw UsageError(fmt::format("--format must be json or text, not '{}'", *f));
+        body["format"] = *f;
+      }
+    } else if (p[1] == "off") {
+      expect_args(2, {});
+      body = {{"enabled", false}};
+    } else {
+      throw UsageError(fmt::format("unknown log command '{}' (on PATH, off)", p[1]));
+    }
+    auto r = body.is_null() ? call("GET", "/log") : call("POST", "/log", &body);
+    if (!r)
+      return 1;
+    if (json_)
+      print_json(*r);
+    else
+      print_log(*r);
     return 0;
   }
 

@@ -82,7 +82,8 @@ void api_show(Manager& m, control::Request& req, control::Response& res) {
 
 void api_stop(Manager& m, control::Request& req, control::Response& res) {
   const std::string& name = req.param("name");
-  if (!m.stop(name) && !m.find(name)) throw ApiError(404, "profile not found");
+  if (!m.stop(name, "DELETE /profiles/" + name) && !m.find(name))
+    throw ApiError(404, "profile not found");
   res.empty(204);
 }
 

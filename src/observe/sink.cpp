@@ -12,8 +12,9 @@ LogSink::LogSink(uv_loop_t* loop, std::string path, size_t max_buffer)
 }
 
 LogSink* LogSink::open(uv_loop_t* loop, const std::string& path, size_t max_buffer,
-                       std::string& err) {
+                       std::string& err, Opener opener) {
   auto* s = new LogSink(loop, path, max_buffer);
+  s->opener_ = std::move(opener);
   if (!s->open_now(err)) {
     delete s;
     return nullptr;
@@ -25,6 +26,9 @@ bool LogSink::open_now(std::string& err) {
   if (path_ == "-") {
     fd_ = 1;
     own_fd_ = false;
+  } else if (opener_) {
+    fd_ = opener_(err);
+    if (fd_ < 0) return false;
   } else {
     // O_NONBLOCK: a FIFO nobody reads fails at once (ENXIO) instead of blocking the loop.
     uv_fs_t req;
@@ -160,33 +164,63 @@ void LogSink::reopen() {
 void LogSink::start_reopen() {
   reopen_wanted_ = false;
   opening_ = true;
+  if (opener_) {
+    // The opener walks directories with blocking calls: on the thread pool, as uv_fs_open does.
+    struct Work {
+      uv_work_t req;
+      LogSink* self;
+      Opener opener;
+      int fd = -1;
+      std::string err;
+    };
+    auto* w = new Work{{}, this, opener_, -1, {}};
+    w->req.data = w;
+    int rc = uv_queue_work(
+        loop_, &w->req,
+        [](uv_work_t* r) {
+          auto* w = static_cast<Work*>(r->data);
+          w->fd = w->opener(w->err);
+        },
+        [](uv_work_t* r, int) {
+          std::unique_ptr<Work> w(static_cast<Work*>(r->data));
+          w->self->reopened(w->fd, w->err);
+        });
+    if (rc < 0) {
+      delete w;
+      opening_ = false;
+      log::warn("traffic log: cannot reopen {}: {}", path_, uv_strerror(rc));
+    }
+    return;
+  }
   int rc = uv_fs_open(loop_, &open_req_, path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644,
                       [](uv_fs_t* req) {
                         auto* self = static_cast<LogSink*>(req->data);
                         ssize_t fd = req->result;
                         uv_fs_req_cleanup(req);
-                        self->opening_ = false;
-                        if (fd >= 0) {
-                          auto* close_req = new uv_fs_t;
-                          uv_fs_close(self->loop_, close_req, self->fd_, [](uv_fs_t* r) {
-                            uv_fs_req_cleanup(r);
-                            delete r;
-                          });
-                          self->fd_ = static_cast<uv_file>(fd);
-                          ++self->reopens_;
-                          log::info("traffic log: reopened {}", self->path_);
-                        } else {
-                          log::warn("traffic log: cannot reopen {}: {}; still writing to the "
-                                    "old file",
-                                    self->path_, uv_strerror(static_cast<int>(fd)));
-                        }
-                        if (!self->fill_.empty()) self->start_write();
-                        else if (self->closing_) self->maybe_finish();
+                        self->reopened(fd, fd < 0 ? uv_strerror(static_cast<int>(fd)) : "");
                       });
   if (rc < 0) {
     opening_ = false;
     log::warn("traffic log: cannot reopen {}: {}", path_, uv_strerror(rc));
   }
+}
+
+void LogSink::reopened(ssize_t fd, const std::string& error) {
+  opening_ = false;
+  if (fd >= 0) {
+    auto* close_req = new uv_fs_t;
+    uv_fs_close(loop_, close_req, fd_, [](uv_fs_t* r) {
+      uv_fs_req_cleanup(r);
+      delete r;
+    });
+    fd_ = static_cast<uv_file>(fd);
+    ++reopens_;
+    log::info("traffic log: reopened {}", path_);
+  } else {
+    log::warn("traffic log: cannot reopen {}: {}; still writing to the old file", path_, error);
+  }
+  if (!fill_.empty()) start_write();
+  else if (closing_) maybe_finish();
 }
 
 void LogSink::close() {

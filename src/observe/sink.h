@@ -28,9 +28,12 @@ namespace faultline::observe {
 
 class LogSink {
 public:
+  // Opens the file in place of open(2) on the path (the API's files, confined to --log-dir):
+  // returns a blocking fd, or -1 with err set. Called again by reopen(), on the thread pool.
+  using Opener = std::function<int(std::string& err)>;
   // path "-" is stdout. nullptr with err set when the file cannot be opened.
   static LogSink* open(uv_loop_t* loop, const std::string& path, size_t max_buffer,
-                       std::string& err);
+                       std::string& err, Opener opener = {});
   LogSink(const LogSink&) = delete;
   LogSink& operator=(const LogSink&) = delete;
 
@@ -79,10 +82,12 @@ private:
   void write_done(ssize_t result);
   void maybe_finish();
   void start_reopen();
+  void reopened(ssize_t fd, const std::string& error);
 
   uv_loop_t* loop_;
   std::string path_;
   size_t max_buffer_;
+  Opener opener_;
   Kind kind_ = Kind::File;
   uv_file fd_ = -1;
   bool own_fd_ = true; // false for stdout

@@ -134,6 +134,43 @@ bool parse_log_format(std::string_view s, LogFormat& out) {
   return true;
 }
 
+bool may_append_traffic_log(std::string_view head, bool whole_file, LogFormat want,
+                            std::string& err) {
+  if (head.empty()) return true;
+  size_t nl = head.find('\n');
+  if (nl == std::string_view::npos && !whole_file) {
+    err = "it is not a faultline traffic log (no line break in its first bytes)";
+    return false;
+  }
+  std::string_view line = head.substr(0, nl);
+  // JSON Lines: every record opens with ts, proxy, session and client (begin_event, json_prefix).
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+  bool json = j.is_object() && j.contains("ts") && j["ts"].is_string() && j.contains("proxy") &&
+              j.contains("session") && j.contains("client");
+  // Text: the time of day "HH:MM:SS.uuuuuu ", dimmed on a terminal.
+  std::string_view t = line;
+  if (t.rfind(kDim, 0) == 0) t.remove_prefix(std::strlen(kDim));
+  auto digits = [&](size_t at, size_t n) {
+    for (size_t i = at; i < at + n; ++i)
+      if (i >= t.size() || t[i] < '0' || t[i] > '9') return false;
+    return true;
+  };
+  bool text = !json && t.size() > 16 && digits(0, 2) && t[2] == ':' && digits(3, 2) &&
+              t[5] == ':' && digits(6, 2) && t[8] == '.' && digits(9, 6) &&
+              (t[15] == ' ' || t[15] == '\033');
+  if (!json && !text) {
+    err = "it is not a faultline traffic log (its first line is neither a JSON record nor a text "
+          "one)";
+    return false;
+  }
+  if (json != (want == LogFormat::Json)) {
+    err = fmt::format("it is a faultline {} log; this asks for {}", json ? "JSON" : "text",
+                      want == LogFormat::Json ? "JSON" : "text");
+    return false;
+  }
+  return true;
+}
+
 void TrafficLogConfig::apply_json(const nlohmann::json& j) {
   if (!j.is_object()) throw std::invalid_argument("expected a JSON object");
   for (const auto& [k, v] : j.items()) {
@@ -256,7 +293,8 @@ bool TrafficLog::configure(const TrafficLogConfig& cfg_in, std::string& err) {
   LogSink* new_sink = nullptr;
   bool reopen_sink = !cfg.path.empty() && (!sink_ || cfg.path != cfg_.path);
   if (reopen_sink) {
-    new_sink = LogSink::open(registry_.runtime().loop(), cfg.path, cfg.max_buffer_bytes, err);
+    new_sink = LogSink::open(registry_.runtime().loop(), cfg.path, cfg.max_buffer_bytes, err,
+                             cfg.open_file);
     if (!new_sink) return false;
   }
   if (reopen_sink || cfg.path.empty()) {
@@ -284,9 +322,10 @@ void TrafficLog::reopen() {
   if (sink_) sink_->reopen();
 }
 
-uint64_t TrafficLog::subscribe(std::string proxy, std::unique_ptr<TrafficSubscriber> sub) {
+uint64_t TrafficLog::subscribe(std::string proxy, std::unique_ptr<TrafficSubscriber> sub,
+                               bool text) {
   uint64_t id = next_sub_id_++;
-  subs_.push_back({id, std::move(proxy), std::move(sub), {}, 0, 0, 0});
+  subs_.push_back({id, std::move(proxy), std::move(sub), {}, 0, 0, 0, text});
   update_registration();
   return id;
 }
@@ -311,8 +350,13 @@ uint64_t TrafficLog::dropped() const {
 
 void TrafficLog::update_registration() {
   bool active = !closing_ && (sink_ != nullptr || subscribers() > 0);
-  want_text_ = sink_ && format_ == LogFormat::Text;
-  want_json_ = (sink_ && format_ == LogFormat::Json) || subscribers() > 0;
+  bool text_subs = false, json_subs = false;
+  for (const auto& s : subs_) {
+    if (!s.out) continue;
+    (s.text ? text_subs : json_subs) = true;
+  }
+  want_text_ = (sink_ && format_ == LogFormat::Text) || text_subs;
+  want_json_ = (sink_ && format_ == LogFormat::Json) || json_subs;
   auto& rt = registry_.runtime();
   if (active && !registered_) {
     // The parser keeps more of each request while the log is on (new sessions only).
@@ -842,6 +886,22 @@ void TrafficLog::poll_toxics(bool emit_events) {
   }
 }
 
+namespace {
+// The text line of a terminal log without its SGR sequences (ESC [ ... m).
+void append_without_colours(std::string& out, std::string_view line) {
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '\033' && i + 1 < line.size() && line[i + 1] == '[') {
+      size_t m = line.find('m', i + 2);
+      if (m != std::string_view::npos) {
+        i = m;
+        continue;
+      }
+    }
+    out += line[i];
+  }
+}
+} // namespace
+
 void TrafficLog::emit(std::string_view proxy) { emit_record(proxy, json_.view(), false); }
 
 void TrafficLog::emit_record(std::string_view proxy, std::string_view json, bool in_sink) {
@@ -850,11 +910,13 @@ void TrafficLog::emit_record(std::string_view proxy, std::string_view json, bool
   // it is until the sink is next used.
   for (auto& s : subs_) {
     if (!s.out || !(s.proxy.empty() || s.proxy == proxy)) continue;
-    if (s.buf.size() + json.size() > kMaxSubscriberBuffer) {
+    std::string_view line = s.text ? std::string_view(text_) : json;
+    if (s.buf.size() + line.size() > kMaxSubscriberBuffer) {
       ++s.dropped;
       continue;
     }
-    s.buf += json;
+    if (s.text && color_) append_without_colours(s.buf, line);
+    else s.buf += line;
     ++s.buf_records;
   }
   if (in_sink) sink_->commit(json.data() + json.size());

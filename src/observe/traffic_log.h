@@ -51,6 +51,8 @@ struct TrafficLogConfig {
   uint64_t slower_than_us = 0;      // only requests at least this slow
   double sample = 1.0;              // fraction of requests logged
   size_t max_buffer_bytes = 8 << 20; // per sink; beyond, records are dropped and counted
+  // Opens `path` instead of open(2) (the API's files, confined to --log-dir; see LogSink::Opener).
+  std::function<int(std::string& err)> open_file;
 
   LogFormat effective_format() const {
     return format ? *format : (path == "-" ? LogFormat::Text : LogFormat::Json);
@@ -62,11 +64,17 @@ struct TrafficLogConfig {
 
 bool parse_log_format(std::string_view s, LogFormat& out);
 
-// A live consumer of JSON records (the API's streaming response).
+// Whether a file that starts with `head` (its first bytes, at least its first line when it has
+// one) may be appended to as a traffic log in `want` format: it is empty, or its first line is a
+// faultline record in that format. False with err saying what the file is not.
+bool may_append_traffic_log(std::string_view head, bool whole_file, LogFormat want,
+                            std::string& err);
+
+// A live consumer of records (the API's streaming response).
 class TrafficSubscriber {
 public:
   virtual ~TrafficSubscriber() = default;
-  // Writes a batch of whole JSON lines; false when the consumer is gone.
+  // Writes a batch of whole lines; false when the consumer is gone.
   virtual bool write(std::string_view lines) = 0;
   // Bytes accepted but not yet delivered: above a bound, batches are dropped instead.
   virtual size_t pending_bytes() const = 0;
@@ -86,8 +94,9 @@ public:
   // Reopens the log file (SIGHUP does this).
   void reopen();
 
-  // Live streams: records of one proxy ("" = every proxy), as JSON lines.
-  uint64_t subscribe(std::string proxy, std::unique_ptr<TrafficSubscriber> sub);
+  // Live streams: records of one proxy ("" = every proxy), as JSON lines, or as the text lines
+  // of `--log -` (without colours) when `text`.
+  uint64_t subscribe(std::string proxy, std::unique_ptr<TrafficSubscriber> sub, bool text = false);
   void unsubscribe(uint64_t id);
   size_t subscribers() const;
 
@@ -148,6 +157,7 @@ private:
     std::string buf;
     uint64_t buf_records = 0;
     uint64_t sent = 0, dropped = 0;
+    bool text = false;
   };
 
   SessionState& state(proxy::Session& s);

@@ -418,8 +418,9 @@ private:
         fail(*tx, fmt::format("{}: toxic: 'toxicity' must be between 0 and 1", where));
       out.toxicity = *v;
     }
-    out.name = fmt::format("{}_{}", out.type, toxics::to_string(out.stream));
+    bool named = false;
     if (auto nm = get_string(*t, "name", where + ": toxic")) {
+      named = true;
       if (nm->empty()) fail(*t->get("name"), fmt::format("{}: toxic: 'name' is empty", where));
       out.name = *nm;
     }
@@ -429,7 +430,8 @@ private:
                                type_name(*attrs)));
     out.attributes = attrs ? to_json_value(*attrs) : nlohmann::json::object();
     try {
-      toxics::make_impl(out.type, out.attributes);
+      auto impl = toxics::make_impl(out.type, out.attributes);
+      if (!named) out.name = toxics::default_name(out.type, out.stream, impl.get());
     } catch (const toxics::ToxicError& e) {
       fail(attrs ? *attrs : n, fmt::format("{}: toxic {}: {}", where, out.type, e.what()));
     } catch (const std::exception& e) {

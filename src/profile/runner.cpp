@@ -352,7 +352,7 @@ void Runner::end_record(Record& r, const char*) {
   print_change(r, false);
 }
 
-void Runner::stop() {
+void Runner::stop(std::string by) {
   if (judging_) {
     // Stopped while waiting for a verdict: what is still pending stays undecided.
     judging_ = false;
@@ -361,6 +361,8 @@ void Runner::stop() {
     return;
   }
   if (state_ != State::Running) return;
+  stopped_by_ = std::move(by);
+  if (!stopped_by_.empty()) log::info("profile {}: stopped by {}", profile_.name, stopped_by_);
   while (!open_.empty()) end_record(records_[open_.back()], "stopped");
   finish_run(State::Stopped);
 }
@@ -553,8 +555,8 @@ std::string Runner::injected_text(const Record& r) const {
 
 std::string Runner::summary() const {
   std::string out = fmt::format(
-      "profile {}: {} after {}{}{}\n", profile_.name, state_name(state_), seconds(elapsed_ms()),
-      profile_.seed ? fmt::format(" (seed {})", *profile_.seed) : "",
+      "profile {}: {}{} after {}{}{}\n", profile_.name, state_name(state_),
+      stopped_by_.empty() ? "" : " by " + stopped_by_, seconds(elapsed_ms()), profile_.seed ? fmt::format(" (seed {})", *profile_.seed) : "",
       opts_.speed != 1.0 ? fmt::format(" at {}x speed", opts_.speed) : "");
   size_t width = 4;
   for (const auto& r : records_) width = std::max(width, profile_.steps[r.step].label.size());
@@ -626,6 +628,8 @@ nlohmann::json Runner::report() const {
                       {"elapsed_ms", elapsed_ms()},
                       {"pass", pass_}};
   if (!profile_.description.empty()) j["description"] = profile_.description;
+  if (state_ == State::Stopped)
+    j["stopped_by"] = stopped_by_.empty() ? nlohmann::json(nullptr) : nlohmann::json(stopped_by_);
   j["seed"] = profile_.seed ? nlohmann::json(*profile_.seed) : nlohmann::json(nullptr);
   nlohmann::json active = nlohmann::json::array();
   for (size_t ri : open_) active.push_back(profile_.steps[records_[ri].step].label);
@@ -673,7 +677,7 @@ Runner& Manager::start(Profile p, bool replace, std::function<void()> on_finishe
   auto r = std::make_unique<Runner>(registry_, std::move(p), std::move(o));
   if (Runner* cur = running(); cur && replace) {
     log::info("profile {}: replaced by profile {}", cur->profile().name, r->profile().name);
-    cur->stop();
+    cur->stop(fmt::format("profile {} (replace)", r->profile().name));
   }
   std::string err;
   if (!r->start(err)) throw std::runtime_error(err);
@@ -695,11 +699,19 @@ Runner* Manager::running() {
   return nullptr;
 }
 
-bool Manager::stop(std::string_view name) {
+bool Manager::stop(std::string_view name, std::string by) {
   Runner* r = running();
   if (!r || r->profile().name != name) return false;
-  r->stop();
+  r->stop(std::move(by));
   return true;
+}
+
+std::string Manager::stop_running(std::string by) {
+  Runner* r = running();
+  if (!r) return {};
+  std::string name = r->profile().name;
+  r->stop(std::move(by));
+  return name;
 }
 
 const Runner* Manager::find(std::string_view name) const {

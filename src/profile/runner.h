@@ -82,8 +82,9 @@ public:
   // Finds or creates the declared proxies, applies the seed and starts the first pass.
   // False with err set (nothing changed) when a proxy is missing or cannot be created.
   bool start(std::string& err);
-  // Undoes whatever is active and ends the run. Idempotent.
-  void stop();
+  // Undoes whatever is active and ends the run. Idempotent. `by` says who stopped it (the
+  // report's "stopped_by": "DELETE /profiles/NAME", "POST /reset", ...).
+  void stop(std::string by = {});
 
   State state() const { return state_; }
   // The timeline ended and [expect] verdicts are still being decided.
@@ -162,6 +163,7 @@ private:
   std::unique_ptr<uv::Timer> judge_timer_;
   std::vector<Verdict> verdicts_;
   std::function<void(bool)> on_verdicts_;
+  std::string stopped_by_; // who stopped a Stopped run
 };
 
 // Holds the profile that runs (at most one at a time) and the reports of the last few that
@@ -181,7 +183,9 @@ public:
   Runner& start(Profile p, bool replace, std::function<void()> on_finished = {},
                 std::optional<double> speed = std::nullopt);
   // Stops the running profile of that name. False if none runs under that name.
-  bool stop(std::string_view name);
+  bool stop(std::string_view name, std::string by = {});
+  // Stops whatever profile runs (POST /reset). The name of the one stopped, or empty.
+  std::string stop_running(std::string by);
   Runner* running();
   const Runner* find(std::string_view name) const; // running, or the latest that ended
   nlohmann::json list() const;

@@ -5,6 +5,7 @@
 
 #include "base/log.h"
 #include "proxy/observer.h"
+#include "toxics/resp_rule.h"
 
 namespace faultline::proxy {
 
@@ -395,7 +396,26 @@ bool Proxy::remove_toxic(std::string_view name) {
   toxics_.erase(it);
   for (auto& [id, s] : sessions_) s->remove_toxic(t.name, t.stream);
   log::info("proxy {}: toxic {} removed", cfg_.name, t.name);
+  warn_if_never_matched(t);
   return true;
+}
+
+// A RESP toxic whose filter selected no command in its whole life most likely names a command
+// or key the clients never send (a typo, the wrong case of a glob): say so once, as it goes.
+void Proxy::warn_if_never_matched(const toxics::Toxic& t) const {
+  const toxics::RespRule* rule = t.impl ? t.impl->resp_rule() : nullptr;
+  if (!rule || rule->matched() != 0) return;
+  nlohmann::json f = nlohmann::json::object();
+  rule->filter().to_json(f);
+  std::string filter;
+  for (const char* k : {"commands", "keys"}) {
+    auto it = f.find(k);
+    if (it == f.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty()))
+      continue;
+    filter += fmt::format("{}{}={}", filter.empty() ? "" : " ", k, it->dump());
+  }
+  log::warn("proxy {}: toxic {} ({}) removed having matched no command{}", cfg_.name, t.name,
+            t.type, filter.empty() ? "" : " (" + filter + ")");
 }
 
 void Proxy::remove_all_toxics() {

@@ -100,6 +100,7 @@ public:
   uint64_t session_count() const { return sessions_.size(); }
 
 private:
+  void warn_if_never_matched(const toxics::Toxic& t) const;
   struct Lookup; // a uv_getaddrinfo request in flight, freed by its callback
   void start_lookup();
   void forget_lookup(); // the answer of the lookup in flight, if any, is no longer wanted

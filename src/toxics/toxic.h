@@ -90,6 +90,13 @@ struct Toxic {
   nlohmann::json to_json() const;
 };
 
+// The name a toxic gets when none is given, the same from the API, `ctl`, the Python helper
+// (which leave it to the API) and profiles. Toxiproxy's types keep Toxiproxy's `<type>_<stream>`
+// (clients look toxics up by it); faultline's RESP types say what they do and to which commands:
+// `resp_error_loading_GET+SET`, `resp_delay_reply`, `resp_reply_nil_GET`. Only letters, digits
+// and `_+.-`, so the name needs no escaping in a URL.
+std::string default_name(std::string_view type, Stream stream, const ToxicImpl* impl);
+
 // Bad attributes, an unknown type: the message names the attribute (or the type).
 struct ToxicError : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -4,11 +4,16 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <climits>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "control/http_client.h"
 #include "support/harness.h"
@@ -308,7 +313,10 @@ TEST_F(ApiFixture, UpstreamLatencyToxicWithAName) {
 TEST_F(ApiFixture, ToxicErrorsHaveToxiproxyShapeAndLeaveTheProxyAlone) {
   const json latency = {{"type", "latency"}, {"attributes", {{"latency", 10}}}};
   ASSERT_EQ(req("POST", "/proxies/redis/toxics", latency).status, 200);
-  expect_error(req("POST", "/proxies/redis/toxics", latency), 409, "toxic already exists");
+  // Toxiproxy's status and text first (clients compare the prefix), then which toxic.
+  expect_error(req("POST", "/proxies/redis/toxics", latency), 409,
+               "toxic already exists: a toxic named 'latency_downstream' is on this proxy (name "
+               "the new one, or remove that one first)");
   expect_error(req("POST", "/proxies/redis/toxics", json{{"type", "no_such"}}), 400,
                "invalid toxic type");
   expect_error(req("POST", "/proxies/redis/toxics", json::object()), 400, "invalid toxic type");
@@ -830,4 +838,299 @@ TEST(ApiOptions, ApiPortInUseExitsWithOne) {
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 1);
   EXPECT_NE(fl.process().log().find("--api"), std::string::npos) << fl.process().log();
+}
+
+// ---- issue 19: refusing mistakes, complete and safe control ----
+
+namespace {
+
+std::string make_temp_dir() {
+  std::string tmpl = ::testing::TempDir() + "faultline-logdir-XXXXXX";
+  char* d = ::mkdtemp(tmpl.data());
+  EXPECT_NE(d, nullptr) << std::strerror(errno);
+  return tmpl;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string ctl_cmd(const Faultline& fl, const std::string& args) {
+  return std::string(FAULTLINE_BIN) + " ctl --api 127.0.0.1:" + std::to_string(fl.api_port()) +
+         " " + args + " 2>&1";
+}
+
+} // namespace
+
+// A RESP toxic counts the commands its filter selected; one that selected nothing in its life
+// is named in a warning when it goes (a typo in `commands` or `keys` shows).
+TEST_F(ApiFixture, RespToxicCountsMatchesAndWarnsWhenRemovedHavingMatchedNothing) {
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics",
+                json{{"type", "resp_error"},
+                     {"name", "typo"},
+                     {"attributes", {{"preset", "loading"}, {"commands", {"GETT"}}}}})
+                .status,
+            200);
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics",
+                json{{"type", "resp_error"},
+                     {"name", "hits"},
+                     {"attributes", {{"preset", "loading"}, {"commands", {"GET"}}}}})
+                .status,
+            200);
+  Conn c(fl.port());
+  EXPECT_EQ(call(c, {"GET", "k"}).rfind("-LOADING", 0), 0u);
+  EXPECT_EQ(call(c, {"GET", "k"}).rfind("-LOADING", 0), 0u);
+  json typo = body_json(req("GET", "/proxies/redis/toxics/typo"));
+  json hits = body_json(req("GET", "/proxies/redis/toxics/hits"));
+  EXPECT_EQ(typo["attributes"]["matched"], 0) << typo.dump();
+  EXPECT_EQ(hits["attributes"]["matched"], 2) << hits.dump();
+  EXPECT_EQ(hits["attributes"]["injected"], 2) << hits.dump();
+
+  // ctl shows the counters in their own columns.
+  int status = -1;
+  std::string out = run_cmd(ctl_cmd(fl, "toxic list redis"), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("MATCHED"), std::string::npos) << out;
+  EXPECT_NE(out.find("INJECTED"), std::string::npos) << out;
+  auto row = [&](const std::string& name) {
+    size_t at = out.find("\n" + name + " ");
+    return at == std::string::npos ? std::string() : out.substr(at + 1, out.find('\n', at + 1) - at);
+  };
+  EXPECT_NE(row("hits").find(" 2 "), std::string::npos) << out;
+  EXPECT_EQ(row("hits").find("matched="), std::string::npos) << "not among the settings: " << out;
+
+  ASSERT_EQ(req("DELETE", "/proxies/redis/toxics/hits").status, 204);
+  ASSERT_EQ(req("DELETE", "/proxies/redis/toxics/typo").status, 204);
+  EXPECT_TRUE(wait_until([&] {
+    return fl.process().log().find("toxic typo (resp_error) removed having matched no command "
+                                   "(commands=[\"GETT\"])") != std::string::npos;
+  })) << fl.process().log();
+  EXPECT_EQ(fl.process().log().find("toxic hits (resp_error) removed having matched"),
+            std::string::npos)
+      << fl.process().log();
+  // Connection-level toxics have no filter: no warning.
+  ASSERT_EQ(req("POST", "/proxies/redis/toxics", json{{"type", "latency"}}).status, 200);
+  ASSERT_EQ(req("DELETE", "/proxies/redis/toxics/latency_downstream").status, 204);
+  EXPECT_EQ(fl.process().log().find("latency_downstream (latency) removed having"),
+            std::string::npos);
+}
+
+// Unnamed toxics: Toxiproxy's `<type>_<stream>` for its types; RESP toxics say what they do.
+TEST_F(ApiFixture, DefaultToxicNamesSayWhatTheToxicIs) {
+  HttpResult r = req("POST", "/proxies/redis/toxics",
+                     json{{"type", "latency"}, {"stream", "upstream"}});
+  EXPECT_EQ(body_json(r).value("name", ""), "latency_upstream") << r.body;
+  r = req("POST", "/proxies/redis/toxics",
+          json{{"type", "resp_error"},
+               {"attributes", {{"preset", "loading"}, {"commands", {"GET", "SET"}}}}});
+  EXPECT_EQ(body_json(r).value("name", ""), "resp_error_loading_GET+SET") << r.body;
+  r = req("POST", "/proxies/redis/toxics",
+          json{{"type", "resp_reply"}, {"attributes", {{"reply", "nil"}, {"commands", {"GET"}}}}});
+  EXPECT_EQ(body_json(r).value("name", ""), "resp_reply_nil_GET") << r.body;
+  r = req("POST", "/proxies/redis/toxics",
+          json{{"type", "resp_delay"}, {"attributes", {{"phase", "reply"}, {"delay", 1}}}});
+  EXPECT_EQ(body_json(r).value("name", ""), "resp_delay_reply") << r.body;
+  // The name is free to use in a URL as it is.
+  EXPECT_EQ(req("GET", "/proxies/redis/toxics/resp_error_loading_GET+SET").status, 200);
+  // The same toxic again: Toxiproxy's 409 and prefix, and the name.
+  r = req("POST", "/proxies/redis/toxics",
+          json{{"type", "resp_error"},
+               {"attributes", {{"preset", "loading"}, {"commands", {"GET", "SET"}}}}});
+  expect_error_containing(r, 409, "toxic already exists: a toxic named "
+                                  "'resp_error_loading_GET+SET'");
+  EXPECT_EQ(body_json(r).value("error", "").rfind("toxic already exists", 0), 0u) << r.body;
+  // ctl leaves the name to the API: the same default.
+  int status = -1;
+  std::string out = run_cmd(
+      ctl_cmd(fl, "toxic add redis --type resp_error -a preset=oom -a commands=SET"), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("added toxic resp_error_oom_SET"), std::string::npos) << out;
+  out = run_cmd(ctl_cmd(fl, "toxic add redis --type resp_error -a preset=oom -a commands=SET"),
+                &status);
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("toxic already exists: a toxic named 'resp_error_oom_SET'"),
+            std::string::npos)
+      << out;
+}
+
+// The API writes files only under --log-dir, and without it writes none.
+TEST_F(ApiFixture, PostLogWithoutLogDirIs403) {
+  std::string dir = make_temp_dir();
+  HttpResult r = req("POST", "/log", json{{"path", dir + "/traffic.jsonl"}});
+  expect_error_containing(r, 403, "--log-dir");
+  EXPECT_NE(body_json(r).value("error", "").find("'path'"), std::string::npos) << r.body;
+  EXPECT_FALSE(std::ifstream(dir + "/traffic.jsonl").good()) << "no file was created";
+  // Switching it off, or to faultline's stdout, names no file.
+  EXPECT_EQ(req("POST", "/log", json{{"enabled", false}}).status, 200);
+  r = req("POST", "/log", json{{"path", "-"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(req("POST", "/log", json{{"enabled", false}}).status, 200);
+}
+
+namespace {
+struct LogDirFixture : ApiFixture {
+  std::string dir = make_temp_dir();
+  std::string outside = make_temp_dir();
+  std::vector<std::string> extra_args() override { return {"--log-dir", dir}; }
+};
+} // namespace
+
+TEST_F(LogDirFixture, WritesOnlyInsideTheDirectory) {
+  // A name relative to the directory; GET /log shows where it went.
+  HttpResult r = req("POST", "/log", json{{"path", "traffic.jsonl"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  char real[PATH_MAX];
+  ASSERT_NE(::realpath(dir.c_str(), real), nullptr);
+  EXPECT_EQ(body_json(r).value("path", ""), std::string(real) + "/traffic.jsonl") << r.body;
+  Conn c(fl.port());
+  ASSERT_EQ(call(c, {"SET", "a", "1"}), "+OK\r\n");
+  EXPECT_TRUE(wait_until([&] {
+    return slurp(dir + "/traffic.jsonl").find("\"cmd\":\"SET\"") != std::string::npos;
+  }));
+  // An absolute path inside it is fine too.
+  EXPECT_EQ(req("POST", "/log", json{{"path", std::string(real) + "/abs.jsonl"}}).status, 200);
+
+  // Out of it: .., absolute elsewhere, a directory, nothing.
+  expect_error_containing(req("POST", "/log", json{{"path", "../escape.jsonl"}}), 403, "..");
+  expect_error_containing(req("POST", "/log", json{{"path", "sub/../../escape.jsonl"}}), 403,
+                          "..");
+  expect_error_containing(req("POST", "/log", json{{"path", outside + "/x.jsonl"}}), 403,
+                          "not inside the log directory");
+  expect_error_containing(req("POST", "/log", json{{"path", "sub/"}}), 403, "does not name a file");
+  EXPECT_FALSE(std::ifstream(outside + "/x.jsonl").good());
+  EXPECT_TRUE(pings(fl.port()));
+}
+
+TEST_F(LogDirFixture, FollowsNoSymbolicLinkOutOfIt) {
+  const std::string target = outside + "/victim";
+  { std::ofstream(target) << "precious\n"; }
+  ASSERT_EQ(::symlink(target.c_str(), (dir + "/link.jsonl").c_str()), 0);
+  ASSERT_EQ(::symlink(outside.c_str(), (dir + "/linkdir").c_str()), 0);
+  ASSERT_EQ(::symlink((outside + "/new").c_str(), (dir + "/dangling.jsonl").c_str()), 0);
+  expect_error_containing(req("POST", "/log", json{{"path", "link.jsonl"}}), 403,
+                          "symbolic link");
+  expect_error_containing(req("POST", "/log", json{{"path", "linkdir/x.jsonl"}}), 403,
+                          "symbolic link");
+  expect_error_containing(req("POST", "/log", json{{"path", "dangling.jsonl"}}), 403,
+                          "symbolic link");
+  EXPECT_EQ(slurp(target), "precious\n");
+  EXPECT_FALSE(std::ifstream(outside + "/x.jsonl").good());
+  EXPECT_FALSE(std::ifstream(outside + "/new").good());
+  // A real subdirectory is fine.
+  ASSERT_EQ(::mkdir((dir + "/sub").c_str(), 0755), 0);
+  EXPECT_EQ(req("POST", "/log", json{{"path", "sub/t.jsonl"}}).status, 200);
+  // A FIFO is not a log file.
+  ASSERT_EQ(::mkfifo((dir + "/fifo").c_str(), 0644), 0);
+  expect_error_containing(req("POST", "/log", json{{"path", "fifo"}}), 403, "not a regular file");
+}
+
+TEST_F(LogDirFixture, NeverAppendsToAFileThatIsNotAFaultlineLog) {
+  { std::ofstream(dir + "/notes.txt") << "my notes\nline two\n"; }
+  HttpResult r = req("POST", "/log", json{{"path", "notes.txt"}});
+  expect_error_containing(r, 403, "not a faultline traffic log");
+  EXPECT_EQ(slurp(dir + "/notes.txt"), "my notes\nline two\n");
+  { std::ofstream(dir + "/data.json") << "{\"a\": 1}\n"; }
+  expect_error_containing(req("POST", "/log", json{{"path", "data.json"}}), 403,
+                          "not a faultline traffic log");
+  EXPECT_EQ(slurp(dir + "/data.json"), "{\"a\": 1}\n");
+
+  // A faultline log of the same format is appended to; of the other format, refused.
+  ASSERT_EQ(req("POST", "/log", json{{"path", "t.jsonl"}}).status, 200);
+  Conn c(fl.port());
+  ASSERT_EQ(call(c, {"SET", "a", "1"}), "+OK\r\n");
+  EXPECT_TRUE(wait_until(
+      [&] { return slurp(dir + "/t.jsonl").find("\"cmd\":\"SET\"") != std::string::npos; }));
+  ASSERT_EQ(req("POST", "/log", json{{"enabled", false}}).status, 200);
+  size_t before = slurp(dir + "/t.jsonl").size();
+  expect_error_containing(req("POST", "/log", json{{"path", "t.jsonl"}, {"format", "text"}}), 403,
+                          "faultline JSON log");
+  ASSERT_EQ(req("POST", "/log", json{{"path", "t.jsonl"}, {"format", "json"}}).status, 200);
+  ASSERT_EQ(call(c, {"GET", "a"}), "$1\r\n1\r\n");
+  EXPECT_TRUE(wait_until(
+      [&] { return slurp(dir + "/t.jsonl").find("\"cmd\":\"GET\"") != std::string::npos; }));
+  EXPECT_GT(slurp(dir + "/t.jsonl").size(), before);
+  // A text log likewise.
+  ASSERT_EQ(req("POST", "/log", json{{"path", "t.log"}, {"format", "text"}}).status, 200);
+  ASSERT_EQ(call(c, {"SET", "b", "2"}), "+OK\r\n");
+  EXPECT_TRUE(wait_until([&] { return slurp(dir + "/t.log").find("SET") != std::string::npos; }));
+  ASSERT_EQ(req("POST", "/log", json{{"enabled", false}}).status, 200);
+  EXPECT_EQ(req("POST", "/log", json{{"path", "t.log"}, {"format", "text"}}).status, 200);
+  ASSERT_EQ(req("POST", "/log", json{{"enabled", false}}).status, 200);
+  expect_error_containing(req("POST", "/log", json{{"path", "t.log"}, {"format", "json"}}), 403,
+                          "faultline text log");
+}
+
+// `faultline ctl` covers the rest of the API: accept modes, client verdicts, the traffic log,
+// stats, metrics, populate, and tail in the text of `--log -`.
+TEST_F(LogDirFixture, CtlCoversTheApi) {
+  int status = -1;
+  std::string out = run_cmd(ctl_cmd(fl, "accept redis reset"), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(body_json(req("GET", "/proxies/redis")).value("accept", ""), "reset");
+  out = run_cmd(ctl_cmd(fl, "accept redis sideways"), &status);
+  EXPECT_EQ(status, 2) << out;
+  out = run_cmd(ctl_cmd(fl, "accept redis normal"), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_TRUE(pings(fl.port()));
+
+  out = run_cmd(ctl_cmd(fl, "log on ctl.jsonl"), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("traffic log: on, json to "), std::string::npos) << out;
+  out = run_cmd(ctl_cmd(fl, "log"), &status);
+  EXPECT_NE(out.find("ctl.jsonl"), std::string::npos) << out;
+  out = run_cmd(ctl_cmd(fl, "log on ../x.jsonl"), &status);
+  EXPECT_EQ(status, 1) << out;
+  out = run_cmd(ctl_cmd(fl, "log off"), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("traffic log: off"), std::string::npos) << out;
+
+  out = run_cmd(ctl_cmd(fl, "clients redis"), &status);
+  EXPECT_EQ(status, 0) << out;
+  out = run_cmd(ctl_cmd(fl, "clients redis --clear"), &status);
+  EXPECT_EQ(status, 0) << out;
+  out = run_cmd(ctl_cmd(fl, "stats redis"), &status);
+  EXPECT_EQ(status, 0) << out;
+  out = run_cmd(ctl_cmd(fl, "metrics"), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("faultline_connections_total"), std::string::npos) << out;
+
+  std::string file = dir + "/populate.json";
+  {
+    std::ofstream(file) << json::array({{{"name", "pop"},
+                                         {"listen", "127.0.0.1:0"},
+                                         {"upstream", upstream()}}})
+                               .dump();
+  }
+  out = run_cmd(ctl_cmd(fl, "populate " + file), &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("proxy pop: 127.0.0.1:"), std::string::npos) << out;
+
+  // tail: the text lines of `--log -` (no colours), or JSON with --json.
+  for (bool as_json : {false, true}) {
+    std::string log_file = dir + (as_json ? "/tail.json" : "/tail.txt");
+    Process tail;
+    std::vector<std::string> argv = {FAULTLINE_BIN, "ctl", "--api",
+                                     "127.0.0.1:" + std::to_string(fl.api_port())};
+    if (as_json) argv.push_back("--json");
+    argv.insert(argv.end(), {"tail", "redis"});
+    ASSERT_TRUE(tail.start(argv, log_file));
+    ASSERT_TRUE(wait_until([&] {
+      return body_json(req("GET", "/log")).value("subscribers", 0) == 1;
+    }));
+    Conn c(fl.port());
+    ASSERT_EQ(call(c, {"SET", "tailed", "v"}), "+OK\r\n");
+    EXPECT_TRUE(wait_until([&] { return slurp(log_file).find("tailed") != std::string::npos; }))
+        << slurp(log_file);
+    tail.kill_hard();
+    std::string got = slurp(log_file);
+    if (as_json) {
+      EXPECT_NE(got.find("\"cmd\":\"SET\",\"args\":[\"tailed\",\"v\"]"), std::string::npos)
+          << got;
+    } else {
+      EXPECT_NE(got.find(" SET \"tailed\" \"v\" -> OK "), std::string::npos) << got;
+      EXPECT_EQ(got.find('{'), std::string::npos) << got;
+      EXPECT_EQ(got.find('\033'), std::string::npos) << got;
+    }
+  }
 }

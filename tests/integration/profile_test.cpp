@@ -506,6 +506,87 @@ TEST(ProfileApi, StartConflictReplaceStop) {
   EXPECT_EQ(http.request("GET", "/profiles/nope").status, 404);
 }
 
+// POST /reset leaves nothing injected, a running profile included: the profile stops (undoing
+// its steps), and its report says who stopped it.
+TEST(ProfileApi, ResetStopsTheRunningProfile) {
+  ProfileRun run;
+  run.start("api", 1, {}, /*with_profile=*/false);
+  HttpClient& http = *run.http;
+  Conn c(run.port);
+  HttpResult r = http.request("POST", "/profiles", kSlowToml, "application/toml");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_GE(ping_ms(c), 140) << "the profile's latency is on";
+
+  r = http.request("POST", "/reset");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_LT(ping_ms(c), 50) << "the profile's latency is gone";
+  r = http.request("GET", "/profiles/slow");
+  ASSERT_EQ(r.status, 200);
+  json rep = json::parse(r.body);
+  EXPECT_EQ(rep["state"], "stopped") << rep.dump(2);
+  EXPECT_EQ(rep["stopped_by"], "POST /reset") << rep.dump(2);
+  EXPECT_EQ(json::parse(http.request("GET", "/proxies/redis/toxics").body), json::array());
+  EXPECT_TRUE(wait_until([&] {
+    return run.fl.process().log().find("profile slow: stopped by POST /reset") != std::string::npos;
+  })) << run.fl.process().log();
+  // With nothing running, reset is as before.
+  EXPECT_EQ(http.request("POST", "/reset").status, 204);
+}
+
+// `faultline ctl profile run|status|stop|list` against the real binary.
+TEST(ProfileApi, CtlRunsShowsAndStopsAProfile) {
+  ProfileRun run;
+  run.start("api", 1, {}, /*with_profile=*/false);
+  const std::string ctl =
+      std::string(FAULTLINE_BIN) + " ctl --api 127.0.0.1:" + std::to_string(run.api) + " ";
+  std::string file = ::testing::TempDir() + "ctl-slow.toml";
+  {
+    std::ofstream(file) << kSlowToml;
+  }
+  Conn c(run.port);
+  int status = -1;
+  std::string out = run_cmd(ctl + "profile run " + file + " 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("profile slow: running"), std::string::npos) << out;
+  EXPECT_GE(ping_ms(c), 140);
+
+  out = run_cmd(ctl + "profile run " + file + " 2>&1", &status);
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("profile 'slow' is running"), std::string::npos) << out;
+
+  out = run_cmd(ctl + "profile status 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("profile slow: running"), std::string::npos) << out;
+  EXPECT_NE(out.find("latency"), std::string::npos) << out;
+
+  out = run_cmd(ctl + "profile list 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("slow"), std::string::npos) << out;
+
+  out = run_cmd(ctl + "profile stop 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("stopped (stopped by DELETE /profiles/slow)"), std::string::npos) << out;
+  EXPECT_LT(ping_ms(c), 50);
+
+  out = run_cmd(ctl + "profile stop 2>&1", &status);
+  EXPECT_EQ(status, 1) << out;
+  EXPECT_NE(out.find("no profile is running"), std::string::npos) << out;
+
+  out = run_cmd(ctl + "--json profile status slow 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  json rep = json::parse(out, nullptr, false);
+  EXPECT_EQ(rep.value("state", ""), "stopped") << out;
+
+  // Replace and speed reach the API.
+  out = run_cmd(ctl + "profile run " + file + " --speed 2 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  out = run_cmd(ctl + "--json profile run " + file + " --replace 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(json::parse(out, nullptr, false).value("state", ""), "running") << out;
+  out = run_cmd(ctl + "profile stop slow 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+}
+
 TEST(ProfileApi, BadProfilesAre400WithThePlace) {
   ProfileRun run;
   run.start("api", 1, {}, /*with_profile=*/false);

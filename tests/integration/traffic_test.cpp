@@ -419,7 +419,7 @@ TEST_F(TrafficFixture, SighupReopensTheFile) {
 }
 
 TEST_F(TrafficFixture, LoggingAndFiltersSwitchAtRunTime) {
-  start({});
+  start({"--log-dir", dir}); // the API writes files only there
   EXPECT_EQ(get("/log")["enabled"], false);
   log_path = dir + "/runtime-" + std::to_string(free_port()) + ".jsonl";
   post("/log", {{"path", log_path}, {"commands", "SET,@hash"}, {"keys", "user:*"}});

@@ -100,7 +100,7 @@ steps = [ { at = "0s", for = "2s", action = "disable" } ]
   EXPECT_EQ(p.proxies[0].name, "redis");
   ASSERT_EQ(p.steps.size(), 6u);
   EXPECT_EQ(p.steps[0].label, "loading");
-  EXPECT_EQ(p.steps[0].toxic.name, "resp_error_upstream");
+  EXPECT_EQ(p.steps[0].toxic.name, "resp_error_loading") << "the default name says what it is";
   EXPECT_EQ(p.steps[0].toxic.stream, faultline::toxics::Stream::Upstream);
   EXPECT_EQ(p.steps[0].line, 6);
   EXPECT_EQ(p.steps[1].label, "resp_error readonly on redis (downstream)");

@@ -174,5 +174,33 @@ TEST(ToxicAttributeDocs, EveryAttributeHasARow) {
     for (const auto& a : t.attrs) EXPECT_FALSE(a.doc.empty()) << t.name << "." << a.name;
 }
 
+// The default name: Toxiproxy's `<type>_<stream>` for its types, what the toxic does for
+// faultline's RESP types (the API, ctl, the Python helper and profiles all use this one).
+TEST(ToxicRegistry, DefaultNamesSayWhatTheToxicIs) {
+  auto name = [](std::string_view type, Stream s, const json& attrs) {
+    auto impl = make_impl(type, attrs);
+    return default_name(type, s, impl.get());
+  };
+  EXPECT_EQ(name("latency", Stream::Downstream, json::object()), "latency_downstream");
+  EXPECT_EQ(name("limit_data", Stream::Upstream, {{"bytes", 10}}), "limit_data_upstream");
+  EXPECT_EQ(default_name("latency", Stream::Upstream, nullptr), "latency_upstream");
+  EXPECT_EQ(name("resp_error", Stream::Upstream, {{"preset", "loading"}}), "resp_error_loading");
+  EXPECT_EQ(name("resp_error", Stream::Downstream, {{"error", "ERR boom"}, {"commands", {"GET"}}}),
+            "resp_error_err_GET");
+  EXPECT_EQ(name("resp_error", Stream::Upstream,
+                 {{"preset", "readonly"}, {"commands", {"SET", "@write", "INCR", "DEL"}}}),
+            "resp_error_readonly_SET+write+INCR+more");
+  EXPECT_EQ(name("resp_reply", Stream::Upstream, {{"reply", "int:5"}, {"commands", {"INCR"}}}),
+            "resp_reply_int_INCR");
+  EXPECT_EQ(name("resp_reply", Stream::Upstream, {{"reply", "*0\r\n"}}), "resp_reply_raw");
+  EXPECT_EQ(name("resp_delay", Stream::Upstream, {{"delay", 5}}), "resp_delay_request");
+  EXPECT_EQ(name("resp_hang", Stream::Upstream, {{"commands", {"BLPOP"}}}), "resp_hang_BLPOP");
+  EXPECT_EQ(name("resp_reset", Stream::Upstream, {{"phase", "after"}}), "resp_reset_after");
+  // Only what a URL path segment carries as is.
+  EXPECT_EQ(name("resp_error", Stream::Upstream,
+                 {{"error", "ERR?x boom"}, {"commands", {"CLIENT|SETNAME"}}}),
+            "resp_error_errx_CLIENTSETNAME");
+}
+
 } // namespace
 } // namespace faultline::toxics
