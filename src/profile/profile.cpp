@@ -431,7 +431,11 @@ private:
     try {
       toxics::make_impl(out.type, out.attributes);
     } catch (const toxics::ToxicError& e) {
-      fail(attrs ? *attrs : n, fmt::format("{}: toxic {}: {}", where, out.type, e.what()));
+      // At the attribute's own line when the error names one.
+      const toml::node* at = attrs ? attrs : &n;
+      if (attrs && !e.attribute.empty())
+        if (const toml::node* key = attrs->as_table()->get(e.attribute)) at = key;
+      fail(*at, fmt::format("{}: toxic {}: {}", where, out.type, e.what()));
     } catch (const std::exception& e) {
       fail(attrs ? *attrs : n, fmt::format("{}: toxic {}: {}", where, out.type, e.what()));
     }
