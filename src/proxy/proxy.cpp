@@ -289,7 +289,8 @@ bool Proxy::listen_now(std::string& err) {
   rc = uv_listen(reinterpret_cast<uv_stream_t*>(h), 1024, [](uv_stream_t* server, int status) {
     static_cast<Proxy*>(server->data)->on_connection(status);
   });
-  if (rc < 0) return fail(rc, "listen");
+  // libuv reports a bind's EADDRINUSE from uv_listen (it defers the bind's error); Go, from bind.
+  if (rc < 0) return fail(rc, rc == UV_EADDRINUSE ? "bind" : "listen");
   listener_ = h;
   // Report the address bound, as Toxiproxy does (localhost:3310 reads back as 127.0.0.1:3310,
   // port 0 as the port picked), and keep it, so that re-enabling binds the same one.

@@ -48,8 +48,9 @@ struct WireFixture : ::testing::Test {
   }
   void TearDown() override {
     http.reset();
-    if (fl.process().running())
+    if (fl.process().running()) {
       EXPECT_EQ(fl.stop(), 0) << fl.process().log();
+    }
   }
   HttpResult raw(std::string_view method, std::string_view path, std::string_view body) {
     HttpResult r = http->request(method, path, body);

@@ -301,7 +301,7 @@ TEST(ProfileErrors, UnknownToxicAttributeAtItsLine) {
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
                      "[steps.toxic]\ntype = \"latency\"\n"
                      "[steps.toxic.attributes]\nlatency = 10\nlatncy = 300\n"),
-            "t.toml:9:10: step 1: toxic latency: unknown attribute 'latncy': latency takes "
+            "t.toml:8:10: step 1: toxic latency: unknown attribute 'latncy': latency takes "
             "latency, jitter");
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
                      "toxic = { type = \"resp_error\", attributes = { preset = \"loading\", "
