@@ -254,6 +254,7 @@ bool start_api(App& app, const AppConfig& cfg) {
   control::HttpServerOptions opts;
   opts.max_body_bytes = 1 << 20;
   opts.token = cfg.api_token;
+  opts.request_id_header = "X-Toxiproxy-Request-Id";
   app.http = std::make_unique<control::HttpServer>(app.loop, opts, app.api.router());
   const auto* sa = reinterpret_cast<const sockaddr*>(&ss);
   if (int rc = app.http->listen(sa); rc != 0) {

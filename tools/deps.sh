@@ -3,7 +3,7 @@
 
 FAULTLINE_PACKAGES=(cmake g++ make pkg-config libuv1-dev libfmt-dev libcxxopts-dev
   libtomlplusplus-dev nlohmann-json3-dev node-llhttp libgtest-dev libbenchmark-dev redis-server
-  redis-tools python3 python3-redis python3-pytest curl clang libclang-rt-14-dev)
+  redis-tools python3 python3-redis python3-pytest curl clang libclang-rt-14-dev golang-go)
 
 faultline_install_deps() {
   local missing=() extra=("$@")

@@ -167,16 +167,17 @@ std::optional<proxy::AcceptMode> opt_accept(const json& obj) {
   bad_body(fmt::format("field 'accept' must be \"normal\", \"reset\" or \"hang\", not \"{}\"", *s));
 }
 
-void check_address(const char* what, const std::string& addr) {
+void check_address(const char* what, const std::string& addr, const std::string& where = {}) {
   std::string err;
   if (!uv::parse_endpoint(addr, err))
-    throw ApiError(400, fmt::format("{}: {}", what, err));
+    throw ApiError(400, fmt::format("{}: {}{}", what, err, where));
 }
 
-// An error from Proxy::start/set_*: the socket refused (Toxiproxy answers 500 with the listen
-// error), or the address itself was wrong (400).
+// An error from Proxy::start/set_*: the socket refused (Toxiproxy answers 500 with Go's listen
+// error, "listen tcp 127.0.0.1:3310: bind: address already in use"), or the address itself was
+// wrong (400).
 [[noreturn]] void proxy_failure(const std::string& err) {
-  bool socket = err.rfind("cannot bind", 0) == 0 || err.rfind("cannot listen", 0) == 0;
+  bool socket = err.rfind("listen tcp ", 0) == 0;
   throw ApiError(socket ? 500 : 400, err);
 }
 
@@ -186,7 +187,9 @@ struct ProxyInput {
   std::optional<proxy::AcceptMode> accept;
 };
 
-ProxyInput read_proxy_input(const json& obj, const std::string& where) {
+// The fields of one proxy, their JSON types only (Toxiproxy's decoder refuses a wrong type in
+// any entry before anything else is looked at).
+ProxyInput read_proxy_fields(const json& obj, const std::string& where) {
   if (!obj.is_object())
     bad_body(fmt::format("expected a JSON object{}", where));
   ProxyInput in;
@@ -195,14 +198,27 @@ ProxyInput read_proxy_input(const json& obj, const std::string& where) {
   in.cfg.listen = opt_string(obj, "listen").value_or("");
   in.cfg.enabled = opt_bool(obj, "enabled").value_or(true);
   in.accept = opt_accept(obj);
+  return in;
+}
+
+void require_fields(const ProxyInput& in, const std::string& where) {
   if (in.cfg.name.empty())
     throw ApiError(400, fmt::format("{}: name{}", kMissingField, where));
   if (in.cfg.upstream.empty())
     throw ApiError(400, fmt::format("{}: upstream{}", kMissingField, where));
+}
+
+void check_addresses(ProxyInput& in, const std::string& where) {
   if (in.cfg.listen.empty())
     in.cfg.listen = kDefaultListen;
-  check_address("listen", in.cfg.listen);
-  check_address("upstream", in.cfg.upstream);
+  check_address("listen", in.cfg.listen, where);
+  check_address("upstream", in.cfg.upstream, where);
+}
+
+ProxyInput read_proxy_input(const json& obj, const std::string& where) {
+  ProxyInput in = read_proxy_fields(obj, where);
+  require_fields(in, where);
+  check_addresses(in, where);
   return in;
 }
 
@@ -236,17 +252,32 @@ proxy::Proxy& create_or_throw(proxy::Registry& reg, const ProxyInput& in) {
   return *p;
 }
 
-// Toxiproxy replaces a proxy on /populate only when its listen or upstream address differs.
+// Toxiproxy replaces a proxy on /populate only when its listen or upstream address differs
+// (Proxy.Differs: the listen address as resolved against the one bound; port 0 always differs).
 bool differs(const proxy::Proxy& p, const proxy::ProxyConfig& cfg) {
-  if (cfg.upstream != p.upstream_address())
-    return true;
+  return cfg.upstream != p.upstream_address() || !p.same_listen_address(cfg.listen);
+}
+
+// One entry of /populate (AddOrReplace): the same addresses keep the proxy as it is (toxics,
+// connections and enabled state included); other addresses stop it and start a new one in its
+// place, and if that fails the old one stays, stopped, as in Toxiproxy.
+proxy::Proxy& populate_one(proxy::Registry& registry, ProxyInput& in, size_t index) {
+  // A malformed address is refused here, in order, not up front: Toxiproxy finds it only when
+  // it gets there, so the entries before it are done.
+  check_addresses(in, fmt::format(" at proxy {}", index));
+  proxy::Proxy* existing = registry.find(in.cfg.name);
+  if (existing && !differs(*existing, in.cfg)) {
+    if (in.accept)
+      existing->set_accept_mode(*in.accept);
+    return *existing;
+  }
   std::string err;
-  auto ep = uv::parse_endpoint(cfg.listen, err);
-  if (!ep || ep->port == 0)
-    return true;
-  if (ep->host.empty())
-    ep->host = "0.0.0.0";
-  return ep->str() != p.listen_address();
+  proxy::Proxy* p = existing ? registry.replace(in.cfg, err) : registry.create(in.cfg, err);
+  if (!p)
+    proxy_failure(err);
+  if (in.accept)
+    p->set_accept_mode(*in.accept);
+  return *p;
 }
 
 uint64_t total_bytes_from_client(const proxy::Proxy& p) {
@@ -366,30 +397,22 @@ void Api::create_proxy(Request& req, Response& res) {
 }
 
 void Api::populate(Request& req, Response& res) {
-  // Toxiproxy answers every outcome with the proxies created so far (none when the body is
-  // refused) and, on failure, the error beside them: {"error", "status", "proxies"}.
+  // Toxiproxy's PopulateJson: the body is decoded and every entry's name and upstream checked
+  // before anything changes; then each entry is created or replaced in order (AddOrReplace), and
+  // the first failure stops the rest, keeping what was done. Every outcome is answered with the
+  // proxies done so far and, on failure, the error beside them: {"error", "status", "proxies"}.
   json done = json::array();
   try {
     json body = parse_json(req.body);
     if (!body.is_array())
       bad_body("expected a JSON array of proxies");
-    // Check every entry before changing anything...
     std::vector<ProxyInput> inputs;
     for (size_t i = 0; i < body.size(); ++i)
-      inputs.push_back(read_proxy_input(body[i], fmt::format(" at proxy {}", i + 1)));
-    // ...then create or replace in order, stopping at the first failure.
-    for (const auto& in : inputs) {
-      proxy::Proxy* existing = registry_.find(in.cfg.name);
-      if (existing && !differs(*existing, in.cfg)) {
-        if (in.accept)
-          existing->set_accept_mode(*in.accept);
-        done.push_back(proxy_json(*existing));
-        continue;
-      }
-      if (existing)
-        registry_.remove(in.cfg.name);
-      done.push_back(proxy_json(create_or_throw(registry_, in)));
-    }
+      inputs.push_back(read_proxy_fields(body[i], fmt::format(" at proxy {}", i + 1)));
+    for (size_t i = 0; i < inputs.size(); ++i)
+      require_fields(inputs[i], fmt::format(" at proxy {}", i + 1));
+    for (size_t i = 0; i < inputs.size(); ++i)
+      done.push_back(proxy_json(populate_one(registry_, inputs[i], i + 1)));
   } catch (const ApiError& e) {
     res.json(e.status, json{{"error", e.what()}, {"status", e.status}, {"proxies", done}});
     return;

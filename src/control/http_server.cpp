@@ -1221,6 +1221,8 @@ void HttpServer::maybe_finish_close() {
 }
 
 void HttpServer::dispatch(Request& req, Response& res) {
+  if (!options_.request_id_header.empty())
+    res.header(options_.request_id_header, request_ids_.next());
   if (options_.reject_browsers) {
     if (const std::string* ua = req.header("User-Agent");
         ua != nullptr && ua->starts_with("Mozilla/")) {

@@ -24,6 +24,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/request_id.h"
+
 namespace faultline::control {
 
 // Header names compare case-insensitively (RFC 9110); values are kept as received.
@@ -144,6 +146,9 @@ struct HttpServerOptions {
   // Like Toxiproxy, refuse requests whose User-Agent starts with "Mozilla/" (403): a web page
   // must not be able to drive a local fault injector.
   bool reject_browsers = true;
+  // Non-empty: every response carries this header with a fresh request id (request_id.h), as
+  // Toxiproxy's API sets X-Toxiproxy-Request-Id.
+  std::string request_id_header;
 };
 
 // The server. Owns its listener and its connections; frees them only from libuv close callbacks,
@@ -187,6 +192,7 @@ private:
   int bound_port_ = 0;
   std::unordered_map<detail::Connection*, std::unique_ptr<detail::Connection>> connections_;
   std::function<void()> on_closed_;
+  RequestIds request_ids_;
 };
 
 // Shared helpers (also used by the client).

@@ -433,7 +433,11 @@ private:
       auto impl = toxics::make_impl(out.type, out.attributes);
       if (!named) out.name = toxics::default_name(out.type, out.stream, impl.get());
     } catch (const toxics::ToxicError& e) {
-      fail(attrs ? *attrs : n, fmt::format("{}: toxic {}: {}", where, out.type, e.what()));
+      // At the attribute's own line when the error names one.
+      const toml::node* at = attrs ? attrs : &n;
+      if (attrs && !e.attribute.empty())
+        if (const toml::node* key = attrs->as_table()->get(e.attribute)) at = key;
+      fail(*at, fmt::format("{}: toxic {}: {}", where, out.type, e.what()));
     } catch (const std::exception& e) {
       fail(attrs ? *attrs : n, fmt::format("{}: toxic {}: {}", where, out.type, e.what()));
     }

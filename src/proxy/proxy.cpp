@@ -217,6 +217,9 @@ bool Proxy::set_listen(const std::string& listen, std::string& err) {
   if (listen == cfg_.listen || (l->host == listen_ep_.host && l->port == listen_ep_.port &&
                                 l->port != 0))
     return true;
+  // Toxiproxy 2.12 compares the address resolved: a host name for the address bound is no
+  // change either (no restart, connections kept).
+  if (listening() && l->port != 0 && same_listen_address(listen)) return true;
   uv::Endpoint old_ep = listen_ep_;
   std::string old = cfg_.listen;
   bool was_listening = listening();
@@ -251,6 +254,21 @@ bool Proxy::set_enabled(bool enabled, std::string& err) {
   return true;
 }
 
+namespace {
+// An errno as Go words it (its syscall table is glibc's strerror, lower-cased), where libuv's
+// own text differs: Toxiproxy's clients compare the listen errors it forwards from Go.
+const char* go_errno_text(int rc) {
+  switch (rc) {
+  case UV_EADDRNOTAVAIL:
+    return "cannot assign requested address";
+  case UV_EAFNOSUPPORT:
+    return "address family not supported by protocol";
+  default:
+    return uv_strerror(rc);
+  }
+}
+} // namespace
+
 bool Proxy::listen_now(std::string& err) {
   if (listener_) return true;
   sockaddr_storage ss;
@@ -259,7 +277,10 @@ bool Proxy::listen_now(std::string& err) {
   uv_tcp_init(rt_.loop(), h);
   h->data = this;
   auto fail = [&](int rc, const char* what) {
-    err = fmt::format("cannot {} {}: {}", what, cfg_.listen, uv_strerror(rc));
+    // Go's net.OpError, as Toxiproxy forwards it: "listen tcp 127.0.0.1:3310: bind: address
+    // already in use", the address as resolved.
+    err = fmt::format("listen tcp {}: {}: {}", uv::format_address(reinterpret_cast<sockaddr*>(&ss)),
+                      what, go_errno_text(rc));
     uv_close(reinterpret_cast<uv_handle_t*>(h),
              [](uv_handle_t* x) { delete reinterpret_cast<uv_tcp_t*>(x); });
     return false;
@@ -269,15 +290,30 @@ bool Proxy::listen_now(std::string& err) {
   rc = uv_listen(reinterpret_cast<uv_stream_t*>(h), 1024, [](uv_stream_t* server, int status) {
     static_cast<Proxy*>(server->data)->on_connection(status);
   });
-  if (rc < 0) return fail(rc, "listen on");
+  // libuv reports a bind's EADDRINUSE from uv_listen (it defers the bind's error); Go, from bind.
+  if (rc < 0) return fail(rc, rc == UV_EADDRINUSE ? "bind" : "listen");
   listener_ = h;
-  // Port 0 picks a free port; report and keep the real one so re-enabling reuses it.
+  // Report the address bound, as Toxiproxy does (localhost:3310 reads back as 127.0.0.1:3310,
+  // port 0 as the port picked), and keep it, so that re-enabling binds the same one.
   sockaddr_storage bound{};
   int len = sizeof bound;
-  if (uv_tcp_getsockname(h, reinterpret_cast<sockaddr*>(&bound), &len) == 0)
-    listen_ep_.port = uv::address_port(reinterpret_cast<sockaddr*>(&bound));
+  if (uv_tcp_getsockname(h, reinterpret_cast<sockaddr*>(&bound), &len) == 0) {
+    std::string ignored;
+    if (auto ep = uv::parse_endpoint(uv::format_address(reinterpret_cast<sockaddr*>(&bound)),
+                                     ignored))
+      listen_ep_ = *ep;
+  }
   log::info("proxy {}: listening on {}, upstream {}", cfg_.name, listen_address(), cfg_.upstream);
   return true;
+}
+
+bool Proxy::same_listen_address(const std::string& listen) const {
+  std::string ignored;
+  auto ep = uv::parse_endpoint(listen, ignored);
+  if (!ep || ep->port == 0) return false; // port 0 asks for a new port
+  sockaddr_storage ss;
+  if (!uv::resolve(*ep, ss, ignored, true)) return false;
+  return uv::format_address(reinterpret_cast<sockaddr*>(&ss)) == listen_address();
 }
 
 std::string Proxy::listen_address() const {
@@ -431,6 +467,19 @@ Proxy* Registry::create(ProxyConfig cfg, std::string& err) {
   }
   auto p = std::make_unique<Proxy>(rt_, cfg, seed_);
   if (!p->start(err)) return nullptr;
+  Proxy* raw = p.get();
+  proxies_.emplace(cfg.name, std::move(p));
+  return raw;
+}
+
+Proxy* Registry::replace(ProxyConfig cfg, std::string& err) {
+  auto it = proxies_.find(cfg.name);
+  if (it == proxies_.end()) return create(std::move(cfg), err);
+  std::string ignored;
+  it->second->set_enabled(false, ignored); // frees its port at once for the new one
+  auto p = std::make_unique<Proxy>(rt_, cfg, seed_);
+  if (!p->start(err)) return nullptr;
+  remove(cfg.name);
   Proxy* raw = p.get();
   proxies_.emplace(cfg.name, std::move(p));
   return raw;

@@ -74,7 +74,11 @@ public:
 
   const std::string& name() const { return cfg_.name; }
   const ProxyConfig& config() const { return cfg_; }
-  std::string listen_address() const; // the bound address once listening (port 0 resolved)
+  // The address bound (host resolved, port 0 replaced), once listening; before, as given.
+  std::string listen_address() const;
+  // Whether `listen` names the address listen_address() reports (its host resolved, as
+  // Toxiproxy's Differs does): then setting it again changes nothing.
+  bool same_listen_address(const std::string& listen) const;
   const std::string& upstream_address() const { return cfg_.upstream; }
   bool enabled() const { return cfg_.enabled; }
   bool listening() const { return listener_ != nullptr; }
@@ -144,6 +148,11 @@ public:
 
   // Creates and starts a proxy. nullptr with err set if the name exists or start failed.
   Proxy* create(ProxyConfig cfg, std::string& err);
+  // Toxiproxy's AddOrReplace for a proxy whose addresses changed: the proxy of that name is
+  // stopped (disabled: listener closed, connections dropped), then a new one from cfg starts
+  // and takes its name. If the new one cannot start, nullptr with err set, and the old one
+  // stays, stopped, as in Toxiproxy. Without a proxy of that name, create().
+  Proxy* replace(ProxyConfig cfg, std::string& err);
   Proxy* find(std::string_view name);
   // Stops and removes a proxy. Its handles close in the background; the name is free at once.
   bool remove(std::string_view name);

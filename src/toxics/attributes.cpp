@@ -14,7 +14,8 @@ namespace attr {
 
 namespace {
 [[noreturn]] void out_of_range(std::string_view name, auto min, auto max) {
-  throw ToxicError(fmt::format("attribute '{}' is out of range ({}..{})", name, min, max));
+  throw ToxicError(fmt::format("attribute '{}' is out of range ({}..{})", name, min, max),
+                   std::string(name));
 }
 
 std::string trim(std::string_view s) {
@@ -35,19 +36,21 @@ int64_t read_int(const nlohmann::json& v, std::string_view name, Range<int64_t> 
   } else if (v.is_number_float()) {
     double d = v.get<double>();
     if (d != std::trunc(d))
-      throw ToxicError(fmt::format("attribute '{}' must be a whole number", name));
+      throw ToxicError(fmt::format("attribute '{}' must be a whole number", name),
+                       std::string(name));
     // 2^63 is exact in a double; anything from there on does not fit.
     if (d >= 9223372036854775808.0 || d < -9223372036854775808.0) out_of_range(name, r.min, r.max);
     out = static_cast<int64_t>(d);
   } else {
-    throw ToxicError(fmt::format("attribute '{}' must be a number", name));
+    throw ToxicError(fmt::format("attribute '{}' must be a number", name), std::string(name));
   }
   if (out < r.min || out > r.max) out_of_range(name, r.min, r.max);
   return out;
 }
 
 double read_number(const nlohmann::json& v, std::string_view name, Range<double> r) {
-  if (!v.is_number()) throw ToxicError(fmt::format("attribute '{}' must be a number", name));
+  if (!v.is_number())
+    throw ToxicError(fmt::format("attribute '{}' must be a number", name), std::string(name));
   double d = v.get<double>();
   if (!(d >= r.min && d <= r.max)) out_of_range(name, r.min, r.max);
   return d;
@@ -58,17 +61,21 @@ std::string read_choice(const nlohmann::json& v, std::string_view name,
   std::string list;
   for (std::string_view c : choices) list += fmt::format("{}{}", list.empty() ? "" : ", ", c);
   if (!v.is_string())
-    throw ToxicError(fmt::format("attribute '{}' must be one of: {}", name, list));
+    throw ToxicError(fmt::format("attribute '{}' must be one of: {}", name, list),
+                     std::string(name));
   const std::string& s = v.get_ref<const std::string&>();
   for (std::string_view c : choices)
     if (s == c) return s;
-  throw ToxicError(fmt::format("attribute '{}' must be one of: {} (got '{}')", name, list, s));
+  throw ToxicError(fmt::format("attribute '{}' must be one of: {} (got '{}')", name, list, s),
+                   std::string(name));
 }
 
 std::string read_string(const nlohmann::json& v, std::string_view name, std::string_view form) {
   if (!v.is_string()) {
-    if (form.empty()) throw ToxicError(fmt::format("attribute '{}' must be a string", name));
-    throw ToxicError(fmt::format("attribute '{}' must be a string ({})", name, form));
+    if (form.empty())
+      throw ToxicError(fmt::format("attribute '{}' must be a string", name), std::string(name));
+    throw ToxicError(fmt::format("attribute '{}' must be a string ({})", name, form),
+                     std::string(name));
   }
   return v.get<std::string>();
 }
@@ -88,19 +95,32 @@ std::vector<std::string> read_list(const nlohmann::json& v, std::string_view nam
   } else if (v.is_array()) {
     for (const auto& e : v) {
       if (!e.is_string())
-        throw ToxicError(fmt::format("attribute '{}' must be an array of strings", name));
+        throw ToxicError(fmt::format("attribute '{}' must be an array of strings", name),
+                         std::string(name));
       std::string one = trim(e.get_ref<const std::string&>());
       if (!one.empty()) out.push_back(std::move(one));
     }
   } else {
-    throw ToxicError(fmt::format(
-        "attribute '{}' must be an array of strings or a comma-separated string", name));
+    throw ToxicError(
+        fmt::format("attribute '{}' must be an array of strings or a comma-separated string", name),
+        std::string(name));
   }
   return out;
 }
 
 void missing(std::string_view type, std::string_view name) {
-  throw ToxicError(fmt::format("{} needs attribute '{}'", type, name));
+  throw ToxicError(fmt::format("{} needs attribute '{}'", type, name), std::string(name));
+}
+
+void unknown(std::string_view type, std::string_view name, const std::vector<AttrInfo>& known) {
+  std::string list;
+  for (const auto& a : known)
+    list += fmt::format("{}{}", list.empty() ? "" : ", ", a.name);
+  if (list.empty())
+    throw ToxicError(fmt::format("unknown attribute '{}': {} takes no attributes", name, type),
+                     std::string(name));
+  throw ToxicError(fmt::format("unknown attribute '{}': {} takes {}", name, type, list),
+                   std::string(name));
 }
 
 } // namespace attr
@@ -204,7 +224,8 @@ std::string attribute_table_markdown(AttrDoc which) {
       out += row({first ? code(t.name) : "", code(a.name), value_text(a), default_text(a), a.doc});
       first = false;
     }
-    if (first) out += row({code(t.name), "—", "", "", "none besides the filter's"});
+    if (first)
+      out += row({code(t.name), "—", "", "", resp ? "none besides the filter's" : "none"});
   }
   return out;
 }

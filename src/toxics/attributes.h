@@ -106,6 +106,9 @@ std::string read_choice(const nlohmann::json& v, std::string_view name,
 std::string read_string(const nlohmann::json& v, std::string_view name, std::string_view form);
 std::vector<std::string> read_list(const nlohmann::json& v, std::string_view name);
 [[noreturn]] void missing(std::string_view type, std::string_view name);
+// A name the type does not take: says which it does take.
+[[noreturn]] void unknown(std::string_view type, std::string_view name,
+                          const std::vector<AttrInfo>& known);
 } // namespace attr
 
 template <class P>
@@ -204,8 +207,12 @@ public:
   explicit AttrTable(std::vector<Attr<P>> attrs) : attrs_(std::move(attrs)) {}
 
   // The attributes given (a JSON object), over `base`: each attribute in table order, its
-  // default when not given or null. Unknown names are ignored (for now: see names()).
+  // default when not given or null. A name the table lacks is refused, unless its value is null
+  // (null means "not given" everywhere, and sets nothing).
   P parse(std::string_view type, const nlohmann::json& given, P base = {}) const {
+    for (const auto& [key, value] : given.items())
+      if (!value.is_null() && !has(key))
+        attr::unknown(type, key, infos());
     P p = std::move(base);
     for (const auto& a : attrs_) {
       auto it = given.find(std::string(a.info.name));
@@ -230,6 +237,20 @@ public:
     return out;
   }
   const std::vector<Attr<P>>& attrs() const { return attrs_; }
+  bool has(std::string_view name) const {
+    for (const auto& a : attrs_)
+      if (a.info.name == name)
+        return true;
+    for (std::string_view o : output_only_)
+      if (o == name)
+        return true;
+    return false;
+  }
+  // Names the toxic's JSON shows but nothing sets (counters): taken back and ignored, so that a
+  // client may send a toxic's attributes as it read them.
+  void output_only(std::initializer_list<std::string_view> names) {
+    output_only_.insert(output_only_.end(), names);
+  }
   // Appends the attributes of part P::*part (see lift), marked `filter` when they are the
   // shared RESP filter's.
   template <class Q> void include(const AttrTable<Q>& t, Q P::*part, bool filter) {
@@ -241,6 +262,7 @@ public:
 
 private:
   std::vector<Attr<P>> attrs_;
+  std::vector<std::string_view> output_only_;
 };
 
 // The reference tables of docs/toxics.md and docs/resp-faults.md, generated from the tables

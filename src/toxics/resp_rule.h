@@ -174,6 +174,7 @@ public:
 template <class P> AttrTable<P> with_filter(std::initializer_list<Attr<P>> own) {
   AttrTable<P> t(own);
   t.include(filter_attrs(), &P::filter, true);
+  t.output_only({"matched", "injected"}); // RespToxic::attributes()
   return t;
 }
 

@@ -26,7 +26,7 @@ namespace {
 
 struct SlicerParams {
   int64_t average_size;   // bytes
-  int64_t size_variation; // bytes, < average_size
+  int64_t size_variation; // bytes, <= average_size
   int64_t delay_us;
 };
 
@@ -64,10 +64,15 @@ private:
     }
     int64_t mid = start + len / 2;
     if (p_.size_variation > 0) {
+      // size_variation <= average_size keeps start <= mid < end (see Slicer); mid == start
+      // (possible only when they are equal) would cut an empty piece and the same span again,
+      // so Toxiproxy's next draw is taken at once.
       std::uniform_int_distribution<int64_t> d(0, 2 * p_.size_variation - 1);
-      mid += d(out_.rng()) - p_.size_variation;
+      int64_t half = mid;
+      do {
+        mid = half + d(out_.rng()) - p_.size_variation;
+      } while (mid <= start);
     }
-    // size_variation < average_size keeps start < mid < end (see Slicer).
     cut(start, static_cast<uint32_t>(mid), cuts);
     cut(static_cast<uint32_t>(mid), end, cuts);
   }
@@ -89,7 +94,8 @@ private:
   uint64_t next_us_ = 0; // when the next piece may go
 };
 
-// size_variation < average_size keeps every cut inside its span (see cut()).
+// size_variation <= average_size keeps every cut inside its span (see cut()). Toxiproxy takes a
+// larger one too, then cuts outside the chunk and panics; equal is what its docs' examples use.
 class Slicer final : public ParamToxic<SlicerParams> {
 public:
   Slicer(SlicerParams p, const AttrTable<SlicerParams>& attrs)
@@ -100,8 +106,9 @@ public:
 
 private:
   static SlicerParams checked(SlicerParams p) {
-    if (p.size_variation >= p.average_size)
-      throw ToxicError("attribute 'size_variation' must be less than 'average_size'");
+    if (p.size_variation > p.average_size)
+      throw ToxicError("attribute 'size_variation' must not be greater than 'average_size'",
+                       "size_variation");
     return p;
   }
 };
@@ -113,7 +120,7 @@ const ToxicType<Slicer> kSlicer{"slicer", 60, {
     int_attr("average_size", &SlicerParams::average_size, "bytes", {1, 1 << 30}, required,
              "the pieces' mean size"),
     int_attr("size_variation", &SlicerParams::size_variation, "bytes", {0, 1 << 30}, 0,
-             "a piece is up to this much smaller or larger; less than `average_size`"),
+             "a piece is up to this much smaller or larger; at most `average_size`"),
     int_attr("delay", &SlicerParams::delay_us, "µs", {0, 3'600'000'000}, 0,
              "the pause between two pieces; below 1000, a few pieces per ms at the same pace"),
 }};

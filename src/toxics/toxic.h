@@ -97,9 +97,13 @@ struct Toxic {
 // and `_+.-`, so the name needs no escaping in a URL.
 std::string default_name(std::string_view type, Stream stream, const ToxicImpl* impl);
 
-// Bad attributes, an unknown type: the message names the attribute (or the type).
+// Bad attributes, an unknown type: the message names the attribute (or the type). `attribute`
+// is the JSON key at fault when there is one, so that a profile can point at its line.
 struct ToxicError : std::runtime_error {
   using std::runtime_error::runtime_error;
+  ToxicError(const std::string& message, std::string attr)
+      : std::runtime_error(message), attribute(std::move(attr)) {}
+  std::string attribute;
 };
 
 // The registry of toxic types (registry.h: each type registers itself from its own file).

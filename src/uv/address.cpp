@@ -83,7 +83,16 @@ bool resolve(const Endpoint& ep, sockaddr_storage& out, std::string& err, bool p
     err = fmt::format("cannot resolve '{}': {}", ep.host, gai_strerror(rc));
     return false;
   }
-  bool ok = first_address(res, ep.port, out);
+  // A listener takes the first IPv4 address when there is one, as Go's net.Listen does
+  // (Toxiproxy's "localhost:3310" listens on, and reads back as, 127.0.0.1:3310).
+  const addrinfo* pick = res;
+  if (passive)
+    for (const addrinfo* a = res; a; a = a->ai_next)
+      if (a->ai_family == AF_INET) {
+        pick = a;
+        break;
+      }
+  bool ok = first_address(pick, ep.port, out);
   freeaddrinfo(res);
   if (!ok) err = fmt::format("cannot resolve '{}': no usable address", ep.host);
   return ok;

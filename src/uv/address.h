@@ -26,7 +26,8 @@ bool literal_address(const Endpoint& ep, sockaddr_storage& out);
 
 // Blocking lookup (getaddrinfo), for start-up (the listen and API addresses). Never for an
 // upstream on the loop: a slow resolver would stall every connection (proxies use
-// uv_getaddrinfo). First result wins, IPv4 before IPv6 only as the resolver orders them.
+// uv_getaddrinfo). First result wins, IPv4 before IPv6 only as the resolver orders them;
+// `passive` (a listener's address) takes the first IPv4 address if any, as Go does.
 // Returns false with err set.
 bool resolve(const Endpoint& ep, sockaddr_storage& out, std::string& err, bool passive = false);
 

@@ -422,7 +422,7 @@ TEST(ProfileCli, BadProfileIsRejectedBeforeAnythingStarts) {
   std::string out = run_cmd(std::string(FAULTLINE_BIN) + " profile check " + bad + " 2>&1",
                             &status);
   EXPECT_EQ(status, 2);
-  std::string msg = bad + ":6:42: step 1: toxic latency: attribute 'latency' is out of range "
+  std::string msg = bad + ":6:54: step 1: toxic latency: attribute 'latency' is out of range "
                           "(0..3600000)";
   EXPECT_NE(out.find(msg), std::string::npos) << out;
 

@@ -76,6 +76,86 @@ async function rawGet(path) {
   return { status: res.status, body: await res.json() };
 }
 
+async function rawPost(path, body) {
+  const res = await fetch(`${API}${path}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Where Toxiproxy 2.12's answers are specific (api.go, proxy.go, proxy_collection.go): the
+// request id, the listen address as bound, Go's listen error, noop, the slicer's bounds,
+// /populate's partial failure, and faultline's refusal of an unknown attribute. The client
+// reports only the status of an error, so bodies are read with fetch.
+async function wireChecks(toxiproxy) {
+  const res = await fetch(`${API}/proxies/no-such-proxy`);
+  const id = res.headers.get("x-toxiproxy-request-id");
+  check(/^[0-9a-v]{20}$/.test(id || ""), `X-Toxiproxy-Request-Id: ${id}`);
+  step(`request id ${id}`);
+
+  const port = await freePort();
+  const named = await toxiproxy.createProxy({ name: "wire", listen: `localhost:${port}`, upstream: UPSTREAM });
+  check(named.listen === `127.0.0.1:${port}`, `listen reads back as bound: ${named.listen}`);
+  await expectPong(named.listen, 500);
+  step(`localhost:${port} reads back as ${named.listen}`);
+
+  const taken = `listen tcp ${UPSTREAM}: bind: address already in use`;
+  await expectRejects(toxiproxy.createProxy({ name: "taken", listen: UPSTREAM, upstream: UPSTREAM }),
+    500, "port in use");
+  let r = await rawPost("/proxies", { name: "taken", listen: UPSTREAM, upstream: UPSTREAM });
+  check(r.status === 500 && r.body.error === taken && r.body.status === 500,
+    `port in use answers Go's error: ${JSON.stringify(r)}`);
+  step(`port in use: ${r.body.error}`);
+
+  await named.addToxic({ type: "noop", stream: "upstream", toxicity: 1, attributes: {} });
+  await named.addToxic({ type: "slicer", attributes: { average_size: 4, size_variation: 4, delay: 0 } });
+  await expectPong(named.listen, 500);
+  step("noop and a slicer with size_variation == average_size: PING answered");
+
+  await expectRejects(named.addToxic({ type: "latency", attributes: { latncy: 300 } }), 400,
+    "unknown attribute");
+  r = await rawPost("/proxies/wire/toxics", { type: "latency", attributes: { latncy: 300 } });
+  check(r.status === 400 &&
+    r.body.error === "bad request body: unknown attribute 'latncy': latency takes latency, jitter",
+    `unknown attribute: ${JSON.stringify(r)}`);
+  step(`unknown attribute: ${r.body.error}`);
+
+  // An unchanged proxy is kept (toxics and all); a failure keeps what was done before it.
+  const kept = await toxiproxy.populate([{ name: "wire", listen: named.listen, upstream: UPSTREAM }]);
+  check(kept.wire && kept.wire.listen === named.listen, "populate answers the proxy kept");
+  r = await rawPost("/populate", [
+    { name: "wire", listen: `localhost:${port}`, upstream: UPSTREAM },
+    { name: "wire2", listen: "127.0.0.1:0", upstream: UPSTREAM },
+    { name: "wire3", listen: UPSTREAM, upstream: UPSTREAM },
+    { name: "wire4", listen: "127.0.0.1:0", upstream: UPSTREAM },
+  ]);
+  check(r.status === 500 && r.body.error === taken && r.body.status === 500,
+    `populate onto a port in use: ${JSON.stringify(r.body.error)}`);
+  check(r.body.proxies.map((p) => p.name).join() === "wire,wire2", `done before the failure: ${JSON.stringify(r.body)}`);
+  check(r.body.proxies[0].toxics.length === 2, "an unchanged proxy keeps its toxics");
+  const all = await toxiproxy.getAll();
+  check(all.wire2 && !all.wire3 && !all.wire4, `after a failed populate: ${Object.keys(all)}`);
+  r = await rawPost("/populate", [{ name: "wire5", upstream: UPSTREAM }, { name: "wire6" }]);
+  check(r.status === 400 && r.body.error === "missing required field: upstream at proxy 2",
+    `populate without an upstream: ${JSON.stringify(r.body)}`);
+  check(!(await toxiproxy.getAll()).wire5, "nothing created when an entry lacks its upstream");
+  step("populate: in order, what was done before a failure is kept");
+
+  await named.remove();
+  await all.wire2.remove();
+}
+
 async function main() {
   check(API && UPSTREAM, "FAULTLINE_API and REDIS_UPSTREAM must be set");
   const toxiproxy = new Toxiproxy(API);
@@ -160,6 +240,8 @@ async function main() {
   await expectPong(listen, 500);
   await expectPong(populated.compat2.listen, 500);
   step("reset: every proxy enabled, no toxics");
+
+  await wireChecks(toxiproxy);
 
   await proxy.remove();
   await populated.compat2.remove();

@@ -282,18 +282,34 @@ TEST(ProfileErrors, ForOnAnInstantaneousAction) {
 TEST(ProfileErrors, UnknownToxicType) {
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\ntoxic = { type = \"lag\" }\n"),
             "t.toml:4:18: step 1: toxic: unknown type 'lag' (one of: latency, bandwidth, "
-            "slow_close, timeout, reset_peer, slicer, limit_data, resp_error, resp_reply, "
+            "slow_close, timeout, reset_peer, slicer, limit_data, noop, resp_error, resp_reply, "
             "resp_delay, resp_hang, resp_reset, resp_close, truncate)");
 }
 
 TEST(ProfileErrors, BadToxicAttribute) {
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
                      "toxic = { type = \"latency\", attributes = { latency = \"a lot\" } }\n"),
-            "t.toml:4:42: step 1: toxic latency: attribute 'latency' must be a number");
+            "t.toml:4:54: step 1: toxic latency: attribute 'latency' must be a number");
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
                      "toxic = { type = \"resp_error\" }\n"),
             "t.toml:4:9: step 1: toxic resp_error: resp_error needs attribute 'preset' or "
             "'error'");
+}
+
+TEST(ProfileErrors, UnknownToxicAttributeAtItsLine) {
+  // As the API refuses it: the name, and the names the type takes, at the key's own line.
+  EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
+                     "[steps.toxic]\ntype = \"latency\"\n"
+                     "[steps.toxic.attributes]\nlatency = 10\nlatncy = 300\n"),
+            "t.toml:8:10: step 1: toxic latency: unknown attribute 'latncy': latency takes "
+            "latency, jitter");
+  EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
+                     "toxic = { type = \"resp_error\", attributes = { preset = \"loading\", "
+                     "key = \"user:*\" } }\n")
+                .rfind("t.toml:4:73: step 1: toxic resp_error: unknown attribute 'key': resp_error "
+                       "takes preset, error, address, commands, keys, ",
+                       0),
+            0u);
 }
 
 TEST(ProfileErrors, BadStreamAndToxicity) {

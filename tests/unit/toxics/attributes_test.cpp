@@ -63,7 +63,8 @@ TEST(ToxicAttributes, BadValuesNameTheField) {
   expect_error("reset_peer", {{"timeout", json::array()}}, "timeout");
   expect_error("slicer", json::object(), "average_size");
   expect_error("slicer", {{"average_size", 0}}, "average_size");
-  expect_error("slicer", {{"average_size", 10}, {"size_variation", 10}}, "size_variation");
+  expect_error("slicer", {{"average_size", 10}, {"size_variation", 11}}, "size_variation");
+  expect_error("latency", {{"latncy", 300}}, "latncy");
   expect_error("slicer", {{"average_size", 10}, {"size_variation", -1}}, "size_variation");
   expect_error("slicer", {{"average_size", 10}, {"delay", -1}}, "delay");
   expect_error("limit_data", {{"bytes", -1}}, "bytes");

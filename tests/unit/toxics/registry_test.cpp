@@ -22,11 +22,10 @@ using Names = std::vector<std::string_view>;
 TEST(ToxicRegistry, EveryTypeIsRegisteredInListingOrder) {
   // Toxiproxy's types in Toxiproxy's order, then faultline's: the API and error messages list
   // them so. A type whose file the linker dropped would be missing here.
-  EXPECT_EQ(type_names(),
-            std::vector<std::string>({"latency", "bandwidth", "slow_close", "timeout",
-                                      "reset_peer", "slicer", "limit_data", "resp_error",
-                                      "resp_reply", "resp_delay", "resp_hang", "resp_reset",
-                                      "resp_close", "truncate"}));
+  EXPECT_EQ(type_names(), std::vector<std::string>(
+                              {"latency", "bandwidth", "slow_close", "timeout", "reset_peer",
+                               "slicer", "limit_data", "noop", "resp_error", "resp_reply",
+                               "resp_delay", "resp_hang", "resp_reset", "resp_close", "truncate"}));
   EXPECT_FALSE(known_type("lag"));
   EXPECT_THROW(make_impl("lag", json::object()), ToxicError);
   EXPECT_THROW(make_impl("latency", json::array()), ToxicError);
@@ -44,12 +43,39 @@ TEST(ToxicAttributeTable, ListsEveryNameATypeReads) {
   EXPECT_TRUE(attribute_names("lag").empty());
 }
 
-TEST(ToxicAttributeTable, UnknownNamesAreStillAccepted) {
-  // Rejecting them is another change; until then they are ignored (and PATCH re-sends the
-  // read-only counters "matched" and "injected").
-  EXPECT_EQ(make_impl("latency", {{"latency", 5}, {"latnecy", 9}})->attributes(),
+TEST(ToxicAttributeTable, UnknownNamesAreRefusedWithTheTypesNames) {
+  auto message = [](const char* type, const json& attrs) {
+    try {
+      make_impl(type, attrs);
+    } catch (const ToxicError& e) {
+      return std::string(e.what()) + " [" + e.attribute + "]";
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(message("latency", {{"latency", 5}, {"latncy", 300}}),
+            "unknown attribute 'latncy': latency takes latency, jitter [latncy]");
+  EXPECT_EQ(message("resp_hang", {{"key", "user:*"}}),
+            "unknown attribute 'key': resp_hang takes commands, keys, probability, first, every, "
+            "after [key]");
+  EXPECT_EQ(message("noop", {{"latency", 1}}),
+            "unknown attribute 'latency': noop takes no attributes [latency]");
+  // null is "not given" everywhere: an unknown name set to null sets nothing and passes.
+  EXPECT_EQ(make_impl("latency", {{"latency", 5}, {"latncy", nullptr}})->attributes(),
             json({{"latency", 5}, {"jitter", 0}}));
-  EXPECT_NO_THROW(make_impl("resp_hang", {{"matched", 3}, {"injected", 1}}));
+  // The counters a RESP toxic shows are taken back (PATCH merges what it shows, and clients
+  // send a toxic's attributes back as they read them), and change nothing.
+  json shown = make_impl("resp_hang", {{"keys", "a*"}})->attributes();
+  EXPECT_TRUE(shown.contains("matched"));
+  EXPECT_EQ(make_impl("resp_hang", shown)->attributes(), shown);
+  EXPECT_EQ(make_impl("resp_hang", {{"matched", 3}, {"injected", 1}})->attributes()["matched"], 0);
+  // ...but they are not attributes one can set, so a listing does not offer them.
+  EXPECT_EQ(message("resp_hang", {{"matchd", 1}}).find("matched"), std::string::npos);
+}
+
+TEST(ToxicAttributeTable, NoopTakesNothingAndShowsNothing) {
+  EXPECT_EQ(make_impl("noop", json::object())->attributes(), json::object());
+  EXPECT_EQ(make_impl("noop", nullptr)->attributes(), json::object());
+  EXPECT_TRUE(attribute_names("noop").empty());
 }
 
 TEST(ToxicAttributeTable, RespAttributesKeepTheirShape) {
@@ -106,8 +132,11 @@ TEST(ToxicAttributeTable, MessagesNameTheAttribute) {
             "attribute 'rate' is out of range (0..100000000)");
   EXPECT_EQ(message("bandwidth", {{"rate", 1e19}}),
             "attribute 'rate' is out of range (0..100000000)");
-  EXPECT_EQ(message("slicer", {{"average_size", 4}, {"size_variation", 4}}),
-            "attribute 'size_variation' must be less than 'average_size'");
+  // Equal is what Toxiproxy's own examples use; larger makes Toxiproxy's slicer cut outside the
+  // chunk (and panic).
+  EXPECT_EQ(message("slicer", {{"average_size", 4}, {"size_variation", 4}}), "accepted");
+  EXPECT_EQ(message("slicer", {{"average_size", 4}, {"size_variation", 5}}),
+            "attribute 'size_variation' must not be greater than 'average_size'");
   EXPECT_EQ(message("resp_hang", {{"probability", 2}}),
             "attribute 'probability' is out of range (0..1)");
   EXPECT_EQ(message("resp_hang", {{"keys", 1}}),

@@ -62,5 +62,20 @@ TEST(SlicerToxic, UpstreamSlicesReachRedisIntact) {
   EXPECT_TRUE(c.read_exact(resp_bulk(value).size(), 10s) == resp_bulk(value));
 }
 
+TEST(SlicerToxic, VariationEqualToTheAverageKeepsEveryByte) {
+  // size_variation == average_size, as Toxiproxy allows: a cut may fall at the very start of a
+  // span, which must neither lose nor repeat bytes nor loop.
+  FLTOX_NEED_REDIS();
+  std::string value = random_bytes(20'000, 6);
+  ProxyLoop pl(redis_port());
+  pl.add("sl", "slicer", Up, {{"average_size", 3}, {"size_variation", 3}, {"delay", 0}});
+  pl.add("sd", "slicer", Down, {{"average_size", 1}, {"size_variation", 1}, {"delay", 0}});
+  Client c(pl.port());
+  ASSERT_TRUE(c.send(resp_cmd({"SET", "fltox:slice_eq", value})));
+  EXPECT_EQ(c.read_exact(5, 10s), "+OK\r\n");
+  ASSERT_TRUE(c.send(resp_cmd({"GET", "fltox:slice_eq"})));
+  EXPECT_TRUE(c.read_exact(resp_bulk(value).size(), 20s) == resp_bulk(value));
+}
+
 } // namespace
 } // namespace fltox
