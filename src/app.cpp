@@ -1,8 +1,10 @@
 #include "app.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -242,8 +244,9 @@ bool is_loopback(const sockaddr* sa) {
   return false;
 }
 
-// Starts the control API on cfg.api. False (message printed) if it cannot listen.
-bool start_api(App& app, const AppConfig& cfg) {
+// Starts the control API on cfg.api. False (message printed) if it cannot listen. bound_out
+// receives the address it listens on (port 0 resolved).
+bool start_api(App& app, const AppConfig& cfg, std::string& bound_out) {
   std::string err;
   auto ep = uv::parse_endpoint(cfg.api, err);
   sockaddr_storage ss{};
@@ -263,6 +266,7 @@ bool start_api(App& app, const AppConfig& cfg) {
   }
   uv::Endpoint bound = *ep;
   bound.port = static_cast<uint16_t>(app.http->bound_port());
+  bound_out = bound.str();
   log::info("control API on http://{}{}", bound.str(),
             cfg.api_token.empty() ? "" : " (bearer token required)");
   if (!is_loopback(sa))
@@ -270,6 +274,18 @@ bool start_api(App& app, const AppConfig& cfg) {
               "break your Redis traffic{}",
               bound.str(), cfg.api_token.empty() ? "; consider --api-token" : "");
   return true;
+}
+
+// --port-file: one "listen ADDR" line and, unless --api off, one "api ADDR" line, the addresses
+// actually bound. Written to FILE.tmp and renamed, so whoever waits for FILE reads it whole.
+bool write_port_file(const std::string& path, const std::string& listen, const std::string& api) {
+  std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return false;
+  std::string text = "listen " + listen + "\n" + (api.empty() ? "" : "api " + api + "\n");
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = std::fclose(f) == 0 && ok;
+  return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
 } // namespace
@@ -338,8 +354,16 @@ int run_app(const AppConfig& cfg) {
     return err.rfind("cannot resolve", 0) == 0 ? 2 : 1;
   }
 
-  if (cfg.api != "off" && !start_api(*app, cfg)) {
+  std::string api_bound;
+  if (cfg.api != "off" && !start_api(*app, cfg, api_bound)) {
     // Close what was opened so nothing is freed under libuv's feet, then fail.
+    app->close_all([&app] { app->closed = true; });
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+  if (!cfg.port_file.empty() &&
+      !write_port_file(cfg.port_file, app->registry.find("redis")->listen_address(), api_bound)) {
+    fmt::print(stderr, "faultline: --port-file {}: {}\n", cfg.port_file, std::strerror(errno));
     app->close_all([&app] { app->closed = true; });
     uv_run(loop, UV_RUN_DEFAULT);
     return 1;

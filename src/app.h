@@ -32,6 +32,7 @@ struct AppConfig {
   uint64_t log_slower_than_us = 0;
   double log_sample = 1.0;
   bool metrics = true;            // --no-metrics
+  std::string port_file;          // --port-file: the bound addresses, once listening
 };
 
 // Options that later parts (traffic log, profiles) add to the main command line.

@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
     ("no-resp", "do not parse RESP (pure TCP proxy: no pairing, logs or RESP-aware faults)")
     ("log-level", "lifecycle log on stderr: debug, info, warn, error, off",
        cxxopts::value<std::string>()->default_value("info"))
+    ("port-file", "once listening, write the bound addresses (port 0 resolved) to FILE",
+       cxxopts::value<std::string>())
     ("h,help", "show this help")
     ("version", "print the version");
   // clang-format on
@@ -97,6 +99,7 @@ int main(int argc, char** argv) {
       if (const char* t = std::getenv("FAULTLINE_API_TOKEN")) cfg.api_token = t;
     if (r.count("seed")) cfg.seed = r["seed"].as<uint64_t>();
     cfg.parse_resp = r.count("no-resp") == 0;
+    if (r.count("port-file")) cfg.port_file = r["port-file"].as<std::string>();
     std::string err;
     if (!read_app_options(r, cfg, err)) return usage_error(err);
   } catch (const std::exception& e) {

@@ -42,7 +42,16 @@
 
 #include "resp/commands.h"
 
+// Built with -DFAULTLINE_PARSER_FAST_PATHS=0 (CMake option FAULTLINE_PARSER_FAST_PATHS=OFF),
+// feed() never takes the fast paths: every frame goes through the state machine, the reference
+// path. tools/test runs one whole suite that way, so each test checks both paths.
+#ifndef FAULTLINE_PARSER_FAST_PATHS
+#define FAULTLINE_PARSER_FAST_PATHS 1
+#endif
+
 namespace faultline::resp {
+
+inline constexpr bool kFastPaths = FAULTLINE_PARSER_FAST_PATHS != 0;
 
 // Bounds on untrusted input. Defaults follow Redis where Redis has a limit.
 struct Limits {
@@ -338,7 +347,7 @@ public:
     const char* p = data;
     const char* const end = data + len;
     while (p < end) {
-      if (state_ == St::Start && *p == '*') {
+      if (kFastPaths && state_ == St::Start && *p == '*') {
         p = fast_frames(p, end, sink);
         if (p == end) break;
       }
@@ -520,7 +529,7 @@ public:
     const char* p = data;
     const char* const end = data + len;
     while (p < end) {
-      if (state_ == St::Type && !in_frame_) {
+      if (kFastPaths && state_ == St::Type && !in_frame_) {
         p = fast_scalars(p, end, sink);
         if (p == end) break;
       }

@@ -82,6 +82,7 @@ def test_flapping_every_command_succeeds_and_reconnects_follow_retry_strategy(
         iv = w["reconnect_intervals_ms"]
         # ioredis's retryStrategy: 100, 200, 300, 400 ms after each lost connection.
         assert len(iv) >= 3, iv
+        # Load only delays node's timers: never much early, late by up to 200 ms when loaded.
         for measured, expected in zip(iv, (100, 200, 300, 400)):
-            assert abs(measured - expected) <= max(0.5 * expected, 40), iv
+            assert 0.5 * expected <= measured <= 1.5 * expected + 200, iv
         assert w["backoff"] == "growing", iv

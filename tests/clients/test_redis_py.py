@@ -33,8 +33,10 @@ def later(seconds, fn):
     return t
 
 
-def close_to(measured, expected, rel=0.5, abs_ms=40):
-    return abs(measured - expected) <= max(rel * expected, abs_ms)
+def close_to(measured, expected, rel=0.5, late_ms=200):
+    # Load only delays a client's timers: never much early, but late by up to late_ms on a
+    # loaded 2-core machine.
+    return expected * (1 - rel) <= measured <= expected * (1 + rel) + late_ms
 
 
 def test_outage_shorter_than_the_retry_budget_is_invisible(faultline_proxy):

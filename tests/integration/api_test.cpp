@@ -43,13 +43,19 @@ bool pings(uint16_t port) {
   return call(c, {"PING"}) == "+PONG\r\n";
 }
 
-// Milliseconds for one PING round trip on c.
+// Milliseconds for a PING round trip on c: the fastest of three. Load only adds time: one
+// stalled round trip does not make a fast path look slow, and a latency toxic delays all three.
 long ping_ms(Conn& c) {
-  auto t0 = Clock::now();
-  std::string r = call(c, {"PING"});
-  EXPECT_EQ(r, "+PONG\r\n");
-  return static_cast<long>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
+  long best = -1;
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = Clock::now();
+    std::string r = call(c, {"PING"});
+    EXPECT_EQ(r, "+PONG\r\n");
+    long ms = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
+    best = best < 0 ? ms : std::min(best, ms);
+  }
+  return best;
 }
 
 std::string cli(uint16_t port, const std::string& args, int* status = nullptr) {
@@ -166,17 +172,20 @@ TEST_F(ApiFixture, CreateOnPortZeroServesRedisThenDelete) {
 }
 
 TEST_F(ApiFixture, CreateDisabledDoesNotListenUntilEnabled) {
-  uint16_t port = free_port();
-  std::string listen = "127.0.0.1:" + std::to_string(port);
-  HttpResult r =
-      req("POST", "/proxies",
-          json{{"name", "off"}, {"listen", listen}, {"upstream", upstream()}, {"enabled", false}});
+  const std::set<uint16_t> before = fl.listening_ports();
+  EXPECT_EQ(before, (std::set<uint16_t>{fl.port(), fl.api_port()}));
+  HttpResult r = req("POST", "/proxies",
+                     json{{"name", "off"},
+                          {"listen", "127.0.0.1:0"},
+                          {"upstream", upstream()},
+                          {"enabled", false}});
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(body_json(r)["enabled"], false);
-  EXPECT_FALSE(Conn().connect(port));
+  EXPECT_EQ(fl.listening_ports(), before);
   r = req("PATCH", "/proxies/off", json{{"enabled", true}});
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(body_json(r)["listen"], listen);
+  uint16_t port = port_of(body_json(r)["listen"]);
+  EXPECT_TRUE(fl.listening_ports().count(port)) << body_json(r)["listen"];
   EXPECT_TRUE(pings(port));
 }
 
@@ -245,15 +254,16 @@ TEST_F(ApiFixture, UpdateMovesListenAndUpstream) {
   ASSERT_EQ(cli(redis.port(), "SET where first"), "OK\n");
   EXPECT_EQ(cli(port, "GET where"), "first\n");
 
-  uint16_t new_port = free_port();
-  std::string listen = "127.0.0.1:" + std::to_string(new_port);
-  HttpResult r =
-      req("POST", "/proxies/moving",
-          json{{"listen", listen}, {"upstream", "127.0.0.1:" + std::to_string(other.port())}});
+  // Port 0 on another loopback address: a move ("127.0.0.1:0", what it was created with, is
+  // no change).
+  HttpResult r = req(
+      "POST", "/proxies/moving",
+      json{{"listen", "127.0.0.2:0"}, {"upstream", "127.0.0.1:" + std::to_string(other.port())}});
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(body_json(r)["listen"], listen);
+  uint16_t new_port = port_of(body_json(r)["listen"]);
+  EXPECT_EQ(body_json(r)["listen"], "127.0.0.2:" + std::to_string(new_port));
   EXPECT_FALSE(Conn().connect(port));
-  EXPECT_EQ(cli(new_port, "GET where"), "other\n");
+  EXPECT_EQ(cli(new_port, "-h 127.0.0.2 GET where"), "other\n");
   // Sending back what GET shows changes nothing.
   json cur = body_json(req("GET", "/proxies/moving"));
   r = req("POST", "/proxies/moving", cur);
@@ -261,7 +271,7 @@ TEST_F(ApiFixture, UpdateMovesListenAndUpstream) {
   EXPECT_EQ(body_json(r), cur);
   expect_error_containing(req("PATCH", "/proxies/moving", json{{"listen", "bad"}}), 400, "bad");
   expect_error_containing(req("PATCH", "/proxies/moving", json{{"enabled", 1}}), 400, "enabled");
-  EXPECT_EQ(cli(new_port, "GET where"), "other\n");
+  EXPECT_EQ(cli(new_port, "-h 127.0.0.2 GET where"), "other\n");
 }
 
 TEST_F(ApiFixture, LatencyToxicDelaysPingAndRemovingItRestoresSpeed) {
@@ -605,7 +615,7 @@ TEST_F(ApiFixture, ResetEnablesEveryProxyAndRemovesEveryToxic) {
 }
 
 TEST_F(ApiFixture, MetricsArePrometheusText) {
-  // The harness's readiness probe already connected once.
+  // What connected before (nothing, as the harness starts faultline) is counted from here.
   std::string before = req("GET", "/metrics").body;
   const std::string total = "faultline_connections_total{proxy=\"redis\"} ";
   ASSERT_NE(before.find(total), std::string::npos) << before;
@@ -804,10 +814,8 @@ TEST(ApiOptions, NonLoopbackApiLogsAWarning) {
   Redis redis;
   ASSERT_TRUE(redis.start());
   Faultline fl;
-  uint16_t api_port = free_port();
-  ASSERT_TRUE(fl.start(redis.port(), {"--api", "0.0.0.0:" + std::to_string(api_port)}))
-      << fl.process().log();
-  ASSERT_TRUE(wait_port(api_port));
+  ASSERT_TRUE(fl.start(redis.port(), {"--api", "0.0.0.0:0"})) << fl.process().log();
+  uint16_t api_port = fl.api_port();
   EXPECT_TRUE(wait_until([&] {
     return fl.process().log().find("reachable from the network") != std::string::npos;
   })) << fl.process().log();
@@ -829,11 +837,10 @@ TEST(ApiOptions, ApiPortInUseExitsWithOne) {
   Redis redis;
   ASSERT_TRUE(redis.start());
   Faultline fl;
-  uint16_t port = free_port();
-  ASSERT_TRUE(fl.start_args({"--listen", "127.0.0.1:" + std::to_string(port), "--upstream",
+  ASSERT_TRUE(fl.start_args({"--listen", "127.0.0.1:0", "--upstream",
                              "127.0.0.1:" + std::to_string(redis.port()), "--api",
                              "127.0.0.1:" + std::to_string(redis.port())},
-                            0));
+                            Faultline::Wait::Nothing));
   auto code = fl.process().wait(10s);
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 1);

@@ -210,7 +210,7 @@ protected:
     Conn c(fl_.port());
     ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
     c.close();
-    ASSERT_TRUE(wait_until([&] { return sessions() == 0; }, 2s));
+    ASSERT_TRUE(wait_until([&] { return sessions() == 0; }, 10s));
     idle_fds_ = fl_.open_fds();
   }
   void TearDown() override { EXPECT_EQ(fl_.stop(), 0) << fl_.process().log(); }
@@ -252,14 +252,15 @@ protected:
       if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
     return -1;
   }
-  // After the client closed: no session, the descriptors of an idle proxy, within 2 s. The
-  // ASan build (-O0, every access checked) may still be working through what came before the
-  // close (10,000 traffic-log records at ~0.5 ms each), so it gets 15 s.
+  // After the client closed: no session, the descriptors of an idle proxy, within a bound
+  // that holds on a loaded 2-core machine (a wait, not a speed claim: it ends at the event).
+  // The ASan build (-O0, every access checked) may still be working through what came before
+  // the close (10,000 traffic-log records at ~0.5 ms each), so it gets 30 s.
 #if defined(__SANITIZE_ADDRESS__)
-  static constexpr Ms kCleanWithin = 15s;
+  static constexpr Ms kCleanWithin = 30s;
   static constexpr int kPipeline = 2000;  // -O0: 10,000 replies each held by a rule take long
 #else
-  static constexpr Ms kCleanWithin = 2s;
+  static constexpr Ms kCleanWithin = 10s;
   static constexpr int kPipeline = 10000;
 #endif
   void expect_clean(const std::string& what) {

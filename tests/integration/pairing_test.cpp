@@ -42,7 +42,7 @@ struct PairingFixture : ::testing::Test {
 
   void SetUp() override {
     ASSERT_TRUE(redis.start());
-    log_path = temp_dir() + "/traffic-" + std::to_string(free_port()) + ".jsonl";
+    log_path = temp_path("traffic", ".jsonl");
     ASSERT_TRUE(fl.start(redis.port(), {"--log", log_path, "--log-format", "json"}))
         << fl.process().log();
     http = std::make_unique<HttpClient>("127.0.0.1", fl.api_port());

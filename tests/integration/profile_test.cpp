@@ -36,6 +36,7 @@ struct ProfileRun {
   Faultline fl;
   uint16_t port = 0, api = 0;
   Clock::time_point t0; // the profile's start
+  double slack = 0;     // seconds: how far t0 can be off (half the report's round trip)
   std::unique_ptr<HttpClient> http;
   std::string name;
 
@@ -44,17 +45,17 @@ struct ProfileRun {
              bool with_profile = true) {
     name = profile;
     ASSERT_TRUE(redis.start());
-    port = free_port();
-    api = free_port();
-    std::vector<std::string> args = {"--listen",   "127.0.0.1:" + std::to_string(port),
-                                     "--upstream", "127.0.0.1:" + std::to_string(redis.port()),
-                                     "--api",      "127.0.0.1:" + std::to_string(api)};
+    std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--upstream",
+                                     "127.0.0.1:" + std::to_string(redis.port()), "--api",
+                                     "127.0.0.1:0"};
     if (with_profile) {
       args.insert(args.end(), {"--profile", profile_path(profile), "--profile-speed",
                                std::to_string(speed)});
     }
     args.insert(args.end(), extra.begin(), extra.end());
-    ASSERT_TRUE(fl.start_args(args, api)) << fl.process().log();
+    ASSERT_TRUE(fl.start_args(args)) << fl.process().log();
+    port = fl.port();
+    api = fl.api_port();
     http = std::make_unique<HttpClient>("127.0.0.1", api);
     if (!with_profile) return;
     auto before = Clock::now();
@@ -62,6 +63,7 @@ struct ProfileRun {
     auto after = Clock::now();
     ASSERT_TRUE(r.contains("elapsed_ms")) << r.dump();
     t0 = before + (after - before) / 2 - std::chrono::milliseconds(r["elapsed_ms"].get<int64_t>());
+    slack = std::chrono::duration<double>(after - before).count() / 2 + 0.002;
   }
   ~ProfileRun() {
     http.reset();
@@ -69,6 +71,10 @@ struct ProfileRun {
   }
 
   double t() const { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+  // True if what the test did up to now surely happened before profile time s: t() is off
+  // from the profile's own clock by at most `slack`. Steps end late on a loaded machine (a
+  // timer fires late), never early, so such a thing happened inside a step that ends at s.
+  bool surely_before(double s) const { return t() + slack < s; }
   void sleep_until(double s) const {
     auto until = t0 + std::chrono::microseconds(static_cast<int64_t>(s * 1e6));
     std::this_thread::sleep_until(until);
@@ -123,82 +129,97 @@ std::vector<Sample> sample_pings(ProfileRun& run, double until_s) {
 
 } // namespace
 
-// outage: refused for 10 s (1 s at 10x), then back.
+// outage: refused for 10 s (1 s at 10x), then back. The outage ends late on a loaded machine
+// (a timer fires late), never early: a sample is judged only if it surely fell inside the
+// outage, or surely after its end plus `late`.
 TEST(Profiles, Outage) {
   ProfileRun run;
   run.start("outage", 10);
-  auto samples = sample_pings(run, 1.5);
+  const double late = 0.4;
+  auto samples = sample_pings(run, 1.0 + late + 0.3);
   for (const auto& s : samples) {
-    if (s.t > 0.05 && s.t < 0.95) {
+    if (s.t + run.slack < 1.0) {
       EXPECT_FALSE(s.ok) << "connect succeeded during the outage at " << s.t;
     }
-    if (s.t > 1.2) {
+    if (s.t - run.slack > 1.0 + late) {
       EXPECT_TRUE(s.ok) << "still down at " << s.t;
     }
   }
   auto w = down_windows(samples);
   ASSERT_EQ(w.size(), 1u);
-  EXPECT_LT(w[0].first, 0.1);
-  EXPECT_NEAR(w[0].second, 1.0, 0.15);
+  EXPECT_GE(w[0].second + run.slack, 1.0) << "up again before the outage ended";
+  EXPECT_LE(w[0].second - run.slack, 1.0 + late) << "still down well after the outage";
   ASSERT_TRUE(run.wait_finished());
   json r = run.report();
   ASSERT_EQ(r["steps"].size(), 1u);
   EXPECT_EQ(r["steps"][0]["label"], "redis down");
-  EXPECT_NEAR(r["steps"][0]["ended_ms"].get<double>(), 1000, 100);
+  EXPECT_GE(r["steps"][0]["ended_ms"].get<double>(), 990);
+  EXPECT_LE(r["steps"][0]["ended_ms"].get<double>(), 1000 + late * 1000);
   EXPECT_EQ(run.fl.stop(), 0);
   std::string log = run.fl.process().log();
   EXPECT_NE(log.find("profile outage: finished after"), std::string::npos) << log;
   EXPECT_NE(log.find("redis down"), std::string::npos) << log;
 }
 
-// flapping: down 2 s, up 5 s, five times (35 s; 3.5 s at 10x).
+// flapping: down 2 s, up 5 s, five times (35 s; 7 s at 5x: down 0.4 s every 1.4 s). Each
+// window starts and ends late on a loaded machine (by up to `late`), never early.
 TEST(Profiles, Flapping) {
   ProfileRun run;
-  run.start("flapping", 10);
-  auto samples = sample_pings(run, 3.6);
+  run.start("flapping", 5);
+  const double late = 0.3;
+  auto samples = sample_pings(run, 7.1);
   auto w = down_windows(samples);
   ASSERT_EQ(w.size(), 5u) << "down windows seen";
   for (size_t k = 0; k < w.size(); ++k) {
-    EXPECT_NEAR(w[k].first, 0.7 * static_cast<double>(k), 0.12) << "window " << k;
-    EXPECT_NEAR(w[k].second - w[k].first, 0.2, 0.1) << "window " << k;
+    const double start = 1.4 * static_cast<double>(k);
+    EXPECT_GE(w[k].first + run.slack, start) << "window " << k;
+    if (k > 0) { // (the first starts with the profile, before the first sample)
+      EXPECT_LE(w[k].first - run.slack, start + late) << "window " << k;
+    }
+    EXPECT_GE(w[k].second + run.slack, start + 0.4) << "window " << k;
+    EXPECT_LE(w[k].second - run.slack, start + 0.4 + late) << "window " << k;
   }
   ASSERT_TRUE(run.wait_finished());
   EXPECT_EQ(run.report()["steps"].size(), 5u);
   EXPECT_TRUE(pings(run.port));
 }
 
-// failover: LOADING for 3 s, READONLY on writes for 3 s, connections dropped, healthy (5x).
+// failover: LOADING for 3 s, READONLY on writes for 3 s, connections dropped, healthy (2.5x:
+// 1.2 s, 1.2 s, the drop at 2.4 s). A step starts or ends late on a loaded machine (a timer
+// fires late), never early: a round is judged against a step only if it surely happened
+// inside it, and `late` later than its start.
 TEST(Profiles, Failover) {
   ProfileRun run;
-  run.start("failover", 5);
+  run.start("failover", 2.5);
+  const double late = 0.3;
   const std::string loading = "-LOADING Redis is loading the dataset in memory\r\n";
   const std::string readonly = "-READONLY You can't write against a read only replica.\r\n";
   ASSERT_EQ(run.redis_cmd({"SET", "k", "v"}), "+OK\r\n");
   Conn c(run.port);
   int loading_seen = 0, readonly_seen = 0, reads_ok = 0, ok_after = 0;
-  double dropped_at = -1;
-  while (run.t() < 1.75) {
-    double t = run.t();
+  double dropped_at = -1, lost_by = -1;
+  while (run.t() < 3.5) {
+    double t = run.t() - run.slack; // the round began after this profile time
     std::string get = call(c, {"GET", "k"});
     std::string set = call(c, {"SET", "k", "v"});
-    double t2 = run.t();
+    double t2 = run.t() + run.slack; // and ended before this one
     bool lost = get.rfind("<", 0) == 0 || set.rfind("<", 0) == 0 || get.empty();
     if (lost) {
-      if (dropped_at < 0) dropped_at = t;
-      EXPECT_GT(t, 1.1) << "connection lost early: GET " << get << " SET " << set;
+      if (dropped_at < 0) dropped_at = t, lost_by = t2;
+      EXPECT_GT(t2, 2.4) << "connection lost early: GET " << get << " SET " << set;
       c = Conn(run.port);
       continue;
     }
-    if (t2 < 0.55) {
+    if (t2 < 1.2) {
       EXPECT_EQ(get, loading) << "at " << t;
       EXPECT_EQ(set, loading) << "at " << t;
       loading_seen += get == loading;
-    } else if (t > 0.65 && t2 < 1.15) {
+    } else if (t > 1.2 + late && t2 < 2.4) {
       EXPECT_EQ(get, "$1\r\nv\r\n") << "reads work on a replica, at " << t;
       EXPECT_EQ(set, readonly) << "at " << t;
       readonly_seen += set == readonly;
       reads_ok += get == "$1\r\nv\r\n";
-    } else if (t > 1.3) {
+    } else if (t > 2.4 + late) {
       EXPECT_EQ(set, "+OK\r\n") << "healthy again, at " << t;
       ok_after += set == "+OK\r\n";
     }
@@ -208,7 +229,8 @@ TEST(Profiles, Failover) {
   EXPECT_GT(readonly_seen, 5);
   EXPECT_GT(reads_ok, 5);
   EXPECT_GT(ok_after, 5);
-  EXPECT_NEAR(dropped_at, 1.2, 0.1) << "the connection is dropped at 6 s (1.2 s at 5x)";
+  EXPECT_GE(lost_by, 2.4) << "the connection is dropped at 6 s (2.4 s at 2.5x)";
+  EXPECT_LE(dropped_at, 2.4 + late) << "the connection is dropped at 6 s (2.4 s at 2.5x)";
   ASSERT_TRUE(run.wait_finished());
   json r = run.report();
   ASSERT_EQ(r["steps"].size(), 3u);
@@ -226,20 +248,26 @@ TEST(Profiles, SlowNetwork) {
   while (run.t() < 1.7) {
     auto a = Clock::now();
     ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
+    if (!run.surely_before(2.0)) break; // a stall carried it past the steps' end
     rtts.push_back(std::chrono::duration<double, std::milli>(Clock::now() - a).count());
   }
   ASSERT_GE(rtts.size(), 4u);
-  for (double ms : rtts) {
-    EXPECT_GE(ms, 95) << "each way waits at least 100 - 50 ms";
-    EXPECT_LE(ms, 400);
-  }
+  // Load only adds time: the lower bound holds for each round trip, the upper one (at most
+  // 2 x 150 ms) for the median, which one stalled round trip does not move.
+  for (double ms : rtts) EXPECT_GE(ms, 95) << "each way waits at least 100 - 50 ms";
   std::sort(rtts.begin(), rtts.end());
   EXPECT_GE(rtts[rtts.size() / 2], 140) << "median round trip about 200 ms";
+  EXPECT_LE(rtts[rtts.size() / 2], 400) << "median round trip about 200 ms";
   ASSERT_TRUE(run.wait_finished());
-  auto a = Clock::now();
-  ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
-  double after_ms = std::chrono::duration<double, std::milli>(Clock::now() - a).count();
-  EXPECT_LT(after_ms, 50) << "latency lifted at the end";
+  // The fastest of three: below the 2 x 50 ms the latency would still add.
+  double after_ms = 1e9;
+  for (int i = 0; i < 3; ++i) {
+    auto a = Clock::now();
+    ASSERT_EQ(call(c, {"PING"}), "+PONG\r\n");
+    after_ms =
+        std::min(after_ms, std::chrono::duration<double, std::milli>(Clock::now() - a).count());
+  }
+  EXPECT_LT(after_ms, 90) << "latency lifted at the end";
   json r = run.report();
   EXPECT_GT(r["steps"][1]["counts"]["bytes_delayed"].get<int>(), 0) << r.dump(2);
 }
@@ -260,12 +288,11 @@ TEST(Profiles, Blackhole) {
   // The hole lifts at 2 s. What it swallowed is gone (timeout drops, as Toxiproxy's does: a
   // write the client gave up on never lands later); the connection itself carries on.
   EXPECT_FALSE(held.read_some(65536, 700ms).has_value()) << "the swallowed PING was answered";
-  run.sleep_until(2.2);
+  ASSERT_TRUE(run.wait_finished()); // the event, not a time: the hole has lifted
   ASSERT_TRUE(held.send_all(cmd({"ECHO", "after"})));
-  auto reply = held.read_reply(2s);
+  auto reply = held.read_reply(5s);
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(*reply, "$5\r\nafter\r\n");
-  ASSERT_TRUE(run.wait_finished());
   EXPECT_TRUE(pings(run.port));
 }
 
@@ -290,9 +317,10 @@ TEST(Profiles, ResetStormIsRepeatable) {
   std::set<int> first, second;
   for (auto* out : {&first, &second}) {
     ProfileRun run;
-    run.start("reset-storm", 15);
+    // 30 s at 6x: 5 s for 40 connections, room for a slow (ASan, loaded) machine.
+    run.start("reset-storm", 6);
     *out = reset_connections(run, 40);
-    EXPECT_LT(run.t(), 1.8) << "all connections inside the storm";
+    EXPECT_TRUE(run.surely_before(5.0)) << "all connections inside the storm";
     ASSERT_TRUE(run.wait_finished());
     EXPECT_TRUE(pings(run.port)) << "no resets after the storm";
     json r = run.report();
@@ -313,16 +341,20 @@ TEST(Profiles, MemoryPressure) {
   Conn c(run.port);
   int n = 0;
   while (run.t() < 1.85) {
-    EXPECT_EQ(call(c, {"SET", "k", "w"}),
-              "-OOM command not allowed when used memory > 'maxmemory'.\r\n");
-    EXPECT_EQ(call(c, {"LPUSH", "l", "x"}),
-              "-OOM command not allowed when used memory > 'maxmemory'.\r\n");
-    EXPECT_EQ(call(c, {"GET", "k"}), "$1\r\nv\r\n");
-    EXPECT_EQ(call(c, {"DEL", "nothing"}), ":0\r\n") << "DEL frees memory: allowed";
+    std::string set = call(c, {"SET", "k", "w"});
+    std::string push = call(c, {"LPUSH", "l", "x"});
+    std::string get = call(c, {"GET", "k"});
+    std::string del = call(c, {"DEL", "nothing"});
+    // Judged only if surely inside the step (2 s): a stall can carry a round past its end.
+    if (!run.surely_before(2.0)) break;
+    EXPECT_EQ(set, "-OOM command not allowed when used memory > 'maxmemory'.\r\n");
+    EXPECT_EQ(push, "-OOM command not allowed when used memory > 'maxmemory'.\r\n");
+    EXPECT_EQ(get, "$1\r\nv\r\n");
+    EXPECT_EQ(del, ":0\r\n") << "DEL frees memory: allowed";
     ++n;
     std::this_thread::sleep_for(20ms);
   }
-  EXPECT_GT(n, 10);
+  EXPECT_GT(n, 5);
   ASSERT_TRUE(run.wait_finished());
   EXPECT_EQ(call(c, {"SET", "k", "w"}), "+OK\r\n");
 }
@@ -335,19 +367,25 @@ TEST(Profiles, CacheMissStorm) {
   ASSERT_EQ(run.redis_cmd({"SET", "user:a", "2"}), "+OK\r\n");
   run.sleep_until(0.1);
   Conn c(run.port);
-  int n = 0;
+  int n = 0, missed = 0;
   while (run.t() < 1.85) {
-    EXPECT_EQ(call(c, {"GET", "cache:a"}), "$-1\r\n");
-    EXPECT_EQ(call(c, {"GET", "user:a"}), "$1\r\n2\r\n");
-    EXPECT_EQ(call(c, {"STRLEN", "cache:a"}), ":1\r\n") << "only GET misses";
+    std::string miss = call(c, {"GET", "cache:a"});
+    std::string hit = call(c, {"GET", "user:a"});
+    std::string len = call(c, {"STRLEN", "cache:a"});
+    missed += miss == "$-1\r\n"; // what the step counts, judged or not
+    // Judged only if surely inside the step (2 s): a stall can carry a round past its end.
+    if (!run.surely_before(2.0)) break;
+    EXPECT_EQ(miss, "$-1\r\n");
+    EXPECT_EQ(hit, "$1\r\n2\r\n");
+    EXPECT_EQ(len, ":1\r\n") << "only GET misses";
     ++n;
     std::this_thread::sleep_for(20ms);
   }
-  EXPECT_GT(n, 10);
+  EXPECT_GT(n, 5);
   ASSERT_TRUE(run.wait_finished());
   EXPECT_EQ(call(c, {"GET", "cache:a"}), "$1\r\n1\r\n");
   json r = run.report();
-  EXPECT_EQ(r["steps"][0]["counts"]["commands_faulted"], n) << r.dump(2);
+  EXPECT_EQ(r["steps"][0]["counts"]["commands_faulted"], missed) << r.dump(2);
 }
 
 // partial-pipeline: every 5th command errors; replies keep their order (30 s; 2 s at 15x).
@@ -389,11 +427,13 @@ TEST(Profiles, SmokeExitsAfterTheProfile) {
     ++n;
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_GT(n, 20);
+  EXPECT_GT(n, 5);
   auto st = run.fl.process().wait(3s);
   ASSERT_TRUE(st.has_value()) << "still running after the profile";
   EXPECT_EQ(*st, 0);
-  EXPECT_NEAR(run.t(), 1.0, 0.4);
+  // Not before the timeline's end (1 s); later on a loaded machine.
+  EXPECT_GE(run.t() + run.slack, 1.0);
+  EXPECT_LT(run.t(), 4.0);
   std::string log = run.fl.process().log();
   EXPECT_NE(log.find("profile smoke: finished after 1."), std::string::npos) << log;
   EXPECT_NE(log.find("profile ended: stopping"), std::string::npos) << log;
@@ -426,9 +466,8 @@ TEST(ProfileCli, BadProfileIsRejectedBeforeAnythingStarts) {
                           "(0..3600000)";
   EXPECT_NE(out.find(msg), std::string::npos) << out;
 
-  uint16_t port = free_port();
-  out = run_cmd(std::string(FAULTLINE_BIN) + " --api off --listen 127.0.0.1:" +
-                    std::to_string(port) + " --profile " + bad + " 2>&1",
+  out = run_cmd(std::string(FAULTLINE_BIN) + " --api off --listen 127.0.0.1:0 --profile " + bad +
+                    " 2>&1",
                 &status);
   EXPECT_EQ(status, 2);
   EXPECT_NE(out.find(msg), std::string::npos) << out;
@@ -446,11 +485,17 @@ for = "30s"
 toxic = { type = "latency", attributes = { latency = 150 } }
 )";
 
+// The fastest of three PING round trips: load only adds time, a latency toxic delays all three.
 long ping_ms(Conn& c) {
-  auto a = Clock::now();
-  EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
-  return static_cast<long>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - a).count());
+  long best = -1;
+  for (int i = 0; i < 3; ++i) {
+    auto a = Clock::now();
+    EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
+    long ms = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - a).count());
+    best = best < 0 ? ms : std::min(best, ms);
+  }
+  return best;
 }
 
 } // namespace
@@ -613,17 +658,20 @@ TEST(ProfileApi, BadProfilesAre400WithThePlace) {
 TEST(ProfileApi, ProfileDeclaresItsOwnProxy) {
   ProfileRun run;
   run.start("api", 1, {}, /*with_profile=*/false);
-  uint16_t p2 = free_port();
   json prof = {{"name", "own"},
                {"proxies",
                 {{{"name", "cache"},
-                  {"listen", "127.0.0.1:" + std::to_string(p2)},
+                  {"listen", "127.0.0.1:0"},
                   {"upstream", "127.0.0.1:" + std::to_string(run.redis.port())}}}},
                {"steps", {{{"at", "300ms"}, {"for", "30s"}, {"action", "disable"}}}}};
   HttpResult r = run.http->request("POST", "/profiles?speed=1", prof.dump());
   ASSERT_EQ(r.status, 201) << r.body;
-  EXPECT_TRUE(pings(p2)) << "the profile created proxy 'cache'";
-  EXPECT_TRUE(wait_until([&] { return !pings(p2); }, 2s)) << "then disabled it";
+  // The proxy, not a ping before 300 ms (a loaded machine can be later than that).
+  r = run.http->request("GET", "/proxies/cache");
+  ASSERT_EQ(r.status, 200) << "the profile created proxy 'cache'";
+  uint16_t p2 = listen_port(json::parse(r.body).value("listen", ""));
+  ASSERT_NE(p2, 0) << r.body;
+  EXPECT_TRUE(wait_until([&] { return !pings(p2); }, 20s)) << "then disabled it";
   EXPECT_TRUE(pings(run.port)) << "'redis' untouched";
   EXPECT_EQ(run.http->request("DELETE", "/profiles/own").status, 204);
   EXPECT_TRUE(pings(p2)) << "re-enabled when the profile stops";
@@ -642,14 +690,12 @@ struct ExpectRun {
     std::string path = temp_dir() + "/" + name + ".toml";
     std::ofstream(path) << toml;
     ASSERT_TRUE(redis.start());
-    port = free_port();
-    api = free_port();
-    ASSERT_TRUE(fl.start_args({"--listen", "127.0.0.1:" + std::to_string(port), "--upstream",
+    ASSERT_TRUE(fl.start_args({"--listen", "127.0.0.1:0", "--upstream",
                                "127.0.0.1:" + std::to_string(redis.port()), "--api",
-                               "127.0.0.1:" + std::to_string(api), "--profile", path,
-                               "--exit-after-profile"},
-                              api))
+                               "127.0.0.1:0", "--profile", path, "--exit-after-profile"}))
         << fl.process().log();
+    port = fl.port();
+    api = fl.api_port();
   }
   ~ExpectRun() {
     if (fl.process().running()) fl.stop();

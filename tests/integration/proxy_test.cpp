@@ -115,7 +115,7 @@ TEST(Proxy, ByteExactRandomChunksBothWays) {
 }
 
 TEST(Proxy, UpstreamRefusedClosesClientPromptlyAndRecovers) {
-  uint16_t redis_port = free_port(); // nothing listens here yet
+  uint16_t redis_port = unused_port(); // nothing listens here yet; Redis starts on it below
   Faultline fl;
   ASSERT_TRUE(fl.start(redis_port, {"--connect-timeout-ms", "500"})) << fl.process().log();
   Conn c(fl.port());
@@ -246,9 +246,7 @@ TEST_F(ProxyFixture, ReplyBeforeRedisClosesIsDelivered) {
 }
 
 TEST_F(ProxyFixture, ThousandConcurrentConnectionsNoFdLeak) {
-  // The readiness probe opened session 1; idle is once it has closed.
-  ASSERT_TRUE(wait_until([&] { return fl.process().log().find("session 1 closed") !=
-                                      std::string::npos; }));
+  // No connection has been made yet (the harness learns the ports from --port-file): idle.
   int idle_fds = fl.open_fds();
   std::vector<Conn> conns;
   conns.reserve(1000);
@@ -299,15 +297,11 @@ TEST(Cli, HelpVersionAndBadFlags) {
 TEST(Proxy, Ipv6AndHostNames) {
   Redis redis;
   ASSERT_TRUE(redis.start());
-  uint16_t port = free_port();
-  uint16_t api = free_port();
   Faultline fl;
-  ASSERT_TRUE(fl.start_args({"--listen", "[::1]:" + std::to_string(port), "--upstream",
-                             "localhost:" + std::to_string(redis.port()), "--api",
-                             "127.0.0.1:" + std::to_string(api)},
-                            0));
-  ASSERT_TRUE(wait_until([&] { return Conn().connect(port, "::1"); }));
-  Conn c(port, "::1");
+  ASSERT_TRUE(fl.start_args({"--listen", "[::1]:0", "--upstream",
+                             "localhost:" + std::to_string(redis.port()), "--api", "127.0.0.1:0"}))
+      << fl.process().log();
+  Conn c(fl.port(), "::1");
   EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
   EXPECT_EQ(fl.stop(), 0);
 }

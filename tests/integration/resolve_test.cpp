@@ -114,14 +114,15 @@ TEST_F(ResolveFixture, SlowLookupDelaysNeitherOtherProxiesNorTheApi) {
   Conn a2(slow); // waits for the same lookup
   ASSERT_TRUE(a2.ok());
 
-  // While that lookup runs, the other proxy and the API answer at once.
+  // While that lookup runs (3 s), the other proxy and the API answer at once (well under 3 s on
+  // a loaded machine).
   auto t0 = Clock::now();
   Conn b(fl.port());
   EXPECT_EQ(call(b, {"PING"}), "+PONG\r\n");
-  EXPECT_LT(ms_since(t0), 500);
+  EXPECT_LT(ms_since(t0), 1500);
   t0 = Clock::now();
   EXPECT_EQ(req("GET", "/version").status, 200);
-  EXPECT_LT(ms_since(t0), 500);
+  EXPECT_LT(ms_since(t0), 1500);
   EXPECT_EQ(count_of(lookups(), "end down.invalid"), 0u) << "the lookup ended too early";
 
   // The connect timeout also bounds the wait for the name: both clients are closed, before the
@@ -186,15 +187,13 @@ TEST_F(ResolveFixture, UnresolvableUpstreamIsAcceptedClosesClientsUntilPatched) 
 }
 
 TEST(Resolve, CommandLineUpstreamNeedNotResolveYet) {
-  uint16_t port = free_port();
   Faultline fl;
   fl.process().set_env(
       {std::string("LD_PRELOAD=") + FLTEST_SLOW_RESOLVER, "ASAN_OPTIONS=verify_asan_link_order=0"});
-  ASSERT_TRUE(fl.start_args({"--listen", "127.0.0.1:" + std::to_string(port), "--upstream",
-                             "nosuchhost.invalid:6379", "--api", "off"},
-                            port))
+  ASSERT_TRUE(fl.start_args(
+      {"--listen", "127.0.0.1:0", "--upstream", "nosuchhost.invalid:6379", "--api", "off"}))
       << fl.process().log();
-  Conn c(port);
+  Conn c(fl.port());
   ASSERT_TRUE(c.send_all(cmd({"PING"})));
   int end_errno = -1;
   EXPECT_EQ(c.read_to_end(5s, &end_errno), "");
@@ -205,8 +204,9 @@ TEST(Resolve, CommandLineUpstreamNeedNotResolveYet) {
 // A name that resolves works from the first connection on, and across the 5 s refresh: the
 // stale address serves new clients at once while one lookup runs in the background.
 TEST_F(ResolveFixture, HostNameUpstreamKeepsWorkingAcrossTheRefresh) {
-  // Each lookup of localhost takes 1 s: long enough to see who waits for it.
-  start({"FLTEST_DNS_SLOW=localhost", "FLTEST_DNS_DELAY_MS=1000"},
+  // Each lookup of localhost takes 3 s: long enough to see who waits for it, even on a loaded
+  // machine where a round trip that waits for none can take a second.
+  start({"FLTEST_DNS_SLOW=localhost", "FLTEST_DNS_DELAY_MS=3000"},
         {"--connect-timeout-ms", "5000"});
   uint16_t port = create("named", "localhost:" + std::to_string(redis.port()));
   Conn first(port); // waits for the first lookup
@@ -225,15 +225,15 @@ TEST_F(ResolveFixture, HostNameUpstreamKeepsWorkingAcrossTheRefresh) {
     std::this_thread::sleep_for(20ms); // polling interval
   }
   ASSERT_EQ(count_of(lookups(), "start localhost"), 2u) << "no refresh within 15 s";
-  EXPECT_LT(slowest, 700) << "a client waited for the refresh";
+  EXPECT_LT(slowest, 1500) << "a client waited for the refresh";
   // More clients while the refresh runs: served at once, and no second lookup starts.
   for (int i = 0; i < 3 && count_of(lookups(), "end localhost") < 2; ++i) {
     auto t0 = Clock::now();
     Conn c(port);
     EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");
-    EXPECT_LT(ms_since(t0), 700);
+    EXPECT_LT(ms_since(t0), 1500);
   }
-  ASSERT_TRUE(wait_until([&] { return count_of(lookups(), "end localhost") == 2; }, 5s));
+  ASSERT_TRUE(wait_until([&] { return count_of(lookups(), "end localhost") == 2; }, 10s));
   EXPECT_EQ(count_of(lookups(), "start localhost"), 2u);
   EXPECT_EQ(call(first, {"PING"}), "+PONG\r\n");
   Conn after(port);
@@ -277,7 +277,7 @@ TEST_F(ResolveFixture, StopsPromptlyWhileALookupRuns) {
       wait_until([&] { return lookups().find("start down.invalid") != std::string::npos; }, 5s));
   auto t0 = Clock::now();
   EXPECT_EQ(fl.stop(), 0) << fl.process().log();
-  EXPECT_LT(ms_since(t0), 1500);
+  EXPECT_LT(ms_since(t0), 4000) << "not the 10 s the lookup takes";
   EXPECT_NE(fl.process().log().find("without waiting for a host name lookup"), std::string::npos)
       << fl.process().log();
 }

@@ -62,7 +62,7 @@ struct TrafficFixture : ::testing::Test {
     http = std::make_unique<HttpClient>("127.0.0.1", fl.api_port());
   }
   void start_logging(std::vector<std::string> extra = {}) {
-    log_path = dir + "/traffic-" + std::to_string(free_port()) + ".jsonl";
+    log_path = temp_path("traffic", ".jsonl");
     extra.insert(extra.begin(), {"--log", log_path});
     start(extra);
   }
@@ -273,8 +273,8 @@ TEST_F(TrafficFixture, ValuesAtTheirLongestEscapedFormAreLoggedWhole) {
 // Every secret-carrying command form, and every output: the file, stdout, the live stream and
 // the metrics.
 TEST_F(TrafficFixture, NoSecretInAnyOutput) {
-  const std::string stdout_log = dir + "/stdout-" + std::to_string(free_port()) + ".log";
-  log_path = dir + "/redact-" + std::to_string(free_port()) + ".jsonl";
+  const std::string stdout_log = temp_path("stdout", ".log");
+  log_path = temp_path("redact", ".jsonl");
   // The file here; stdout in a second run below (one log destination per process).
   start({"--log", log_path});
   std::string streamed;
@@ -355,7 +355,7 @@ TEST_F(TrafficFixture, NoSecretInAnyOutput) {
 // A destination that cannot keep up: a FIFO whose reader never reads. Records are dropped and
 // counted; the traffic keeps its speed.
 TEST_F(TrafficFixture, AFullPipeDropsRecordsNotTraffic) {
-  std::string fifo = dir + "/fifo-" + std::to_string(free_port());
+  std::string fifo = temp_path("fifo", "");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
   ASSERT_GE(reader, 0);
@@ -421,7 +421,7 @@ TEST_F(TrafficFixture, SighupReopensTheFile) {
 TEST_F(TrafficFixture, LoggingAndFiltersSwitchAtRunTime) {
   start({"--log-dir", dir}); // the API writes files only there
   EXPECT_EQ(get("/log")["enabled"], false);
-  log_path = dir + "/runtime-" + std::to_string(free_port()) + ".jsonl";
+  log_path = temp_path("runtime", ".jsonl");
   post("/log", {{"path", log_path}, {"commands", "SET,@hash"}, {"keys", "user:*"}});
   Conn c(fl.port());
   call(c, {"SET", "user:1", "a"});
@@ -537,11 +537,12 @@ TEST_F(TrafficFixture, PrometheusOutputPassesAStrictParser) {
   start({});
   // A proxy whose name needs escaping in a label value.
   const std::string odd = "we\"ird\\name";
-  uint16_t port = free_port();
-  post("/proxies", {{"name", odd},
-                    {"listen", "127.0.0.1:" + std::to_string(port)},
-                    {"upstream", "127.0.0.1:" + std::to_string(redis.port())}},
-       201);
+  json created = post("/proxies", {{"name", odd},
+                                    {"listen", "127.0.0.1:0"},
+                                    {"upstream", "127.0.0.1:" + std::to_string(redis.port())}},
+                      201);
+  uint16_t port = listen_port(created.value("listen", ""));
+  ASSERT_NE(port, 0) << created;
   post("/proxies/redis/toxics", {{"name", "oom"},
                                  {"type", "resp_error"},
                                  {"attributes", {{"preset", "oom"}, {"commands", "SET"}}}});

@@ -1,6 +1,7 @@
 #include "support/harness.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -24,7 +25,7 @@ namespace fltest {
 
 namespace fs = std::filesystem;
 
-uint16_t free_port() {
+uint16_t unused_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -59,6 +60,11 @@ std::string temp_dir() {
   fs::path p = fs::temp_directory_path() / ("faultline-test-" + std::to_string(::getpid())) / name;
   fs::create_directories(p);
   return p.string();
+}
+
+std::string temp_path(const std::string& stem, const std::string& ext) {
+  static std::atomic<unsigned> n{0};
+  return temp_dir() + "/" + stem + "-" + std::to_string(++n) + ext;
 }
 
 // ---- Process ----
@@ -133,16 +139,38 @@ std::string Process::log() const {
 
 Redis::Redis() = default;
 
+namespace {
+// The pid in the INFO reply of the server on port, or -1.
+long redis_pid(uint16_t port) {
+  Conn c;
+  if (!c.connect(port)) return -1;
+  std::string info = call(c, {"INFO", "server"});
+  auto at = info.find("process_id:");
+  return at == std::string::npos ? -1 : std::atol(info.c_str() + at + 11);
+}
+} // namespace
+
 bool Redis::start(uint16_t port, const std::vector<std::string>& extra) {
-  port_ = port ? port : free_port();
-  dir_ = temp_dir() + "/redis-" + std::to_string(port_);
-  fs::create_directories(dir_);
-  std::vector<std::string> argv = {"redis-server", "--port", std::to_string(port_),
-                                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                   "--dir", dir_, "--daemonize", "no", "--protected-mode", "no"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  if (!proc_.start(argv, dir_ + "/redis.log")) return false;
-  return wait_port(port_, 10s);
+  // A port picked here can be taken by another process before redis-server binds it: then
+  // redis-server exits with "Address already in use" and the start is tried on another port.
+  const int attempts = port ? 1 : 5;
+  for (int attempt = 1; attempt <= attempts; ++attempt) {
+    port_ = port ? port : unused_port();
+    dir_ = temp_path("redis-" + std::to_string(port_), "");
+    fs::create_directories(dir_);
+    std::vector<std::string> argv = {"redis-server", "--port", std::to_string(port_),
+                                     "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                     "--dir", dir_, "--daemonize", "no", "--protected-mode", "no"};
+    for (const auto& a : extra)
+      argv.push_back(a == kUnusedPort ? std::to_string(unused_port()) : a);
+    if (!proc_.start(argv, dir_ + "/redis.log")) return false;
+    // Ours, not whatever else answers on the port.
+    const long pid = proc_.pid();
+    wait_until([&] { return !proc_.running() || redis_pid(port_) == pid; }, 20s);
+    if (proc_.running()) return redis_pid(port_) == pid;
+    if (proc_.log().find("Address already in use") == std::string::npos) return false;
+  }
+  return false;
 }
 
 void Redis::stop() {
@@ -153,29 +181,39 @@ void Redis::stop() {
 // ---- Faultline ----
 
 bool Faultline::start(uint16_t upstream_port, const std::vector<std::string>& extra) {
-  port_ = free_port();
-  api_port_ = free_port();
-  std::vector<std::string> args = {"--listen", "127.0.0.1:" + std::to_string(port_),
+  std::vector<std::string> args = {"--listen", "127.0.0.1:0",
                                    "--upstream", "127.0.0.1:" + std::to_string(upstream_port),
-                                   "--api", "127.0.0.1:" + std::to_string(api_port_),
-                                   "--log-level", "debug"};
+                                   "--api", "127.0.0.1:0", "--log-level", "debug"};
   args.insert(args.end(), extra.begin(), extra.end());
-  // The API listens just after the proxy: wait for both, or a test's first API call can be
-  // refused (seen under ASan on a busy machine).
-  if (!start_args(args, port_)) return false;
-  // (A test that passes its own --api waits for it itself.)
-  bool own_api = std::find(extra.begin(), extra.end(), "--api") != extra.end();
-  return own_api || wait_port(api_port_, 10s);
+  return start_args(args);
 }
 
-bool Faultline::start_args(const std::vector<std::string>& args, uint16_t wait_for_port) {
+uint16_t listen_port(const std::string& address) {
+  auto colon = address.rfind(':');
+  return colon == std::string::npos ? 0
+                                    : static_cast<uint16_t>(std::atoi(address.c_str() + colon + 1));
+}
+
+bool Faultline::start_args(const std::vector<std::string>& args, Wait wait) {
+  const std::string port_file = temp_path("faultline", ".ports");
   std::vector<std::string> argv = {FAULTLINE_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
-  if (!proc_.start(argv, temp_dir() + "/faultline-" + std::to_string(wait_for_port) + ".log"))
+  argv.insert(argv.end(), {"--port-file", port_file});
+  port_ = api_port_ = 0;
+  if (!proc_.start(argv, port_file.substr(0, port_file.size() - 6) + ".log")) return false;
+  if (wait == Wait::Nothing) return true;
+  // faultline writes the file (whole: it renames it into place) once its listeners are up.
+  // Generous: an ASan build starting on a loaded machine.
+  if (!wait_until([&] { return fs::exists(port_file) || !proc_.running(); }, 30s) ||
+      !fs::exists(port_file))
     return false;
-  // Port 0: the caller waits on its own event (an IPv6 listener, a profile that ends...).
-  if (wait_for_port != 0 && !wait_port(wait_for_port, 10s)) return false;
-  return true;
+  std::ifstream f(port_file);
+  std::string key, address;
+  while (f >> key >> address) {
+    if (key == "listen") port_ = listen_port(address);
+    if (key == "api") api_port_ = listen_port(address);
+  }
+  return port_ != 0;
 }
 
 int Faultline::stop() {
@@ -199,6 +237,34 @@ int Faultline::open_fds() {
        !ec && it != fs::directory_iterator(); it.increment(ec))
     ++n;
   return n;
+}
+
+std::set<uint16_t> Faultline::listening_ports() {
+  // Socket inodes of the process, then the LISTEN (state 0A) rows of /proc/net/tcp{,6} that
+  // hold one of them: "sl local_address(hex ip:hex port) rem_address st ... uid timeout inode".
+  std::set<std::string> inodes;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(proc_.pid()) + "/fd", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string target = fs::read_symlink(it->path(), ec).string();
+    if (!ec && target.rfind("socket:[", 0) == 0)
+      inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::set<uint16_t> ports;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream f(table);
+    std::string line;
+    std::getline(f, line); // header
+    while (std::getline(f, line)) {
+      std::istringstream row(line);
+      std::string sl, local, remote, st, queues, timer, retr, uid, timeout, inode;
+      row >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
+      if (st == "0A" && inodes.count(inode))
+        ports.insert(
+            static_cast<uint16_t>(std::stoul(local.substr(local.rfind(':') + 1), nullptr, 16)));
+    }
+  }
+  return ports;
 }
 
 // ---- Conn ----

@@ -1,11 +1,13 @@
 #pragma once
-// Integration test support: real processes (faultline, redis-server) on free ports, raw sockets,
-// and a small echo/sink server for byte-level checks. Every wait is bounded and waits on an event.
+// Integration test support: real processes (faultline, redis-server) on ports they bind, raw
+// sockets, and a small echo/sink server for byte-level checks. Every wait is bounded and waits
+// on an event.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,7 +19,13 @@ namespace fltest {
 using namespace std::chrono_literals;
 using Ms = std::chrono::milliseconds;
 
-uint16_t free_port();
+// A port nothing listens on at the moment of the call (bound, then released), for a test that
+// needs a port that refuses connections, or one it will start Redis on later. Never for a
+// listener the harness starts: another process can take the port between the release and the
+// start. Faultline binds port 0 and reports the port; Redis::start() retries on a taken port.
+uint16_t unused_port();
+// The port at the end of "HOST:PORT" or "[V6]:PORT" (a `listen` the API shows), 0 if none.
+uint16_t listen_port(const std::string& address);
 bool wait_port(uint16_t port, Ms timeout = 10s);
 bool wait_port_closed(uint16_t port, Ms timeout = 10s);
 // Polls pred every few ms until true or timeout.
@@ -50,10 +58,17 @@ private:
 };
 
 std::string temp_dir();
+// A path in temp_dir() no other call of this process returns: "<dir>/<stem>-<n><ext>".
+std::string temp_path(const std::string& stem, const std::string& ext);
 
 class Redis {
 public:
+  // An argument of start()'s extra replaced by a port from unused_port() on each attempt (for
+  // the cluster bus port, which Redis also listens on).
+  static constexpr const char* kUnusedPort = "{unused-port}";
   Redis();
+  // Port 0: a port from unused_port(), and a new one if redis-server finds it taken (a few
+  // attempts). Ready when the server on the port answers INFO with this process's pid.
   bool start(uint16_t port = 0, const std::vector<std::string>& extra = {});
   void stop();
   uint16_t port() const { return port_; }
@@ -67,15 +82,23 @@ private:
 
 class Faultline {
 public:
-  // Starts faultline --listen 127.0.0.1:<free> --upstream 127.0.0.1:<upstream_port> --api ...
+  // Starts faultline --listen 127.0.0.1:0 --upstream 127.0.0.1:<upstream_port> --api
+  // 127.0.0.1:0 --log-level debug EXTRA...: later flags in extra override these.
   bool start(uint16_t upstream_port, const std::vector<std::string>& extra = {});
-  bool start_args(const std::vector<std::string>& args, uint16_t wait_for_port);
+  enum class Wait { Listening, Nothing };
+  // Starts faultline ARGS... --port-file FILE. Wait::Listening: true once faultline has written
+  // FILE (its listeners are up; port() and api_port() are the bound ports, port 0 resolved),
+  // false if it exits first or takes too long. Wait::Nothing: returns at once, for a test that
+  // waits on its own event (an exit, an error).
+  bool start_args(const std::vector<std::string>& args, Wait wait = Wait::Listening);
   uint16_t port() const { return port_; }
-  uint16_t api_port() const { return api_port_; }
+  uint16_t api_port() const { return api_port_; } // 0 with --api off
   Process& process() { return proc_; }
   int stop(); // SIGTERM, returns exit code (or -1 on timeout)
   long rss_kb();
   int open_fds();
+  // The TCP ports the process listens on (from /proc: its socket fds in LISTEN state).
+  std::set<uint16_t> listening_ports();
 
 private:
   Process proc_;

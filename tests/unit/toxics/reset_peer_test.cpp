@@ -17,8 +17,9 @@ TEST(ResetPeerToxic, ClientGetsConnResetAfterTimeout) {
   double ms = ms_since(t0);
   EXPECT_EQ(got, ""); // what reached the toxic was not forwarded
   EXPECT_EQ(st, -ECONNRESET);
+  // Load only adds time: at least the timeout, below twice it.
   EXPECT_GE(ms, 190.0);
-  EXPECT_LT(ms, 350.0);
+  EXPECT_LT(ms, 390.0);
 }
 
 TEST(ResetPeerToxic, ZeroResetsOnFirstDataOnly) {

@@ -13,13 +13,14 @@ TEST(SlowCloseToxic, DelaysTheFinFromRedis) {
   auto t0 = Clock::now();
   ASSERT_TRUE(c.send("QUIT\r\n")); // Redis answers +OK and closes
   EXPECT_EQ(c.read_exact(5, 2s), "+OK\r\n");
-  EXPECT_LT(ms_since(t0), 100.0); // data is not delayed
+  EXPECT_LT(ms_since(t0), 290.0); // data is not delayed (the delay would make it 300 ms)
   ssize_t st = 1;
   EXPECT_EQ(c.read_to_end(5s, &st), "");
   double ms = ms_since(t0);
   EXPECT_EQ(st, 0);
+  // Load only adds time: at least the delay, below twice it (the delay applied once).
   EXPECT_GE(ms, 290.0);
-  EXPECT_LT(ms, 450.0);
+  EXPECT_LT(ms, 590.0);
 }
 
 TEST(SlowCloseToxic, DelaysTheFinFromTheClient) {
@@ -36,7 +37,7 @@ TEST(SlowCloseToxic, DelaysTheFinFromTheClient) {
   double ms = ms_since(t0);
   EXPECT_EQ(st, 0);
   EXPECT_GE(ms, 290.0);
-  EXPECT_LT(ms, 450.0);
+  EXPECT_LT(ms, 590.0); // the delay applied once, with room for a loaded machine
 }
 
 } // namespace

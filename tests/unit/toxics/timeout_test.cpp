@@ -18,8 +18,9 @@ TEST(TimeoutToxic, DropsDataAndClosesAfterTimeout) {
   double ms = ms_since(t0);
   EXPECT_EQ(got, "");
   EXPECT_EQ(st, 0) << "expected a clean close (EOF), got " << st;
+  // Load only adds time: at least the timeout, below twice it.
   EXPECT_GE(ms, 290.0);
-  EXPECT_LT(ms, 450.0);
+  EXPECT_LT(ms, 590.0);
 }
 
 TEST(TimeoutToxic, ZeroDropsUntilRemovedAndNothingLandsLater) {

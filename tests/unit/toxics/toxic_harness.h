@@ -49,7 +49,9 @@ inline double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-inline uint16_t free_port() {
+// A port nothing listens on at the moment of the call (bound, then released). Another process
+// can take it before it is used: RedisServer retries on another one if it finds it taken.
+inline uint16_t unused_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -199,8 +201,14 @@ public:
   }
 
 private:
+  // A few attempts, each on a port from unused_port(): redis-server exits at once if another
+  // process took the port in between. Ready when the server on the port is this one (its INFO
+  // names this pid), not whatever else answers there.
   RedisServer() {
-    port_ = free_port();
+    for (int attempt = 0; attempt < 5 && !ready_; ++attempt) try_start();
+  }
+  void try_start() {
+    port_ = unused_port();
     std::string port = std::to_string(port_);
     std::vector<std::string> args = {"redis-server", "--port",      port,  "--bind",
                                      "127.0.0.1",    "--save",      "",    "--appendonly",
@@ -217,18 +225,33 @@ private:
       ::execvp(argv[0], argv.data());
       ::_exit(127);
     }
-    auto deadline = Clock::now() + 10s;
+    const std::string mine = "process_id:" + std::to_string(pid_) + "\r\n";
+    auto deadline = Clock::now() + 20s;
     while (Clock::now() < deadline) {
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) { // exited: the port was taken
+        pid_ = -1;
+        return;
+      }
       Client c;
-      if (c.connect(port_)) {
-        c.send("PING\r\n");
-        if (c.read_exact(7, 1s) == "+PONG\r\n") {
+      if (c.connect(port_) && c.send("INFO server\r\n")) {
+        std::string info;
+        char buf[4096];
+        ssize_t n;
+        while (info.find(mine) == std::string::npos &&
+               (n = c.recv_some(buf, sizeof buf, 1s)) > 0)
+          info.append(buf, static_cast<size_t>(n));
+        if (info.find(mine) != std::string::npos) {
           ready_ = true;
           return;
         }
       }
       std::this_thread::sleep_for(10ms);
     }
+    int st;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
   }
   pid_t pid_ = -1;
   uint16_t port_ = 0;
