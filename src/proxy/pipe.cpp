@@ -47,13 +47,13 @@ void Session::Pipe::on_write(uv_write_t* req, int status) {
   size_t len = r->chunk.len;
   put_write_req(r);
   --p->dst->writes_outstanding;
-  if (p->s->closing_) return;
+  if (p->s->closing()) return;
   p->consumed(len);
   if (status < 0) {
     p->s->on_write_error(*p->dst, status);
     return;
   }
-  if (p->dst->writes_outstanding == 0 && p->s->reset_pending_) p->s->check_done();
+  if (p->dst->writes_outstanding == 0 && p->s->flushing()) p->s->check_done();
 }
 
 void Session::Pipe::sink_eof() {
@@ -70,7 +70,7 @@ void Session::Pipe::sink_eof() {
   int rc = uv_shutdown(&dst->shutdown_req, reinterpret_cast<uv_stream_t*>(&dst->tcp),
                        [](uv_shutdown_t* req, int status) {
                          auto* p = static_cast<Pipe*>(req->data);
-                         if (p->s->closing_) return;
+                         if (p->s->closing()) return;
                          p->dst->shutdown_done = true;
                          p->s->check_done();
                        });
@@ -81,7 +81,7 @@ void Session::Pipe::sink_eof() {
 }
 
 void Session::Pipe::start_reading() {
-  if (paused || s->closing_ || src->eof) return;
+  if (paused || s->closing() || src->eof) return;
   if (src->is_client && s->replies_full_) return;  // injected replies wait for the client
   uv_read_start(reinterpret_cast<uv_stream_t*>(&src->tcp),
                 [](uv_handle_t* h, size_t, uv_buf_t* buf) {

@@ -75,7 +75,6 @@ struct Session::Pipe {
   uint64_t bytes = 0;
   size_t inflight = 0;
   bool paused = false;
-  bool discard = false;           // drain mode: the destination is gone, drop what comes
   bool eof_pending = false;       // eof reached the sink before the destination connected
   std::vector<uv::Chunk> held;    // reached the sink before the destination connected
   std::vector<std::unique_ptr<Slot>> slots;
@@ -94,8 +93,10 @@ struct Session::Pipe {
     if (index < slots.size()) slots[index]->stage->on_eof();
     else sink_eof();
   }
+  // Drain mode (End::Draining) drops what the client sends: Redis is gone for writing.
+  bool discarding() const { return stream == toxics::Stream::Upstream && s->draining(); }
   void sink(uv::Chunk c) {
-    if (discard || dst->write_failed || dst->shutdown_sent) {
+    if (discarding() || dst->write_failed || dst->shutdown_sent) {
       consumed(c.len);
       return;
     }

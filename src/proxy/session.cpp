@@ -15,7 +15,9 @@
 //   Redis closes (FIN) while the client still writes → the client gets every byte Redis sent and
 //                       a FIN; what it still sends is read and discarded (drain) for
 //                       drain_timeout_ms, then the connection closes. No reply is lost to a RST.
-// Memory is freed only from the last close callback; every callback checks closing_.
+// Where a session is in ending is one state, End (session.h): Open, Hung, Draining, FlushFin /
+// FlushRst, Closing. Memory is freed only from the last close callback; every callback checks
+// closing().
 
 #include "proxy/session.h"
 
@@ -49,6 +51,18 @@ std::string_view to_string(CloseReason r) {
   case CloseReason::AcceptReset: return "accept_reset";
   case CloseReason::Shutdown: return "shutdown";
   case CloseReason::Error: return "error";
+  }
+  return "?";
+}
+
+std::string_view to_string(End e) {
+  switch (e) {
+  case End::Open: return "open";
+  case End::Hung: return "hung";
+  case End::Draining: return "draining";
+  case End::FlushFin: return "flush_fin";
+  case End::FlushRst: return "flush_rst";
+  case End::Closing: return "closing";
   }
   return "?";
 }
@@ -114,7 +128,7 @@ void Session::start(AcceptMode mode) {
   if (mode == AcceptMode::Hang) {
     // Accepted, never answered, never forwarded; but read (and discarded), so the session
     // ends when its client does and holds no bytes meanwhile.
-    hung_ = true;
+    end_ = End::Hung;
     client_->reading = true;
     uv_read_start(reinterpret_cast<uv_stream_t*>(&client_->tcp),
                   [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -135,13 +149,13 @@ void Session::start(AcceptMode mode) {
 }
 
 void Session::connect_upstream() {
-  if (closing_) return;
+  if (closing()) return;
   // The connect timeout also covers the lookup of an upstream host name.
   uv_timer_start(
       &timer_,
       [](uv_timer_t* t) {
         auto* s = static_cast<Session*>(t->data);
-        if (s->closing_ || s->connected_) return;
+        if (s->closing() || s->connected_) return;
         s->proxy_.note_connect_failure(UV_ETIMEDOUT);
         s->close(CloseReason::ConnectTimeout);
       },
@@ -151,7 +165,7 @@ void Session::connect_upstream() {
 }
 
 void Session::connect_to(const sockaddr* addr) {
-  if (closing_) return;
+  if (closing()) return;
   connect_req_.data = this;
   int rc = uv_tcp_connect(&connect_req_, &upstream_->tcp, addr, [](uv_connect_t* req, int status) {
     static_cast<Session*>(req->data)->on_connected(status);
@@ -163,7 +177,7 @@ void Session::connect_to(const sockaddr* addr) {
 }
 
 void Session::on_connected(int status) {
-  if (closing_) return;
+  if (closing()) return;
   uv_timer_stop(&timer_);
   if (status < 0) {
     proxy_.note_connect_failure(status);
@@ -181,13 +195,13 @@ void Session::on_connected(int status) {
 void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
   uv::BlockRef block;
   if (buf->base) block = uv::BlockRef(reinterpret_cast<uv::Block*>(buf->base) - 1);
-  if (closing_) return;
+  if (closing()) return;
   if (nread > 0) {
     Pipe& p = pipe_from(side);
     p.bytes += static_cast<uint64_t>(nread);
     p.inflight += static_cast<size_t>(nread);
     uv::Chunk c{std::move(block), 0, static_cast<uint32_t>(nread)};
-    if (rt_.options().parse_resp && !p.discard) {
+    if (rt_.options().parse_resp && !p.discarding()) {
       ensure_resp();
       if (side.is_client) {
         on_client_chunk(std::move(c));
@@ -198,7 +212,7 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
     } else {
       p.emit(0, std::move(c));
     }
-    if (!closing_ && !p.paused && p.inflight > rt_.options().high_watermark) {
+    if (!closing() && !p.paused && p.inflight > rt_.options().high_watermark) {
       p.paused = true;
       p.stop_reading();
     }
@@ -208,7 +222,7 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
   if (nread == UV_EOF) {
     side.eof = true;
     Pipe& p = pipe_from(side);
-    if (p.discard) {
+    if (p.discarding()) {
       check_done();
       return;
     }
@@ -230,7 +244,7 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
 void Session::on_hung_read(ssize_t nread, const uv_buf_t* buf) {
   uv::BlockRef block;
   if (buf->base) block = uv::BlockRef(reinterpret_cast<uv::Block*>(buf->base) - 1);
-  if (closing_) return;
+  if (closing()) return;
   if (nread > 0) up_->bytes += static_cast<uint64_t>(nread);
   else if (nread == UV_EOF) close(CloseReason::ClientClosed);
   else if (nread < 0) close(CloseReason::ClientReset);
@@ -240,7 +254,7 @@ void Session::on_read_error(Side& side, int err) {
   log::debug("session {} {}: read error: {}", id_, side.name(), uv_strerror(err));
   side.eof = true;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&side.tcp));
-  if (!side.is_client && (side.write_failed || up_->discard)) {
+  if (!side.is_client && (side.write_failed || draining())) {
     // Redis closed while the client was still writing, and the kernel answered our writes
     // with a reset. What Redis said before is delivered; the client gets a FIN, not a RST.
     if (resp_) upstream_eof();
@@ -254,7 +268,8 @@ void Session::on_read_error(Side& side, int err) {
 }
 
 void Session::start_drain() {
-  up_->discard = true;
+  // A flush already under way stays one: it stopped reading, and write_failed drops the rest.
+  if (end_ == End::Open) end_ = End::Draining;
   up_->held.clear();
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)))
     uv_timer_start(
@@ -264,7 +279,7 @@ void Session::start_drain() {
 }
 
 void Session::on_write_error(Side& side, int err) {
-  if (closing_) return;
+  if (closing()) return;
   side.write_failed = true;
   log::debug("session {} {}: write error: {}", id_, side.name(), uv_strerror(err));
   if (!side.is_client) {
@@ -289,10 +304,9 @@ void Session::reset_after_flush(Side& toward, CloseReason r) {
 // Stop reading, let what is already queued reach both sockets, then RST (or close). A broken
 // connection delivers what preceded the break; so does this.
 void Session::finish_after_flush(bool rst, CloseReason r) {
-  if (closing_) return;
+  if (closing()) return;
   reason_ = r;
-  reset_pending_ = true;
-  rst_when_flushed_ = rst;
+  end_ = rst ? End::FlushRst : End::FlushFin;
   client_->reading = upstream_->reading = false;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&client_->tcp));
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&upstream_->tcp));
@@ -306,17 +320,17 @@ void Session::finish_after_flush(bool rst, CloseReason r) {
       &timer_,
       [](uv_timer_t* t) {
         auto* s = static_cast<Session*>(t->data);
-        if (s->rst_when_flushed_) s->reset(s->reason_);
+        if (s->end_ == End::FlushRst) s->reset(s->reason_);
         else s->close(s->reason_);
       },
       rt_.options().drain_timeout_ms, 0);
 }
 
 void Session::check_done() {
-  if (closing_) return;
-  if (reset_pending_) {
+  if (closing()) return;
+  if (flushing()) {
     if (client_->writes_outstanding == 0 && upstream_->writes_outstanding == 0) {
-      if (rst_when_flushed_) reset(reason_);
+      if (end_ == End::FlushRst) reset(reason_);
       else close(reason_);
     }
     return;
@@ -324,11 +338,11 @@ void Session::check_done() {
   // A direction is finished when its source sent FIN and the FIN was passed on (or the
   // destination is gone).
   auto finished = [](Pipe& p) {
-    return p.src->eof && (p.dst->shutdown_done || p.dst->write_failed || p.discard);
+    return p.src->eof && (p.dst->shutdown_done || p.dst->write_failed || p.discarding());
   };
-  bool up_done = finished(*up_) || (up_->discard && client_->eof);
+  bool up_done = finished(*up_) || (draining() && client_->eof);
   bool down_done = finished(*down_);
-  if (up_->discard && client_->eof && down_->dst->writes_outstanding == 0) {
+  if (draining() && client_->eof && down_->dst->writes_outstanding == 0) {
     close(CloseReason::UpstreamClosed);
     return;
   }
@@ -337,19 +351,19 @@ void Session::check_done() {
 }
 
 void Session::close(CloseReason r) {
-  if (closing_) return;
+  if (closing()) return;
   reason_ = r;
   close_handles(false);
 }
 
 void Session::reset(CloseReason r) {
-  if (closing_) return;
+  if (closing()) return;
   reason_ = r;
   close_handles(true);
 }
 
 void Session::close_handles(bool rst) {
-  closing_ = true;
+  end_ = End::Closing;
   if (resp_) {
     flush_plain_requests();
     flush_plain();
@@ -368,7 +382,7 @@ void Session::close_handles(bool rst) {
     uv_close(h, on_close);
   }
   // Stages stay until the session is freed: one of them may be on the stack right now. Their
-  // timers may still fire; emit() drops everything once closing_ is set.
+  // timers may still fire; emit() drops everything once closing.
   up_->held.clear();
   down_->held.clear();
 }
@@ -513,7 +527,7 @@ void Session::Resp::begin_end(Session& s, bool rst, bool after) {
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&s.client_->tcp));
   end_timer = std::make_unique<uv::Timer>(s.rt_.loop());
   end_timer->start(s.rt_.options().drain_timeout_ms, [this, &s] {
-    if (s.closing_ || s.reset_pending_) return;
+    if (s.ended()) return;
     blackhole = true;
     s.finish_after_flush(ending == 2, CloseReason::Toxic);
   });
@@ -521,7 +535,7 @@ void Session::Resp::begin_end(Session& s, bool rst, bool after) {
 }
 
 void Session::Resp::maybe_end(Session& s) {
-  if (!ending || s.closing_ || s.reset_pending_ || !rep_hold.empty()) return;
+  if (!ending || s.ended() || !rep_hold.empty()) return;
   if (!ending_after && (collecting || !injections.empty() || pairing.expected().has_value()))
     return;
   blackhole = true; // what Redis still sends (after the end point) is not delivered
@@ -570,12 +584,12 @@ void Session::release_holds(bool request_side) {
   auto& timer = request_side ? r.req_timer : r.rep_timer;
   Pipe& p = request_side ? *up_ : *down_;
   uint64_t now = uv_now(rt_.loop());
-  while (!q.empty() && q.front().due_ms <= now && !closing_) {
+  while (!q.empty() && q.front().due_ms <= now && !closing()) {
     uv::Chunk c = std::move(q.front().chunk);
     q.pop_front();
     if (c.len) p.emit(0, std::move(c));
   }
-  if (closing_) return;
+  if (closing()) return;
   if (!q.empty()) {
     if (!timer) timer = std::make_unique<uv::Timer>(rt_.loop());
     timer->start(q.front().due_ms - now, [this, request_side] { release_holds(request_side); });
@@ -655,7 +669,7 @@ void Session::on_client_chunk(uv::Chunk c) {
   uint64_t rest_off = r.req.offset();
   uv::Chunk rest = std::move(c);
   auto st = r.req.feed(data, len, [&](const resp::RequestFrame& f) {
-    if (closing_) return;
+    if (closing()) return;
     uint64_t take = f.end > rest_off ? f.end - rest_off : 0;
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(take, rest.len));
     if (r.head.active && f.start == r.head.start) {
@@ -707,7 +721,7 @@ void Session::on_client_chunk(uv::Chunk c) {
     }
     request_frame(f, std::move(tail), now, nullptr);
   });
-  if (closing_) return;
+  if (closing()) return;
   end_plain_requests();
   if (r.stopped) {
     // A toxic is ending the connection: nothing after the command it acted on reaches Redis.
@@ -837,7 +851,7 @@ void Session::check_unanswered() {
 }
 
 void Session::check_replies_drained() {
-  if (closing_) return;
+  if (closing()) return;
   const size_t waiting = down_->inflight + (resp_ ? resp_->injected_bytes : 0);
   if (waiting > rt_.options().low_watermark) return;
   if (resp_ && resp_->pairing.pending() > kMaxUnanswered / 2) return;
@@ -1063,7 +1077,7 @@ void Session::release_injections() {
       for (auto* o : rt_.observers()) o->on_reply(*this, rr, nullptr, payload, fault);
     }
     r.injected_bytes -= std::min(r.injected_bytes, payload.size());
-    if (payload.empty() || closing_) continue;
+    if (payload.empty() || closing()) continue;
     down_->inflight += payload.size();
     down_deliver(down_->packer.copy(rt_.pool(), payload.data(), payload.size()));
   }
@@ -1106,12 +1120,12 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   // flagged, collected, injected or ending) and every observer takes plain replies in runs, a
   // plain reply is a pop from the pairing FIFO and an entry in the run, nothing more.
   auto quiet = [&] {
-    return rt_.plain_replies() && !closing_ && r.faults.empty() && r.flagged.empty() &&
+    return rt_.plain_replies() && !closing() && r.faults.empty() && r.flagged.empty() &&
            !r.collecting && r.injections.empty() && !r.ending;
   };
   // Any reply, with all the bookkeeping.
   auto general = [&](const resp::ReplyFrame& f) {
-    if (closing_) return;
+    if (closing()) return;
     ReplyResult res = r.pairing.on_reply(f, now);
     std::string_view fault;
     if (res.kind == ReplyKind::Paired) {
@@ -1137,7 +1151,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
         res.final) {
       pass_to(f.end);
       finish_collect(now);
-      if (closing_) return;
+      if (closing()) return;
     }
     if (!r.injections.empty()) {
       pass_to(f.end);
@@ -1147,7 +1161,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       pass_to(f.end);
       maybe_collect();
     }
-    if (r.ending && !reset_pending_) {
+    if (r.ending && !flushing()) {
       pass_to(f.end);
       r.maybe_end(*this); // the last reply before a resp_reset/resp_close "before" went out
     }
@@ -1223,7 +1237,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   Replies sink(*this, r, now, general, quiet);
   auto st = r.rep.feed(data, len, sink);
   sink.commit();
-  if (closing_) return;
+  if (closing()) return;
   flush_plain();
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Downstream);
@@ -1339,7 +1353,7 @@ void Session::upstream_eof() {
 }
 
 void Session::add_toxic(const toxics::Toxic& t) {
-  if (closing_) return;
+  if (closing()) return;
   Pipe& p = t.stream == toxics::Stream::Upstream ? *up_ : *down_;
   insert_stage(p, p.slots.size(), t);
 }
@@ -1364,7 +1378,7 @@ void Session::remove_toxic(std::string_view name, toxics::Stream stream) {
   // What the stage held goes to the stage that followed it (index + 1 == pos; for pos 0 the
   // unsigned wrap makes it 0). Everything there came through this stage earlier, so order holds.
   slot->index = pos - 1;
-  if (!closing_) slot->stage->flush();
+  if (!closing()) slot->stage->flush();
 }
 
 void Session::replace_toxic(const toxics::Toxic& t) {
@@ -1395,7 +1409,7 @@ void Session::replace_toxic(const toxics::Toxic& t) {
     insert_stage(*p, pos, t);
     p->renumber();
     old->index = pos - 1;
-    if (!closing_) old->stage->flush();
+    if (!closing()) old->stage->flush();
     return;
   }
   add_toxic(t);

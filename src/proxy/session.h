@@ -42,6 +42,20 @@ std::string_view to_string(CloseReason r);
 
 enum class AcceptMode { Normal, Reset, Hang };
 
+// How far a session is in ending: one state, not a set of flags (each case of a switch says what
+// it allows). Ordered: a session only moves down the list, except that a flush may follow a
+// drain, and every state but Closing may go straight to Closing.
+enum class End : uint8_t {
+  Open,      // both directions flow
+  Hung,      // accept=hang: the client is read and discarded, never forwarded, until it goes
+  Draining,  // Redis is gone for writing: what it sent still reaches the client, whose bytes
+             // are read and discarded for drain_timeout_ms
+  FlushFin,  // reading stopped: what is queued reaches both sockets, then both close (FIN)
+  FlushRst,  // the same, then RST
+  Closing,   // handles are closing: every callback returns at once; memory goes with the last
+};
+std::string_view to_string(End e);
+
 class Session {
 public:
   Session(Proxy& proxy, uint64_t id);
@@ -53,9 +67,10 @@ public:
   void start(AcceptMode mode);
   void close(CloseReason r);
   void reset(CloseReason r);
-  bool closing() const { return closing_; }
+  End end_state() const { return end_; }
+  bool closing() const { return end_ == End::Closing; }
   // Accepted under accept=hang: read and discarded, never forwarded, until the client goes.
-  bool hung() const { return hung_; }
+  bool hung() const { return end_ == End::Hung; }
   // Called by the proxy when the upstream's host name is looked up (see connect_upstream()).
   void connect_to(const sockaddr* addr);
 
@@ -158,12 +173,13 @@ private:
   std::mt19937_64& rng();
   uv_timer_t timer_;           // connect timeout, then drain / reset-after-flush deadline
   uv_connect_t connect_req_;
+  bool draining() const { return end_ == End::Draining; }
+  bool flushing() const { return end_ == End::FlushFin || end_ == End::FlushRst; }
+  // Closing, or flushing toward it: nothing new starts.
+  bool ended() const { return end_ >= End::FlushFin; }
   bool connected_ = false;
-  bool closing_ = false;
-  bool hung_ = false;
   bool replies_full_ = false;  // injected replies filled the client's queue: client not read
-  bool reset_pending_ = false;
-  bool rst_when_flushed_ = true;
+  End end_ = End::Open;
   CloseReason reason_ = CloseReason::ClientClosed;
   int pending_closes_ = 0;
 };
