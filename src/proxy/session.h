@@ -1,6 +1,17 @@
 #pragma once
 // One proxied connection: the client socket, the upstream socket, and the two pipes between them.
-// See session.cpp for the picture.
+//
+// The proxy's files, each readable alone:
+//   proxy.{h,cpp}        a listener per proxy: accepts, owns its sessions, accept modes, lookups
+//   session.{h,cpp}      the connection lifecycle (connect, FIN/RST/drain/close, one End state)
+//                        and the RESP tap: parsing, pairing, observers, and the decisions of the
+//                        RESP rules on each request (decide, decide_head, request_frame); the
+//                        no-fault forwarding path (forward_request) stays here, inline
+//   pipe.{h,cpp}         one direction: buffers, uv::Packer, watermarks, the toxic stage chain
+//   resp_faults.{h,cpp}  what a RESP rule does once it fired (inject, delay, hang, reset/close,
+//                        truncate), behind the small FaultPort interface the session implements
+//   pairing.{h,cpp}      requests paired with replies (pure code, no libuv)
+//   observer.h, runtime.h  what sessions tell the rest of the program; what one loop shares
 
 #include <cstdint>
 #include <memory>
@@ -99,10 +110,12 @@ public:
   struct Slot;
   struct Resp;
   struct Head;
+  struct FaultLink;
 
 private:
   friend struct Pipe;
   friend struct Slot;
+  friend struct FaultLink;
   void connect_upstream();
   void on_connected(int status);
   void on_read(Side& side, ssize_t nread, const uv_buf_t* buf);
@@ -125,12 +138,9 @@ private:
   size_t head_limit() const;
   void decide_head();
   void stream_head(uv::Chunk c);
-  void queue_injection(std::string reply, std::string_view fault);
   void hold_client_if_replies_full();
   void check_replies_drained();
   void check_unanswered();
-  void begin_collect(PendingId id);
-  void collect(uv::Chunk c);
   // Inline: a plain request is a pairing entry and a count; the rest calls observe_request().
   [[gnu::always_inline]] inline void forward_request(const resp::RequestFrame& f, uint64_t now_us,
                                                      std::string_view fault);
@@ -147,8 +157,6 @@ private:
   void up_deliver(uv::Chunk c);
   void down_deliver(uv::Chunk c);
   void drop(Pipe& p, uv::Chunk c);
-  void finish_collect(uint64_t now_us);
-  void release_holds(bool request_side);
   void enter_raw(toxics::Stream dir);
   void insert_stage(Pipe& p, size_t pos, const toxics::Toxic& t);
   void close_handles(bool rst);
