@@ -4,10 +4,8 @@
 //   client ──► read ──► up_:   [stage]…[stage] ──► try_write/uv_write ──► Redis
 //   client ◄── try_write/uv_write ◄── [stage]…[stage] :down_ ◄── read ◄── Redis
 //
-// A pipe counts the bytes it has read and not yet handed to the kernel (inflight_). Above the
-// high watermark it stops reading its source; below the low one it reads again, so a slow reader
-// never makes the proxy buffer without bound. With no toxic, a chunk goes from the read callback
-// straight to uv_try_write on the peer: no copy, no timer, no allocation (blocks are pooled).
+// The pipes (up_, down_: buffers, backpressure, stages) are in pipe.{h,cpp}; what RESP faults do
+// once decided is in resp_faults.{h,cpp}. Here: the lifecycle, then the RESP tap.
 //
 // Ends of a connection, each propagated as itself:
 //   FIN from a side   → shutdown toward the other once everything before it is written.
@@ -15,7 +13,9 @@
 //   Redis closes (FIN) while the client still writes → the client gets every byte Redis sent and
 //                       a FIN; what it still sends is read and discarded (drain) for
 //                       drain_timeout_ms, then the connection closes. No reply is lost to a RST.
-// Memory is freed only from the last close callback; every callback checks closing_.
+// Where a session is in ending is one state, End (session.h): Open, Hung, Draining, FlushFin /
+// FlushRst, Closing. Memory is freed only from the last close callback; every callback checks
+// closing().
 
 #include "proxy/session.h"
 
@@ -26,6 +26,8 @@
 
 #include "base/log.h"
 #include "proxy/observer.h"
+#include "proxy/pipe.h"
+#include "proxy/resp_faults.h"
 #include "proxy/proxy.h"
 #include "proxy/runtime.h"
 #include "resp/commands.h"
@@ -52,236 +54,26 @@ std::string_view to_string(CloseReason r) {
   return "?";
 }
 
-namespace {
-// Write requests are pooled: a partial write is the only case that needs one.
-struct WriteReq {
-  uv_write_t req;
-  uv::Chunk chunk;
-  Session::Pipe* pipe;
-};
-// Frees what it holds at thread exit, so leak checkers see no pooled request as lost.
-struct WriteReqPool {
-  std::vector<WriteReq*> reqs;
-  ~WriteReqPool() {
-    for (WriteReq* r : reqs) delete r;
+std::string_view to_string(End e) {
+  switch (e) {
+  case End::Open: return "open";
+  case End::Hung: return "hung";
+  case End::Draining: return "draining";
+  case End::FlushFin: return "flush_fin";
+  case End::FlushRst: return "flush_rst";
+  case End::Closing: return "closing";
   }
-};
-std::vector<WriteReq*>& write_req_pool() {
-  static thread_local WriteReqPool pool;
-  return pool.reqs;
+  return "?";
 }
-WriteReq* get_write_req() {
-  auto& pool = write_req_pool();
-  if (pool.empty()) return new WriteReq;
-  WriteReq* r = pool.back();
-  pool.pop_back();
-  return r;
-}
-void put_write_req(WriteReq* r) {
-  r->chunk = {};
-  auto& pool = write_req_pool();
-  if (pool.size() < 256) pool.push_back(r);
-  else delete r;
-}
+
+namespace {
 uint64_t now_ms(uv_loop_t* loop) { return uv_now(loop); }
 } // namespace
-
-struct Session::Side {
-  uv_tcp_t tcp;
-  Session* session;
-  bool is_client;
-  bool reading = false;
-  bool eof = false;          // read FIN from this side
-  bool shutdown_sent = false;
-  bool shutdown_done = false;
-  bool write_failed = false;
-  size_t writes_outstanding = 0;
-  uv_shutdown_t shutdown_req;
-  const char* name() const { return is_client ? "client" : "upstream"; }
-};
-
-// One stage position in a pipe: the Output the stage writes to.
-struct Session::Slot final : toxics::Output {
-  Pipe* pipe;
-  size_t index;
-  std::string name;
-  std::unique_ptr<toxics::Stage> stage;
-
-  void data(uv::Chunk c) override;
-  void eof() override;
-  void dropped(size_t bytes) override;
-  void close_session() override;
-  void reset_session() override;
-  uv_loop_t* loop() override;
-  std::mt19937_64& rng() override;
-  uv::BufferPool& pool() override;
-};
-
-struct Session::Pipe {
-  Session* s;
-  Side* src;
-  Side* dst;
-  toxics::Stream stream;
-  uint64_t bytes = 0;
-  size_t inflight = 0;
-  bool paused = false;
-  bool discard = false;           // drain mode: the destination is gone, drop what comes
-  bool eof_pending = false;       // eof reached the sink before the destination connected
-  std::vector<uv::Chunk> held;    // reached the sink before the destination connected
-  std::vector<std::unique_ptr<Slot>> slots;
-  uv::Packer packer;              // small chunks that wait are copied here (see uv::Packer)
-
-  // A chunk that is about to wait somewhere: small ones no longer pin a whole read block.
-  uv::Chunk keep(uv::Chunk c) { return packer.keep(s->rt_.pool(), std::move(c)); }
-  void emit(size_t index, uv::Chunk c) {
-    if (s->closing_) return;
-    if (index < slots.size()) [[unlikely]] to_stage(index, std::move(c));
-    else sink(std::move(c));
-  }
-  [[gnu::noinline]] void to_stage(size_t index, uv::Chunk c) {
-    // The first stage may hold what it gets (latency, bandwidth, slicer).
-    slots[index]->stage->on_data(index == 0 ? keep(std::move(c)) : std::move(c));
-  }
-  void emit_eof(size_t index) {
-    if (s->closing_) return;
-    if (index < slots.size()) slots[index]->stage->on_eof();
-    else sink_eof();
-  }
-  void sink(uv::Chunk c) {
-    if (discard || dst->write_failed || dst->shutdown_sent) {
-      consumed(c.len);
-      return;
-    }
-    if (!dst_ready()) {
-      held.push_back(keep(std::move(c)));
-      return;
-    }
-    write(std::move(c));
-  }
-  bool dst_ready() const { return dst->is_client || s->connected_; }
-  void write(uv::Chunk c) {
-    uv_buf_t buf = uv_buf_init(const_cast<char*>(c.data()), c.len);
-    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&dst->tcp), &buf, 1);
-    if (n == static_cast<int>(c.len)) {
-      consumed(c.len);
-      return;
-    }
-    if (n >= 0) {
-      consumed(static_cast<size_t>(n));
-      c.off += n;
-      c.len -= n;
-    } else if (n != UV_EAGAIN) {
-      consumed(c.len);
-      s->on_write_error(*dst, n);
-      return;
-    }
-    WriteReq* r = get_write_req();
-    r->pipe = this;
-    c = keep(std::move(c));  // waits for the peer to read
-    buf = uv_buf_init(const_cast<char*>(c.data()), c.len);
-    r->chunk = std::move(c);
-    int rc = uv_write(&r->req, reinterpret_cast<uv_stream_t*>(&dst->tcp), &buf, 1, on_write);
-    if (rc < 0) {
-      consumed(r->chunk.len);
-      put_write_req(r);
-      s->on_write_error(*dst, rc);
-      return;
-    }
-    ++dst->writes_outstanding;
-  }
-  static void on_write(uv_write_t* req, int status) {
-    auto* r = reinterpret_cast<WriteReq*>(req);
-    Pipe* p = r->pipe;
-    size_t len = r->chunk.len;
-    put_write_req(r);
-    --p->dst->writes_outstanding;
-    if (p->s->closing_) return;
-    p->consumed(len);
-    if (status < 0) {
-      p->s->on_write_error(*p->dst, status);
-      return;
-    }
-    if (p->dst->writes_outstanding == 0 && p->s->reset_pending_) p->s->check_done();
-  }
-  void sink_eof() {
-    if (!dst_ready()) {
-      eof_pending = true;
-      return;
-    }
-    if (dst->shutdown_sent || dst->write_failed) {
-      s->check_done();
-      return;
-    }
-    dst->shutdown_sent = true;
-    dst->shutdown_req.data = this;
-    int rc = uv_shutdown(&dst->shutdown_req, reinterpret_cast<uv_stream_t*>(&dst->tcp),
-                         [](uv_shutdown_t* req, int status) {
-                           auto* p = static_cast<Pipe*>(req->data);
-                           if (p->s->closing_) return;
-                           p->dst->shutdown_done = true;
-                           p->s->check_done();
-                         });
-    if (rc < 0) {
-      dst->shutdown_done = true;
-      s->check_done();
-    }
-  }
-  // Bytes left the pipe (written to the kernel, or dropped).
-  void consumed(size_t n) {
-    inflight -= std::min(n, inflight);
-    if (paused && inflight <= s->rt_.options().low_watermark && !s->closing_) {
-      paused = false;
-      if (src->reading) start_reading();
-    }
-    if (s->replies_full_) [[unlikely]] s->check_replies_drained();
-  }
-  void start_reading();
-  void stop_reading() {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&src->tcp));
-  }
-  void flush_held() {
-    std::vector<uv::Chunk> chunks;
-    chunks.swap(held);
-    for (auto& c : chunks) sink(std::move(c));
-    if (eof_pending) {
-      eof_pending = false;
-      sink_eof();
-    }
-  }
-  void renumber() {
-    for (size_t i = 0; i < slots.size(); ++i) slots[i]->index = i;
-  }
-};
-
-void Session::Slot::data(uv::Chunk c) { pipe->emit(index + 1, std::move(c)); }
-void Session::Slot::eof() { pipe->emit_eof(index + 1); }
-void Session::Slot::dropped(size_t bytes) { pipe->consumed(bytes); }
-void Session::Slot::close_session() { pipe->s->close(CloseReason::Toxic); }
-void Session::Slot::reset_session() { pipe->s->reset(CloseReason::Toxic); }
-uv_loop_t* Session::Slot::loop() { return pipe->s->rt_.loop(); }
-std::mt19937_64& Session::Slot::rng() { return pipe->s->rng(); }
 
 std::mt19937_64& Session::rng() {
   if (!rng_) rng_ = std::make_unique<std::mt19937_64>(proxy_.session_seed(id_));
   return *rng_;
 }
-uv::BufferPool& Session::Slot::pool() { return pipe->s->rt_.pool(); }
-
-void Session::Pipe::start_reading() {
-  if (paused || s->closing_ || src->eof) return;
-  if (src->is_client && s->replies_full_) return;  // injected replies wait for the client
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&src->tcp),
-                [](uv_handle_t* h, size_t, uv_buf_t* buf) {
-                  auto* side = static_cast<Side*>(h->data);
-                  uv::Block* b = side->session->rt_.pool().acquire();
-                  *buf = uv_buf_init(b->data(), b->capacity);
-                },
-                [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-                  auto* side = static_cast<Side*>(stream->data);
-                  side->session->on_read(*side, nread, buf);
-                });
-}
-
 Session::Session(Proxy& proxy, uint64_t id)
     : proxy_(proxy), rt_(proxy.runtime()), id_(id), started_ms_(now_ms(proxy.runtime().loop())),
       client_(std::make_unique<Side>()), upstream_(std::make_unique<Side>()),
@@ -335,7 +127,7 @@ void Session::start(AcceptMode mode) {
   if (mode == AcceptMode::Hang) {
     // Accepted, never answered, never forwarded; but read (and discarded), so the session
     // ends when its client does and holds no bytes meanwhile.
-    hung_ = true;
+    end_ = End::Hung;
     client_->reading = true;
     uv_read_start(reinterpret_cast<uv_stream_t*>(&client_->tcp),
                   [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -356,13 +148,13 @@ void Session::start(AcceptMode mode) {
 }
 
 void Session::connect_upstream() {
-  if (closing_) return;
+  if (closing()) return;
   // The connect timeout also covers the lookup of an upstream host name.
   uv_timer_start(
       &timer_,
       [](uv_timer_t* t) {
         auto* s = static_cast<Session*>(t->data);
-        if (s->closing_ || s->connected_) return;
+        if (s->closing() || s->connected_) return;
         s->proxy_.note_connect_failure(UV_ETIMEDOUT);
         s->close(CloseReason::ConnectTimeout);
       },
@@ -372,7 +164,7 @@ void Session::connect_upstream() {
 }
 
 void Session::connect_to(const sockaddr* addr) {
-  if (closing_) return;
+  if (closing()) return;
   connect_req_.data = this;
   int rc = uv_tcp_connect(&connect_req_, &upstream_->tcp, addr, [](uv_connect_t* req, int status) {
     static_cast<Session*>(req->data)->on_connected(status);
@@ -384,7 +176,7 @@ void Session::connect_to(const sockaddr* addr) {
 }
 
 void Session::on_connected(int status) {
-  if (closing_) return;
+  if (closing()) return;
   uv_timer_stop(&timer_);
   if (status < 0) {
     proxy_.note_connect_failure(status);
@@ -402,13 +194,13 @@ void Session::on_connected(int status) {
 void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
   uv::BlockRef block;
   if (buf->base) block = uv::BlockRef(reinterpret_cast<uv::Block*>(buf->base) - 1);
-  if (closing_) return;
+  if (closing()) return;
   if (nread > 0) {
     Pipe& p = pipe_from(side);
     p.bytes += static_cast<uint64_t>(nread);
     p.inflight += static_cast<size_t>(nread);
     uv::Chunk c{std::move(block), 0, static_cast<uint32_t>(nread)};
-    if (rt_.options().parse_resp && !p.discard) {
+    if (rt_.options().parse_resp && !p.discarding()) {
       ensure_resp();
       if (side.is_client) {
         on_client_chunk(std::move(c));
@@ -419,7 +211,7 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
     } else {
       p.emit(0, std::move(c));
     }
-    if (!closing_ && !p.paused && p.inflight > rt_.options().high_watermark) {
+    if (!closing() && !p.paused && p.inflight > rt_.options().high_watermark) {
       p.paused = true;
       p.stop_reading();
     }
@@ -429,7 +221,7 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
   if (nread == UV_EOF) {
     side.eof = true;
     Pipe& p = pipe_from(side);
-    if (p.discard) {
+    if (p.discarding()) {
       check_done();
       return;
     }
@@ -451,7 +243,7 @@ void Session::on_read(Side& side, ssize_t nread, const uv_buf_t* buf) {
 void Session::on_hung_read(ssize_t nread, const uv_buf_t* buf) {
   uv::BlockRef block;
   if (buf->base) block = uv::BlockRef(reinterpret_cast<uv::Block*>(buf->base) - 1);
-  if (closing_) return;
+  if (closing()) return;
   if (nread > 0) up_->bytes += static_cast<uint64_t>(nread);
   else if (nread == UV_EOF) close(CloseReason::ClientClosed);
   else if (nread < 0) close(CloseReason::ClientReset);
@@ -461,7 +253,7 @@ void Session::on_read_error(Side& side, int err) {
   log::debug("session {} {}: read error: {}", id_, side.name(), uv_strerror(err));
   side.eof = true;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&side.tcp));
-  if (!side.is_client && (side.write_failed || up_->discard)) {
+  if (!side.is_client && (side.write_failed || draining())) {
     // Redis closed while the client was still writing, and the kernel answered our writes
     // with a reset. What Redis said before is delivered; the client gets a FIN, not a RST.
     if (resp_) upstream_eof();
@@ -475,7 +267,8 @@ void Session::on_read_error(Side& side, int err) {
 }
 
 void Session::start_drain() {
-  up_->discard = true;
+  // A flush already under way stays one: it stopped reading, and write_failed drops the rest.
+  if (end_ == End::Open) end_ = End::Draining;
   up_->held.clear();
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)))
     uv_timer_start(
@@ -485,7 +278,7 @@ void Session::start_drain() {
 }
 
 void Session::on_write_error(Side& side, int err) {
-  if (closing_) return;
+  if (closing()) return;
   side.write_failed = true;
   log::debug("session {} {}: write error: {}", id_, side.name(), uv_strerror(err));
   if (!side.is_client) {
@@ -510,10 +303,9 @@ void Session::reset_after_flush(Side& toward, CloseReason r) {
 // Stop reading, let what is already queued reach both sockets, then RST (or close). A broken
 // connection delivers what preceded the break; so does this.
 void Session::finish_after_flush(bool rst, CloseReason r) {
-  if (closing_) return;
+  if (closing()) return;
   reason_ = r;
-  reset_pending_ = true;
-  rst_when_flushed_ = rst;
+  end_ = rst ? End::FlushRst : End::FlushFin;
   client_->reading = upstream_->reading = false;
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&client_->tcp));
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&upstream_->tcp));
@@ -527,17 +319,17 @@ void Session::finish_after_flush(bool rst, CloseReason r) {
       &timer_,
       [](uv_timer_t* t) {
         auto* s = static_cast<Session*>(t->data);
-        if (s->rst_when_flushed_) s->reset(s->reason_);
+        if (s->end_ == End::FlushRst) s->reset(s->reason_);
         else s->close(s->reason_);
       },
       rt_.options().drain_timeout_ms, 0);
 }
 
 void Session::check_done() {
-  if (closing_) return;
-  if (reset_pending_) {
+  if (closing()) return;
+  if (flushing()) {
     if (client_->writes_outstanding == 0 && upstream_->writes_outstanding == 0) {
-      if (rst_when_flushed_) reset(reason_);
+      if (end_ == End::FlushRst) reset(reason_);
       else close(reason_);
     }
     return;
@@ -545,11 +337,11 @@ void Session::check_done() {
   // A direction is finished when its source sent FIN and the FIN was passed on (or the
   // destination is gone).
   auto finished = [](Pipe& p) {
-    return p.src->eof && (p.dst->shutdown_done || p.dst->write_failed || p.discard);
+    return p.src->eof && (p.dst->shutdown_done || p.dst->write_failed || p.discarding());
   };
-  bool up_done = finished(*up_) || (up_->discard && client_->eof);
+  bool up_done = finished(*up_) || (draining() && client_->eof);
   bool down_done = finished(*down_);
-  if (up_->discard && client_->eof && down_->dst->writes_outstanding == 0) {
+  if (draining() && client_->eof && down_->dst->writes_outstanding == 0) {
     close(CloseReason::UpstreamClosed);
     return;
   }
@@ -558,19 +350,19 @@ void Session::check_done() {
 }
 
 void Session::close(CloseReason r) {
-  if (closing_) return;
+  if (closing()) return;
   reason_ = r;
   close_handles(false);
 }
 
 void Session::reset(CloseReason r) {
-  if (closing_) return;
+  if (closing()) return;
   reason_ = r;
   close_handles(true);
 }
 
 void Session::close_handles(bool rst) {
-  closing_ = true;
+  end_ = End::Closing;
   if (resp_) {
     flush_plain_requests();
     flush_plain();
@@ -589,7 +381,7 @@ void Session::close_handles(bool rst) {
     uv_close(h, on_close);
   }
   // Stages stay until the session is freed: one of them may be on the stack right now. Their
-  // timers may still fire; emit() drops everything once closing_ is set.
+  // timers may still fire; emit() drops everything once closing.
   up_->held.clear();
   down_->held.clear();
 }
@@ -604,11 +396,13 @@ void Session::on_handle_closed() {
 //
 //   client ─► RequestParser ─► frame ─► rules ─► Forward ──────────────► up_deliver ─► up_ pipe
 //                                          │     Inject ─► pairing FIFO ─► down_deliver (in turn)
-//                                          │     DelayRequest ─► req_hold (timer) ─► up_ pipe
+//                                          │     DelayRequest ─► exec (held, timer) ─► up_ pipe
 //                                          └     flagged (reply actions) ─► forward, remember id
 //   Redis ─► ReplyParser ─► frame ─► pairing ─► down_deliver ─► down_ pipe
-//                                      └ the expected reply is flagged: collect its bytes from
-//                                        its first one, then delay / drop / truncate / reset.
+//                                      └ the expected reply is flagged: exec collects its bytes
+//                                        from its first one, then delay / drop / truncate / reset.
+//
+// Deciding is here; executing a decision is RespFaults' (resp_faults.h), through FaultLink.
 //
 // Without rules, frames are only observed: the chunk is forwarded whole after parsing. With
 // rules, the bytes of a request in progress wait (`partial`) until the frame is complete and
@@ -620,19 +414,34 @@ void Session::on_handle_closed() {
 // answer are popped in one loop (Pairing::take_plain) before anything else reads the pairing.
 
 namespace {
-struct FlagEntry {
-  PendingId id;
-  toxics::RespActionKind kind;
-  uint64_t delay_ms;
-  uint64_t bytes;
-  std::string fault;
-};
-struct Held {
-  uint64_t due_ms;
-  uv::Chunk chunk;
-};
 const char kDiscard[] = "*1\r\n$7\r\nDISCARD\r\n";
 } // namespace
+
+// What fault execution may do to this session (see resp_faults.h).
+struct Session::FaultLink final : FaultPort {
+  explicit FaultLink(Session& session) : s(session) {}
+  Session& s;
+  Pipe& pipe(toxics::Stream d) const { return d == toxics::Stream::Upstream ? *s.up_ : *s.down_; }
+  void to_redis(uv::Chunk c) override { s.up_->emit(0, std::move(c)); }
+  void to_client(uv::Chunk c) override { s.down_->emit(0, std::move(c)); }
+  void eof(toxics::Stream d) override { pipe(d).emit_eof(0); }
+  void inject(std::string_view b) override {
+    s.down_->inflight += b.size();
+    s.down_deliver(s.down_->packer.copy(s.rt_.pool(), b.data(), b.size()));
+  }
+  void dropped(toxics::Stream d, size_t n) override { pipe(d).consumed(n); }
+  uv::Chunk keep(toxics::Stream d, uv::Chunk c) override { return pipe(d).keep(std::move(c)); }
+  void stop_client() override {
+    s.client_->reading = false;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&s.client_->tcp));
+  }
+  void end(bool rst) override { s.finish_after_flush(rst, CloseReason::Toxic); }
+  bool ended() const override { return s.ended(); }
+  bool closing() const override { return s.closing(); }
+  bool reply_expected() const override;
+  uint32_t drain_timeout_ms() const override { return s.rt_.options().drain_timeout_ms; }
+  uv_loop_t* loop() override { return s.rt_.loop(); }
+};
 
 struct Session::Head {
   bool active = false;
@@ -643,7 +452,8 @@ struct Session::Head {
 };
 
 struct Session::Resp {
-  explicit Resp(const resp::CaptureOptions& cap) : req({}, cap), rep({}, cap), pairing(4) {}
+  Resp(const resp::CaptureOptions& cap, Session& s)
+      : req({}, cap), rep({}, cap), pairing(4), link(s), exec(link) {}
   resp::RequestParser req;
   resp::ReplyParser rep;
   Pairing pairing;
@@ -662,12 +472,7 @@ struct Session::Resp {
   // held, discarded), and request_frame() applies it when the frame ends. So no rule ever
   // waits for a frame that backpressure would stop it from reading.
   Head head;
-  size_t injected_bytes = 0;             // injected replies waiting for their turn
   uv::Chunk forward;                     // adjacent forwarded frames, written as one
-  std::deque<std::string> injections;    // replies waiting for their turn, FIFO
-  std::deque<std::string> injection_faults;
-  std::deque<FlagEntry> flagged;         // requests whose reply a rule acts on (in order:
-                                         // the one taken is at the front)
   std::deque<std::pair<PendingId, std::string>> faults;  // fault names by request id, in order
   bool count_plain = false;              // this chunk's plain requests are counted, not shown
   uint64_t plain_requests = 0;           // plain requests counted, not yet observed
@@ -679,31 +484,9 @@ struct Session::Resp {
     partial_bytes = 0;
     return p;
   }
-  // Request hold (resp_delay phase=request).
-  std::deque<Held> req_hold;
-  std::unique_ptr<uv::Timer> req_timer;
-  bool req_eof_after_hold = false;
-  // Reply side: the reply a rule acts on streams through collect() as it arrives; nothing
-  // waits for its end but the decision to end the connection.
-  bool collecting = false;
-  PendingId collect_id = 0;
-  FlagEntry col;                         // the flag of the reply being acted on
-  uint64_t col_left = 0;                 // Truncate: bytes still to deliver
-  uint64_t col_due = 0;                  // DelayReply: when its bytes go on
-  std::deque<Held> rep_hold;
-  std::unique_ptr<uv::Timer> rep_timer;
-  bool rep_eof_after_hold = false;
-  bool blackhole = false;                // resp_hang, or the connection is ending: no reply
-                                         // is delivered any more
-  // resp_reset / resp_close / truncate end the connection at one command: nothing from it on
-  // goes to Redis (stopped); everything before it reaches the client first (see begin_end).
-  bool stopped = false;
-  int8_t ending = 0;                     // 1 close (FIN) / 2 reset (RST), once ready
-  bool ending_after = false;             // reply side: only held replies precede the end
-  std::unique_ptr<uv::Timer> end_timer;  // bounds the wait for earlier replies
-
-  void begin_end(Session& s, bool rst, bool after);
-  void maybe_end(Session& s);
+  // What the rules decided, executed (holds, injected replies, reply-side faults, the end).
+  FaultLink link;
+  RespFaults exec;
 
   std::string_view fault_of(PendingId id) const {
     for (const auto& [pid, name] : faults)
@@ -719,34 +502,8 @@ struct Session::Resp {
   }
 };
 
-// Ends the connection at the command a toxic acted on. Before-phase (resp_reset/resp_close
-// "before"): the client's later bytes are dropped, and the replies to the commands before it
-// (still on their way from Redis, or held by a resp_delay) are delivered first, for at most
-// drain_timeout_ms. After-phase (its reply was dropped or cut): nothing more is delivered but
-// replies a resp_delay still holds.
-void Session::Resp::begin_end(Session& s, bool rst, bool after) {
-  if (ending) return;
-  ending = rst ? 2 : 1;
-  ending_after = after;
-  stopped = true;
-  if (after) blackhole = true;
-  s.client_->reading = false;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&s.client_->tcp));
-  end_timer = std::make_unique<uv::Timer>(s.rt_.loop());
-  end_timer->start(s.rt_.options().drain_timeout_ms, [this, &s] {
-    if (s.closing_ || s.reset_pending_) return;
-    blackhole = true;
-    s.finish_after_flush(ending == 2, CloseReason::Toxic);
-  });
-  maybe_end(s);
-}
-
-void Session::Resp::maybe_end(Session& s) {
-  if (!ending || s.closing_ || s.reset_pending_ || !rep_hold.empty()) return;
-  if (!ending_after && (collecting || !injections.empty() || pairing.expected().has_value()))
-    return;
-  blackhole = true; // what Redis still sends (after the end point) is not delivered
-  s.finish_after_flush(ending == 2, CloseReason::Toxic);
+bool Session::FaultLink::reply_expected() const {
+  return s.resp_->pairing.expected().has_value();
 }
 
 const Pairing* Session::pairing() const { return resp_ ? &resp_->pairing : nullptr; }
@@ -754,7 +511,7 @@ bool Session::raw_mode() const { return resp_ && (resp_->req_raw || resp_->rep_r
 
 void Session::ensure_resp() {
   if (resp_) return;
-  resp_ = std::make_unique<Resp>(rt_.options().capture);
+  resp_ = std::make_unique<Resp>(rt_.options().capture, *this);
 }
 
 namespace {
@@ -765,8 +522,8 @@ void Session::drop(Pipe& p, uv::Chunk c) { p.consumed(c.len); }
 
 void Session::up_deliver(uv::Chunk c) {
   Resp& r = *resp_;
-  if (!r.req_hold.empty()) {
-    r.req_hold.push_back({r.req_hold.back().due_ms, up_->keep(std::move(c))});
+  if (r.exec.holds_requests()) {
+    r.exec.request(std::move(c));
     return;
   }
   up_->emit(0, std::move(c));
@@ -774,43 +531,11 @@ void Session::up_deliver(uv::Chunk c) {
 
 void Session::down_deliver(uv::Chunk c) {
   Resp& r = *resp_;
-  if (r.blackhole) {
-    drop(*down_, std::move(c));
-    return;
-  }
-  if (!r.rep_hold.empty()) {
-    r.rep_hold.push_back({r.rep_hold.back().due_ms, down_->keep(std::move(c))});
+  if (r.exec.intercepts_replies()) {
+    r.exec.reply(std::move(c));
     return;
   }
   down_->emit(0, std::move(c));
-}
-
-void Session::release_holds(bool request_side) {
-  Resp& r = *resp_;
-  auto& q = request_side ? r.req_hold : r.rep_hold;
-  auto& timer = request_side ? r.req_timer : r.rep_timer;
-  Pipe& p = request_side ? *up_ : *down_;
-  uint64_t now = uv_now(rt_.loop());
-  while (!q.empty() && q.front().due_ms <= now && !closing_) {
-    uv::Chunk c = std::move(q.front().chunk);
-    q.pop_front();
-    if (c.len) p.emit(0, std::move(c));
-  }
-  if (closing_) return;
-  if (!q.empty()) {
-    if (!timer) timer = std::make_unique<uv::Timer>(rt_.loop());
-    timer->start(q.front().due_ms - now, [this, request_side] { release_holds(request_side); });
-    return;
-  }
-  if (!request_side && r.ending) {
-    r.maybe_end(*this);
-    return;
-  }
-  bool& eof_after = request_side ? r.req_eof_after_hold : r.rep_eof_after_hold;
-  if (eof_after) {
-    eof_after = false;
-    p.emit_eof(0);
-  }
 }
 
 void Session::enter_raw(toxics::Stream dir) {
@@ -835,7 +560,7 @@ void Session::on_client_chunk(uv::Chunk c) {
   }
   const uint64_t now = now_us();
   begin_plain_requests();
-  if (r.rules.empty() && r.partial.empty() && !r.head.active && !r.stopped) {
+  if (r.rules.empty() && r.partial.empty() && !r.head.active && !r.exec.stopped()) {
     // Observe only: the chunk goes on whole. While the observers only count plain requests,
     // a simple one is a pairing entry and a count, taken before the parser records its
     // arguments.
@@ -876,7 +601,7 @@ void Session::on_client_chunk(uv::Chunk c) {
   uint64_t rest_off = r.req.offset();
   uv::Chunk rest = std::move(c);
   auto st = r.req.feed(data, len, [&](const resp::RequestFrame& f) {
-    if (closing_) return;
+    if (closing()) return;
     uint64_t take = f.end > rest_off ? f.end - rest_off : 0;
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(take, rest.len));
     if (r.head.active && f.start == r.head.start) {
@@ -885,7 +610,7 @@ void Session::on_client_chunk(uv::Chunk c) {
       rest_off += tail.len;
       Head h = std::move(r.head);
       r.head.active = false;
-      if (r.stopped) {
+      if (r.exec.stopped()) {
         drop(*up_, std::move(tail));
         return;
       }
@@ -895,7 +620,7 @@ void Session::on_client_chunk(uv::Chunk c) {
     // A frame whose first bytes already went on (a rule was added in its middle) can only go
     // on untouched: Redis has its head.
     const uint64_t held_from = r.partial.empty() ? rest_off : r.partial_start;
-    if (!r.stopped && held_from > f.start) {
+    if (!r.exec.stopped() && held_from > f.start) {
       flush_forward();
       uv::Chunk tail = rest.take_front(n);
       rest_off += tail.len;
@@ -904,7 +629,7 @@ void Session::on_client_chunk(uv::Chunk c) {
       up_deliver(std::move(tail));
       return;
     }
-    if (!r.stopped && r.partial.empty() && no_rule_selects(f)) {
+    if (!r.exec.stopped() && r.partial.empty() && no_rule_selects(f)) {
       // No rule names this command: it goes on as request_frame() would forward it, its bytes
       // added to the pending write without a chunk of its own.
       forward_request(f, now, {});
@@ -922,15 +647,15 @@ void Session::on_client_chunk(uv::Chunk c) {
     }
     uv::Chunk tail = rest.take_front(n);
     rest_off += tail.len;
-    if (r.stopped) {
+    if (r.exec.stopped()) {
       drop(*up_, std::move(tail));
       return;
     }
     request_frame(f, std::move(tail), now, nullptr);
   });
-  if (closing_) return;
+  if (closing()) return;
   end_plain_requests();
-  if (r.stopped) {
+  if (r.exec.stopped()) {
     // A toxic is ending the connection: nothing after the command it acted on reaches Redis.
     for (auto& x : r.take_partial()) drop(*up_, std::move(x));
     drop(*up_, std::move(rest));
@@ -1015,15 +740,16 @@ void Session::decide_head() {
   case K::ResetBefore:
   case K::CloseBefore:
     for (auto& b : held) drop(*up_, std::move(b));
-    r.begin_end(*this, h.action.kind == K::ResetBefore, false);
+    r.exec.begin_end(h.action.kind == K::ResetBefore, false);
     return;
   case K::DelayRequest: {
-    uint64_t due = uv_now(rt_.loop()) + h.action.delay_ms;
-    if (!r.req_hold.empty()) due = std::max(due, r.req_hold.back().due_ms);
-    h.due_ms = due;
-    const bool was_empty = r.req_hold.empty();
-    for (auto& b : held) r.req_hold.push_back({due, std::move(b)});
-    if (was_empty && !r.req_hold.empty()) release_holds(true);
+    // Kept already (they waited in partial): held as they are.
+    h.due_ms = r.exec.delay_request(
+        uv_now(rt_.loop()) + h.action.delay_ms,
+        [&](auto&& fn) {
+          for (auto& b : held) fn(std::move(b));
+        },
+        false, false);
     return;
   }
   default:
@@ -1046,7 +772,7 @@ void Session::stream_head(uv::Chunk c) {
 // FIFO costs 32 bytes a request; Redis's own test suite pipelines 200,000 before reading).
 void Session::hold_client_if_replies_full() {
   if (replies_full_ || !resp_) return;
-  if (down_->inflight + resp_->injected_bytes <= rt_.options().high_watermark &&
+  if (down_->inflight + resp_->exec.injected_bytes() <= rt_.options().high_watermark &&
       resp_->pairing.pending() <= kMaxUnanswered)
     return;
   replies_full_ = true;
@@ -1058,8 +784,8 @@ void Session::check_unanswered() {
 }
 
 void Session::check_replies_drained() {
-  if (closing_) return;
-  const size_t waiting = down_->inflight + (resp_ ? resp_->injected_bytes : 0);
+  if (closing()) return;
+  const size_t waiting = down_->inflight + (resp_ ? resp_->exec.injected_bytes() : 0);
   if (waiting > rt_.options().low_watermark) return;
   if (resp_ && resp_->pairing.pending() > kMaxUnanswered / 2) return;
   replies_full_ = false;
@@ -1160,12 +886,12 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     tmp.feed(kDiscard, sizeof kDiscard - 1, [&](const resp::RequestFrame& d) {
       RequestResult rr = r.pairing.on_request(d, now, 1);
       if (rr.expects_reply)
-        r.flagged.push_back({rr.id, toxics::RespActionKind::Inject /* swallow */, 0, 0, ""});
+        r.exec.flag({rr.id, toxics::RespActionKind::Inject /* swallow */, 0, 0, ""});
     });
     up_deliver(up_->packer.copy(rt_.pool(), kDiscard, sizeof kDiscard - 1));
     ++commands_;
     RequestResult rr = r.pairing.on_injected(f, now);
-    queue_injection(quiet ? std::string() : std::move(reply), fault);
+    r.exec.queue_injection(quiet ? std::string() : std::move(reply), fault);
     flush_plain_requests();
     for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
     release_injections();
@@ -1208,7 +934,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
       r.multi_error = true;
     flush_plain_requests();
     for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
-    queue_injection(quiet ? std::string() : std::move(a.reply), fault);
+    r.exec.queue_injection(quiet ? std::string() : std::move(a.reply), fault);
     release_injections();
     hold_client_if_replies_full();
     return;
@@ -1216,12 +942,8 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
   case K::DelayRequest: {
     forward_request(f, now, fault);
     // A request decided on its head keeps the time its first bytes were given.
-    uint64_t due = pre ? pre->due_ms : uv_now(rt_.loop()) + a.delay_ms;
-    if (!r.req_hold.empty()) due = std::max(due, r.req_hold.back().due_ms);
-    bool was_empty = r.req_hold.empty();
-    each_chunk([&](uv::Chunk b) { r.req_hold.push_back({due, up_->keep(std::move(b))}); });
-    if (r.req_hold.empty()) r.req_hold.push_back({due, {}});
-    if (was_empty) release_holds(true);
+    r.exec.delay_request(pre ? pre->due_ms : uv_now(rt_.loop()) + a.delay_ms, each_chunk, true,
+                         true);
     return;
   }
   case K::ResetBefore:
@@ -1229,7 +951,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     // The command and everything after it are dropped; what is already on its way to the
     // client is delivered first, then the connection ends.
     drop_bytes();
-    r.begin_end(*this, a.kind == K::ResetBefore, false);
+    r.exec.begin_end(a.kind == K::ResetBefore, false);
     return;
   default: {
     // The reply is acted on: remember which request it answers.
@@ -1237,7 +959,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     RequestResult rr = r.pairing.on_request(f, now, 1);
     if (rr.expects_reply) {
       r.faults.emplace_back(rr.id, std::string(fault));
-      r.flagged.push_back({rr.id, a.kind, a.delay_ms, a.bytes, std::string(fault)});
+      r.exec.flag({rr.id, a.kind, a.delay_ms, a.bytes, std::string(fault)});
     }
     flush_plain_requests();
     for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
@@ -1271,11 +993,8 @@ void Session::release_injections() {
   Resp& r = *resp_;
   flush_plain();
   while (auto inj = r.pairing.next_injected()) {
-    if (r.injections.empty()) break;
-    std::string payload = std::move(r.injections.front());
-    std::string fault = std::move(r.injection_faults.front());
-    r.injections.pop_front();
-    r.injection_faults.pop_front();
+    std::string payload, fault;
+    if (!r.exec.next_injection(payload, fault)) break;
     if (!rt_.observers().empty()) {
       ReplyResult rr;
       rr.kind = ReplyKind::Paired;
@@ -1283,18 +1002,8 @@ void Session::release_injections() {
       rr.latency_us = now_us() - inj->start_us;
       for (auto* o : rt_.observers()) o->on_reply(*this, rr, nullptr, payload, fault);
     }
-    r.injected_bytes -= std::min(r.injected_bytes, payload.size());
-    if (payload.empty() || closing_) continue;
-    down_->inflight += payload.size();
-    down_deliver(down_->packer.copy(rt_.pool(), payload.data(), payload.size()));
+    r.exec.deliver_injection(payload);
   }
-}
-
-void Session::queue_injection(std::string reply, std::string_view fault) {
-  Resp& r = *resp_;
-  r.injected_bytes += reply.size();
-  r.injections.push_back(std::move(reply));
-  r.injection_faults.emplace_back(fault);
 }
 
 void Session::on_upstream_chunk(uv::Chunk c) {
@@ -1314,25 +1023,25 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     uv::Chunk head = rest.take_front(static_cast<uint32_t>(std::min<uint64_t>(to - rest_off,
                                                                              rest.len)));
     rest_off += head.len;
-    if (r.collecting) collect(std::move(head));
+    if (r.exec.collecting()) r.exec.collect(std::move(head));
     else down_deliver(std::move(head));
   };
   auto maybe_collect = [&] {
-    if (r.collecting || r.flagged.empty()) return;
+    if (r.exec.collecting() || !r.exec.has_flagged()) return;
     const std::optional<PendingInfo> next = r.pairing.expected();
-    if (next && next->user_flags) begin_collect(next->id);
+    if (next && next->user_flags) r.exec.begin_collect(next->id);
   };
   if (!r.rep.mid_frame()) maybe_collect();
   // While nothing on the reply side waits for a particular reply (no fault recorded, nothing
   // flagged, collected, injected or ending) and every observer takes plain replies in runs, a
   // plain reply is a pop from the pairing FIFO and an entry in the run, nothing more.
   auto quiet = [&] {
-    return rt_.plain_replies() && !closing_ && r.faults.empty() && r.flagged.empty() &&
-           !r.collecting && r.injections.empty() && !r.ending;
+    return rt_.plain_replies() && !closing() && r.faults.empty() && !r.exec.has_flagged() &&
+           !r.exec.collecting() && !r.exec.has_injections() && !r.exec.stopped();
   };
   // Any reply, with all the bookkeeping.
   auto general = [&](const resp::ReplyFrame& f) {
-    if (closing_) return;
+    if (closing()) return;
     ReplyResult res = r.pairing.on_reply(f, now);
     std::string_view fault;
     if (res.kind == ReplyKind::Paired) {
@@ -1354,23 +1063,24 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       flush_plain();
       for (auto* o : rt_.observers()) o->on_out_of_band(*this, res, f);
     }
-    if (r.collecting && res.kind == ReplyKind::Paired && res.request.id == r.collect_id &&
-        res.final) {
+    if (r.exec.collecting() && res.kind == ReplyKind::Paired &&
+        res.request.id == r.exec.collect_id() && res.final) {
       pass_to(f.end);
-      finish_collect(now);
-      if (closing_) return;
+      r.forget_fault(r.exec.collected_id());
+      r.exec.finish_collect();
+      if (closing()) return;
     }
-    if (!r.injections.empty()) {
+    if (r.exec.has_injections()) {
       pass_to(f.end);
       release_injections();
     }
-    if (!r.collecting && !r.flagged.empty()) {
+    if (!r.exec.collecting() && r.exec.has_flagged()) {
       pass_to(f.end);
       maybe_collect();
     }
-    if (r.ending && !reset_pending_) {
+    if (r.exec.stopped() && !flushing()) {
       pass_to(f.end);
-      r.maybe_end(*this); // the last reply before a resp_reset/resp_close "before" went out
+      r.exec.maybe_end(); // the last reply before a resp_reset/resp_close "before" went out
     }
   };
   // A plain reply (see quiet()) is a pop from the pairing FIFO and an entry in the run. A
@@ -1444,96 +1154,15 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   Replies sink(*this, r, now, general, quiet);
   auto st = r.rep.feed(data, len, sink);
   sink.commit();
-  if (closing_) return;
+  if (closing()) return;
   flush_plain();
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Downstream);
-    r.collecting = false;
+    r.exec.stop_collecting();
   }
   if (rest.len) {
-    if (r.collecting) collect(std::move(rest));
+    if (r.exec.collecting()) r.exec.collect(std::move(rest));
     else down_deliver(std::move(rest));
-  }
-}
-
-// The next reply is one a rule acts on: from its first byte on, collect() applies the action.
-void Session::begin_collect(PendingId id) {
-  Resp& r = *resp_;
-  auto it = std::find_if(r.flagged.begin(), r.flagged.end(),
-                         [&](const FlagEntry& e) { return e.id == id; });
-  if (it == r.flagged.end()) return;
-  r.col = std::move(*it);
-  r.flagged.erase(it);
-  r.collecting = true;
-  r.collect_id = id;
-  r.col_left = r.col.bytes;
-  if (r.col.kind == toxics::RespActionKind::DelayReply) {
-    r.col_due = uv_now(rt_.loop()) + r.col.delay_ms;
-    if (!r.rep_hold.empty()) r.col_due = std::max(r.col_due, r.rep_hold.back().due_ms);
-  }
-}
-
-// Bytes of the reply being acted on, as they arrive: held, cut or dropped, never gathered.
-void Session::collect(uv::Chunk c) {
-  Resp& r = *resp_;
-  using K = toxics::RespActionKind;
-  switch (r.col.kind) {
-  case K::DelayReply: {
-    if (r.blackhole) break;
-    const bool was_empty = r.rep_hold.empty();
-    r.rep_hold.push_back({r.col_due, down_->keep(std::move(c))});
-    if (was_empty) release_holds(false);
-    return;
-  }
-  case K::Truncate: {
-    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(r.col_left, c.len));
-    if (n) {
-      r.col_left -= n;
-      down_deliver(c.take_front(n));
-    }
-    break;
-  }
-  case K::Hang:
-  case K::ResetAfter:
-  case K::CloseAfter:
-  case K::Inject:  // the DISCARD faultline sent for an aborted EXEC: its +OK is not the client's
-    break;
-  default:
-    down_deliver(std::move(c));
-    return;
-  }
-  if (c.len) drop(*down_, std::move(c));
-}
-
-// The reply being acted on has ended: what the action does once it is whole.
-void Session::finish_collect(uint64_t now) {
-  (void)now;
-  Resp& r = *resp_;
-  r.collecting = false;
-  r.forget_fault(r.col.id);
-  using K = toxics::RespActionKind;
-  switch (r.col.kind) {
-  case K::DelayReply: {
-    // Later replies wait behind it even when its bytes have all gone on.
-    const uint64_t t = uv_now(rt_.loop());
-    if (r.rep_hold.empty() && r.col_due > t) {
-      r.rep_hold.push_back({r.col_due, {}});
-      release_holds(false);
-    }
-    return;
-  }
-  case K::Hang:
-    r.blackhole = true;
-    return;
-  case K::Truncate:
-  case K::ResetAfter:
-  case K::CloseAfter:
-    // Nothing after it goes on; the connection ends once what precedes it (including replies
-    // a resp_delay holds) is out.
-    r.begin_end(*this, r.col.kind != K::CloseAfter, true);
-    return;
-  default:
-    return;
   }
 }
 
@@ -1542,25 +1171,15 @@ void Session::client_eof() {
   flush_forward();
   // An unfinished request goes on as it is: Redis sees what the client sent.
   for (auto& x : r.take_partial()) up_deliver(std::move(x));
-  if (!r.req_hold.empty()) {
-    r.req_eof_after_hold = true;
-    return;
-  }
-  up_->emit_eof(0);
+  r.exec.client_eof();
 }
 
 void Session::upstream_eof() {
-  Resp& r = *resp_;
-  r.collecting = false;
-  if (!r.rep_hold.empty()) {
-    r.rep_eof_after_hold = true;
-    return;
-  }
-  down_->emit_eof(0);
+  resp_->exec.upstream_eof();
 }
 
 void Session::add_toxic(const toxics::Toxic& t) {
-  if (closing_) return;
+  if (closing()) return;
   Pipe& p = t.stream == toxics::Stream::Upstream ? *up_ : *down_;
   insert_stage(p, p.slots.size(), t);
 }
@@ -1585,7 +1204,7 @@ void Session::remove_toxic(std::string_view name, toxics::Stream stream) {
   // What the stage held goes to the stage that followed it (index + 1 == pos; for pos 0 the
   // unsigned wrap makes it 0). Everything there came through this stage earlier, so order holds.
   slot->index = pos - 1;
-  if (!closing_) slot->stage->flush();
+  if (!closing()) slot->stage->flush();
 }
 
 void Session::replace_toxic(const toxics::Toxic& t) {
@@ -1616,7 +1235,7 @@ void Session::replace_toxic(const toxics::Toxic& t) {
     insert_stage(*p, pos, t);
     p->renumber();
     old->index = pos - 1;
-    if (!closing_) old->stage->flush();
+    if (!closing()) old->stage->flush();
     return;
   }
   add_toxic(t);

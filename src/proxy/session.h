@@ -1,6 +1,17 @@
 #pragma once
 // One proxied connection: the client socket, the upstream socket, and the two pipes between them.
-// See session.cpp for the picture.
+//
+// The proxy's files, each readable alone:
+//   proxy.{h,cpp}        a listener per proxy: accepts, owns its sessions, accept modes, lookups
+//   session.{h,cpp}      the connection lifecycle (connect, FIN/RST/drain/close, one End state)
+//                        and the RESP tap: parsing, pairing, observers, and the decisions of the
+//                        RESP rules on each request (decide, decide_head, request_frame); the
+//                        no-fault forwarding path (forward_request) stays here, inline
+//   pipe.{h,cpp}         one direction: buffers, uv::Packer, watermarks, the toxic stage chain
+//   resp_faults.{h,cpp}  what a RESP rule does once it fired (inject, delay, hang, reset/close,
+//                        truncate), behind the small FaultPort interface the session implements
+//   pairing.{h,cpp}      requests paired with replies (pure code, no libuv)
+//   observer.h, runtime.h  what sessions tell the rest of the program; what one loop shares
 
 #include <cstdint>
 #include <memory>
@@ -42,6 +53,20 @@ std::string_view to_string(CloseReason r);
 
 enum class AcceptMode { Normal, Reset, Hang };
 
+// How far a session is in ending: one state, not a set of flags (each case of a switch says what
+// it allows). Ordered: a session only moves down the list, except that a flush may follow a
+// drain, and every state but Closing may go straight to Closing.
+enum class End : uint8_t {
+  Open,      // both directions flow
+  Hung,      // accept=hang: the client is read and discarded, never forwarded, until it goes
+  Draining,  // Redis is gone for writing: what it sent still reaches the client, whose bytes
+             // are read and discarded for drain_timeout_ms
+  FlushFin,  // reading stopped: what is queued reaches both sockets, then both close (FIN)
+  FlushRst,  // the same, then RST
+  Closing,   // handles are closing: every callback returns at once; memory goes with the last
+};
+std::string_view to_string(End e);
+
 class Session {
 public:
   Session(Proxy& proxy, uint64_t id);
@@ -53,9 +78,10 @@ public:
   void start(AcceptMode mode);
   void close(CloseReason r);
   void reset(CloseReason r);
-  bool closing() const { return closing_; }
+  End end_state() const { return end_; }
+  bool closing() const { return end_ == End::Closing; }
   // Accepted under accept=hang: read and discarded, never forwarded, until the client goes.
-  bool hung() const { return hung_; }
+  bool hung() const { return end_ == End::Hung; }
   // Called by the proxy when the upstream's host name is looked up (see connect_upstream()).
   void connect_to(const sockaddr* addr);
 
@@ -84,10 +110,12 @@ public:
   struct Slot;
   struct Resp;
   struct Head;
+  struct FaultLink;
 
 private:
   friend struct Pipe;
   friend struct Slot;
+  friend struct FaultLink;
   void connect_upstream();
   void on_connected(int status);
   void on_read(Side& side, ssize_t nread, const uv_buf_t* buf);
@@ -110,12 +138,9 @@ private:
   size_t head_limit() const;
   void decide_head();
   void stream_head(uv::Chunk c);
-  void queue_injection(std::string reply, std::string_view fault);
   void hold_client_if_replies_full();
   void check_replies_drained();
   void check_unanswered();
-  void begin_collect(PendingId id);
-  void collect(uv::Chunk c);
   // Inline: a plain request is a pairing entry and a count; the rest calls observe_request().
   [[gnu::always_inline]] inline void forward_request(const resp::RequestFrame& f, uint64_t now_us,
                                                      std::string_view fault);
@@ -132,8 +157,6 @@ private:
   void up_deliver(uv::Chunk c);
   void down_deliver(uv::Chunk c);
   void drop(Pipe& p, uv::Chunk c);
-  void finish_collect(uint64_t now_us);
-  void release_holds(bool request_side);
   void enter_raw(toxics::Stream dir);
   void insert_stage(Pipe& p, size_t pos, const toxics::Toxic& t);
   void close_handles(bool rst);
@@ -158,12 +181,13 @@ private:
   std::mt19937_64& rng();
   uv_timer_t timer_;           // connect timeout, then drain / reset-after-flush deadline
   uv_connect_t connect_req_;
+  bool draining() const { return end_ == End::Draining; }
+  bool flushing() const { return end_ == End::FlushFin || end_ == End::FlushRst; }
+  // Closing, or flushing toward it: nothing new starts.
+  bool ended() const { return end_ >= End::FlushFin; }
   bool connected_ = false;
-  bool closing_ = false;
-  bool hung_ = false;
   bool replies_full_ = false;  // injected replies filled the client's queue: client not read
-  bool reset_pending_ = false;
-  bool rst_when_flushed_ = true;
+  End end_ = End::Open;
   CloseReason reason_ = CloseReason::ClientClosed;
   int pending_closes_ = 0;
 };
