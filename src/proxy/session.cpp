@@ -177,6 +177,22 @@ void Session::connect_to(const sockaddr* addr) {
 
 void Session::on_connected(int status) {
   if (closing()) return;
+  if (flushing()) {
+    // The session began to end before Redis answered the connect (a fault's reset or close on
+    // the first commands, the client's reset). timer_ is now the flush's deadline: keep it, read
+    // nothing more, pass on only what preceded the end; check_done() ends the session when
+    // those writes are done, the deadline if they never are.
+    if (status < 0) {
+      proxy_.note_connect_failure(status);
+      close(reason_);
+      return;
+    }
+    proxy_.note_connect_ok();
+    connected_ = true;
+    up_->flush_held();
+    check_done();
+    return;
+  }
   uv_timer_stop(&timer_);
   if (status < 0) {
     proxy_.note_connect_failure(status);
