@@ -3,10 +3,11 @@
 //
 // The proxy's files, each readable alone:
 //   proxy.{h,cpp}        a listener per proxy: accepts, owns its sessions, accept modes, lookups
-//   session.{h,cpp}      the connection lifecycle (connect, FIN/RST/drain/close, one End state)
-//                        and the RESP tap: parsing, pairing, observers, and the decisions of the
+//   session.{h,cpp}      the connection lifecycle (connect, FIN/RST/drain/close, one End state
+//                        with one deadline each) and the toxics a session runs
+//   tap.{h,cpp}          the RESP tap: parsing, pairing, observers, and the decisions of the
 //                        RESP rules on each request (decide, decide_head, request_frame); the
-//                        no-fault forwarding path (forward_request) stays here, inline
+//                        no-fault forwarding path (forward_request) is there, inline
 //   pipe.{h,cpp}         one direction: buffers, uv::Packer, watermarks, the toxic stage chain
 //   resp_faults.{h,cpp}  what a RESP rule does once it fired (inject, delay, hang, reset/close,
 //                        truncate), behind the small FaultPort interface the session implements
@@ -126,6 +127,8 @@ private:
   void check_done();
   void start_drain();
   void finish_after_flush(bool rst, CloseReason r);
+  void arm_deadline(uint64_t ms);
+  void on_deadline();
   // RESP: parse, pair, observe, and apply RESP-aware toxics.
   void ensure_resp();
   void on_client_chunk(uv::Chunk c);
@@ -159,6 +162,7 @@ private:
   void drop(Pipe& p, uv::Chunk c);
   void enter_raw(toxics::Stream dir);
   void insert_stage(Pipe& p, size_t pos, const toxics::Toxic& t);
+  bool rolls(double toxicity);  // this session gets a toxic of this toxicity
   void close_handles(bool rst);
   void on_handle_closed();
   Pipe& pipe_from(Side& side);
@@ -179,7 +183,7 @@ private:
   // its own generator, made on first use, seeded from the proxy's seed and its sequence number.
   std::unique_ptr<std::mt19937_64> rng_;
   std::mt19937_64& rng();
-  uv_timer_t timer_;           // connect timeout, then drain / reset-after-flush deadline
+  uv_timer_t timer_;           // the deadline of the End state (arm_deadline, on_deadline)
   uv_connect_t connect_req_;
   bool draining() const { return end_ == End::Draining; }
   bool flushing() const { return end_ == End::FlushFin || end_ == End::FlushRst; }

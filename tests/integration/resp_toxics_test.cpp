@@ -157,6 +157,25 @@ TEST_F(RespToxics, PresetsAnswerWithRedisOwnWording) {
   EXPECT_EQ(call(c, {"GET", "foo"}), "$3\r\nbar\r\n"); // gone with the toxic
 }
 
+// An update rolls a toxic again against its toxicity, on connections already open, as Toxiproxy
+// restarts a changed chain: 1 -> 0 takes the rule off an open connection, 0 -> 1 puts it on.
+TEST_F(RespToxics, UpdatedToxicityIsRolledAgainOnOpenConnections) {
+  direct({"SET", "foo", "bar"});
+  const std::string loading = "-LOADING Redis is loading the dataset in memory\r\n";
+  add("err", "resp_error", {{"preset", "loading"}, {"commands", {"GET"}}});
+  Conn c(fl_.port());
+  EXPECT_EQ(call(c, {"GET", "foo"}), loading);
+  auto patch = [&](double toxicity) {
+    auto r = api_->request("POST", "/proxies/redis/toxics/err",
+                           json{{"toxicity", toxicity}}.dump());
+    ASSERT_EQ(r.status, 200) << r.body << r.error;
+  };
+  patch(0);
+  EXPECT_EQ(call(c, {"GET", "foo"}), "$3\r\nbar\r\n");
+  patch(1);
+  EXPECT_EQ(call(c, {"GET", "foo"}), loading);
+}
+
 TEST_F(RespToxics, RedisPyRaisesTheMatchingExceptionClasses) {
   std::string out = python("exceptions");
   EXPECT_NE(out.find("PASS"), std::string::npos) << out;

@@ -1,0 +1,111 @@
+#pragma once
+// The RESP tap's state (session.h lists the proxy's files). Private to src/proxy: session.cpp,
+// the lifecycle, creates it on the first byte and frees it with the session; tap.cpp runs it:
+// parsing, pairing, the observers, and the decisions of the RESP rules on each request.
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "proxy/pairing.h"
+#include "proxy/pipe.h"
+#include "proxy/resp_faults.h"
+#include "proxy/runtime.h"
+#include "proxy/session.h"
+#include "toxics/resp_rule.h"
+
+namespace faultline::proxy {
+
+// What fault execution may do to this session (see resp_faults.h).
+struct Session::FaultLink final : FaultPort {
+  explicit FaultLink(Session& session) : s(session) {}
+  Session& s;
+  Pipe& pipe(toxics::Stream d) const { return d == toxics::Stream::Upstream ? *s.up_ : *s.down_; }
+  void to_redis(uv::Chunk c) override { s.up_->emit(0, std::move(c)); }
+  void to_client(uv::Chunk c) override { s.down_->emit(0, std::move(c)); }
+  void eof(toxics::Stream d) override { pipe(d).emit_eof(0); }
+  void inject(std::string_view b) override {
+    s.down_->inflight += b.size();
+    s.down_deliver(s.down_->packer.copy(s.rt_.pool(), b.data(), b.size()));
+  }
+  void dropped(toxics::Stream d, size_t n) override { pipe(d).consumed(n); }
+  uv::Chunk keep(toxics::Stream d, uv::Chunk c) override { return pipe(d).keep(std::move(c)); }
+  void stop_client() override {
+    s.client_->reading = false;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&s.client_->tcp));
+  }
+  void end(bool rst) override { s.finish_after_flush(rst, CloseReason::Toxic); }
+  bool ended() const override { return s.ended(); }
+  bool closing() const override { return s.closing(); }
+  bool reply_expected() const override;
+  uint32_t drain_timeout_ms() const override { return s.rt_.options().drain_timeout_ms; }
+  uv_loop_t* loop() override { return s.rt_.loop(); }
+};
+
+struct Session::Head {
+  bool active = false;
+  uint64_t start = 0;                    // the frame's first byte
+  toxics::RespAction action;
+  std::string fault;
+  uint64_t due_ms = 0;                   // DelayRequest: when its held bytes go on
+};
+
+struct Session::Resp {
+  Resp(const resp::CaptureOptions& cap, Session& s)
+      : req({}, cap), rep({}, cap), pairing(4), link(s), exec(link) {}
+  resp::RequestParser req;
+  resp::ReplyParser rep;
+  Pairing pairing;
+  bool req_raw = false, rep_raw = false;
+  struct Rule {
+    std::string name;
+    std::shared_ptr<const toxics::ToxicImpl> impl; // keeps the rule alive while in use
+    const toxics::RespRule* rule;
+  };
+  std::vector<Rule> rules;
+  std::vector<uv::Chunk> partial;        // bytes of the request in progress (rules only)
+  size_t partial_bytes = 0;              // their sum
+  uint64_t partial_start = 0;            // stream offset of partial's first byte
+  // A request that grew past the head limit before it ended is decided on what has arrived
+  // (name, first key, argc): the rest of its bytes stream as that decision says (forwarded,
+  // held, discarded), and request_frame() applies it when the frame ends. So no rule ever
+  // waits for a frame that backpressure would stop it from reading.
+  Head head;
+  uv::Chunk forward;                     // adjacent forwarded frames, written as one
+  std::deque<std::pair<PendingId, std::string>> faults;  // fault names by request id, in order
+  bool count_plain = false;              // this chunk's plain requests are counted, not shown
+  uint64_t plain_requests = 0;           // plain requests counted, not yet observed
+  bool multi_error = false;              // an injected error inside MULTI: EXEC aborts
+
+  std::vector<uv::Chunk> take_partial() {
+    std::vector<uv::Chunk> p;
+    p.swap(partial);
+    partial_bytes = 0;
+    return p;
+  }
+  // What the rules decided, executed (holds, injected replies, reply-side faults, the end).
+  FaultLink link;
+  RespFaults exec;
+
+  std::string_view fault_of(PendingId id) const {
+    for (const auto& [pid, name] : faults)
+      if (pid == id) return name;
+    return {};
+  }
+  void forget_fault(PendingId id) {
+    for (size_t i = 0; i < faults.size(); ++i)
+      if (faults[i].first == id) {
+        faults.erase(faults.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+  }
+};
+
+inline bool Session::FaultLink::reply_expected() const {
+  return s.resp_->pairing.expected().has_value();
+}
+
+} // namespace faultline::proxy
