@@ -3,6 +3,7 @@
 // in every output; a sink that cannot keep up; SIGHUP; Prometheus output under a strict parser.
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -397,6 +398,32 @@ TEST_F(TrafficFixture, AFullPipeDropsRecordsNotTraffic) {
   std::string metrics = http->request("GET", "/metrics").body;
   EXPECT_NE(metrics.find("faultline_log_records_dropped_total{sink=\"file\"} "), std::string::npos);
   ::close(reader);
+}
+
+// A live stream (`ctl tail`, GET /proxies/{name}/traffic) whose reader never reads: records for
+// it are dropped once 4 MiB wait, the proxy's memory stays put, and the traffic goes on.
+TEST_F(TrafficFixture, ALiveStreamNobodyReadsDropsRecordsAndStaysBounded) {
+  start({});
+  Conn tail(fl.api_port());
+  int small = 4096;
+  ::setsockopt(tail.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ASSERT_TRUE(tail.send_all("GET /proxies/redis/traffic?format=text HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(wait_until([&] { return get("/log").value("subscribers", 0) == 1; }));
+  const long rss0 = fl.rss_kb();
+  std::string pipeline;
+  const int n = 2000;
+  for (int i = 0; i < n; ++i)
+    pipeline += cmd({"SET", "key:" + std::to_string(i), std::string(100, 'v')});
+  Conn c(fl.port());
+  for (int r = 0; r < 100; ++r) {  // 200,000 records, about 20 MB of text lines
+    ASSERT_TRUE(c.send_all(pipeline));
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(c.read_reply(10s)) << "round " << r << " reply " << i;
+  }
+  json st = get("/log");
+  EXPECT_GT(st.value("stream_dropped", uint64_t(0)), 0u) << st.dump();
+  const long grown_mb = (fl.rss_kb() - rss0) / 1024;
+  std::printf("stuck live stream: rss grew %ld MB, %s\n", grown_mb, st.dump().c_str());
+  EXPECT_LT(grown_mb, 16) << "the records for a reader that never reads must not pile up";
 }
 
 TEST_F(TrafficFixture, SighupReopensTheFile) {
