@@ -19,16 +19,6 @@ namespace {
 
 const std::string kClientDir = std::string(FAULTLINE_SOURCE_DIR) + "/tests/clients/toxiproxy-node";
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
 
 std::string npm_cache_dir() {
   if (const char* d = std::getenv("FAULTLINE_NPM_CACHE"); d && *d)

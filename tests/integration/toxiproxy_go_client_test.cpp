@@ -24,16 +24,6 @@ namespace {
 
 const std::string kGoDir = std::string(FAULTLINE_SOURCE_DIR) + "/tests/clients/toxiproxy-go";
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'')
-      out += "'\\''";
-    else
-      out += c;
-  }
-  return out + "'";
-}
 
 TEST(ToxiproxyGoClient, DrivesFaultlineWithToxiproxysExactStrings) {
   int status = -1;

@@ -558,6 +558,17 @@ void EchoServer::run() {
   for (auto& c : conns) ::close(c.fd);
 }
 
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
 std::string run_cmd(const std::string& command, int* status) {
   std::string out;
   FILE* f = ::popen(command.c_str(), "r");

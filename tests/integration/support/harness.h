@@ -164,6 +164,8 @@ private:
 
 // Runs a command, returns its stdout (and exit status through status).
 std::string run_cmd(const std::string& command, int* status = nullptr);
+// s as one word of a POSIX shell command line (single-quoted).
+std::string shell_quote(const std::string& s);
 
 std::string sha_like_hash(std::string_view data);
 
