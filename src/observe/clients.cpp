@@ -281,13 +281,17 @@ bool ClientRecord::on_request(uint64_t now_us, const CommandIdent& c, uint64_t s
     // The same arguments; a failed request whose arguments were not hashed (sent before any
     // fault, cut off by one the data path met: Redis reset it) is compared on command and key.
     if (it->args_hash && c.args_hash && it->args_hash != c.args_hash) continue;
-    ++resends_;
-    ++resent_by_command_[std::string(c.name)];
+    if (it->cut_off) {
+      ++resends_;
+      ++resent_by_command_[std::string(c.name)];
+      if (Window* w = current()) ++w->resends;
+    } else {
+      ++error_retries_;
+    }
     push_bounded(recent_resends_,
                  Resend{now_us, std::string(c.name), it->reason, to_ms(now_us - it->at_us),
-                        it->session == session},
+                        it->session == session, it->cut_off},
                  lim_.recent_resends);
-    if (Window* w = current()) ++w->resends;
     candidates_.erase(it);
     return true;
   }
@@ -295,10 +299,11 @@ bool ClientRecord::on_request(uint64_t now_us, const CommandIdent& c, uint64_t s
 }
 
 void ClientRecord::on_command_failed(uint64_t now_us, const CommandIdent& c, uint64_t session,
-                                     std::string_view reason) {
+                                     std::string_view reason, bool cut_off) {
   if (c.setup) return;
   push_bounded(candidates_,
-               Candidate{now_us, c.cmd_hash, c.key_hash, c.args_hash, session, std::string(reason)},
+               Candidate{now_us, c.cmd_hash, c.key_hash, c.args_hash, session, std::string(reason),
+                         cut_off},
                lim_.candidates);
 }
 
@@ -436,7 +441,8 @@ json ClientRecord::to_json(uint64_t now_us, uint64_t epoch_us) const {
                            {"command", r.command},
                            {"reason", r.reason},
                            {"after_ms", r.after_ms},
-                           {"same_connection", r.same_connection}});
+                           {"same_connection", r.same_connection},
+                           {"cut_off", r.cut_off}});
   json hs = json::array();
   for (const auto& h : handshakes_)
     hs.push_back({{"at_ms", rel_ms(h.at_us, epoch_us)},
@@ -472,7 +478,10 @@ json ClientRecord::to_json(uint64_t now_us, uint64_t epoch_us) const {
         {"unrecovered_windows", unrecovered_windows()},
         {"longest_unrecovered_ms", waiting ? json(*waiting) : json(nullptr)}}},
       {"resends",
-       {{"total", resends_}, {"by_command", resent_by_command_}, {"recent", std::move(resend_list)}}},
+       {{"total", resends_},
+        {"by_command", resent_by_command_},
+        {"after_errors", error_retries_},
+        {"recent", std::move(resend_list)}}},
       {"handshake",
        {{"connections", handshake_connections_},
         {"commands", handshake_counts_},
@@ -553,7 +562,9 @@ void VerdictLog::replay(const Filter& f, ClientRecord& out) const {
     case K::Connect: out.on_connect(e.at_us); break;
     case K::End: out.on_connection_end(e.at_us, e.flag); break;
     case K::Request: out.on_request(e.at_us, e.ident(), e.session); break;
-    case K::Failed: out.on_command_failed(e.at_us, e.ident(), e.session, e.reason); break;
+    case K::Failed:
+      out.on_command_failed(e.at_us, e.ident(), e.session, e.reason, e.flag);
+      break;
     case K::MovedOn: out.moved_on(e.n1); break;
     case K::Success: out.on_success(e.at_us); break;
     case K::Handshake: out.on_handshake(e.at_us, e.session, e.list); break;
@@ -674,16 +685,18 @@ void ClientVerdicts::clear(std::string_view proxy) {
   auto it = records_.find(proxy);
   if (it == records_.end()) return;
   Tracked& t = *it->second;
-  t.rec.clear();
-  t.log.clear();
   // Connections still open keep their identity; their counts so far are forgotten.
+  std::vector<std::pair<uint64_t, std::string>> open;
   for (auto& [s, st] : sessions_)
     if (st.tracked == &t) {
       st.requests = st.successes = 0;
       st.success_logged = ~uint64_t{0};
-      t.log.identify(st.id, st.named ? std::string(*t.log.identity(st.id))
-                                     : std::string(strip_port(s->client_address())));
+      const std::string* who = t.log.identity(st.id);
+      open.emplace_back(st.id, who ? *who : std::string(strip_port(s->client_address())));
     }
+  t.rec.clear();
+  t.log.clear();
+  for (auto& [id, who] : open) t.log.identify(id, std::move(who));
   if (auto* p = registry_.find(proxy)) sync(*p, t, clock_());
 }
 
@@ -802,10 +815,11 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
     for (const Pending& p : at_risk) {
       CommandIdent c = ident_of(p, display);
       if (c.setup) continue;
-      rec.on_command_failed(now, c, st.id, proxy::to_string(why));
+      rec.on_command_failed(now, c, st.id, proxy::to_string(why), true);
       VerdictLog::Event e;
       e.kind = K::Failed;
       e.at_us = now;
+      e.flag = true;
       e.cmd_hash = c.cmd_hash;
       e.key_hash = c.key_hash;
       e.args_hash = c.args_hash;
@@ -1020,10 +1034,11 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
       CommandIdent c = ident_of(p, display);
       if (!c.setup) {
         uint64_t now = clock_();
-        st.record->on_command_failed(now, c, st.id, reason);
+        st.record->on_command_failed(now, c, st.id, reason, false);
         VerdictLog::Event e;
         e.kind = VerdictLog::Event::Kind::Failed;
         e.at_us = now;
+        e.flag = false;
         e.cmd_hash = c.cmd_hash;
         e.key_hash = c.key_hash;
         e.args_hash = c.args_hash;

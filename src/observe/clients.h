@@ -97,13 +97,16 @@ public:
   void on_connect(uint64_t now_us);
   // A connection ended; `failed` if it ended by a fault rather than by either peer's choice.
   void on_connection_end(uint64_t now_us, bool failed);
-  // A request. True if it repeats a failed command (a resend: the same command with the same
-  // arguments, after the failure that cut it off); recorded. Connection setup never is.
+  // A request. True if it repeats a failed command (the same command with the same arguments,
+  // after its failure); recorded. It is a resend when the failure cut the reply off (the
+  // client cannot know whether Redis ran it), a retry after an error otherwise (LOADING,
+  // READONLY, an injected error: Redis did not run it). Connection setup is neither.
   bool on_request(uint64_t now_us, const CommandIdent& c, uint64_t session);
-  // A command failed (its connection broke before the reply reached the client, or it got an
-  // injected or unavailability error): watch for it to come again. Setup commands are not.
+  // A command failed: `cut_off`, its connection broke before the reply reached the client;
+  // else it got an injected or unavailability error. Watch for it to come again. Setup
+  // commands are not watched.
   void on_command_failed(uint64_t now_us, const CommandIdent& c, uint64_t session,
-                         std::string_view reason);
+                         std::string_view reason, bool cut_off = true);
   // The client moved on: a request it sent at `sent_us`, neither a resend nor setup, got a good
   // reply. Whatever failed before then and was not sent again was given up: the same command
   // later is the application's next one, not a resend.
@@ -150,6 +153,7 @@ public:
     std::string reason;
     double after_ms;           // since the failure
     bool same_connection;
+    bool cut_off;              // a resend; false: a retry after an error reply
   };
   struct Handshake {
     uint64_t at_us;
@@ -167,6 +171,7 @@ public:
   uint64_t connects() const { return connects_; }
   uint64_t peak_connects_per_second() const { return peak_cps_; }
   uint64_t resends() const { return resends_; }
+  uint64_t retries_after_errors() const { return error_retries_; }
   bool faulted() const { return faulted_; }
   const std::vector<std::string>& faults() const { return faults_; }
   const std::deque<Window>& windows() const { return windows_; }
@@ -196,6 +201,7 @@ private:
 
   VerdictLimits lim_;
   uint64_t connects_ = 0, failed_connections_ = 0, resends_ = 0, successes_ = 0;
+  uint64_t error_retries_ = 0;
   uint64_t peak_cps_ = 0, peak_at_us_ = 0;
   std::deque<uint64_t> recent_connects_;
   std::deque<uint64_t> last_second_;
@@ -218,6 +224,7 @@ private:
     uint64_t args_hash;  // 0: not known (sent before any fault): compared on command and key
     uint64_t session;
     std::string reason;
+    bool cut_off;
   };
   std::deque<Candidate> candidates_;
   std::deque<Resend> recent_resends_;
@@ -243,7 +250,7 @@ public:
     Kind kind = Kind::Counts;
     uint64_t at_us = 0;
     uint64_t session = 0;          // 0 for the proxy's own events (faults)
-    bool flag = false;             // Faults: faulted; End: failed
+    bool flag = false;             // Faults: faulted; End: failed; Failed: cut off
     uint64_t cmd_hash = 0, args_hash = 0;
     uint32_t key_hash = 0;
     bool setup = false;

@@ -205,6 +205,20 @@ TEST(ClientRecord, NextLegitimateIncrIsNoResend) {
   EXPECT_EQ(g.resends(), 0u);
 }
 
+// A command answered -LOADING was not run: sending it again is a retry after an error, which a
+// well-behaved client does, not a resend (which risks running it twice).
+TEST(ClientRecord, RetryAfterAnErrorReplyIsNoResend) {
+  ClientRecord r;
+  r.on_command_failed(10 * kMs, cmd(1, 7, "SET", 111), 1, "LOADING", false);
+  EXPECT_TRUE(r.on_request(20 * kMs, cmd(1, 7, "SET", 111), 1));
+  EXPECT_EQ(r.resends(), 0u);
+  EXPECT_EQ(r.retries_after_errors(), 1u);
+  auto j = r.to_json(30 * kMs, 0);
+  EXPECT_EQ(j["resends"]["total"], 0);
+  EXPECT_EQ(j["resends"]["after_errors"], 1);
+  EXPECT_EQ(j["resends"]["recent"][0]["cut_off"], false);
+}
+
 // A failed request whose arguments were not hashed (sent with no fault in effect) is compared
 // on command and first key.
 TEST(ClientRecord, UnhashedFailureComparesCommandAndKey) {
