@@ -733,6 +733,12 @@ max_connects_per_second = 50
   EXPECT_NE(log.find("profile expect-pass: expect: all 2 passed"), std::string::npos) << log;
   EXPECT_NE(log.find("clients of redis:"), std::string::npos) << log;
   EXPECT_NE(log.find("recover_within"), std::string::npos) << log;
+  // What the clients did is printed with the verdicts, from the same moment: right above them.
+  size_t line = log.find("clients of redis:");
+  size_t verdicts = log.find("profile expect-pass: expect:");
+  ASSERT_NE(line, std::string::npos);
+  EXPECT_EQ(log.find('\n', line) + 1, verdicts) << log;
+  EXPECT_NE(log.find("worst time to recover", line), std::string::npos) << log;
 }
 
 // A reconnect storm breaks max_connects_per_second: the verdict fails and so does faultline.
@@ -780,6 +786,11 @@ recover_within = "300ms"
   EXPECT_GE(took, 0.55) << "decided before the allowance ran out";
   EXPECT_NE(log.find("recover_within"), std::string::npos) << log;
   EXPECT_NE(log.find("FAIL"), std::string::npos) << log;
+  // Said to be unrecovered, in the clients line and the verdict alike: never "worst N ms".
+  EXPECT_NE(log.find("1 fault window not recovered (waiting "), std::string::npos) << log;
+  EXPECT_NE(log.find("measured not recovered after "), std::string::npos) << log;
+  EXPECT_EQ(log.find("worst time to recover"), std::string::npos) << log;
+  EXPECT_EQ(log.find("measured worst"), std::string::npos) << log;
 }
 
 TEST(ProfileExpect, BadExpectationsAreRejectedWithTheLine) {
