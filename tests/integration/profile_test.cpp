@@ -791,6 +791,16 @@ recover_within = "300ms"
   EXPECT_NE(log.find("measured not recovered after "), std::string::npos) << log;
   EXPECT_EQ(log.find("worst time to recover"), std::string::npos) << log;
   EXPECT_EQ(log.find("measured worst"), std::string::npos) << log;
+  // And both from the same moment: the clients line is not the state at the timeline's end
+  // (100 ms after the fault) under a verdict decided 200 ms later.
+  auto number_after = [&](const std::string& what) {
+    size_t at = log.find(what);
+    return at == std::string::npos ? -1.0 : std::atof(log.c_str() + at + what.size());
+  };
+  double waiting = number_after("not recovered (waiting ");
+  double after = number_after("measured not recovered after ");
+  EXPECT_GT(after, 300) << log;
+  EXPECT_NEAR(waiting, after, 2) << log;
 }
 
 TEST(ProfileExpect, BadExpectationsAreRejectedWithTheLine) {
