@@ -238,10 +238,13 @@ void ClientRecord::on_connect(uint64_t now_us) {
   else push_bounded(per_second_, {sec, uint64_t{1}}, lim_.timeline_seconds);
 
   Window* w = current();
-  // A retry: a connect after a failed connection, before any good reply since. An ordinary
-  // connect after recovery (a pool opening one more connection) is not one.
+  // A retry: a connect after a failed connection, before any good reply since, made while the
+  // fault that failed it is still in effect (or Redis itself failed it: no fault was set). An
+  // ordinary connect after recovery (a pool opening one more connection, the application's
+  // next call once the fault is lifted) is not one.
   std::optional<double> interval;
-  if (last_failed_ && retrying_) interval = to_ms(now_us - last_failure_us_);
+  if (last_failed_ && retrying_ && (faulted_ || !last_failure_faulted_))
+    interval = to_ms(now_us - last_failure_us_);
   if (interval) {
     push_bounded(intervals_, *interval, lim_.recent_intervals);
     if (!retries_.empty() && retries_.back().intervals_ms.size() < lim_.recent_intervals)
@@ -268,6 +271,7 @@ void ClientRecord::on_connection_end(uint64_t now_us, bool failed) {
   }
   last_failed_ = true;
   last_failure_us_ = now_us;
+  last_failure_faulted_ = faulted_;
   if (Window* w = current()) ++w->failed_connections;
 }
 

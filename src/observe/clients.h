@@ -92,8 +92,9 @@ public:
   explicit ClientRecord(VerdictLimits limits = {}) : lim_(limits) {}
 
   // A connection was accepted. When the latest connection of this proxy ended in a failure
-  // (reset, refused upstream, dropped...) before this one, the time from that failure to this
-  // connect is a reconnect interval: the client's backoff.
+  // (reset, refused upstream, dropped...) before this one, with no good reply since, and the
+  // fault that failed it is still in effect (or none was set: Redis itself failed it), the time
+  // from that failure to this connect is a reconnect interval: the client's backoff.
   void on_connect(uint64_t now_us);
   // A connection ended; `failed` if it ended by a fault rather than by either peer's choice.
   void on_connection_end(uint64_t now_us, bool failed);
@@ -210,6 +211,7 @@ private:
   // reconnect, and the wait before it is the client's backoff.
   bool last_failed_ = false;
   uint64_t last_failure_us_ = 0;
+  bool last_failure_faulted_ = false;  // the proxy was faulted when it failed
   std::deque<double> intervals_;
   // A failed connection with no good reply since: connects now are retries.
   bool retrying_ = false;

@@ -136,6 +136,46 @@ TEST(ClientRecord, BackoffEndsAtTheFirstGoodReply) {
   EXPECT_EQ(j["reconnect_intervals_ms"], (std::vector<double>{100, 200, 400}));
 }
 
+// The case as redis-py makes it: Retry(ExponentialBackoff) gives up under reset_peer
+// after three retries (100, 200, 400 ms, each reset), the test lifts the toxic, and one extra
+// r.get connects 1 ms after the last reset and succeeds. That connect is the application's, not
+// a retry: the backoff stays [100, 200, 400], "growing".
+TEST(ClientRecord, ConnectAfterTheFaultIsLiftedIsNoRetry) {
+  ClientRecord r;
+  r.set_faults(0, true, {"reset_peer_upstream"});
+  uint64_t t = 10 * kMs;
+  r.on_connect(t);
+  r.on_connection_end(t, true);
+  for (uint64_t gap : {100, 200, 400}) {
+    t += gap * kMs;
+    r.on_connect(t);
+    r.on_connection_end(t, true);
+  }
+  r.set_faults(t + 500, false, {});  // the with-block ends: toxic removed
+  r.on_connect(t + 1 * kMs);         // the extra r.get
+  r.on_success(t + 2 * kMs);
+  auto j = r.to_json(t + 10 * kMs, 0);
+  EXPECT_EQ(j["reconnect_intervals_ms"], (std::vector<double>{100, 200, 400})) << j.dump();
+  EXPECT_EQ(j["backoff"], "growing") << j.dump();
+  EXPECT_EQ(j["windows"][0]["reconnect_intervals_ms"], (std::vector<double>{100, 200, 400}));
+}
+
+// When Redis itself fails (a refused or reset upstream: no fault set on the proxy), the
+// client's reconnects are retries all the same.
+TEST(ClientRecord, ReconnectsAfterRedisItselfFailedAreRetries) {
+  ClientRecord r;
+  uint64_t t = 0;
+  r.on_connect(t);
+  for (uint64_t gap : {50, 100, 200}) {
+    r.point_fault(t, "connect_failed");
+    r.on_connection_end(t, true);
+    t += gap * kMs;
+    r.on_connect(t);
+  }
+  r.on_success(t + 1 * kMs);
+  EXPECT_EQ(r.backoff_intervals_ms(), (std::vector<double>{50, 100, 200}));
+}
+
 // A connect after a failure but after a good reply on another connection is no retry.
 TEST(ClientRecord, ConnectAfterRecoveryOnAnotherConnectionIsNoRetry) {
   ClientRecord r;
@@ -157,17 +197,19 @@ TEST(ClientRecord, ReconnectIntervalsFollowFailedConnections) {
     r.on_connect(t);
     r.on_connection_end(t, true);  // reset at once: the gap to the next connect is the backoff
   }
-  r.set_faults(t + 10, false, {});
-  r.on_connect(t + 300 * kMs);  // after a failure: counted
-  r.on_success(t + 301 * kMs);  // recovered: the window is complete
-  r.on_connection_end(t + 400 * kMs, false);
+  r.on_connect(t + 300 * kMs);  // after a failure, the fault still on: counted
+  r.on_connection_end(t + 300 * kMs, true);
+  r.set_faults(t + 310 * kMs, false, {});
+  r.on_connect(t + 400 * kMs);  // after the fault was lifted: the application's, not counted
+  r.on_success(t + 401 * kMs);  // recovered: the window is complete
+  r.on_connection_end(t + 500 * kMs, false);
   r.on_connect(t + 900 * kMs);  // after a clean close: not a reconnect
   const auto& w = r.windows().back();
   EXPECT_EQ(w.reconnect_intervals_ms, (std::vector<double>{20, 40, 80, 160, 300}));
-  EXPECT_EQ(w.connects, 6u);
+  EXPECT_EQ(w.connects, 7u);
   EXPECT_EQ(r.reconnect_intervals_ms().size(), 5u);
-  EXPECT_EQ(r.connects(), 7u);
-  EXPECT_EQ(w.peak_connects_per_second, 6u);  // all six within one second
+  EXPECT_EQ(r.connects(), 8u);
+  EXPECT_EQ(w.peak_connects_per_second, 7u);  // all seven within one second
 }
 
 TEST(ClientRecord, PeakConnectsUseASlidingSecond) {
