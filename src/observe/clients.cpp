@@ -149,7 +149,10 @@ uint64_t args_hash(const resp::RequestFrame& f) {
   auto mix_u64 = [&](uint64_t v) {
     for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xFF)) * 1099511628211ull;
   };
+  // The frame's size stands in for the arguments the parser did not record (it records 3 by
+  // default: the name and two more).
   mix_u64(f.argc);
+  mix_u64(f.size());
   for (const resp::Arg& a : f.args) {
     mix_u64(a.len);
     for (unsigned char c : a.data) h = (h ^ c) * 1099511628211ull;

@@ -67,9 +67,11 @@ struct CommandIdent {
   std::string_view name;      // for display; must outlive the call (static table or copied)
 };
 
-// A 64-bit hash of a request's arguments: their count, and each recorded argument's length and
-// bytes (the parser records up to 64 arguments, each whole, or its first 256 bytes when the
-// frame spanned chunks). Never 0.
+// A 64-bit hash of a request: its argument count, its size in bytes, and each argument the
+// parser recorded, length and bytes (by default the name and the next two arguments, each
+// whole, or its first 64 bytes when the frame spanned reads; 32 arguments and longer prefixes
+// while the traffic log is on). Requests that differ only past those, with the same size,
+// compare equal. Never 0.
 uint64_t args_hash(const resp::RequestFrame& f);
 
 // Commands that set a connection up rather than do the application's work, and that a client

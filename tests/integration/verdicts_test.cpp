@@ -119,6 +119,28 @@ TEST_F(VerdictsFixture, HandshakeAndNewWorkAreNoResendsPerClientAndRange) {
   EXPECT_EQ(cli["resends"]["total"], 1);
 }
 
+// A client may name itself in HELLO, as RESP3 clients do. The name is the 4th argument (the 7th
+// with AUTH): the parser records that many while the traffic log is on; with its default
+// capture (3 arguments) such a client is known by its address.
+TEST(Verdicts, HelloSetnameNamesTheClient) {
+  Redis redis;
+  Faultline fl;
+  ASSERT_TRUE(redis.start());
+  ASSERT_TRUE(fl.start(redis.port(), {"--log", temp_path("traffic", ".jsonl")}))
+      << fl.process().log();
+  HttpClient http("127.0.0.1", fl.api_port());
+  Conn c(fl.port());
+  EXPECT_EQ(call(c, {"HELLO", "2", "SETNAME", "resp3app"}).rfind("*14\r\n", 0), 0u);
+  EXPECT_EQ(call(c, {"SET", "k", "v"}), "+OK\r\n");
+  auto r = http.request("GET", "/proxies/redis/clients?client=resp3app");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = json::parse(r.body);
+  EXPECT_EQ(j["connects"]["total"], 1) << j.dump(2);
+  EXPECT_EQ(j["clients"], json({"127.0.0.1", "resp3app"})) << j.dump(2);
+  c.close();
+  EXPECT_EQ(fl.stop(), 0) << fl.process().log();
+}
+
 // Bad query values: 400 naming the parameter.
 TEST_F(VerdictsFixture, BadQueryValuesAreRefusedNamingTheField) {
   for (auto [query, field] : std::initializer_list<std::pair<const char*, const char*>>{
