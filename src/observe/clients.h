@@ -241,10 +241,11 @@ private:
 
 // The events that fed a proxy's ClientRecord, each with its connection, so that a view for one
 // client or a time range is rebuilt by replaying the selected ones into a fresh ClientRecord.
-// Bounded (VerdictLimits::events, about 100 bytes each): the oldest go first, so a range older
-// than the log is incomplete (oldest_us() says from when it is whole). Plain requests and
-// replies are not one event each: a connection's counts are logged at its next event, its end,
-// or the query.
+// Bounded (VerdictLimits::events, 160 bytes each: 2.6 MB per proxy at most, plus the strings
+// of failure and fault events): the oldest go first, so a range older than the log is
+// incomplete (complete_since_us() says from when it is whole). Plain requests and replies are
+// not one event each: a connection's counts are logged at its next event, its end, or the
+// query.
 class VerdictLog {
 public:
   struct Event {

@@ -66,10 +66,10 @@ TEST_F(VerdictsFixture, HandshakeAndNewWorkAreNoResendsPerClientAndRange) {
   EXPECT_EQ(other.read_to_end(5s), "");
 
   Conn app2(fl.port()), other2(fl.port());
-  EXPECT_EQ(call(app2, {"CLIENT", "SETNAME", "app"}), "+OK\r\n");  // setup: no resend
-  EXPECT_EQ(call(app2, {"INCR", "ctr"}), ":1\r\n");                // the resend
-  EXPECT_EQ(call(app2, {"INCR", "ctr"}), ":2\r\n");                // the next increment
-  EXPECT_EQ(call(other2, {"SET", "k", "v2"}), "+OK\r\n");          // other arguments: new work
+  EXPECT_EQ(call(app2, {"CLIENT", "SETNAME", "app"}), "+OK\r\n"); // setup: no resend
+  EXPECT_EQ(call(app2, {"INCR", "ctr"}), ":1\r\n");               // the resend
+  EXPECT_EQ(call(app2, {"INCR", "ctr"}), ":2\r\n");               // the next increment
+  EXPECT_EQ(call(other2, {"SET", "k", "v2"}), "+OK\r\n");         // other arguments: new work
 
   json all = clients();
   EXPECT_EQ(all["resends"]["total"], 1) << all.dump(2);
@@ -108,10 +108,10 @@ TEST_F(VerdictsFixture, HandshakeAndNewWorkAreNoResendsPerClientAndRange) {
 
   // The CLI asks the same.
   int status = 0;
-  std::string out = run_cmd(std::string(FAULTLINE_BIN) + " ctl --api 127.0.0.1:" +
-                                std::to_string(fl.api_port()) +
-                                " clients redis --client app --json 2>&1",
-                            &status);
+  std::string out =
+      run_cmd(std::string(FAULTLINE_BIN) + " ctl --api 127.0.0.1:" + std::to_string(fl.api_port()) +
+                  " clients redis --client app --json 2>&1",
+              &status);
   EXPECT_EQ(status, 0) << out;
   json cli = json::parse(out, nullptr, false);
   ASSERT_FALSE(cli.is_discarded()) << out;
