@@ -117,8 +117,9 @@ public:
   // A successful reply reached the client. Ends a retry sequence and a fault window's wait.
   void on_success(uint64_t now_us);
   // The data path's shortcuts: when no failed command is watched, a request is only counted
-  // (on_request() would return false at once); when no ended window waits for its recovery,
-  // a success is only counted. Both spare the caller a clock read and any hashing.
+  // (on_request() would return false at once); when no ended window waits for its recovery
+  // and no retry sequence for its first good reply, a success is only counted. Both spare the
+  // caller a clock read and any hashing.
   bool watching_resends() const { return !candidates_.empty(); }
   void count_request() { ++commands_seen_; }
   void count_requests(uint64_t n) { commands_seen_ += n; }
