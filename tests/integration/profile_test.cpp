@@ -733,6 +733,12 @@ max_connects_per_second = 50
   EXPECT_NE(log.find("profile expect-pass: expect: all 2 passed"), std::string::npos) << log;
   EXPECT_NE(log.find("clients of redis:"), std::string::npos) << log;
   EXPECT_NE(log.find("recover_within"), std::string::npos) << log;
+  // What the clients did is printed with the verdicts, from the same moment: right above them.
+  size_t line = log.find("clients of redis:");
+  size_t verdicts = log.find("profile expect-pass: expect:");
+  ASSERT_NE(line, std::string::npos);
+  EXPECT_EQ(log.find('\n', line) + 1, verdicts) << log;
+  EXPECT_NE(log.find("worst time to recover", line), std::string::npos) << log;
 }
 
 // A reconnect storm breaks max_connects_per_second: the verdict fails and so does faultline.
@@ -780,6 +786,21 @@ recover_within = "300ms"
   EXPECT_GE(took, 0.55) << "decided before the allowance ran out";
   EXPECT_NE(log.find("recover_within"), std::string::npos) << log;
   EXPECT_NE(log.find("FAIL"), std::string::npos) << log;
+  // Said to be unrecovered, in the clients line and the verdict alike: never "worst N ms".
+  EXPECT_NE(log.find("1 fault window not recovered (waiting "), std::string::npos) << log;
+  EXPECT_NE(log.find("measured not recovered after "), std::string::npos) << log;
+  EXPECT_EQ(log.find("worst time to recover"), std::string::npos) << log;
+  EXPECT_EQ(log.find("measured worst"), std::string::npos) << log;
+  // And both from the same moment: the clients line is not the state at the timeline's end
+  // (100 ms after the fault) under a verdict decided 200 ms later.
+  auto number_after = [&](const std::string& what) {
+    size_t at = log.find(what);
+    return at == std::string::npos ? -1.0 : std::atof(log.c_str() + at + what.size());
+  };
+  double waiting = number_after("not recovered (waiting ");
+  double after = number_after("measured not recovered after ");
+  EXPECT_GT(after, 300) << log;
+  EXPECT_NEAR(waiting, after, 2) << log;
 }
 
 TEST(ProfileExpect, BadExpectationsAreRejectedWithTheLine) {
