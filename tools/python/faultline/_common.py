@@ -166,6 +166,13 @@ def profile_dict(profile: Any) -> dict:
     return tomllib.loads(body.decode())
 
 
+def with_expect(profile: Any, expect: dict) -> dict:
+    """The profile as a dict with `expect` added to (or replacing keys of) its [expect]."""
+    d = profile_dict(profile)
+    d.setdefault("expect", {}).update(expect)
+    return d
+
+
 def profile_name(report: dict) -> str:
     return report.get("name") or (report.get("profile") or {}).get("name")
 
@@ -191,6 +198,10 @@ def describe_verdicts(report: dict) -> str:
         lines.append(f"  {v.get('proxy', ''):<8} {v.get('key', ''):<24} expected "
                      f"{v.get('expected', ''):<12} measured {v.get('measured', ''):<28} "
                      f"{v.get('state')}")
+    for proxy, c in (report.get("clients") or {}).items():
+        if isinstance(c, dict) and c.get("resends", {}).get("total"):
+            lines.append(f"  {proxy}: resends by command {json.dumps(c['resends'].get('by_command'))}, "
+                         f"latest {json.dumps(c['resends'].get('recent', [])[-3:])}")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Iterable, Optional, Sequence
 
 from ._common import (FaultlineError, clients_query, describe_verdicts, encode_body,
                       encode_query, error_message, expect_failures, next_free_name,
-                      profile_done, profile_name, profile_request, q, resp_error_attrs,
+                      profile_done, profile_name, profile_request, q, resp_error_attrs, with_expect,
                       toxic_body, warn_if_unmatched)
 from .api import default_url
 from .process import (Faultline, faultline_command, find_binary, free_port, read_port_file,
@@ -221,9 +221,11 @@ class AsyncClient:
             await asyncio.sleep(0.05)
 
     def profile(self, profile: Any, *, speed: Optional[float] = None, wait: bool = False,
-                timeout: float = 120.0) -> "AsyncProfileRun":
+                timeout: float = 120.0, expect: Optional[dict] = None) -> "AsyncProfileRun":
         """`async with api.profile("outage", speed=5, wait=True) as run:` runs the profile
         for the block while the loop keeps running; see AsyncProfileRun."""
+        if expect:
+            profile = with_expect(profile, expect)
         return AsyncProfileRun(self, profile, speed=speed, wait=wait, timeout=timeout)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional
 from ._common import (REDIS_ERROR_PRESETS, FaultlineError, UnmatchedToxicWarning, clients_query,
                       describe_verdicts, encode_body, encode_query, error_message,
                       expect_failures, next_free_name, profile_done, profile_name,
-                      profile_request, q, resp_error_attrs, toxic_body, warn_if_unmatched)
+                      profile_request, q, resp_error_attrs, with_expect, toxic_body, warn_if_unmatched)
 
 __all__ = ["Client", "Proxy", "ProfileRun", "FaultlineError", "UnmatchedToxicWarning",
            "REDIS_ERROR_PRESETS"]
@@ -143,10 +143,12 @@ class Client:
                 raise
 
     def profile(self, profile: Any, *, speed: Optional[float] = None, wait: bool = False,
-                timeout: float = 120.0) -> "ProfileRun":
+                timeout: float = 120.0, expect: Optional[dict] = None) -> "ProfileRun":
         """Runs a profile for a `with` block; stops it (undoing what it injected) on exit.
         With wait=True, the exit first waits for the timeline to end and the [expect] verdicts
         to be decided. `as run`: a ProfileRun (run.report, run.failures(), run.wait())."""
+        if expect:
+            profile = with_expect(profile, expect)
         return ProfileRun(self, profile, speed=speed, wait=wait, timeout=timeout)
 
     def wait_profile(self, name: str, timeout: float = 120.0) -> dict:

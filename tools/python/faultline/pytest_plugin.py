@@ -27,14 +27,16 @@ fails the test when one of its [expect] verdicts failed.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shlex
 from typing import Any, Optional
 
 import pytest
 
-from ._common import (FaultlineError, describe_verdicts, expect_failures, profile_dict,
-                      profile_done)
+from ._common import (FaultlineError, describe_verdicts, expect_failures, profile_done,
+                      with_expect)
 from .api import Client, ProfileRun
 from .capture import TrafficCapture
 from .process import Faultline
@@ -55,7 +57,6 @@ _OPTIONS = {
 _ENV = {"bin": "FAULTLINE_BIN", "upstream": "FAULTLINE_UPSTREAM", "url": "FAULTLINE_URL"}
 
 _RUN_KEY = pytest.StashKey[ProfileRun]()
-_VERDICT_KEY = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser):
@@ -76,9 +77,13 @@ def pytest_configure(config):
 
 def option(config, name: str) -> Optional[str]:
     """A plugin option: command line, else ini, else environment, else None."""
-    v = config.getoption(f"faultline_{name}")
+    # Tolerant of a conftest that imported the fixtures without the plugin's hooks.
+    v = config.getoption(f"faultline_{name}", default=None)
     if v in (None, ""):
-        v = config.getini(f"faultline_{name}")
+        try:
+            v = config.getini(f"faultline_{name}")
+        except ValueError:
+            v = None
     if v in (None, "") and name in _ENV:
         v = os.environ.get(_ENV[name])
     return v if v not in ("", None) else None
@@ -194,8 +199,7 @@ def _marker_args(config, marker):
         speed = float(option(config, "speed"))
     expect = kwargs.pop("expect", None)
     if expect:
-        profile = profile_dict(profile)
-        profile.setdefault("expect", {}).update(expect)
+        profile = with_expect(profile, expect)
     timeout = kwargs.pop("timeout", 120.0)
     kwargs.pop("proxy", None)  # the profile names its proxies; "redis" is the plugin's
     if kwargs:
@@ -212,39 +216,50 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
+    """Starts the marker's profile just before the test's body, and wraps the body so that,
+    once it returned, the profile's end and verdicts are awaited inside the test (in the event
+    loop for an asyncio test, so the application keeps running) and a failed verdict fails the
+    test like an assertion would (xfail and the like apply as usual)."""
     run = item.stash.get(_RUN_KEY, None)
     if run is None:
         yield
         return
+    original = item.obj
+    item.obj = _checked(original, run)
     run.start()
-    outcome = yield
     try:
-        if outcome.excinfo is None:
-            if not profile_done(run.report):
-                run.wait()
-            fails = expect_failures(run.report)
-            if fails:
-                item.stash[_VERDICT_KEY] = (
-                    f"faultline profile {run.name!r}: {len(fails)} [expect] verdict(s) failed\n"
-                    + describe_verdicts(run.report))
+        yield
     finally:
+        item.obj = original
         try:
             run.stop()
         except (FaultlineError, OSError):
             pass
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    if call.when != "call":
-        return
-    msg = item.stash.get(_VERDICT_KEY, None)
-    if msg:
-        report = outcome.get_result()
-        if report.passed:
-            report.outcome = "failed"
-            report.longrepr = msg
+def _verdict_failure(run) -> None:
+    fails = expect_failures(run.report)
+    if fails:
+        pytest.fail(f"faultline profile {run.name!r}: {len(fails)} [expect] verdict(s) failed\n"
+                    + describe_verdicts(run.report), pytrace=False)
+
+
+def _checked(fn, run):
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def body(*args, **kwargs):
+            await fn(*args, **kwargs)
+            if not profile_done(run.report):
+                await run.async_wait()
+            _verdict_failure(run)
+    else:
+        @functools.wraps(fn)
+        def body(*args, **kwargs):
+            fn(*args, **kwargs)
+            if not profile_done(run.report):
+                run.wait()
+            _verdict_failure(run)
+    return body
 
 
 # -- pytest-asyncio fixtures (when pytest-asyncio is installed) --
