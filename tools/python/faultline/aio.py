@@ -29,7 +29,7 @@ from ._common import (FaultlineError, clients_query, describe_verdicts, encode_b
                       profile_done, profile_name, profile_request, q, resp_error_attrs, with_expect,
                       toxic_body, warn_if_unmatched)
 from .api import default_url
-from .process import (Faultline, faultline_command, find_binary, free_port, read_port_file,
+from .process import (Faultline, check_binary, faultline_command, free_port, read_port_file,
                       redis_command, _tail)
 
 __all__ = ["AsyncClient", "AsyncProxy", "AsyncProfileRun", "AsyncFaultline", "AsyncRedisServer"]
@@ -541,7 +541,7 @@ class AsyncFaultline:
                     seed: Optional[int] = None, log: Optional[str] = None,
                     redis_server: Optional[str] = None, args: Sequence[str] = (),
                     timeout: float = 10.0) -> "AsyncFaultline":
-        binary = binary or find_binary()
+        binary = check_binary(binary)
         server = None
         upstream = upstream or os.environ.get("FAULTLINE_UPSTREAM")
         if redis or not upstream:

@@ -92,6 +92,18 @@ def find_binary(root: Optional[str] = None) -> str:
     raise BinaryNotFound(tried)
 
 
+def check_binary(binary: Optional[str]) -> str:
+    """`binary` if given (it must be an executable file), else find_binary()."""
+    if not binary:
+        return find_binary()
+    if os.path.isfile(binary) and os.access(binary, os.X_OK):
+        return binary
+    found = shutil.which(binary) if os.sep not in binary else None
+    if found:
+        return found
+    raise BinaryNotFound([f"{binary} (given as the binary; not an executable file)"])
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -227,7 +239,7 @@ class Faultline:
         `listen` ("127.0.0.1:6381"; port 0: any free port), the API on a free port. `seed`
         seeds every random choice; `log` is a traffic log file (JSON Lines). Returns once the
         API answers and the proxy listens."""
-        binary = binary or find_binary()
+        binary = check_binary(binary)
         server = None
         upstream = upstream or os.environ.get("FAULTLINE_UPSTREAM")
         if redis or not upstream:
