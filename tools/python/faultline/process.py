@@ -61,6 +61,12 @@ def binary_candidates(root: Optional[str] = None) -> List[Tuple[str, str]]:
     here = os.path.dirname(os.path.abspath(__file__))
     prefix = os.path.normpath(os.path.join(here, "..", "..", "..", ".."))
     out.append((os.path.join(prefix, "bin", "faultline"), "installed beside this package"))
+    try:
+        from ._source import INSTALLED_BINARY  # type: ignore
+    except ImportError:
+        INSTALLED_BINARY = None
+    if INSTALLED_BINARY:
+        out.append((INSTALLED_BINARY, "installed with the package's source (cmake --install)"))
     out.append((os.path.join(sys.prefix, "bin", "faultline"), "the Python environment's bin"))
     for d in os.environ.get("PATH", "").split(os.pathsep):
         if d:
