@@ -289,3 +289,10 @@ def test_clients_accepts_a_client_and_a_window(faultline_proxy):
     r.ping()
     v = faultline_proxy.clients(client="app", since_ms=0, until_ms=10 ** 9)
     assert v["proxy"] == "redis"
+    if "clients" not in faultline_proxy.clients():
+        pytest.xfail("needs branch verdicts: GET /proxies/{name}/clients?client=&since_ms=")
+    assert "app" in v["clients"] and v["commands"] >= 1
+    assert faultline_proxy.clients(client="nobody")["commands"] == 0
+    with pytest.raises(FaultlineError) as e:
+        faultline_proxy.clients(since_ms="soon")
+    assert e.value.status == 400 and "since_ms" in e.value.message

@@ -111,27 +111,59 @@ class TrafficCapture:
 
     # -- life cycle --
 
-    def start(self) -> "TrafficCapture":
+    def _request(self) -> tuple:
         u = urllib.parse.urlsplit(self.url)
         host, port = u.hostname or "127.0.0.1", u.port or 80
-        self._sock = socket.create_connection((host, port), timeout=self.timeout)
         head = [f"GET /proxies/{q(self.proxy)}/traffic HTTP/1.1", f"Host: {host}:{port}",
                 "User-Agent: faultline-python-capture", "Accept: application/x-ndjson"]
         if self.token:
             head.append(f"Authorization: Bearer {self.token}")
-        self._sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        return (host, port), ("\r\n".join(head) + "\r\n\r\n").encode()
+
+    def _closed(self) -> ConnectionError:
+        return ConnectionError(f"faultline closed the traffic stream of {self.proxy}")
+
+    def start(self) -> "TrafficCapture":
+        addr, request = self._request()
+        self._sock = socket.create_connection(addr, timeout=self.timeout)
+        self._sock.sendall(request)
         # The subscription exists once the response's head arrived: wait for it here, so that
         # nothing the test does afterwards is missed.
         while not self._headers_done:
             data = self._sock.recv(65536)
             if not data:
-                raise ConnectionError(f"faultline closed the traffic stream of {self.proxy}")
+                raise self._closed()
             self._feed(data)
+        return self._start_thread()
+
+    async def astart(self) -> "TrafficCapture":
+        """start() without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        addr, request = self._request()
+        sock = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET)
+        sock.setblocking(False)
+        self._sock = sock
+        await asyncio.wait_for(loop.sock_connect(sock, addr), self.timeout)
+        await asyncio.wait_for(loop.sock_sendall(sock, request), self.timeout)
+        while not self._headers_done:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), self.timeout)
+            if not data:
+                raise self._closed()
+            self._feed(data)
+        return self._start_thread()
+
+    def _start_thread(self) -> "TrafficCapture":
         self._sock.setblocking(False)
         self._thread = threading.Thread(target=self._run, name=f"faultline-capture-{self.proxy}",
                                         daemon=True)
         self._thread.start()
         return self
+
+    async def __aenter__(self) -> "TrafficCapture":
+        return await self.astart()
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop()
 
     def stop(self) -> None:
         self._stop = True
@@ -158,6 +190,11 @@ class TrafficCapture:
     def clear(self) -> None:
         """Forgets what was captured so far (after syncing, so nothing older arrives later)."""
         self.sync()
+        with self._lock:
+            self._records.clear()
+
+    async def aclear(self) -> None:
+        await self.async_sync()
         with self._lock:
             self._records.clear()
 

@@ -293,9 +293,5 @@ if pytest_asyncio is not None:
     @pytest_asyncio.fixture
     async def async_faultline_capture(faultline, async_faultline_proxy):
         """faultline_capture for asyncio tests: `await capture.acommands("INCR")`."""
-        capture = TrafficCapture(faultline.client, async_faultline_proxy.name)
-        capture.start()
-        try:
+        async with TrafficCapture(faultline.client, async_faultline_proxy.name) as capture:
             yield capture
-        finally:
-            capture.stop()
