@@ -96,7 +96,7 @@ def classify(exc: BaseException) -> str:
 
 class RedisManager:
     def __init__(self, url: str, *, client_name: str = "app", backoff: Optional[Backoff] = None,
-                 threshold: int = 3, socket_timeout: float = 0.25, health_interval: float = 0.5,
+                 threshold: int = 3, socket_timeout: float = 0.5, health_interval: float = 0.5,
                  resend_ambiguous: bool = False, resend_limit: int = 3):
         self.redis = aredis.Redis.from_url(
             url, client_name=client_name, socket_timeout=socket_timeout,

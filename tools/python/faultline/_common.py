@@ -134,11 +134,11 @@ def profile_request(profile: Any) -> Tuple[bytes, str]:
 
 
 def profile_text(profile: str) -> str:
-    if "\n" in profile or "=" in profile or profile.lstrip().startswith("{"):
-        return profile  # TOML or JSON text
-    if os.path.exists(profile):
+    if "\n" not in profile and os.path.isfile(profile):
         with open(profile, encoding="utf-8") as f:
             return f.read()
+    if "\n" in profile or "=" in profile or profile.lstrip().startswith("{"):
+        return profile  # TOML or JSON text
     tried = []
     for d in profile_dirs():
         for ext in ("", ".toml", ".json"):

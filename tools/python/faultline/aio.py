@@ -28,7 +28,7 @@ from ._common import (FaultlineError, clients_query, describe_verdicts, encode_b
                       encode_query, error_message, expect_failures, next_free_name,
                       profile_done, profile_name, profile_request, q, resp_error_attrs, with_expect,
                       toxic_body, warn_if_unmatched)
-from .api import default_url
+from .api import _metrics_of, default_url
 from .process import (Faultline, check_binary, faultline_command, free_port, read_port_file,
                       redis_command, _tail)
 
@@ -368,7 +368,13 @@ class AsyncProxy:
                                   query={"reset": "true" if reset else "false"})
 
     async def stats(self) -> dict:
-        return await self.client.request("GET", self._path("/stats"))
+        """GET /proxies/{name}/stats, else (--no-metrics) the proxy's samples of /metrics."""
+        try:
+            return await self.client.request("GET", self._path("/stats"))
+        except FaultlineError as e:
+            if e.status != 404:
+                raise
+        return _metrics_of(await self.client.metrics(), self.name)
 
     async def clients(self, client: Optional[str] = None, since_ms: Optional[float] = None,
                       until_ms: Optional[float] = None) -> dict:
