@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <optional>
 
@@ -729,10 +730,39 @@ void Api::confine_log_file(const std::string& previous_path,
   };
 }
 
+// ?client=NAME (a client's name, else its address), ?since_ms=T, ?until_ms=T (the JSON's now_ms
+// clock): a view of one client and/or a time range.
 void Api::show_clients(Request& req, Response& res) {
   proxy::Proxy& p = find_proxy(req);
   if (!clients_) throw ApiError(404, "client verdicts are not recorded");
-  res.json(200, clients_->json_for(p));
+  observe::ClientVerdicts::Query q;
+  if (auto it = req.query.find("client"); it != req.query.end()) {
+    if (it->second.empty())
+      throw ApiError(400, "query parameter 'client' must name a client (its name or address)");
+    q.client = it->second;
+  }
+  auto time = [&](const char* name) -> std::optional<double> {
+    auto it = req.query.find(name);
+    if (it == req.query.end()) return std::nullopt;
+    const std::string& v = it->second;
+    double ms = 0;
+    size_t used = 0;
+    try {
+      ms = std::stod(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (v.empty() || used != v.size() || !std::isfinite(ms) || ms < 0)
+      throw ApiError(400, fmt::format("query parameter '{}' must be a non-negative number of "
+                                      "milliseconds (now_ms's clock), not '{}'",
+                                      name, v));
+    return ms;
+  };
+  q.since_ms = time("since_ms");
+  q.until_ms = time("until_ms");
+  if (q.since_ms && q.until_ms && *q.until_ms < *q.since_ms)
+    throw ApiError(400, "query parameter 'until_ms' must not be before 'since_ms'");
+  res.json(200, clients_->json_for(p, q));
 }
 
 void Api::clear_clients(Request& req, Response& res) {

@@ -66,6 +66,8 @@ connections, clients and traffic
   drop NAME                                 drop them (new ones are still accepted)
   clients NAME [--clear]                    what the clients did about the faults (verdicts);
                                             --clear forgets it
+    [--client C] [--since-ms T] [--until-ms T]  one client (its name, else its address) and/or
+                                            a time range (ms on the verdicts' now_ms clock)
   stats NAME                                per-command counters and latencies
   metrics                                   every metric, in Prometheus's text format
   log                                       the traffic log's state
@@ -104,7 +106,8 @@ struct Args {
 
 const std::set<std::string> kValueOptions = {"api",        "token",  "listen",   "upstream",
                                              "type",       "stream", "toxicity", "attribute",
-                                             "toxic-name", "speed",  "format"};
+                                             "toxic-name", "speed",  "format",
+                                             "client",     "since-ms", "until-ms"};
 const std::set<std::string> kFlagOptions = {"json", "help", "disabled", "replace", "clear"};
 const std::set<std::string> kGlobalOptions = {"api", "token", "json", "help"};
 
@@ -1043,15 +1046,26 @@ private:
   }
 
   int clients() {
-    expect_args(1, {"NAME"}, {"clear"});
-    const std::string path = proxy_path(a_.positional[1]) + "/clients";
+    expect_args(1, {"NAME"}, {"clear", "client", "since-ms", "until-ms"});
+    std::string path = proxy_path(a_.positional[1]) + "/clients";
     if (a_.flags.count("clear")) {
+      if (a_.has("client") || a_.has("since-ms") || a_.has("until-ms"))
+        throw UsageError("--clear forgets every client's verdicts: it takes no --client, "
+                         "--since-ms or --until-ms");
       if (!call("DELETE", path))
         return 1;
       if (!json_)
         out_ << "forgot what the clients of " << a_.positional[1] << " did\n";
       return 0;
     }
+    // The server checks the values (400 naming the parameter); the names map one to one.
+    char sep = '?';
+    for (const auto& [opt, param] : {std::pair{"client", "client"}, std::pair{"since-ms", "since_ms"},
+                                     std::pair{"until-ms", "until_ms"}})
+      if (const std::string* v = a_.value(opt)) {
+        path += sep + std::string(param) + "=" + percent_encode_segment(*v);
+        sep = '&';
+      }
     auto r = call("GET", path);
     if (!r)
       return 1;

@@ -1,6 +1,7 @@
 #include "observe/clients.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 
@@ -41,7 +42,8 @@ uint64_t fnv1a(std::string_view a, std::string_view b) {
   return h;
 }
 
-// Commands a client sends to set a connection up, and so replays on every new connection.
+// Commands a client sends to set a connection up, and so replays on every new connection: the
+// handshake recorded per connection.
 bool is_handshake(std::string_view name, std::string_view sub) {
   if (name == "HELLO" || name == "AUTH" || name == "SELECT" || name == "READONLY" ||
       name == "READWRITE" || name == "SUBSCRIBE" || name == "PSUBSCRIBE" || name == "SSUBSCRIBE")
@@ -107,7 +109,80 @@ std::string handshake_label(const resp::RequestFrame& f) {
   return s;
 }
 
+std::string_view strip_port(std::string_view addr) {
+  // "127.0.0.1:5000" -> "127.0.0.1", "[::1]:5000" -> "::1": reconnects keep the client's identity.
+  auto colon = addr.rfind(':');
+  if (colon != std::string_view::npos) addr = addr.substr(0, colon);
+  if (addr.size() >= 2 && addr.front() == '[' && addr.back() == ']')
+    addr = addr.substr(1, addr.size() - 2);
+  return addr;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::toupper(static_cast<unsigned char>(a[i])) != b[i]) return false;
+  return true;
+}
+
+// The name a request gives its connection: CLIENT SETNAME name, HELLO ... SETNAME name.
+std::optional<std::string_view> name_set_by(const resp::RequestFrame& f) {
+  if (f.name == "CLIENT" && f.sub == "SETNAME" && f.args.size() >= 3 && !f.args[2].data.empty() &&
+      !f.args[2].truncated())
+    return f.args[2].data;
+  if (f.name == "HELLO")
+    for (size_t i = 1; i + 1 < f.args.size(); ++i)
+      if (iequals(f.args[i].data, "SETNAME") && !f.args[i + 1].data.empty() &&
+          !f.args[i + 1].truncated())
+        return f.args[i + 1].data;
+  return std::nullopt;
+}
+
+bool proxy_faulted(const proxy::Proxy& p) {
+  return !p.enabled() || p.accept_mode() != proxy::AcceptMode::Normal || !p.toxics().empty();
+}
+
 } // namespace
+
+uint64_t args_hash(const resp::RequestFrame& f) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix_u64 = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) h = (h ^ ((v >> (8 * i)) & 0xFF)) * 1099511628211ull;
+  };
+  mix_u64(f.argc);
+  for (const resp::Arg& a : f.args) {
+    mix_u64(a.len);
+    for (unsigned char c : a.data) h = (h ^ c) * 1099511628211ull;
+  }
+  return h == 0 ? 1 : h;
+}
+
+bool is_connection_setup(std::string_view name, std::string_view sub,
+                         const resp::CommandInfo* cmd) {
+  if (is_handshake(name, sub)) return true;
+  if (name == "READONLY" || name == "READWRITE" || name == "RESET" || name == "PING" ||
+      name == "ECHO")
+    return true;
+  // What the table (Redis's command docs) files under @connection, but not the commands that act
+  // on other connections or the server (CLIENT KILL, CLIENT PAUSE: @admin / @dangerous) nor
+  // WAIT, which waits for the application's writes.
+  if (cmd && cmd->in(resp::AclCategory::Connection) && !cmd->is_admin() &&
+      !cmd->in(resp::AclCategory::Dangerous) && cmd->name != "WAIT" &&
+      (cmd->sub == sub || sub.empty()))
+    return true;
+  return false;
+}
+
+std::string_view classify_retries(const std::vector<std::vector<double>>& seqs) {
+  std::string_view shape = "unknown";
+  for (const auto& s : seqs) {
+    std::string_view c = classify_backoff(s);
+    if (c == "unknown") continue;
+    if (shape == "unknown") shape = c;
+    else if (shape != c) return "irregular";
+  }
+  return shape;
+}
 
 std::string_view classify_backoff(const std::vector<double>& v) {
   if (v.size() < 3) return "unknown";
@@ -163,9 +238,15 @@ void ClientRecord::on_connect(uint64_t now_us) {
   else push_bounded(per_second_, {sec, uint64_t{1}}, lim_.timeline_seconds);
 
   Window* w = current();
+  // A retry: a connect after a failed connection, before any good reply since. An ordinary
+  // connect after recovery (a pool opening one more connection) is not one.
   std::optional<double> interval;
-  if (last_failed_) interval = to_ms(now_us - last_failure_us_);
-  if (interval) push_bounded(intervals_, *interval, lim_.recent_intervals);
+  if (last_failed_ && retrying_) interval = to_ms(now_us - last_failure_us_);
+  if (interval) {
+    push_bounded(intervals_, *interval, lim_.recent_intervals);
+    if (!retries_.empty() && retries_.back().intervals_ms.size() < lim_.recent_intervals)
+      retries_.back().intervals_ms.push_back(*interval);
+  }
   if (w) {
     ++w->connects;
     w->peak_connects_per_second = std::max<uint64_t>(w->peak_connects_per_second,
@@ -179,6 +260,12 @@ void ClientRecord::on_connect(uint64_t now_us) {
 void ClientRecord::on_connection_end(uint64_t now_us, bool failed) {
   if (!failed) return;
   ++failed_connections_;
+  if (!retrying_) {
+    retrying_ = true;
+    RetrySequence seq;
+    seq.start_us = now_us;
+    push_bounded(retries_, std::move(seq), lim_.retry_sequences);
+  }
   last_failed_ = true;
   last_failure_us_ = now_us;
   if (Window* w = current()) ++w->failed_connections;
@@ -186,18 +273,25 @@ void ClientRecord::on_connection_end(uint64_t now_us, bool failed) {
 
 bool ClientRecord::on_request(uint64_t now_us, const CommandIdent& c, uint64_t session) {
   ++commands_seen_;
-  if (candidates_.empty()) return false;
+  if (candidates_.empty() || c.setup) return false;
   while (!candidates_.empty() && candidates_.front().at_us + lim_.resend_window_us < now_us)
     candidates_.pop_front();
   for (auto it = candidates_.begin(); it != candidates_.end(); ++it) {
     if (it->cmd_hash != c.cmd_hash || it->key_hash != c.key_hash) continue;
-    ++resends_;
-    ++resent_by_command_[std::string(c.name)];
+    // The same arguments; a failed request whose arguments were not hashed (sent before any
+    // fault, cut off by one the data path met: Redis reset it) is compared on command and key.
+    if (it->args_hash && c.args_hash && it->args_hash != c.args_hash) continue;
+    if (it->cut_off) {
+      ++resends_;
+      ++resent_by_command_[std::string(c.name)];
+      if (Window* w = current()) ++w->resends;
+    } else {
+      ++error_retries_;
+    }
     push_bounded(recent_resends_,
                  Resend{now_us, std::string(c.name), it->reason, to_ms(now_us - it->at_us),
-                        it->session == session},
+                        it->session == session, it->cut_off},
                  lim_.recent_resends);
-    if (Window* w = current()) ++w->resends;
     candidates_.erase(it);
     return true;
   }
@@ -205,13 +299,24 @@ bool ClientRecord::on_request(uint64_t now_us, const CommandIdent& c, uint64_t s
 }
 
 void ClientRecord::on_command_failed(uint64_t now_us, const CommandIdent& c, uint64_t session,
-                                     std::string_view reason) {
-  push_bounded(candidates_, Candidate{now_us, c.cmd_hash, c.key_hash, session, std::string(reason)},
+                                     std::string_view reason, bool cut_off) {
+  if (c.setup) return;
+  push_bounded(candidates_,
+               Candidate{now_us, c.cmd_hash, c.key_hash, c.args_hash, session, std::string(reason),
+                         cut_off},
                lim_.candidates);
+}
+
+void ClientRecord::moved_on(uint64_t sent_us) {
+  while (!candidates_.empty() && candidates_.front().at_us <= sent_us) candidates_.pop_front();
 }
 
 void ClientRecord::on_success(uint64_t now_us) {
   ++successes_;
+  if (retrying_) {
+    retrying_ = false;
+    if (!retries_.empty()) retries_.back().recovered_us = now_us;
+  }
   if (windows_.empty()) return;
   Window& w = windows_.back();
   if (w.end_us && !w.recovered_us && now_us >= *w.end_us) w.recovered_us = now_us;
@@ -258,14 +363,44 @@ void ClientRecord::clear() {
   *this = ClientRecord(lim_);
 }
 
-std::optional<double> ClientRecord::worst_time_to_recover_ms(uint64_t now_us) const {
+std::optional<double> ClientRecord::worst_time_to_recover_ms() const {
   std::optional<double> worst;
-  for (const auto& w : windows_) {
-    if (!w.end_us) continue;
-    double t = w.recovered_us ? to_ms(*w.recovered_us - *w.end_us) : to_ms(now_us - *w.end_us);
-    worst = std::max(worst.value_or(0.0), t);
-  }
+  for (const auto& w : windows_)
+    if (auto t = w.time_to_recover_ms()) worst = std::max(worst.value_or(0.0), *t);
   return worst;
+}
+
+size_t ClientRecord::unrecovered_windows() const {
+  return static_cast<size_t>(std::count_if(windows_.begin(), windows_.end(), [](const Window& w) {
+    return w.end_us && !w.recovered_us;
+  }));
+}
+
+std::optional<double> ClientRecord::longest_unrecovered_ms(uint64_t now_us) const {
+  std::optional<double> longest;
+  for (const auto& w : windows_)
+    if (w.end_us && !w.recovered_us)
+      longest = std::max(longest.value_or(0.0), to_ms(now_us > *w.end_us ? now_us - *w.end_us : 0));
+  return longest;
+}
+
+void ClientRecord::drop_windows_before(uint64_t since_us) {
+  while (!windows_.empty() && windows_.front().end_us && *windows_.front().end_us < since_us)
+    windows_.pop_front();
+}
+
+std::string_view ClientRecord::backoff() const {
+  std::vector<std::vector<double>> seqs;
+  for (const auto& r : retries_) seqs.push_back(r.intervals_ms);
+  return classify_retries(seqs);
+}
+
+std::vector<double> ClientRecord::backoff_intervals_ms() const {
+  for (auto it = retries_.rbegin(); it != retries_.rend(); ++it)
+    if (it->intervals_ms.size() >= 3) return it->intervals_ms;
+  for (auto it = retries_.rbegin(); it != retries_.rend(); ++it)
+    if (!it->intervals_ms.empty()) return it->intervals_ms;
+  return {};
 }
 
 json ClientRecord::to_json(uint64_t now_us, uint64_t epoch_us) const {
@@ -275,7 +410,13 @@ json ClientRecord::to_json(uint64_t now_us, uint64_t epoch_us) const {
   uint64_t epoch_sec = epoch_us / kSecondUs;
   for (const auto& [sec, n] : per_second_)
     per_second.push_back(json::array({sec >= epoch_sec ? sec - epoch_sec : 0, n}));
-  std::vector<double> intervals(intervals_.begin(), intervals_.end());
+  json retries = json::array();
+  for (const auto& r : retries_)
+    retries.push_back({{"start_ms", rel_ms(r.start_us, epoch_us)},
+                       {"recovered_ms",
+                        r.recovered_us ? json(rel_ms(*r.recovered_us, epoch_us)) : json(nullptr)},
+                       {"intervals_ms", r.intervals_ms},
+                       {"backoff", classify_backoff(r.intervals_ms)}});
 
   json windows = json::array();
   for (const auto& w : windows_) {
@@ -300,13 +441,15 @@ json ClientRecord::to_json(uint64_t now_us, uint64_t epoch_us) const {
                            {"command", r.command},
                            {"reason", r.reason},
                            {"after_ms", r.after_ms},
-                           {"same_connection", r.same_connection}});
+                           {"same_connection", r.same_connection},
+                           {"cut_off", r.cut_off}});
   json hs = json::array();
   for (const auto& h : handshakes_)
     hs.push_back({{"at_ms", rel_ms(h.at_us, epoch_us)},
                   {"connection", h.session},
                   {"commands", h.commands}});
-  auto worst = worst_time_to_recover_ms(now_us);
+  auto worst = worst_time_to_recover_ms();
+  auto waiting = longest_unrecovered_ms(now_us);
   std::optional<double> last;
   for (auto it = windows_.rbegin(); it != windows_.rend(); ++it)
     if (auto t = it->time_to_recover_ms()) {
@@ -326,19 +469,113 @@ json ClientRecord::to_json(uint64_t now_us, uint64_t epoch_us) const {
         {"peak_at_ms", peak_cps_ ? json(rel_ms(peak_at_us_, epoch_us)) : json(nullptr)},
         {"recent_ms", std::move(recent)},
         {"per_second", std::move(per_second)}}},
-      {"reconnect_intervals_ms", intervals},
-      {"backoff", classify_backoff(intervals)},
+      {"reconnect_intervals_ms", backoff_intervals_ms()},
+      {"backoff", backoff()},
+      {"retries", std::move(retries)},
       {"recovery",
        {{"last_time_to_recover_ms", last ? json(*last) : json(nullptr)},
-        {"worst_time_to_recover_ms", worst ? json(*worst) : json(nullptr)}}},
+        {"worst_time_to_recover_ms", worst ? json(*worst) : json(nullptr)},
+        {"unrecovered_windows", unrecovered_windows()},
+        {"longest_unrecovered_ms", waiting ? json(*waiting) : json(nullptr)}}},
       {"resends",
-       {{"total", resends_}, {"by_command", resent_by_command_}, {"recent", std::move(resend_list)}}},
+       {{"total", resends_},
+        {"by_command", resent_by_command_},
+        {"after_errors", error_retries_},
+        {"recent", std::move(resend_list)}}},
       {"handshake",
        {{"connections", handshake_connections_},
         {"commands", handshake_counts_},
         {"recent", std::move(hs)}}},
       {"windows", std::move(windows)},
   };
+}
+
+// ---- the log a per-client view is replayed from ----
+
+void VerdictLog::add(Event e) {
+  events_.push_back(std::move(e));
+  if (events_.size() > lim_.events) {
+    events_.pop_front();
+    dropped_ = true;
+  }
+}
+
+void VerdictLog::identify(uint64_t session, std::string client) {
+  if (!clients_.contains(client)) {
+    if (clients_.size() >= lim_.clients) {
+      // Forget the client seen first: the list is for asking about recent ones.
+      auto oldest = std::min_element(clients_.begin(), clients_.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+      clients_.erase(oldest);
+    }
+    clients_.emplace(client, next_client_++);
+  }
+  identity_[session] = std::move(client);
+  while (identity_.size() > lim_.identities) identity_.erase(identity_.begin());
+}
+
+const std::string* VerdictLog::identity(uint64_t session) const {
+  auto it = identity_.find(session);
+  return it == identity_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> VerdictLog::clients() const {
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (const auto& [name, n] : clients_) order.emplace_back(n, name);
+  std::sort(order.begin(), order.end());
+  std::vector<std::string> out;
+  for (auto& [n, name] : order) out.push_back(std::move(name));
+  return out;
+}
+
+std::optional<uint64_t> VerdictLog::complete_since_us() const {
+  if (!dropped_ || events_.empty()) return std::nullopt;
+  return events_.front().at_us;
+}
+
+void VerdictLog::clear() { *this = VerdictLog(lim_); }
+
+void VerdictLog::replay(const Filter& f, ClientRecord& out) const {
+  using K = Event::Kind;
+  bool in_range = false;
+  for (const Event& e : events_) {
+    if (e.at_us >= f.until_us) break;
+    if (!in_range && e.at_us >= f.since_us) {
+      // Faults before the range set the state it starts in; what they ended is not in it.
+      in_range = true;
+      out.drop_windows_before(f.since_us);
+    }
+    if (e.kind == K::Faults) {
+      out.set_faults(e.at_us, e.flag, e.list);
+      continue;
+    }
+    if (e.kind == K::PointFault) {
+      out.point_fault(e.at_us, e.name);
+      continue;
+    }
+    if (e.at_us < f.since_us) continue;
+    if (f.client) {
+      const std::string* who = identity(e.session);
+      if (!who || *who != *f.client) continue;
+    }
+    switch (e.kind) {
+    case K::Connect: out.on_connect(e.at_us); break;
+    case K::End: out.on_connection_end(e.at_us, e.flag); break;
+    case K::Request: out.on_request(e.at_us, e.ident(), e.session); break;
+    case K::Failed:
+      out.on_command_failed(e.at_us, e.ident(), e.session, e.reason, e.flag);
+      break;
+    case K::MovedOn: out.moved_on(e.n1); break;
+    case K::Success: out.on_success(e.at_us); break;
+    case K::Handshake: out.on_handshake(e.at_us, e.session, e.list); break;
+    case K::Counts:
+      out.count_requests(e.n1);
+      out.count_successes(e.n2);
+      break;
+    default: break;
+    }
+  }
+  out.drop_windows_before(f.since_us);
 }
 
 // ---- the observer ----
@@ -378,48 +615,89 @@ void ClientVerdicts::close(std::function<void()> done) {
   });
 }
 
-ClientRecord& ClientVerdicts::record_named(const std::string& name) {
+ClientVerdicts::Tracked& ClientVerdicts::tracked_named(const std::string& name) {
   auto it = records_.find(name);
-  if (it == records_.end())
-    it = records_.emplace(name, std::make_unique<ClientRecord>(lim_)).first;
+  if (it == records_.end()) it = records_.emplace(name, std::make_unique<Tracked>(lim_)).first;
   return *it->second;
 }
 
-void ClientVerdicts::sync(const proxy::Proxy& p, ClientRecord& rec, uint64_t now) {
-  bool faulted = !p.enabled() || p.accept_mode() != proxy::AcceptMode::Normal ||
-                 !p.toxics().empty();
+void ClientVerdicts::sync(const proxy::Proxy& p, Tracked& t, uint64_t now) {
+  ClientRecord& rec = t.rec;
+  bool faulted = proxy_faulted(p);
   if (!faulted && !rec.faulted()) return;
   std::vector<std::string> faults;
   if (!p.enabled()) faults.emplace_back("disabled");
   if (p.accept_mode() == proxy::AcceptMode::Reset) faults.emplace_back("accept=reset");
   if (p.accept_mode() == proxy::AcceptMode::Hang) faults.emplace_back("accept=hang");
-  for (const auto& t : p.toxics()) faults.push_back(t.name);
+  for (const auto& x : p.toxics()) faults.push_back(x.name);
+  if (faulted == rec.faulted() && faults == rec.faults()) return;
+  if (!faulted) ++t.ended;  // a window ends: each connection logs its next good reply
+  VerdictLog::Event e;
+  e.kind = VerdictLog::Event::Kind::Faults;
+  e.at_us = now;
+  e.flag = faulted;
+  e.list = faults;
+  t.log.add(std::move(e));
   rec.set_faults(now, faulted, faults);
 }
 
 void ClientVerdicts::poll() {
   uint64_t now = clock_();
-  for (const auto& [name, p] : registry_.proxies()) sync(*p, record_named(name), now);
+  for (const auto& [name, p] : registry_.proxies()) sync(*p, tracked_named(name), now);
 }
 
 ClientRecord& ClientVerdicts::record(const proxy::Proxy& p) {
-  ClientRecord& rec = record_named(p.name());
-  sync(p, rec, clock_());
-  return rec;
+  Tracked& t = tracked_named(p.name());
+  sync(p, t, clock_());
+  return t.rec;
 }
 
-json ClientVerdicts::json_for(const proxy::Proxy& p) {
-  ClientRecord& rec = record(p);
-  json j = rec.to_json(clock_(), epoch_us_);
+json ClientVerdicts::json_for(const proxy::Proxy& p, const Query& q) {
+  Tracked& t = tracked_named(p.name());
+  uint64_t now = clock_();
+  sync(p, t, now);
+  for (auto& [s, st] : sessions_)
+    if (st.tracked == &t) flush_counts(st, now);
+  json j;
+  if (!q.client && !q.since_ms && !q.until_ms) {
+    j = t.rec.to_json(now, epoch_us_);
+  } else {
+    auto at = [&](double ms) { return epoch_us_ + static_cast<uint64_t>(std::max(ms, 0.0) * 1000); };
+    VerdictLog::Filter f;
+    f.client = q.client;
+    if (q.since_ms) f.since_us = at(*q.since_ms);
+    if (q.until_ms) f.until_us = at(*q.until_ms);
+    ClientRecord view(lim_);
+    t.log.replay(f, view);
+    j = view.to_json(std::min(now, f.until_us), epoch_us_);
+    j["client"] = q.client ? json(*q.client) : json(nullptr);
+    j["since_ms"] = q.since_ms ? json(*q.since_ms) : json(nullptr);
+    j["until_ms"] = q.until_ms ? json(*q.until_ms) : json(nullptr);
+    auto whole = t.log.complete_since_us();
+    j["complete_since_ms"] = whole ? json(rel_ms(*whole, epoch_us_)) : json(nullptr);
+  }
   j["proxy"] = p.name();
+  j["clients"] = t.log.clients();
   return j;
 }
 
 void ClientVerdicts::clear(std::string_view proxy) {
   auto it = records_.find(proxy);
   if (it == records_.end()) return;
-  it->second->clear();
-  if (auto* p = registry_.find(proxy)) sync(*p, *it->second, clock_());
+  Tracked& t = *it->second;
+  // Connections still open keep their identity; their counts so far are forgotten.
+  std::vector<std::pair<uint64_t, std::string>> open;
+  for (auto& [s, st] : sessions_)
+    if (st.tracked == &t) {
+      st.requests = st.successes = 0;
+      st.success_logged = ~uint64_t{0};
+      const std::string* who = t.log.identity(st.id);
+      open.emplace_back(st.id, who ? *who : std::string(strip_port(s->client_address())));
+    }
+  t.rec.clear();
+  t.log.clear();
+  for (auto& [id, who] : open) t.log.identify(id, std::move(who));
+  if (auto* p = registry_.find(proxy)) sync(*p, t, clock_());
 }
 
 inline ClientVerdicts::SessionState* ClientVerdicts::state(const proxy::Session& s) {
@@ -447,24 +725,55 @@ CommandIdent ClientVerdicts::ident_of(const Pending& p, std::string& display) {
     name = std::string_view(display).substr(0, p.split);
     if (p.split < display.size()) sub = std::string_view(display).substr(p.split + 1);
   }
-  return CommandIdent{fnv1a(name, sub), p.key_hash, display};
+  return CommandIdent{fnv1a(name, sub), p.key_hash, p.args_hash,
+                      is_connection_setup(name, sub, p.cmd), display};
+}
+
+void ClientVerdicts::flush_counts(SessionState& st, uint64_t now) {
+  if (st.requests == 0 && st.successes == 0) return;
+  VerdictLog::Event e;
+  e.kind = VerdictLog::Event::Kind::Counts;
+  e.at_us = now;
+  e.session = st.id;
+  e.n1 = st.requests;
+  e.n2 = st.successes;
+  st.requests = st.successes = 0;
+  st.tracked->log.add(std::move(e));
+}
+
+void ClientVerdicts::log(SessionState& st, VerdictLog::Event e) {
+  flush_counts(st, e.at_us);
+  e.session = st.id;
+  st.tracked->log.add(std::move(e));
 }
 
 void ClientVerdicts::on_session_open(proxy::Session& s) {
   uint64_t now = clock_();
-  ClientRecord& rec = record_named(s.proxy().name());
-  sync(s.proxy(), rec, now);
-  rec.on_connect(now);
+  Tracked& t = tracked_named(s.proxy().name());
+  sync(s.proxy(), t, now);
+  t.rec.on_connect(now);
   SessionState& st = sessions_[&s];
-  st.record = &rec;
+  st.record = &t.rec;
+  st.tracked = &t;
   st.id = s.id();
   state_slot(&s) = {};
+  t.log.identify(st.id, std::string(strip_port(s.client_address())));
+  VerdictLog::Event e;
+  e.kind = VerdictLog::Event::Kind::Connect;
+  e.at_us = now;
+  log(st, std::move(e));
 }
 
 void ClientVerdicts::finish_handshake(SessionState& st, uint64_t now) {
   if (st.handshake_done) return;
   st.handshake_done = true;
-  if (!st.handshake.empty()) st.record->on_handshake(now, st.id, st.handshake);
+  if (st.handshake.empty()) return;
+  st.record->on_handshake(now, st.id, st.handshake);
+  VerdictLog::Event e;
+  e.kind = VerdictLog::Event::Kind::Handshake;
+  e.at_us = now;
+  e.list = st.handshake;
+  log(st, std::move(e));
 }
 
 void ClientVerdicts::on_session_close(proxy::Session& s) {
@@ -473,13 +782,24 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
   if (it == sessions_.end()) return;
   uint64_t now = clock_();
   SessionState& st = it->second;
-  ClientRecord& rec = *st.record;
-  sync(s.proxy(), rec, now);
+  Tracked& t = *st.tracked;
+  ClientRecord& rec = t.rec;
+  sync(s.proxy(), t, now);
   finish_handshake(st, now);
   proxy::CloseReason why = s.close_reason();
   bool failed = failed_close(why);
+  using K = VerdictLog::Event::Kind;
   if (failed) {
-    if (point_fault_reason(why)) rec.point_fault(now, proxy::to_string(why));
+    if (point_fault_reason(why)) {
+      std::string label(proxy::to_string(why));
+      if (!rec.faulted()) ++t.ended;  // a window of its own, ended at once
+      rec.point_fault(now, label);
+      VerdictLog::Event e;
+      e.kind = K::PointFault;
+      e.at_us = now;
+      e.name = std::move(label);
+      t.log.add(std::move(e));
+    }
     // At risk: the request whose reply a fault acted on last, then those still pending.
     std::vector<Pending> at_risk;
     if (const proxy::Pairing* pairing = s.pairing()) {
@@ -492,23 +812,49 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
     if (st.faulted && (at_risk.empty() || st.faulted_req.id < at_risk.front().id))
       at_risk.insert(at_risk.begin(), std::move(st.faulted_req));
     std::string display;
-    for (const Pending& p : at_risk)
-      rec.on_command_failed(now, ident_of(p, display), st.id, proxy::to_string(why));
+    for (const Pending& p : at_risk) {
+      CommandIdent c = ident_of(p, display);
+      if (c.setup) continue;
+      rec.on_command_failed(now, c, st.id, proxy::to_string(why), true);
+      VerdictLog::Event e;
+      e.kind = K::Failed;
+      e.at_us = now;
+      e.flag = true;
+      e.cmd_hash = c.cmd_hash;
+      e.key_hash = c.key_hash;
+      e.args_hash = c.args_hash;
+      e.name = display;
+      e.reason = proxy::to_string(why);
+      log(st, std::move(e));
+    }
   }
   rec.on_connection_end(now, failed);
+  VerdictLog::Event e;
+  e.kind = K::End;
+  e.at_us = now;
+  e.flag = failed;
+  log(st, std::move(e));
   sessions_.erase(it);
 }
 
 ClientVerdicts::Pending ClientVerdicts::at_risk_of(SessionState& st,
                                                    const proxy::PendingInfo& info) const {
+  uint64_t h = 0;
+  for (const auto& [id, hash] : st.hashes)
+    if (id == info.id) h = hash;
   for (const Pending& n : st.names)
-    if (n.id == info.id) return n;
-  return Pending{info.id, info.cmd, info.key_hash, {}, 0};
+    if (n.id == info.id) {
+      Pending p = n;
+      p.args_hash = h;
+      return p;
+    }
+  return Pending{info.id, info.cmd, info.key_hash, h, {}, 0};
 }
 
 // Per request: a counter. What a failed request was (command, key hash) is read from the
-// pairing FIFO when it fails; the clock is read, and the command named, only while a failed
-// command is watched for a resend or the handshake is open.
+// pairing FIFO when it fails; the clock is read, and the command named and its arguments
+// hashed, only while a fault is in effect, a failed command is watched for a resend, or the
+// handshake is open.
 void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, proxy::PendingId id,
                                 std::string_view) {
   SessionState* stp = state(s);
@@ -516,12 +862,14 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
   SessionState& st = *stp;
   const bool named = f.cmd && (!f.cmd->sub.empty() || f.sub.empty());
   ClientRecord& rec = *st.record;
-  if (named && !rec.watching_resends() && st.handshake_done) [[likely]] {
+  if (named && !rec.watching_resends() && st.handshake_done && !proxy_faulted(s.proxy()))
+      [[likely]] {
     rec.count_request();
+    ++st.requests;
     return;
   }
   [&]() __attribute__((noinline)) {
-    Pending p{id, named ? f.cmd : nullptr, f.has_key ? proxy::key_hash(f.key.data) : 0u, {}, 0};
+    Pending p{id, named ? f.cmd : nullptr, f.has_key ? proxy::key_hash(f.key.data) : 0u, 0, {}, 0};
     if (!named) {
       // Unknown, or a container with a subcommand the table does not know: keep the text.
       std::string_view name = f.cmd ? f.cmd->name : f.name;
@@ -534,15 +882,41 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
       if (st.names.size() >= kMaxAtRisk) st.names.erase(st.names.begin());
       st.names.push_back(p);
     }
+    const bool setup = is_connection_setup(f.name, f.sub, f.cmd);
+    if (!setup) {
+      p.args_hash = args_hash(f);
+      if (st.hashes.size() >= kMaxAtRisk) st.hashes.pop_front();
+      st.hashes.emplace_back(id, p.args_hash);
+    }
     if (rec.watching_resends()) {
+      uint64_t now = clock_();
       std::string display;
-      rec.on_request(clock_(), ident_of(p, display), st.id);
+      CommandIdent c = ident_of(p, display);
+      bool resend = rec.on_request(now, c, st.id);
+      VerdictLog::Event e;
+      e.kind = VerdictLog::Event::Kind::Request;
+      e.at_us = now;
+      e.cmd_hash = c.cmd_hash;
+      e.key_hash = c.key_hash;
+      e.args_hash = c.args_hash;
+      e.setup = c.setup;
+      e.name = display;
+      log(st, std::move(e));
+      if (!resend && !setup && !st.new_work) {
+        st.new_work = id;
+        st.new_work_us = now;
+      }
     } else {
       rec.count_request();
+      ++st.requests;
     }
     if (!st.handshake_done) {
       if (is_handshake(f.name, f.sub)) {
         if (st.handshake.size() < 16) st.handshake.push_back(handshake_label(f));
+        if (auto name = name_set_by(f)) {
+          st.named = true;
+          st.tracked->log.identify(st.id, std::string(*name));
+        }
       } else if (!is_neutral(f.name)) {
         finish_handshake(st, clock_());
       }
@@ -552,11 +926,54 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
 
 bool ClientVerdicts::plain_requests_now(proxy::Session& s) {
   SessionState* st = state(s);
-  return st != nullptr && st->handshake_done && !st->record->watching_resends();
+  return st != nullptr && st->handshake_done && !st->record->watching_resends() &&
+         !proxy_faulted(s.proxy());
 }
 
 void ClientVerdicts::on_plain_requests(proxy::Session& s, uint64_t n) {
-  if (SessionState* st = state(s)) st->record->count_requests(n);
+  if (SessionState* st = state(s)) {
+    st->record->count_requests(n);
+    st->requests += n;
+  }
+}
+
+// A good reply reached the client: a recovery, the end of a retry sequence, the first good reply
+// of this connection since a window ended (logged, for per-client views), or a count.
+void ClientVerdicts::good_reply(SessionState& st) {
+  Tracked& t = *st.tracked;
+  const bool pending = t.rec.recovery_pending();
+  if (!pending && st.success_logged == t.ended) {
+    t.rec.count_success();
+    ++st.successes;
+    return;
+  }
+  uint64_t now = clock_();
+  if (pending) t.rec.on_success(now);
+  else t.rec.count_success();
+  st.success_logged = t.ended;
+  VerdictLog::Event e;
+  e.kind = VerdictLog::Event::Kind::Success;
+  e.at_us = now;
+  log(st, std::move(e));
+}
+
+void ClientVerdicts::answered(SessionState& st, proxy::PendingId last, bool good) {
+  auto& names = st.names;
+  size_t n = 0;
+  while (n < names.size() && names[n].id <= last) ++n;
+  names.erase(names.begin(), names.begin() + ptrdiff_t(n));
+  while (!st.hashes.empty() && st.hashes.front().first <= last) st.hashes.pop_front();
+  if (good && st.new_work && st.new_work <= last) {
+    // The client's new work got its answer: what failed before it and was not sent again was
+    // given up.
+    st.record->moved_on(st.new_work_us);
+    VerdictLog::Event e;
+    e.kind = VerdictLog::Event::Kind::MovedOn;
+    e.at_us = clock_();
+    e.n1 = st.new_work_us;
+    log(st, std::move(e));
+    st.new_work = 0;
+  }
 }
 
 // Good replies the client got, in a run: successes, and an end to a recovery.
@@ -566,19 +983,15 @@ void ClientVerdicts::on_plain_replies(proxy::Session& s,
   if (stp == nullptr) return;
   SessionState& st = *stp;
   st.faulted = false;
-  if (!st.names.empty()) [[unlikely]] {
-    const proxy::PendingId last = groups.back().last_id;
-    size_t answered = 0;
-    while (answered < st.names.size() && st.names[answered].id <= last) ++answered;
-    st.names.erase(st.names.begin(), st.names.begin() + ptrdiff_t(answered));
-  }
   uint64_t n = 0;
   for (const proxy::PlainReplies& g : groups) n += g.count;
-  if (st.record->recovery_pending()) {
-    st.record->on_success(clock_());
+  if (reply_watch(st)) [[unlikely]] {
+    answered(st, groups.back().last_id, true);
+    good_reply(st);
     --n;
   }
   st.record->count_successes(n);
+  st.successes += n;
 }
 
 void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
@@ -591,20 +1004,21 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   // Replies come in order: whatever is older than this one was answered, including a reply a
   // fault acted on (delayed), since the connection carried on after it.
   st.faulted = false;
-  if (frame && !frame->is_error() && fault.empty() && st.names.empty()) [[likely]] {
+  if (frame && !frame->is_error() && fault.empty() && !reply_watch(st)) [[likely]] {
     // A good reply the client got: the common case, without the failure bookkeeping below.
-    if (st.record->recovery_pending()) st.record->on_success(clock_());
-    else st.record->count_success();
+    st.record->count_success();
+    ++st.successes;
     return;
   }
   [&]() __attribute__((noinline)) {
     const proxy::PendingId id = r.request.id;
-    auto& names = st.names;
-    size_t older = 0;
-    while (older < names.size() && names[older].id < id) ++older;
-    names.erase(names.begin(), names.begin() + ptrdiff_t(older));
+    // Older requests were answered; this one's entries stay until it is looked at.
+    if (id > 0) answered(st, id - 1, false);
     Pending p = at_risk_of(st, r.request);
-    if (r.final && !names.empty() && names.front().id == id) names.erase(names.begin());
+    if (r.final) {
+      if (!st.names.empty() && st.names.front().id == id) st.names.erase(st.names.begin());
+      if (!st.hashes.empty() && st.hashes.front().first == id) st.hashes.pop_front();
+    }
 
     bool failed = false;
     std::string reason;
@@ -617,10 +1031,25 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     }
     if (failed) {
       std::string display;
-      st.record->on_command_failed(clock_(), ident_of(p, display), st.id, reason);
+      CommandIdent c = ident_of(p, display);
+      if (!c.setup) {
+        uint64_t now = clock_();
+        st.record->on_command_failed(now, c, st.id, reason, false);
+        VerdictLog::Event e;
+        e.kind = VerdictLog::Event::Kind::Failed;
+        e.at_us = now;
+        e.flag = false;
+        e.cmd_hash = c.cmd_hash;
+        e.key_hash = c.key_hash;
+        e.args_hash = c.args_hash;
+        e.name = display;
+        e.reason = reason;
+        log(st, std::move(e));
+      }
     } else if (frame && fault.empty()) {
-      if (st.record->recovery_pending()) st.record->on_success(clock_());
-      else st.record->count_success();
+      // Any reply Redis gave, an error such as WRONGTYPE included, shows the client through.
+      if (r.final) answered(st, id, true);
+      good_reply(st);
     } else if (frame) {
       // A fault acted on this reply (delayed, truncated, or the connection is reset once Redis
       // answered): if the connection breaks now, the client never had it. It stays at risk.

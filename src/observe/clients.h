@@ -11,6 +11,11 @@
 // accept mode, any toxic), merged with the point faults the data path reports (a failed upstream
 // connect, dropped connections). Its "time to recover" runs from its end to the first
 // successful reply. ClientRecord is pure (no libuv): time is passed in, so it is tested directly.
+//
+// Per client and per time range: besides the live ClientRecord of a proxy, the observer keeps a
+// bounded log of the events that fed it (VerdictLog), each with its connection, and the client
+// each connection belongs to (its name, else its address). A view for one client or a time range
+// replays the selected events into a fresh ClientRecord: the same rules, fewer facts.
 
 #include <array>
 #include <cstdint>
@@ -46,17 +51,40 @@ struct VerdictLimits {
   size_t candidates = 1024;           // failed commands watched for a resend
   uint64_t resend_window_us = 10'000'000; // a failed command seen again within this is a resend
   size_t timeline_seconds = 300;      // per-second connect counts kept
+  size_t retry_sequences = 16;        // retry sequences (failure to first success) kept
+  size_t events = 16384;              // verdict events kept per proxy, for per-client views
+  size_t identities = 4096;           // connections whose client identity is remembered
+  size_t clients = 256;               // client identities listed per proxy
 };
 
-// A command as the resend tracker compares it: command (and subcommand) plus first key.
+// A command as the resend tracker compares it: command (and subcommand), first key, and a hash
+// of the whole argument list. The arguments themselves are never kept (they may be secrets).
 struct CommandIdent {
   uint64_t cmd_hash = 0;      // hash of the upper-cased name and subcommand
   uint32_t key_hash = 0;      // proxy::key_hash() of the first key, 0 if none
+  uint64_t args_hash = 0;     // args_hash() of the request; 0 when not known
+  bool setup = false;         // connection setup (is_connection_setup): never a resend
   std::string_view name;      // for display; must outlive the call (static table or copied)
 };
 
+// A 64-bit hash of a request's arguments: their count, and each recorded argument's length and
+// bytes (the parser records up to 64 arguments, each whole, or its first 256 bytes when the
+// frame spanned chunks). Never 0.
+uint64_t args_hash(const resp::RequestFrame& f);
+
+// Commands that set a connection up rather than do the application's work, and that a client
+// replays on every new connection: AUTH, HELLO, SELECT, CLIENT SETNAME/SETINFO/TRACKING/NO-EVICT/
+// NO-TOUCH, READONLY, READWRITE, the SUBSCRIBE family, and what the command table puts in the
+// @connection category without @admin or @dangerous (PING, ECHO, COMMAND, CLIENT ID, RESET, ...).
+// They are never resends. `cmd` may be null (a name the table does not know).
+bool is_connection_setup(std::string_view name, std::string_view sub,
+                         const resp::CommandInfo* cmd);
+
 // "growing", "constant", "shrinking", "irregular", or "unknown" (fewer than 3 intervals).
 std::string_view classify_backoff(const std::vector<double>& intervals_ms);
+// The backoff of several retry sequences: the shape the classified ones (3 or more intervals)
+// agree on, "irregular" when they disagree, "unknown" when none has 3 intervals.
+std::string_view classify_retries(const std::vector<std::vector<double>>& sequences_ms);
 
 // What one proxy's clients did. Times are microseconds on one monotonic clock.
 class ClientRecord {
@@ -69,13 +97,21 @@ public:
   void on_connect(uint64_t now_us);
   // A connection ended; `failed` if it ended by a fault rather than by either peer's choice.
   void on_connection_end(uint64_t now_us, bool failed);
-  // A request. True if it repeats a failed command (a resend); recorded.
+  // A request. True if it repeats a failed command (the same command with the same arguments,
+  // after its failure); recorded. It is a resend when the failure cut the reply off (the
+  // client cannot know whether Redis ran it), a retry after an error otherwise (LOADING,
+  // READONLY, an injected error: Redis did not run it). Connection setup is neither.
   bool on_request(uint64_t now_us, const CommandIdent& c, uint64_t session);
-  // A command failed (its connection broke before the reply reached the client, or it got an
-  // injected or unavailability error): watch for it to come again.
+  // A command failed: `cut_off`, its connection broke before the reply reached the client;
+  // else it got an injected or unavailability error. Watch for it to come again. Setup
+  // commands are not watched.
   void on_command_failed(uint64_t now_us, const CommandIdent& c, uint64_t session,
-                         std::string_view reason);
-  // A successful reply reached the client.
+                         std::string_view reason, bool cut_off = true);
+  // The client moved on: a request it sent at `sent_us`, neither a resend nor setup, got a good
+  // reply. Whatever failed before then and was not sent again was given up: the same command
+  // later is the application's next one, not a resend.
+  void moved_on(uint64_t sent_us);
+  // A successful reply reached the client. Ends a retry sequence and a fault window's wait.
   void on_success(uint64_t now_us);
   // The data path's shortcuts: when no failed command is watched, a request is only counted
   // (on_request() would return false at once); when no ended window waits for its recovery,
@@ -84,7 +120,8 @@ public:
   void count_request() { ++commands_seen_; }
   void count_requests(uint64_t n) { commands_seen_ += n; }
   bool recovery_pending() const {
-    return !windows_.empty() && windows_.back().end_us && !windows_.back().recovered_us;
+    return retrying_ ||
+           (!windows_.empty() && windows_.back().end_us && !windows_.back().recovered_us);
   }
   void count_success() { ++successes_; }
   void count_successes(uint64_t n) { successes_ += n; }
@@ -116,22 +153,43 @@ public:
     std::string reason;
     double after_ms;           // since the failure
     bool same_connection;
+    bool cut_off;              // a resend; false: a retry after an error reply
   };
   struct Handshake {
     uint64_t at_us;
     uint64_t session;
     std::vector<std::string> commands;
   };
+  // The connects from a failed connection to the first good reply after it: the client's
+  // retries. Their intervals are its backoff; connects after the good reply are ordinary ones.
+  struct RetrySequence {
+    uint64_t start_us = 0;                 // the failure
+    std::optional<uint64_t> recovered_us;  // the first good reply after it
+    std::vector<double> intervals_ms;      // failure (or failed attempt) to the next connect
+  };
 
   uint64_t connects() const { return connects_; }
   uint64_t peak_connects_per_second() const { return peak_cps_; }
   uint64_t resends() const { return resends_; }
+  uint64_t retries_after_errors() const { return error_retries_; }
   bool faulted() const { return faulted_; }
+  const std::vector<std::string>& faults() const { return faults_; }
   const std::deque<Window>& windows() const { return windows_; }
   const std::deque<double>& reconnect_intervals_ms() const { return intervals_; }
-  // Worst time to recover over the windows that ended before `now_us`; unrecovered windows
-  // count as now - end. nullopt when no window ended.
-  std::optional<double> worst_time_to_recover_ms(uint64_t now_us) const;
+  // Retry sequences, oldest first; the last one may still be open (no good reply yet).
+  const std::deque<RetrySequence>& retries() const { return retries_; }
+  // The backoff over the retry sequences (classify_retries), and the intervals it shows: the
+  // latest sequence with 3 or more intervals, else the latest with any.
+  std::string_view backoff() const;
+  std::vector<double> backoff_intervals_ms() const;
+  // Worst time to recover over the windows that ended and recovered; nullopt when none did.
+  std::optional<double> worst_time_to_recover_ms() const;
+  // Windows that ended and have not recovered (yet), and how long the oldest has waited.
+  size_t unrecovered_windows() const;
+  std::optional<double> longest_unrecovered_ms(uint64_t now_us) const;
+  // For a view of a time range: forgets the windows that were over (ended and recovered)
+  // before `since_us`.
+  void drop_windows_before(uint64_t since_us);
 
   // `epoch_us`: the instant times are shown relative to.
   nlohmann::json to_json(uint64_t now_us, uint64_t epoch_us) const;
@@ -143,6 +201,7 @@ private:
 
   VerdictLimits lim_;
   uint64_t connects_ = 0, failed_connections_ = 0, resends_ = 0, successes_ = 0;
+  uint64_t error_retries_ = 0;
   uint64_t peak_cps_ = 0, peak_at_us_ = 0;
   std::deque<uint64_t> recent_connects_;
   std::deque<uint64_t> last_second_;
@@ -152,6 +211,9 @@ private:
   bool last_failed_ = false;
   uint64_t last_failure_us_ = 0;
   std::deque<double> intervals_;
+  // A failed connection with no good reply since: connects now are retries.
+  bool retrying_ = false;
+  std::deque<RetrySequence> retries_;
   std::deque<Window> windows_;
   bool faulted_ = false;
   std::vector<std::string> faults_;
@@ -159,8 +221,10 @@ private:
     uint64_t at_us;
     uint64_t cmd_hash;
     uint32_t key_hash;
+    uint64_t args_hash;  // 0: not known (sent before any fault): compared on command and key
     uint64_t session;
     std::string reason;
+    bool cut_off;
   };
   std::deque<Candidate> candidates_;
   std::deque<Resend> recent_resends_;
@@ -169,6 +233,61 @@ private:
   std::map<std::string, uint64_t> handshake_counts_;
   uint64_t handshake_connections_ = 0;
   uint64_t commands_seen_ = 0;
+};
+
+// The events that fed a proxy's ClientRecord, each with its connection, so that a view for one
+// client or a time range is rebuilt by replaying the selected ones into a fresh ClientRecord.
+// Bounded (VerdictLimits::events, about 100 bytes each): the oldest go first, so a range older
+// than the log is incomplete (oldest_us() says from when it is whole). Plain requests and
+// replies are not one event each: a connection's counts are logged at its next event, its end,
+// or the query.
+class VerdictLog {
+public:
+  struct Event {
+    enum class Kind : uint8_t {
+      Faults, PointFault, Connect, End, Request, Failed, MovedOn, Success, Handshake, Counts
+    };
+    Kind kind = Kind::Counts;
+    uint64_t at_us = 0;
+    uint64_t session = 0;          // 0 for the proxy's own events (faults)
+    bool flag = false;             // Faults: faulted; End: failed; Failed: cut off
+    uint64_t cmd_hash = 0, args_hash = 0;
+    uint32_t key_hash = 0;
+    bool setup = false;
+    uint64_t n1 = 0, n2 = 0;       // Counts: requests, successes; MovedOn: the request's time
+    std::string name, reason;      // the command (Request, Failed), the fault (PointFault)
+    std::vector<std::string> list; // Faults: their labels; Handshake: its commands
+    CommandIdent ident() const { return {cmd_hash, key_hash, args_hash, setup, name}; }
+  };
+  struct Filter {
+    std::optional<std::string> client;  // a name or an address, as clients() lists them
+    uint64_t since_us = 0;
+    uint64_t until_us = UINT64_MAX;
+  };
+
+  explicit VerdictLog(VerdictLimits limits = {}) : lim_(limits) {}
+  void add(Event e);
+  // The client a connection belongs to: its address at first, its name once it sets one.
+  void identify(uint64_t session, std::string client);
+  const std::string* identity(uint64_t session) const;
+  // Replays what the filter selects into `out` (a fresh record): the connections' events in
+  // the range, of the client if one is given; the proxy's fault events before the range's end
+  // whatever the client (so a fault in effect at since_us is one), then drops the windows that
+  // ended before since_us.
+  void replay(const Filter& f, ClientRecord& out) const;
+  // Client identities seen, oldest first.
+  std::vector<std::string> clients() const;
+  // The time of the oldest event kept, when older ones were dropped.
+  std::optional<uint64_t> complete_since_us() const;
+  void clear();
+
+private:
+  VerdictLimits lim_;
+  std::deque<Event> events_;
+  bool dropped_ = false;
+  std::map<uint64_t, std::string> identity_;                // connection -> client (newest)
+  std::map<std::string, uint64_t, std::less<>> clients_;    // client -> order first seen
+  uint64_t next_client_ = 0;
 };
 
 // The observer: keeps one ClientRecord per proxy name, follows sessions, polls fault state.
@@ -185,8 +304,13 @@ public:
   // Stops polling; `done` runs once the timer handle is closed.
   void close(std::function<void()> done);
 
-  // JSON for GET /proxies/{name}/clients.
-  nlohmann::json json_for(const proxy::Proxy& p);
+  // JSON for GET /proxies/{name}/clients: every client over all time, or a view of one client
+  // and/or a time range (times in the JSON's clock: ms since epoch_us()).
+  struct Query {
+    std::optional<std::string> client;
+    std::optional<double> since_ms, until_ms;
+  };
+  nlohmann::json json_for(const proxy::Proxy& p, const Query& q = {});
   // Forgets what the clients of a proxy did (DELETE /proxies/{name}/clients).
   void clear(std::string_view proxy);
   // The record of a proxy (created on demand), after bringing its fault state up to date.
@@ -218,13 +342,36 @@ private:
     proxy::PendingId id = 0;
     const resp::CommandInfo* cmd = nullptr;
     uint32_t key_hash = 0;
+    uint64_t args_hash = 0;  // from SessionState::hashes, when it was sent under a fault
     std::string name;  // "NAME SUB" as sent, when cmd is null
     size_t split = 0;  // where NAME ends in `name`
   };
   static constexpr size_t kMaxAtRisk = 256;  // the newest, when a pipeline is longer
+  // A proxy's live record, the log a per-client view is replayed from, and a count of the fault
+  // windows that ended (each connection logs its first good reply after each).
+  struct Tracked {
+    explicit Tracked(const VerdictLimits& l) : rec(l), log(l) {}
+    ClientRecord rec;
+    VerdictLog log;
+    uint64_t ended = 0;
+  };
   struct SessionState {
     ClientRecord* record = nullptr;
+    Tracked* tracked = nullptr;
     uint64_t id = 0;
+    // Counted, not yet logged (VerdictLog: logged with the connection's next event).
+    uint64_t requests = 0, successes = 0;
+    // Tracked::ended at the last good reply logged; ~0: none yet.
+    uint64_t success_logged = ~uint64_t{0};
+    // The hash of each request's arguments sent while a fault was in effect (or a failed
+    // command was watched), until its reply: what a failure cuts off is compared on it. At most
+    // kMaxAtRisk, 16 bytes each.
+    std::deque<std::pair<proxy::PendingId, uint64_t>> hashes;
+    // The first request since a failed command was watched that is neither a resend nor setup:
+    // its good reply means the client moved on (ClientRecord::moved_on).
+    proxy::PendingId new_work = 0;
+    uint64_t new_work_us = 0;
+    bool named = false;  // its client identity is a name
     // The text of pending requests the command table does not name, oldest first (rare).
     std::vector<Pending> names;
     // The latest reply was one a fault acted on (delayed, truncated, the connection reset once
@@ -235,10 +382,21 @@ private:
     bool handshake_done = false;
   };
   Pending at_risk_of(SessionState& st, const proxy::PendingInfo& info) const;
+  // Replies answered up to `id` (inclusive): bookkeeping that waits for them.
+  void answered(SessionState& st, proxy::PendingId id, bool good);
+  void log(SessionState& st, VerdictLog::Event e);
+  void flush_counts(SessionState& st, uint64_t now);
+  void good_reply(SessionState& st);
+  // The slow path for a reply: something waits for a good one, or for its id.
+  static bool reply_watch(const SessionState& st) {
+    return !st.names.empty() || !st.hashes.empty() || st.new_work ||
+           st.success_logged != st.tracked->ended || st.record->recovery_pending();
+  }
   SessionState* state(const proxy::Session& s);
   static CommandIdent ident_of(const Pending& p, std::string& display);
-  ClientRecord& record_named(const std::string& name);
-  void sync(const proxy::Proxy& p, ClientRecord& rec, uint64_t now);
+  Tracked& tracked_named(const std::string& name);
+  ClientRecord& record_named(const std::string& name) { return tracked_named(name).rec; }
+  void sync(const proxy::Proxy& p, Tracked& t, uint64_t now);
   void poll();
   void finish_handshake(SessionState& st, uint64_t now);
 
@@ -246,7 +404,7 @@ private:
   VerdictLimits lim_;
   Clock clock_;
   uint64_t epoch_us_;
-  std::map<std::string, std::unique_ptr<ClientRecord>, std::less<>> records_;
+  std::map<std::string, std::unique_ptr<Tracked>, std::less<>> records_;
   std::unordered_map<const proxy::Session*, SessionState> sessions_;
   // Sessions' states by address, direct-mapped: many sessions take turns chunk by chunk, and
   // a hash-map lookup (a division, two dependent loads) per chunk shows.

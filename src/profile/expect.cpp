@@ -100,25 +100,32 @@ std::vector<ExpectVerdict> evaluate(const std::vector<Expectation>& es, const ob
     switch (e.kind) {
     case Expectation::Kind::RecoverWithin: {
       v.expected = "<= " + fmt_ms(static_cast<double>(e.limit));
-      double worst = -1;
-      bool waiting = false, any = false;
+      // Worst over the windows that recovered; a window that has not is reported as such, with
+      // how long it has waited, never as a measured time to recover.
+      double worst = -1, waited = -1;
+      bool open = false, any = false, over = false;
       for (const auto& w : r.windows()) {
         if (!w.end_us) {
-          waiting = true;  // still faulted: undecided
+          open = true;  // still faulted: undecided
           continue;
         }
         any = true;
         if (auto t = w.time_to_recover_ms()) {
           worst = std::max(worst, *t);
+          over = over || *t > static_cast<double>(e.limit);
         } else {
-          double so_far = to_ms(now_us - *w.end_us);
-          if (so_far <= static_cast<double>(e.limit)) waiting = true;
-          worst = std::max(worst, so_far);
+          double so_far = to_ms(now_us > *w.end_us ? now_us - *w.end_us : 0);
+          waited = std::max(waited, so_far);
+          over = over || so_far > static_cast<double>(e.limit);
         }
       }
-      v.measured = !any ? "no fault window ended" : "worst " + fmt_ms(worst);
-      if (any && worst > static_cast<double>(e.limit)) v.state = S::Fail;
-      else if (waiting || !finished) v.state = S::Pending;
+      if (!any) v.measured = open ? "fault still in effect" : "no fault window ended";
+      else if (waited >= 0)
+        v.measured = "not recovered after " + fmt_ms(waited) +
+                     (worst >= 0 ? ", others worst " + fmt_ms(worst) : std::string());
+      else v.measured = "worst " + fmt_ms(worst);
+      if (over) v.state = S::Fail;
+      else if (open || waited >= 0 || !finished) v.state = S::Pending;
       else v.state = any ? S::Pass : S::Fail;
       break;
     }

@@ -430,7 +430,7 @@ void Runner::judge_until_decided() {
 void Runner::decide(std::vector<Verdict> v) {
   verdicts_ = std::move(v);
   if (opts_.print && !verdicts_.empty()) {
-    std::fputs(verdicts_text(verdicts_).c_str(), stderr);
+    std::fputs((clients_text() + verdicts_text(verdicts_)).c_str(), stderr);
     std::fflush(stderr);
   }
   if (on_verdicts_) {
@@ -570,21 +570,37 @@ std::string Runner::summary() const {
     out += fmt::format("  {:>9}  {:>9}  {:<{}}  {}\n", seconds(r.started_ms), end, s.label, width,
                        injected_text(r));
   }
-  if (opts_.judge.clients) {
-    // What the clients did, from their verdicts (GET /proxies/{name}/clients has the detail).
-    nlohmann::json all = opts_.judge.clients(profile_);
-    for (const auto& [name, c] : all.items()) {
-      auto num = [](const nlohmann::json& j) -> std::string {
-        return j.is_number() ? fmt::format("{:.0f} ms", j.get<double>()) : "-";
-      };
-      out += fmt::format(
-          "  clients of {}: {} connects ({} failed, peak {}/s), backoff {}, {} resends, "
-          "worst time to recover {}\n",
-          name, c["connects"]["total"].get<uint64_t>(), c["connects"]["failed"].get<uint64_t>(),
-          c["connects"]["peak_per_second"].get<uint64_t>(), c["backoff"].get<std::string>(),
-          c["resends"]["total"].get<uint64_t>(),
-          num(c["recovery"]["worst_time_to_recover_ms"]));
-    }
+  // With [expect], what the clients did is printed with the verdicts, once they are decided,
+  // from the same records at the same moment (clients_text()), so the two never disagree.
+  if (!(profile_.has_expectations() && opts_.judge.judge)) out += clients_text();
+  return out;
+}
+
+std::string Runner::clients_text() const {
+  std::string out;
+  if (!opts_.judge.clients) return out;
+  // What the clients did, from their verdicts (GET /proxies/{name}/clients has the detail).
+  nlohmann::json all = opts_.judge.clients(profile_);
+  for (const auto& [name, c] : all.items()) {
+    const auto& rec = c["recovery"];
+    std::string recovery;
+    uint64_t unrecovered = rec.value("unrecovered_windows", uint64_t{0});
+    if (unrecovered)
+      recovery = fmt::format("{} fault window{} not recovered (waiting {:.0f} ms)", unrecovered,
+                             unrecovered == 1 ? "" : "s",
+                             rec["longest_unrecovered_ms"].get<double>());
+    else if (rec["worst_time_to_recover_ms"].is_number())
+      recovery = fmt::format("worst time to recover {:.0f} ms",
+                             rec["worst_time_to_recover_ms"].get<double>());
+    else
+      recovery = "no fault window ended";
+    out += fmt::format("  clients of {}: {} connects ({} failed, peak {}/s), backoff {}, {} resends, "
+                       "{}\n",
+                       name, c["connects"]["total"].get<uint64_t>(),
+                       c["connects"]["failed"].get<uint64_t>(),
+                       c["connects"]["peak_per_second"].get<uint64_t>(),
+                       c["backoff"].get<std::string>(), c["resends"]["total"].get<uint64_t>(),
+                       recovery);
   }
   return out;
 }

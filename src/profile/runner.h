@@ -98,6 +98,9 @@ public:
   uint64_t elapsed_ms() const;
   nlohmann::json report() const;
   std::string summary() const; // the end-of-run table
+  // What the clients of its proxies did, one line each (ClientJudge::clients); with [expect],
+  // printed above the verdicts rather than in summary().
+  std::string clients_text() const;
   std::string status_line() const;
 
 private:
