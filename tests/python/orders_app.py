@@ -112,9 +112,11 @@ class RedisManager:
         self.generation = 0         # bumped by each counted failure
         self.probes = itertools.count(1)
         self.failure_kinds: List[str] = []
+        self.resent = 0             # ambiguous commands sent again (the broken variant only)
         self._trial = False
         self._health: Optional[asyncio.Task] = None
         self._wake = asyncio.Event()
+        self._closing = False
 
     @classmethod
     def broken(cls, url: str, **kw) -> "RedisManager":
@@ -125,12 +127,13 @@ class RedisManager:
         self._health = asyncio.create_task(self._health_loop(), name="redis-health")
 
     async def close(self) -> None:
+        # The flag, not only the cancel: Python 3.11's wait_for can swallow a cancellation that
+        # arrives as the event it waits for is set, and the health loop would go on.
+        self._closing = True
+        self._wake.set()
         if self._health:
             self._health.cancel()
-            try:
-                await self._health
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._health}, timeout=5)
         await self.pool.disconnect()
 
     # -- calls --
@@ -176,6 +179,7 @@ class RedisManager:
                 attempt += 1
                 if not self.resend_ambiguous or attempt > self.resend_limit:
                     raise
+                self.resent += 1
             finally:
                 self._trial = False
 
@@ -211,7 +215,7 @@ class RedisManager:
         """Probes Redis with PING <token> (checking the echo): when the breaker is open, once
         each backoff delay (that is the reconnect backoff while Redis is away), else every
         health_interval."""
-        while True:
+        while not self._closing:
             if self.breaker.state == "open":
                 wait = max(0.0, self.retry_at - self._now())
             else:
@@ -219,10 +223,11 @@ class RedisManager:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
-                continue  # state changed: recompute the wait
+                continue  # state changed (or closing): recompute the wait
             except asyncio.TimeoutError:
                 pass
-            await self.probe()
+            if not self._closing:
+                await self.probe()
 
     async def probe(self) -> bool:
         token = f"hc-{next(self.probes)}"

@@ -136,7 +136,10 @@ async def test_failover(app, upstream, faultline_profile, async_faultline_proxy)
     await assert_no_write_lost(app, upstream)
     assert app.manager.breaker.state == "closed"
     v = await async_faultline_proxy.clients(client="app")
-    cut_off = [r for r in v["resends"]["recent"] if not r["reason"].startswith("injected")]
+    # `cut_off` says whether the failure cut the reply off (false for a retry after an error
+    # reply); a faultline without it named error replies "injected ..." in `reason`.
+    cut_off = [r for r in v["resends"]["recent"]
+               if r.get("cut_off", not r["reason"].startswith("injected"))]
     assert not cut_off, v["resends"]
 
 
@@ -151,15 +154,73 @@ async def test_reset_storm(app, upstream, faultline_profile, verdict_rules):
 
 # -- the broken variant fails the same verdicts --
 
+@pytest.fixture
+def moved_on_rule(request):
+    """faultline's resend rule forgets a failed command once any new request on the proxy got
+    a good reply ("the client moved on"), over all the proxy's connections: a pool's other
+    workers move on within a millisecond, before the broken variant's resend (on a new
+    connection, after its handshake) arrives, so that resend is not counted. Reported to the
+    verdicts branch; until the rule looks at the failed command's own flow, this is an xfail."""
+    request.node.add_marker(pytest.mark.xfail(
+        reason="verdict rule: another connection's good reply counts as moving on, hiding a "
+               "pool's resends", strict=False))
+
+
 async def test_broken_variant_fails_the_reset_storm_verdicts(broken_app, upstream,
-                                                             async_faultline_proxy):
+                                                             async_faultline_proxy, moved_on_rule):
     async with Workload(broken_app, workers=6) as work:
         async with async_faultline_proxy.profile("reset-storm", speed=10, wait=True,
                                                  expect=EXPECT) as run:
             await work.wait_acked(5)
+    assert broken_app.manager.resent, "the broken variant resent nothing: no test"
     failed = {v["key"] for v in run.failures()}
     assert "resends" in failed, run.describe()
     await assert_no_write_lost(broken_app, upstream)  # resent, but here nothing ran twice
+
+
+async def test_lost_replies_the_good_one_leaves_and_the_broken_one_resends(
+        async_faultline_proxy, upstream):
+    """Every 5th RPUSH runs and then its connection is reset before the reply (resp_reset
+    phase=after): the write happened, the client cannot know. The good manager leaves it
+    (unknown) and the verdicts pass; the broken one sends it again: the order is stored twice,
+    and faultline counts the resend. One worker each, so each failure is followed by that
+    worker's own next move."""
+    proxy = async_faultline_proxy
+    profile = {"name": "lost-replies", "steps": [{"at": "0s", "for": "1500ms", "toxic": {
+        "type": "resp_reset", "stream": "upstream",
+        "attributes": {"phase": "after", "commands": ["RPUSH"], "every": 5}}}],
+        "expect": {"resends": "none", "recover_within": "2s"}}
+    results = {}
+    for variant in ("good", "broken"):
+        await upstream.delete(OrderService.KEY)
+        await proxy.clear_clients()
+        if variant == "good":
+            manager = RedisManager(proxy.redis_url, client_name="app", backoff=Backoff(0.05, cap=0.8))
+        else:
+            manager = RedisManager.broken(proxy.redis_url, client_name="app")
+        await manager.start()
+        service = OrderService(manager)
+        try:
+            async with Workload(service, workers=1) as work:
+                await work.wait_acked(3)
+                async with proxy.profile(profile, wait=True) as run:
+                    pass
+                await work.wait_acked(3)
+        finally:
+            await manager.close()
+        stored = [x.decode() for x in await upstream.lrange(OrderService.KEY, 0, -1)]
+        results[variant] = (run, service, stored)
+
+    run, service, stored = results["good"]
+    assert not run.failed, run.describe()
+    assert service.unknown and set(service.acked) <= set(stored)
+    assert len(stored) == len(set(stored)), "the good manager stored an order twice"
+
+    run, service, stored = results["broken"]
+    assert service.manager.resent
+    assert {v["key"] for v in run.failures()} == {"resends"}, run.describe()
+    assert set(service.acked) <= set(stored)
+    assert len(stored) > len(set(stored)), "resent, yet no order stored twice"
 
 
 async def test_broken_variant_storms_where_the_good_one_backs_off(async_faultline_proxy):
