@@ -34,6 +34,10 @@ def test_quiet_client_passes(faultline_proxy, faultline_profile):
 def test_storming_client_fails(faultline_proxy, faultline_profile):
     connect_many(faultline_proxy, 5)  # 5 connects within a second; the marker waits the end
 
+@pytest.mark.faultline_profile({{"name": "bad", "steps": [{{"at": 5, "action": "disable"}}]}})
+def test_bad_profile_is_an_error_naming_the_field(faultline_proxy):
+    pass
+
 @pytest.mark.faultline_profile("smoke", expect={{"max_connects_per_second": 1}})
 async def test_async_marker_waits_in_the_loop(faultline_profile, async_faultline_proxy):
     import redis.asyncio as aredis
@@ -48,7 +52,7 @@ def test_marker_passes_and_fails_tests_on_verdicts(pytester):
     pytester.makeini("[pytest]\nasyncio_mode = auto\nfaultline_speed = 20\n")
     pytester.makepyfile(test_inner=INNER.format(strict=json.dumps(STRICT)))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     out = result.stdout.str()
     assert "PASSED test_inner.py::test_quiet_client_passes" in out
     assert "FAILED test_inner.py::test_storming_client_fails" in out
@@ -57,6 +61,8 @@ def test_marker_passes_and_fails_tests_on_verdicts(pytester):
     # smoke at speed 20 (the ini's default speed) with its client connecting 5 times: fails
     assert "FAILED test_inner.py::test_async_marker_waits_in_the_loop" in out
     assert "faultline profile 'smoke'" in out
+    assert "FAILED test_inner.py::test_bad_profile_is_an_error_naming_the_field" in out
+    assert "FaultlineError: POST /profiles: 400" in out
 
 
 def test_options_from_the_command_line_and_the_ini(pytester, tmp_path):

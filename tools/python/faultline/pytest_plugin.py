@@ -224,9 +224,9 @@ def pytest_runtest_call(item):
     if run is None:
         yield
         return
+    run.start()  # a bad profile fails the test here, with the API's error
     original = item.obj
     item.obj = _checked(original, run)
-    run.start()
     try:
         yield
     finally:
