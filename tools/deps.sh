@@ -3,7 +3,8 @@
 
 FAULTLINE_PACKAGES=(cmake g++ make pkg-config libuv1-dev libfmt-dev libcxxopts-dev
   libtomlplusplus-dev nlohmann-json3-dev node-llhttp libgtest-dev libbenchmark-dev redis-server
-  redis-tools python3 python3-redis python3-pytest curl clang libclang-rt-14-dev golang-go)
+  redis-tools python3 python3-redis python3-pytest python3-pytest-asyncio python3-venv
+  python3-setuptools python3-pip curl clang libclang-rt-14-dev golang-go)
 
 faultline_install_deps() {
   local missing=() extra=("$@")

@@ -1,21 +1,33 @@
-"""faultline for Python test suites: start faultline (and a private redis-server), drive its API,
-and read what the client did about the faults.
+"""faultline for Python test suites: start faultline (and a private redis-server), drive its API
+synchronously or from asyncio, capture its traffic records, and read what the client did about
+the faults. Standard library only; the pytest plugin loads itself once the package is installed.
 
     from faultline import Faultline
-    with Faultline.start(redis=True) as fl:
+    with Faultline.start(redis=True, listen="127.0.0.1:6381") as fl:
         proxy = fl.proxy()
         with proxy.reset_peer():
             ...
-        print(proxy.clients()["reconnect_intervals_ms"])
+        print(proxy.clients(client="app")["reconnect_intervals_ms"])
 
-With pytest, enable the plugin (`pytest_plugins = ["faultline.pytest_plugin"]` in conftest.py)
-and take the `faultline_proxy` fixture. Standard library only.
+    from faultline.aio import AsyncFaultline
+    async with await AsyncFaultline.start(redis=True) as fl:
+        proxy = await fl.proxy()
+        async with proxy.down():
+            ...
+
+Documentation: docs/testing-clients.md in the faultline repository.
 """
 
-from .api import REDIS_ERROR_PRESETS, Client, FaultlineError, Proxy
-from .process import Faultline, RedisServer, find_binary, free_port, wait_for_port
+from ._common import REDIS_ERROR_PRESETS, FaultlineError, UnmatchedToxicWarning
+from .api import Client, ProfileRun, Proxy
+from .capture import Record, TrafficCapture
+from .process import (BinaryNotFound, Faultline, RedisServer, binary_candidates, find_binary,
+                      free_port, wait_for_port)
+
+__version__ = "0.1.0"
 
 __all__ = [
-    "Client", "Proxy", "FaultlineError", "REDIS_ERROR_PRESETS",
-    "Faultline", "RedisServer", "find_binary", "free_port", "wait_for_port",
+    "Client", "Proxy", "ProfileRun", "FaultlineError", "UnmatchedToxicWarning",
+    "REDIS_ERROR_PRESETS", "Faultline", "RedisServer", "BinaryNotFound", "find_binary",
+    "binary_candidates", "free_port", "wait_for_port", "TrafficCapture", "Record",
 ]

@@ -1,6 +1,5 @@
-"""A client for faultline's HTTP API (Toxiproxy-compatible, plus faultline's additions).
-
-Standard library only (urllib), so a test suite can use it without installing anything.
+"""A synchronous client for faultline's HTTP API (Toxiproxy-compatible, plus faultline's
+additions). Standard library only (urllib). For asyncio, the same shape is in faultline.aio.
 
     api = Client("http://127.0.0.1:8474")
     redis = api.proxy("redis")
@@ -11,31 +10,25 @@ Standard library only (urllib), so a test suite can use it without installing an
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Optional
 
-__all__ = ["Client", "Proxy", "FaultlineError", "REDIS_ERROR_PRESETS"]
+from ._common import (REDIS_ERROR_PRESETS, FaultlineError, UnmatchedToxicWarning, clients_query,
+                      describe_verdicts, encode_body, encode_query, error_message,
+                      expect_failures, next_free_name, profile_done, profile_name,
+                      profile_request, q, resp_error_attrs, with_expect, toxic_body, warn_if_unmatched)
 
-# resp_error presets (Redis's own wording); anything else is sent as the error text.
-REDIS_ERROR_PRESETS = (
-    "loading", "readonly", "oom", "busy", "noscript", "masterdown", "tryagain", "clusterdown",
-    "noauth", "wrongpass", "max_clients", "unblocked", "moved", "ask",
-)
+__all__ = ["Client", "Proxy", "ProfileRun", "FaultlineError", "UnmatchedToxicWarning",
+           "REDIS_ERROR_PRESETS"]
 
 
-class FaultlineError(Exception):
-    """An error reply from the API: `status` and faultline's message."""
-
-    def __init__(self, status: int, message: str, method: str = "", path: str = ""):
-        super().__init__(f"{method} {path}: {status} {message}".strip())
-        self.status = status
-        self.message = message
+def default_url(url: Optional[str]) -> str:
+    url = (url or os.environ.get("FAULTLINE_API") or "http://127.0.0.1:8474").rstrip("/")
+    return url if "://" in url else "http://" + url
 
 
 class Client:
@@ -43,23 +36,20 @@ class Client:
 
     def __init__(self, url: Optional[str] = None, token: Optional[str] = None,
                  timeout: float = 10.0):
-        self.url = (url or os.environ.get("FAULTLINE_API") or "http://127.0.0.1:8474").rstrip("/")
-        if "://" not in self.url:
-            self.url = "http://" + self.url
+        self.url = default_url(url)
         self.token = token if token is not None else os.environ.get("FAULTLINE_API_TOKEN")
         self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"<faultline.Client {self.url}>"
 
     # -- plumbing --
 
     def request(self, method: str, path: str, body: Any = None, *,
                 query: Optional[dict] = None, raw: bool = False,
                 content_type: str = "application/json") -> Any:
-        url = self.url + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        data = None
-        if body is not None:
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        url = self.url + path + encode_query(query)
+        data = encode_body(body)
         req = urllib.request.Request(url, data=data, method=method)
         req.add_header("User-Agent", "faultline-python")
         if data is not None:
@@ -70,12 +60,8 @@ class Client:
             with urllib.request.urlopen(req, timeout=self.timeout) as res:
                 payload = res.read()
         except urllib.error.HTTPError as e:
-            text = e.read().decode(errors="replace")
-            try:
-                message = json.loads(text).get("error", text)
-            except (ValueError, AttributeError):
-                message = text
-            raise FaultlineError(e.code, message, method, path) from None
+            raise FaultlineError(e.code, error_message(e.read().decode(errors="replace")),
+                                 method, path) from None
         if raw:
             return payload.decode()
         if not payload.strip():
@@ -108,7 +94,7 @@ class Client:
         return {n: Proxy(self, p) for n, p in self.request("GET", "/proxies").items()}
 
     def proxy(self, name: str = "redis") -> "Proxy":
-        return Proxy(self, self.request("GET", f"/proxies/{_q(name)}"))
+        return Proxy(self, self.request("GET", f"/proxies/{q(name)}"))
 
     def create_proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0",
                      enabled: bool = True) -> "Proxy":
@@ -120,7 +106,7 @@ class Client:
         return [Proxy(self, p) for p in res["proxies"]]
 
     def reset(self) -> None:
-        """Every proxy enabled, every toxic removed (Toxiproxy's POST /reset)."""
+        """Every proxy enabled, every toxic removed, a running profile stopped (POST /reset)."""
         self.request("POST", "/reset")
 
     # -- faultline's additions --
@@ -129,52 +115,109 @@ class Client:
         """Prometheus text from /metrics."""
         return self.request("GET", "/metrics", raw=True)
 
+    def log_status(self) -> dict:
+        """GET /log: the traffic log's settings and counters."""
+        return self.request("GET", "/log")
+
     def profiles(self) -> Any:
         return self.request("GET", "/profiles")
 
-    def start_profile(self, profile: str, *, speed: Optional[float] = None,
+    def start_profile(self, profile: Any, *, speed: Optional[float] = None,
                       replace: bool = True) -> dict:
-        """Starts a profile: a name of a shipped profile ("failover"), a path to a TOML file,
-        or the TOML text itself. Returns its report."""
-        text = _profile_text(profile)
-        query = {"replace": "true" if replace else "false"}
-        if speed:
-            query["speed"] = str(speed)
-        return self.request("POST", "/profiles", text, query=query, content_type="application/toml")
+        """Starts a profile: the name of a shipped profile ("failover"), a path to a TOML (or
+        JSON) file, TOML text, or a dict (sent as JSON, the same structure as the TOML).
+        Returns its report."""
+        body, kind = profile_request(profile)
+        query = {"replace": "true" if replace else "false",
+                 "speed": str(speed) if speed else None}
+        return self.request("POST", "/profiles", body, query=query, content_type=kind)
 
     def profile_report(self, name: str) -> dict:
-        return self.request("GET", f"/profiles/{_q(name)}")
+        return self.request("GET", f"/profiles/{q(name)}")
 
     def stop_profile(self, name: str) -> None:
         try:
-            self.request("DELETE", f"/profiles/{_q(name)}")
+            self.request("DELETE", f"/profiles/{q(name)}")
         except FaultlineError as e:
             if e.status != 404:  # it ended on its own
                 raise
 
-    @contextlib.contextmanager
-    def profile(self, profile: str, *, speed: Optional[float] = None,
-                wait: bool = False) -> Iterator[dict]:
-        """Runs a profile for the block; stops it (undoing what it injected) on exit.
-        With wait=True, the exit first waits for the timeline to end by itself."""
-        report = self.start_profile(profile, speed=speed)
-        name = report.get("name") or report.get("profile", {}).get("name")
-        try:
-            yield report
-            if wait:
-                self.wait_profile(name)
-        finally:
-            self.stop_profile(name)
+    def profile(self, profile: Any, *, speed: Optional[float] = None, wait: bool = False,
+                timeout: float = 120.0, expect: Optional[dict] = None) -> "ProfileRun":
+        """Runs a profile for a `with` block; stops it (undoing what it injected) on exit.
+        With wait=True, the exit first waits for the timeline to end and the [expect] verdicts
+        to be decided. `as run`: a ProfileRun (run.report, run.failures(), run.wait())."""
+        if expect:
+            profile = with_expect(profile, expect)
+        return ProfileRun(self, profile, speed=speed, wait=wait, timeout=timeout)
 
     def wait_profile(self, name: str, timeout: float = 120.0) -> dict:
+        """Waits until the profile's timeline ended and its verdicts are decided; its report."""
         deadline = time.monotonic() + timeout
         while True:
             rep = self.profile_report(name)
-            if rep.get("state") not in ("running", "idle"):
+            if profile_done(rep):
                 return rep
             if time.monotonic() > deadline:
                 raise TimeoutError(f"profile {name} still running after {timeout} s")
             time.sleep(0.05)
+
+
+class ProfileRun:
+    """A profile run by a `with` block (Client.profile / Proxy.profile). `report` is the latest
+    report (refreshed by wait() and on exit); `failures()` the [expect] verdicts that failed."""
+
+    def __init__(self, client: Client, profile: Any, *, speed: Optional[float] = None,
+                 wait: bool = False, timeout: float = 120.0):
+        self.client, self.profile, self.speed = client, profile, speed
+        self.wait_on_exit, self.timeout = wait, timeout
+        self.report: dict = {}
+        self.name: Optional[str] = None
+
+    def start(self) -> "ProfileRun":
+        self.report = self.client.start_profile(self.profile, speed=self.speed)
+        self.name = profile_name(self.report)
+        return self
+
+    def wait(self, timeout: Optional[float] = None) -> dict:
+        """Waits for the end of the timeline and the verdicts; returns the final report."""
+        self.report = self.client.wait_profile(self.name, timeout or self.timeout)
+        return self.report
+
+    def stop(self) -> dict:
+        self.client.stop_profile(self.name)
+        try:
+            self.report = self.client.profile_report(self.name)
+        except FaultlineError:
+            pass
+        return self.report
+
+    def failures(self) -> list:
+        return expect_failures(self.report)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures())
+
+    def describe(self) -> str:
+        return describe_verdicts(self.report)
+
+    def __enter__(self) -> "ProfileRun":
+        return self.start()
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if self.wait_on_exit and exc_type is None:
+                self.wait()
+        finally:
+            self.stop()
+
+    # Reports used to be yielded as dicts: keep `run["name"]` working.
+    def __getitem__(self, key):
+        return self.report[key]
+
+    def get(self, key, default=None):
+        return self.report.get(key, default)
 
 
 class Proxy:
@@ -188,6 +231,7 @@ class Proxy:
     listen = property(lambda self: self._data["listen"])
     upstream = property(lambda self: self._data["upstream"])
     enabled = property(lambda self: self._data["enabled"])
+    accept_mode = property(lambda self: self._data.get("accept", "normal"))
 
     @property
     def host(self) -> str:
@@ -206,7 +250,7 @@ class Proxy:
         return f"<faultline.Proxy {self.name} {self.listen} -> {self.upstream}>"
 
     def _path(self, suffix: str = "") -> str:
-        return f"/proxies/{_q(self.name)}{suffix}"
+        return f"/proxies/{q(self.name)}{suffix}"
 
     def refresh(self) -> "Proxy":
         self._data = self.client.request("GET", self._path())
@@ -231,21 +275,33 @@ class Proxy:
     def toxics(self) -> list:
         return self.client.request("GET", self._path("/toxics"))
 
+    def get_toxic(self, name: str) -> dict:
+        return self.client.request("GET", self._path(f"/toxics/{q(name)}"))
+
     def add_toxic(self, type: str, name: Optional[str] = None, stream: str = "downstream",
                   toxicity: float = 1.0, **attributes) -> dict:
-        body = {"type": type, "stream": stream, "toxicity": toxicity, "attributes": attributes}
-        if name:
-            body["name"] = name
-        return self.client.request("POST", self._path("/toxics"), body)
+        """Adds a toxic. Without a name the API names it (`latency_downstream`, or for RESP
+        toxics what it does); when that name is taken (a nested block of the same kind), the
+        next free `<name>_2`, `<name>_3`... is used instead of failing with 409."""
+        body = toxic_body(type, name, stream, toxicity, attributes)
+        for attempt in range(64):
+            try:
+                return self.client.request("POST", self._path("/toxics"), body)
+            except FaultlineError as e:
+                nxt = None if name else next_free_name(e, type, stream, attempt)
+                if nxt is None:
+                    raise
+                body["name"] = nxt
+        raise FaultlineError(409, "no free toxic name after 64 tries", "POST", self._path("/toxics"))
 
     def update_toxic(self, name: str, toxicity: Optional[float] = None, **attributes) -> dict:
         body: dict = {"attributes": attributes}
         if toxicity is not None:
             body["toxicity"] = toxicity
-        return self.client.request("POST", self._path(f"/toxics/{_q(name)}"), body)
+        return self.client.request("POST", self._path(f"/toxics/{q(name)}"), body)
 
     def remove_toxic(self, name: str) -> None:
-        self.client.request("DELETE", self._path(f"/toxics/{_q(name)}"))
+        self.client.request("DELETE", self._path(f"/toxics/{q(name)}"))
 
     # -- connections, stats, verdicts --
 
@@ -264,32 +320,28 @@ class Proxy:
         except FaultlineError as e:
             if e.status != 404:
                 raise
-        out = {}
-        needle = f'proxy="{self.name}"'
-        for line in self.client.metrics().splitlines():
-            if line.startswith("#") or needle not in line:
-                continue
-            key, _, value = line.rpartition(" ")
-            try:
-                out[key] = float(value)
-            except ValueError:
-                pass
-        return out
+        return _metrics_of(self.client.metrics(), self.name)
 
-    def clients(self) -> dict:
-        """What the clients did about the faults: GET /proxies/{name}/clients."""
-        return self.client.request("GET", self._path("/clients"))
+    def clients(self, client: Optional[str] = None, since_ms: Optional[float] = None,
+                until_ms: Optional[float] = None) -> dict:
+        """What the clients did about the faults: GET /proxies/{name}/clients, optionally for
+        one client (its CLIENT SETNAME name, else its IP address) and a time window (ms on the
+        verdicts' `now_ms` clock)."""
+        return self.client.request("GET", self._path("/clients"),
+                                   query=clients_query(client, since_ms, until_ms))
 
     def clear_clients(self) -> None:
         """Forgets the verdicts recorded so far (start of a test)."""
         self.client.request("DELETE", self._path("/clients"))
 
-    def wait_clients(self, predicate, timeout: float = 10.0, interval: float = 0.05) -> dict:
-        """Polls the verdicts until predicate(verdicts) is true; returns them. TimeoutError
-        (with the last verdicts) otherwise."""
+    def wait_clients(self, predicate, timeout: float = 10.0, interval: float = 0.05,
+                     **query) -> dict:
+        """Polls the verdicts (with clients()'s query: client=, since_ms=, until_ms=) until
+        predicate(verdicts) is true; returns them. TimeoutError (with the last verdicts)
+        otherwise."""
         deadline = time.monotonic() + timeout
         while True:
-            v = self.clients()
+            v = self.clients(**query)
             if predicate(v):
                 return v
             if time.monotonic() > deadline:
@@ -298,109 +350,110 @@ class Proxy:
 
     # -- faults that undo themselves --
 
-    @contextlib.contextmanager
     def toxic(self, type: str, name: Optional[str] = None, stream: str = "downstream",
-              toxicity: float = 1.0, **attributes) -> Iterator[dict]:
-        """Adds a toxic for the duration of the block."""
-        t = self.add_toxic(type, name=name, stream=stream, toxicity=toxicity, **attributes)
-        try:
-            yield t
-        finally:
-            _ignore_404(lambda: self.remove_toxic(t["name"]))
+              toxicity: float = 1.0, **attributes) -> "_ToxicBlock":
+        """Adds a toxic for the duration of a `with` block (`as t`: the toxic as the API
+        shows it). Blocks nest: an unnamed toxic gets a free name. On exit, a RESP toxic that
+        matched no command warns (UnmatchedToxicWarning)."""
+        return _ToxicBlock(self, type, name, stream, toxicity, attributes)
 
-    @contextlib.contextmanager
-    def down(self) -> Iterator["Proxy"]:
-        """Connects are refused and open connections closed (enabled=false)."""
-        self.update(enabled=False)
-        try:
-            yield self
-        finally:
-            self.update(enabled=True)
+    def down(self) -> "_StateBlock":
+        """Connects are refused and open connections closed (enabled=false) for the block;
+        on exit the proxy is as it was before (so blocks nest)."""
+        return _StateBlock(self, "enabled", False)
 
-    @contextlib.contextmanager
-    def accept(self, mode: str) -> Iterator["Proxy"]:
-        """Connects are accepted then reset ("reset") or left hanging ("hang")."""
-        self.update(accept=mode)
-        try:
-            yield self
-        finally:
-            self.update(accept="normal")
+    def accept(self, mode: str) -> "_StateBlock":
+        """Connects are accepted then reset ("reset") or left hanging ("hang") for the block;
+        on exit the previous accept mode comes back."""
+        return _StateBlock(self, "accept", mode)
 
-    def latency(self, latency_ms: int, jitter_ms: int = 0, stream: str = "downstream"):
-        return self.toxic("latency", stream=stream, latency=latency_ms, jitter=jitter_ms)
+    def latency(self, latency_ms: int, jitter_ms: int = 0, stream: str = "downstream", **kw):
+        return self.toxic("latency", stream=stream, latency=latency_ms, jitter=jitter_ms, **kw)
 
-    def reset_peer(self, timeout_ms: int = 0, stream: str = "upstream"):
+    def reset_peer(self, timeout_ms: int = 0, stream: str = "upstream", **kw):
         """Every connection is reset (RST) on its first data, or timeout_ms after it."""
-        return self.toxic("reset_peer", stream=stream, timeout=timeout_ms)
+        return self.toxic("reset_peer", stream=stream, timeout=timeout_ms, **kw)
 
-    def blackhole(self, timeout_ms: int = 0, stream: str = "upstream"):
+    def blackhole(self, timeout_ms: int = 0, stream: str = "upstream", **kw):
         """Nothing passes; with timeout_ms > 0 the connection is closed after that long."""
-        return self.toxic("timeout", stream=stream, timeout=timeout_ms)
+        return self.toxic("timeout", stream=stream, timeout=timeout_ms, **kw)
 
-    def bandwidth(self, rate_kbps: int, stream: str = "downstream"):
-        return self.toxic("bandwidth", stream=stream, rate=rate_kbps)
+    def bandwidth(self, rate_kbps: int, stream: str = "downstream", **kw):
+        return self.toxic("bandwidth", stream=stream, rate=rate_kbps, **kw)
 
     def redis_error(self, error: str, commands: Optional[Iterable[str]] = None,
-                    keys: Optional[str] = None, **filter_attrs):
+                    keys: Optional[str] = None, name: Optional[str] = None, **filter_attrs):
         """Matching commands get a Redis error instead of reaching Redis: a preset ("loading",
         "readonly", "oom"...) or any error text ("ERR something")."""
-        attrs = dict(filter_attrs)
-        if error.lower() in REDIS_ERROR_PRESETS:
-            attrs["preset"] = error.lower()
-        else:
-            attrs["error"] = error
-        if commands is not None:
-            attrs["commands"] = list(commands)
-        if keys is not None:
-            attrs["keys"] = keys
-        return self.toxic("resp_error", stream="upstream", **attrs)
+        return self.toxic("resp_error", name=name, stream="upstream",
+                          **resp_error_attrs(error, commands, keys, filter_attrs))
 
     def redis_reset(self, phase: str = "before", commands: Optional[Iterable[str]] = None,
-                    **filter_attrs):
+                    name: Optional[str] = None, **filter_attrs):
         """The connection is reset when a matching command arrives (phase="before": not
         executed) or once Redis answered it (phase="after": executed, reply lost)."""
         attrs = dict(filter_attrs, phase=phase)
         if commands is not None:
             attrs["commands"] = list(commands)
-        return self.toxic("resp_reset", stream="upstream", **attrs)
+        return self.toxic("resp_reset", name=name, stream="upstream", **attrs)
 
-    def profile(self, profile: str, **kw):
-        """Runs a chaos profile (see Client.profile)."""
+    def profile(self, profile: Any, **kw) -> ProfileRun:
+        """Runs a chaos profile for a `with` block (see Client.profile)."""
         return self.client.profile(profile, **kw)
 
 
-def _q(s: str) -> str:
-    return urllib.parse.quote(s, safe="")
+class _ToxicBlock:
+    def __init__(self, proxy: Proxy, type, name, stream, toxicity, attributes):
+        self.proxy = proxy
+        self.args = (type, name, stream, toxicity, attributes)
+        self.toxic: Optional[dict] = None
+
+    def __enter__(self) -> dict:
+        type, name, stream, toxicity, attributes = self.args
+        self.toxic = self.proxy.add_toxic(type, name=name, stream=stream, toxicity=toxicity,
+                                          **attributes)
+        return self.toxic
+
+    def __exit__(self, *exc) -> None:
+        name = self.toxic["name"]
+        try:
+            last = self.proxy.get_toxic(name)
+        except FaultlineError as e:
+            if e.status != 404:
+                raise
+            return  # removed already (a reset, a profile)
+        warn_if_unmatched(self.proxy.name, last, stacklevel=2)
+        try:
+            self.proxy.remove_toxic(name)
+        except FaultlineError as e:
+            if e.status != 404:
+                raise
 
 
-def _ignore_404(fn) -> None:
-    try:
-        fn()
-    except FaultlineError as e:
-        if e.status != 404:
-            raise
+class _StateBlock:
+    def __init__(self, proxy: Proxy, field: str, value):
+        self.proxy, self.field, self.value = proxy, field, value
+        self.before = None
+
+    def __enter__(self) -> Proxy:
+        self.proxy.refresh()
+        self.before = self.proxy._data.get(self.field, True if self.field == "enabled" else "normal")
+        self.proxy.update(**{self.field: self.value})
+        return self.proxy
+
+    def __exit__(self, *exc) -> None:
+        self.proxy.update(**{self.field: self.before})
 
 
-def _profile_text(profile: str) -> str:
-    if "\n" in profile:
-        return profile
-    if os.path.exists(profile):
-        with open(profile, encoding="utf-8") as f:
-            return f.read()
-    for d in _profile_dirs():
-        p = os.path.join(d, profile if profile.endswith(".toml") else profile + ".toml")
-        if os.path.exists(p):
-            with open(p, encoding="utf-8") as f:
-                return f.read()
-    raise FileNotFoundError(f"no profile named {profile!r} (looked in {', '.join(_profile_dirs())})")
-
-
-def _profile_dirs() -> list:
-    here = os.path.dirname(os.path.abspath(__file__))
-    dirs = []
-    if os.environ.get("FAULTLINE_PROFILES"):
-        dirs.append(os.environ["FAULTLINE_PROFILES"])
-    # The source tree (tools/python/faultline → profiles/), then an install (share/faultline/).
-    dirs.append(os.path.normpath(os.path.join(here, "..", "..", "..", "profiles")))
-    dirs.append(os.path.normpath(os.path.join(here, "..", "..", "profiles")))
-    return dirs
+def _metrics_of(text: str, proxy: str) -> dict:
+    out = {}
+    needle = f'proxy="{proxy}"'
+    for line in text.splitlines():
+        if line.startswith("#") or needle not in line:
+            continue
+        key, _, value = line.rpartition(" ")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            pass
+    return out
