@@ -909,7 +909,9 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
       e.setup = c.setup;
       e.name = display;
       log(st, std::move(e));
-      if (!resend && !setup && !st.new_work) {
+      // A readiness check (ioredis's INFO on a new connection, a health PING) is not the
+      // application moving on: the write it re-sends next is still a resend.
+      if (!resend && !setup && !is_neutral(f.name) && !st.new_work) {
         st.new_work = id;
         st.new_work_us = now;
       }

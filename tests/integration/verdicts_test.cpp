@@ -141,6 +141,29 @@ TEST(Verdicts, HelloSetnameNamesTheClient) {
   EXPECT_EQ(fl.stop(), 0) << fl.process().log();
 }
 
+// A readiness check between a failure and the retry (ioredis sends INFO on every new
+// connection; health checks PING) is not the client moving on: the write it sends again next is
+// still counted, here as a retry after an error reply.
+TEST_F(VerdictsFixture, AReadinessCheckBeforeTheRetryDoesNotHideIt) {
+  auto add = http->request("POST", "/proxies/redis/toxics",
+                           json{{"name", "ro"},
+                                {"type", "resp_error"},
+                                {"stream", "upstream"},
+                                {"attributes", {{"preset", "readonly"},
+                                                {"commands", {"SET"}}, {"first", 1}}}}
+                               .dump());
+  ASSERT_EQ(add.status, 200) << add.body;
+  Conn c(fl.port());
+  EXPECT_EQ(call(c, {"SET", "k", "written"}).rfind("-READONLY", 0), 0u);
+  c.close();
+  Conn c2(fl.port());
+  EXPECT_EQ(call(c2, {"INFO", "server"}).rfind("$", 0), 0u);
+  EXPECT_EQ(call(c2, {"SET", "k", "written"}), "+OK\r\n");
+  json v = clients();
+  EXPECT_EQ(v["resends"]["after_errors"], 1) << v.dump(2);
+  EXPECT_EQ(v["resends"]["total"], 0) << v.dump(2);
+}
+
 // Bad query values: 400 naming the parameter.
 TEST_F(VerdictsFixture, BadQueryValuesAreRefusedNamingTheField) {
   for (auto [query, field] : std::initializer_list<std::pair<const char*, const char*>>{
