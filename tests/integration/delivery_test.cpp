@@ -193,6 +193,28 @@ TEST_F(Delivery, TruncateAndRespResetCutTheirReply) {
   EXPECT_EQ(recs[0]["delivery"], json({{"delivered", false}, {"client", "cut"}, {"by", "trunc"}}));
 }
 
+// Injected replies enter the client's stream, and Redis's +OK to the DISCARD faultline sends in
+// place of an aborted EXEC leaves it: the replies after them are still placed right.
+TEST_F(Delivery, InjectedAndSwallowedRepliesKeepTheCount) {
+  start();
+  add("refuse", "resp_error", "upstream", {{"preset", "loading"}, {"commands", {"SET"}}});
+  Conn c(fl.port());
+  EXPECT_EQ(call(c, {"MULTI"}), "+OK\r\n");
+  EXPECT_EQ(call(c, {"SET", "k", "v"}).substr(0, 8), "-LOADING");
+  EXPECT_EQ(call(c, {"EXEC"}).substr(0, 10), "-EXECABORT");
+  EXPECT_EQ(call(c, {"GET", "k"}), "$-1\r\n");
+  auto recs = wait_commands("GET", 1);  // the connection stays open: delivered, not closed
+  ASSERT_EQ(recs.size(), 1u) << slurp(log_path);
+  std::vector<json> all = commands_in(log_path);
+  ASSERT_EQ(all.size(), 4u) << slurp(log_path);
+  for (const json& r : all) {
+    SCOPED_TRACE(r.dump());
+    ASSERT_TRUE(r["delivery"].is_object());
+    EXPECT_EQ(r["delivery"]["delivered"], true);
+  }
+  EXPECT_EQ(log_status()["delivery_held"], 0);
+}
+
 TEST_F(Delivery, PastTheBoundRecordsAreWrittenWithoutDeliveryAndCounted) {
   start();
   add("slow", "latency", "downstream", {{"latency", 1500}});
