@@ -215,6 +215,33 @@ TEST_F(Delivery, InjectedAndSwallowedRepliesKeepTheCount) {
   EXPECT_EQ(log_status()["delivery_held"], 0);
 }
 
+// An injected reply takes its place in the client's stream: a reply after it that a limit cuts
+// is cut, the injected one before the limit delivered.
+TEST_F(Delivery, AnInjectedReplyCountsInTheStreamToTheClient) {
+  start();
+  add("refuse", "resp_error", "upstream", {{"preset", "loading"}, {"commands", {"GET"}}});
+  size_t injected = 0;
+  {
+    Conn c(fl.port());
+    injected = call(c, {"GET", "k"}).size();
+    ASSERT_GT(injected, 10u);
+  }
+  // The injected error and 5 bytes of ECHO's "$5\r\nhello\r\n" pass.
+  add("cutter", "limit_data", "downstream", {{"bytes", injected + 5}});
+  Conn c(fl.port());
+  ASSERT_TRUE(c.send_all(cmd({"GET", "k"}) + cmd({"ECHO", "hello"})));
+  EXPECT_EQ(c.read_to_end().size(), injected + 5);
+  c.close();
+  auto recs = wait_commands("ECHO", 1);
+  ASSERT_EQ(recs.size(), 1u) << slurp(log_path);
+  EXPECT_EQ(recs[0]["delivery"], json({{"delivered", false}, {"client", "cut"}, {"by", "cutter"}}))
+      << recs[0].dump();
+  auto gets = wait_commands("GET", 2);
+  ASSERT_EQ(gets.size(), 2u);
+  EXPECT_EQ(gets[1]["fault"], "refuse");
+  EXPECT_EQ(gets[1]["delivery"]["delivered"], true) << gets[1].dump();
+}
+
 TEST_F(Delivery, PastTheBoundRecordsAreWrittenWithoutDeliveryAndCounted) {
   start();
   add("slow", "latency", "downstream", {{"latency", 1500}});
