@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -240,6 +241,26 @@ TEST_F(Delivery, AnInjectedReplyCountsInTheStreamToTheClient) {
   ASSERT_EQ(gets.size(), 2u);
   EXPECT_EQ(gets[1]["fault"], "refuse");
   EXPECT_EQ(gets[1]["delivery"]["delivered"], true) << gets[1].dump();
+}
+
+// The reply after an injected one is delivered when its own bytes reach the client, not when
+// as many bytes as Redis sent have: sent 150 ms after the injected reply, both held 300 ms.
+TEST_F(Delivery, AReplyAfterAnInjectedOneIsDeliveredWhenItsOwnBytesAre) {
+  start();
+  add("refuse", "resp_error", "upstream", {{"preset", "loading"}, {"commands", {"GET"}}});
+  add("slow", "latency", "downstream", {{"latency", 300}});
+  Conn c(fl.port());
+  ASSERT_TRUE(c.send_all(cmd({"GET", "k"})));
+  ASSERT_TRUE(wait_until([&] { return log_status()["delivery_held"] == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // shapes the scenario
+  ASSERT_TRUE(c.send_all(cmd({"ECHO", "hello"})));
+  ASSERT_TRUE(c.read_reply().has_value());
+  ASSERT_EQ(c.read_reply().value_or(""), "$5\r\nhello\r\n");
+  auto recs = wait_commands("ECHO", 1);
+  ASSERT_EQ(recs.size(), 1u) << slurp(log_path);
+  SCOPED_TRACE(recs[0].dump());
+  EXPECT_EQ(recs[0]["delivery"]["delivered"], true);
+  EXPECT_GE(recs[0]["delivery"]["delivered_us"].get<uint64_t>(), 250000u);
 }
 
 TEST_F(Delivery, PastTheBoundRecordsAreWrittenWithoutDeliveryAndCounted) {
