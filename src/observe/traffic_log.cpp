@@ -112,8 +112,8 @@ struct TrafficLog::SessionState {
   // (on_delivery), in reply order: the JSON without its closing "}\n", the text without "\n".
   struct Held {
     proxy::PendingId id;
-    uint64_t start_us;   // the request's arrival (uv_hrtime µs)
-    size_t off;          // in held_arena: the JSON, then the text
+    uint64_t start_us; // the request's arrival (uv_hrtime µs)
+    size_t off;        // in held_arena: the JSON, then the text
     uint32_t json_len, text_len;
   };
   std::deque<Held> held;
@@ -584,8 +584,10 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   // Held until the reply reaches the client (or never will), within the bound.
   bool hold = false;
   if (s.follows_deliveries()) {
-    if (held_records_ < kMaxHeldRecords && held_bytes_ < kMaxHeldBytes) hold = s.follow_delivery(id);
-    else ++delivery_unfollowed_;
+    if (held_records_ < kMaxHeldRecords && held_bytes_ < kMaxHeldBytes)
+      hold = s.follow_delivery(id);
+    else
+      ++delivery_unfollowed_;
   }
   char* in_sink = nullptr; // the record's start when it is formatted in the sink's buffer
   char* json_end = nullptr;
@@ -738,7 +740,8 @@ void TrafficLog::release_held(SessionState& ss, const proxy::Delivery* d) {
   const uint64_t took_us = d && d->delivered && d->at_us > h.start_us ? d->at_us - h.start_us : 0;
   if (want_json_) {
     json_.clear();
-    char* o = json_.room(json.size() + kJsonDeliveryFixed + kJsonReprMaxPerByte * (d ? d->by.size() : 0));
+    char* o =
+        json_.room(json.size() + kJsonDeliveryFixed + kJsonReprMaxPerByte * (d ? d->by.size() : 0));
     o = write_bytes(o, json);
     if (!d) {
       o = write_lit(o, ",\"delivery\":null}\n");

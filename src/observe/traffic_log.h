@@ -1,9 +1,9 @@
 #pragma once
 // The traffic log: one record per completed request (command, arguments, reply summary,
-// latency, bytes, the fault that touched it, what became of the reply on its way to the client), plus records for out-of-band events (sessions
-// opened and closed, pushes, pub/sub messages, raw mode, toxics added and removed). Records go
-// to a file or stdout (JSON Lines or a compact text line) and to live subscribers
-// (GET /proxies/{name}/traffic).
+// latency, bytes, the fault that touched it, what became of the reply on its way to the client),
+// plus records for out-of-band events (sessions opened and closed, pushes, pub/sub messages, raw
+// mode, toxics added and removed). Records go to a file or stdout (JSON Lines or a compact text
+// line) and to live subscribers (GET /proxies/{name}/traffic).
 //
 //   on_request ──► filter (commands, keys, sample) ──► per-session ring of pending requests
 //                                                      (arguments copied, truncated, redacted)
@@ -175,8 +175,7 @@ private:
   void emit_record(std::string_view proxy, std::string_view json, bool in_sink);
   void begin_event(SessionState* ss, std::string_view proxy, uint64_t ts_us, std::string_view ev);
   void end_event();
-  void hold_record(SessionState& ss, proxy::PendingId id, uint64_t start_us,
-                   std::string_view json);
+  void hold_record(SessionState& ss, proxy::PendingId id, uint64_t start_us, std::string_view json);
   void release_held(SessionState& ss, const proxy::Delivery* d);
   void schedule_flush();
   void flush();
