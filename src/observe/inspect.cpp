@@ -181,6 +181,24 @@ void TrafficAnalyzer::add_request(const nlohmann::json& j, uint64_t ts) {
     if (std::find(sec.toxics.begin(), sec.toxics.end(), fault) == sec.toxics.end())
       sec.toxics.push_back(fault);
   }
+  // What became of the reply (absent in logs of older versions; null: not followed).
+  if (auto d = j.find("delivery"); d != j.end()) {
+    if (d->is_object()) {
+      ++followed_;
+      std::string by = d->contains("by") && (*d)["by"].is_string() ? (*d)["by"].get<std::string>()
+                                                                   : std::string();
+      if (d->value("delivered", false)) {
+        ++delivered_;
+        delivered_us_.push_back(
+            static_cast<uint32_t>(std::min<uint64_t>(uint_field(*d, "delivered_us"), UINT32_MAX)));
+      } else {
+        (str_field(*d, "client") == "gone" ? gone_ : cut_)++;
+        ++undelivered_by_[by.empty() ? "(unknown)" : by];
+      }
+    } else if (d->is_null()) {
+      ++unfollowed_;
+    }
+  }
   std::string key = str_field(j, "key");
   if (!key.empty()) ++prefixes_[key_prefix(key)];
   sessions_[{str_field(j, "proxy"), uint_field(j, "session")}] = true;
@@ -331,6 +349,18 @@ nlohmann::json TrafficAnalyzer::report(size_t top) const {
                       {"faults", toxics}});
     }
   }
+  // What became of the replies, for the records that say (the traffic log follows deliveries).
+  std::vector<uint32_t> dus = delivered_us_;
+  json delivery = {{"followed", followed_},
+                   {"unfollowed", unfollowed_},
+                   {"delivered", delivered_},
+                   {"not_delivered", gone_ + cut_},
+                   {"client_gone", gone_},
+                   {"cut", cut_},
+                   {"p50_us", percentile_nearest_rank(dus, 0.50)},
+                   {"p99_us", percentile_nearest_rank(dus, 0.99)},
+                   {"max_us", dus.empty() ? 0u : *std::max_element(dus.begin(), dus.end())},
+                   {"not_delivered_by", ranked(undelivered_by_, "by", top)}};
   return {{"totals", std::move(totals)},
           {"commands", std::move(cmds)},
           {"slowest", std::move(slowest)},
@@ -338,6 +368,7 @@ nlohmann::json TrafficAnalyzer::report(size_t top) const {
           {"errors", ranked(error_types_, "error", top)},
           {"faults", ranked(fault_counts_, "toxic", top)},
           {"fault_windows", std::move(fault_windows)},
+          {"delivery", std::move(delivery)},
           {"timeline", std::move(rows)}};
 }
 
@@ -374,6 +405,22 @@ std::string render_report(const nlohmann::json& r, bool color, std::string_view 
   if (u(t, "unreadable_lines")) o += fmt::format("; {} unreadable lines", u(t, "unreadable_lines"));
   o += fmt::format("{}\n", reset);
 
+  if (r.contains("delivery") && u(r["delivery"], "followed")) {
+    const auto& d = r["delivery"];
+    o += fmt::format("  delivered to the client: {} of {} followed, p50 {}, p99 {}, max {}",
+                     fmt_count(u(d, "delivered")), fmt_count(u(d, "followed")),
+                     fmt_us(double(u(d, "p50_us"))), fmt_us(double(u(d, "p99_us"))),
+                     fmt_us(double(u(d, "max_us"))));
+    if (u(d, "not_delivered")) {
+      o += fmt::format("; {}not delivered {}{} (client gone {}, cut {}:", red,
+                       fmt_count(u(d, "not_delivered")), reset, fmt_count(u(d, "client_gone")),
+                       fmt_count(u(d, "cut")));
+      for (const auto& b : d["not_delivered_by"])
+        o += fmt::format(" {}={}", b["by"].get<std::string>(), u(b, "count"));
+      o += ')';
+    }
+    o += '\n';
+  }
   o += fmt::format("\n{}Commands{}\n", bold, reset);
   o += fmt::format("  {:<20} {:>10} {:>8} {:>9} {:>9} {:>9}\n", "command", "calls", "errors",
                    "p50", "p99", "max");

@@ -55,6 +55,10 @@ private:
   std::vector<nlohmann::json> toxic_events_;
   std::map<std::string, std::string> accept_open_; // proxy -> "accept=reset" while not normal
   std::vector<uint32_t> all_latencies_;
+  // The "delivery" of command records (written since the traffic log follows deliveries).
+  uint64_t followed_ = 0, delivered_ = 0, gone_ = 0, cut_ = 0, unfollowed_ = 0;
+  std::vector<uint32_t> delivered_us_;
+  std::map<std::string, uint64_t> undelivered_by_;
 };
 
 // Nearest-rank percentile of an unsorted sample (sorted in place). 0 when empty.

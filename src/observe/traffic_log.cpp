@@ -4,6 +4,7 @@
 #include <cassert>
 #include <csignal>
 #include <cstring>
+#include <deque>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -27,6 +28,12 @@ template <size_t N> inline void lit(RecordBuf& o, const char (&s)[N]) {
 namespace {
 
 constexpr size_t kMaxPendingPerSession = 1 << 16;
+// Records held until their reply reached the client (or never will), across all sessions: past
+// either bound a record is written at once with "delivery":null, and counted.
+constexpr size_t kMaxHeldRecords = 10000;
+constexpr size_t kMaxHeldBytes = 8 << 20;
+// The longest delivery a JSON record can carry, besides the escaped "by".
+constexpr size_t kJsonDeliveryFixed = 96;
 constexpr size_t kMaxSubscriberBuffer = 4 << 20;
 constexpr uint32_t kRedactedLen = UINT32_MAX;
 constexpr uint64_t kPollMs = 100;
@@ -101,6 +108,16 @@ struct TrafficLog::SessionState {
   std::vector<Pending> ring = std::vector<Pending>(16);
   size_t head = 0, size = 0;
   RecordBuf arena; // what the pending requests keep of their arguments, in ring order
+  // Records formatted and held until the session says what became of their reply
+  // (on_delivery), in reply order: the JSON without its closing "}\n", the text without "\n".
+  struct Held {
+    proxy::PendingId id;
+    uint64_t start_us; // the request's arrival (uv_hrtime µs)
+    size_t off;        // in held_arena: the JSON, then the text
+    uint32_t json_len, text_len;
+  };
+  std::deque<Held> held;
+  RecordBuf held_arena;
 
   Pending& front() { return ring[head]; }
   void push(const Pending& p) {
@@ -212,7 +229,8 @@ void TrafficLogConfig::apply_json(const nlohmann::json& j) {
         throw std::invalid_argument("'sample' must be a number from 0 to 1");
       sample = v.get<double>();
     } else if (k == "records" || k == "dropped" || k == "bytes_written" || k == "subscribers" ||
-               k == "reopens" || k == "stream_dropped") {
+               k == "reopens" || k == "stream_dropped" || k == "delivery_held" ||
+               k == "delivery_unfollowed") {
       // Read-only fields of GET /log, accepted so a GET body can be posted back.
     } else {
       throw std::invalid_argument("unknown field '" + k + "'");
@@ -395,6 +413,8 @@ void TrafficLog::update_registration() {
     rt.remove_observer(this);
     registered_ = false;
     sessions_.clear();
+    held_records_ = 0;
+    held_bytes_ = 0;
     last_session_ = nullptr;
     last_state_ = nullptr;
     uv_timer_stop(&timer_);
@@ -561,6 +581,14 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   const uint64_t bytes_in = r.request.req_bytes;
   const uint32_t max = cfg_.max_arg_bytes;
 
+  // Held until the reply reaches the client (or never will), within the bound.
+  bool hold = false;
+  if (s.follows_deliveries()) {
+    if (held_records_ < kMaxHeldRecords && held_bytes_ < kMaxHeldBytes)
+      hold = s.follow_delivery(id);
+    else
+      ++delivery_unfollowed_;
+  }
   char* in_sink = nullptr; // the record's start when it is formatted in the sink's buffer
   char* json_end = nullptr;
   if (want_json_) {
@@ -568,8 +596,9 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     // most kJsonReprMaxPerByte bytes. A JSON log file takes it in place, without a copy.
     const size_t bound = kJsonCommandFixed + ss.json_prefix.size() +
                          kJsonReprMaxPerByte * (p.len + fault.size()) +
-                         kJsonArgOverhead * (p.nargs + 1u) + reply_json_bound(sum, max);
-    if (sink_ && format_ == LogFormat::Json) in_sink = sink_->reserve(bound);
+                         kJsonArgOverhead * (p.nargs + 1u) + reply_json_bound(sum, max) +
+                         sizeof(",\"delivery\":null");
+    if (sink_ && format_ == LogFormat::Json && !hold) in_sink = sink_->reserve(bound);
     json_.clear();
     char* const start = in_sink ? in_sink : json_.room(bound);
     char* o = start;
@@ -619,12 +648,14 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     o = write_lit(o, ",\"bytes_out\":");
     o = write_uint(o, p.bytes_out + sum.bytes);
     if (fault.empty()) {
-      o = write_lit(o, ",\"fault\":null}\n");
+      o = write_lit(o, ",\"fault\":null");
     } else {
       o = write_lit(o, ",\"fault\":\"");
       o = write_json_repr(o, fault);
-      o = write_lit(o, "\"}\n");
+      *o++ = '"';
     }
+    // A held record gets its delivery, and its end, when the session says what became of it.
+    if (!hold) o = write_lit(o, ",\"delivery\":null}\n");
     // Past the bound, the record has overrun its room: a broken bound, which the Debug and
     // sanitizer builds stop on here.
     assert(static_cast<size_t>(o - start) <= bound);
@@ -675,11 +706,103 @@ void TrafficLog::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
       append_repr(o, fault);
       if (color_) o += kReset;
     }
-    o += '\n';
+    if (!hold) o += '\n';
   }
   ss.pop();
+  if (hold) {
+    hold_record(ss, id, r.request.start_us, json_end ? std::string_view(json_.view()) : "");
+    return;
+  }
   if (in_sink) emit_record(ss.proxy, {in_sink, static_cast<size_t>(json_end - in_sink)}, true);
   else emit(ss.proxy);
+}
+
+void TrafficLog::hold_record(SessionState& ss, proxy::PendingId id, uint64_t start_us,
+                             std::string_view json) {
+  std::string_view text = want_text_ ? std::string_view(text_) : std::string_view();
+  SessionState::Held h{id, start_us, ss.held_arena.size(), static_cast<uint32_t>(json.size()),
+                       static_cast<uint32_t>(text.size())};
+  ss.held_arena.append(json);
+  ss.held_arena.append(text);
+  ss.held.push_back(h);
+  ++held_records_;
+  held_bytes_ += json.size() + text.size();
+}
+
+// The record held for reply `id` of this session, with its delivery (null: unknown), written.
+void TrafficLog::release_held(SessionState& ss, const proxy::Delivery* d) {
+  const SessionState::Held h = ss.held.front();
+  ss.held.pop_front();
+  --held_records_;
+  held_bytes_ -= h.json_len + h.text_len;
+  const std::string_view json(ss.held_arena.data() + h.off, h.json_len);
+  const std::string_view text(ss.held_arena.data() + h.off + h.json_len, h.text_len);
+  const uint64_t took_us = d && d->delivered && d->at_us > h.start_us ? d->at_us - h.start_us : 0;
+  if (want_json_) {
+    json_.clear();
+    char* o =
+        json_.room(json.size() + kJsonDeliveryFixed + kJsonReprMaxPerByte * (d ? d->by.size() : 0));
+    o = write_bytes(o, json);
+    if (!d) {
+      o = write_lit(o, ",\"delivery\":null}\n");
+    } else {
+      if (d->delivered) {
+        o = write_lit(o, ",\"delivery\":{\"delivered\":true,\"delivered_us\":");
+        o = write_uint(o, took_us);
+      } else {
+        o = write_lit(o, ",\"delivery\":{\"delivered\":false,\"client\":\"");
+        o = d->client_gone ? write_lit(o, "gone\"") : write_lit(o, "cut\"");
+      }
+      if (!d->by.empty()) {
+        o = write_lit(o, ",\"by\":\"");
+        o = write_json_repr(o, d->by);
+        *o++ = '"';
+      }
+      o = write_lit(o, "}}\n");
+    }
+    json_.set_end(o);
+  }
+  if (want_text_) {
+    text_.assign(text);
+    if (d && d->delivered) {
+      lit(text_, " delivered +");
+      if (took_us < 1000) text_ += fmt::format("{}us", took_us);
+      else text_ += fmt::format("{:.1f}ms", static_cast<double>(took_us) / 1000.0);
+      if (!d->by.empty()) {
+        lit(text_, " (");
+        append_repr(text_, d->by);
+        text_ += ')';
+      }
+    } else if (d) {
+      text_ += ' ';
+      if (color_) text_ += kRed;
+      lit(text_, "not delivered: ");
+      text_ += d->client_gone ? "client gone" : "cut";
+      if (!d->by.empty()) {
+        lit(text_, " (");
+        append_repr(text_, d->by);
+        text_ += ')';
+      }
+      if (color_) text_ += kReset;
+    }
+    text_ += '\n';
+  }
+  if (ss.held.empty()) ss.held_arena.clear();
+  else if (ss.held_arena.size() > (1u << 20) && ss.held.front().off > ss.held_arena.size() / 2) {
+    // Replies that never stop coming: drop the released half of the arena.
+    const size_t cut = ss.held.front().off;
+    ss.held_arena.erase_front(cut);
+    for (auto& x : ss.held) x.off -= cut;
+  }
+  emit(ss.proxy);
+}
+
+void TrafficLog::on_delivery(proxy::Session& s, proxy::PendingId id, const proxy::Delivery& d) {
+  auto it = sessions_.find(&s);
+  if (it == sessions_.end()) return;
+  SessionState& ss = *it->second;
+  while (!ss.held.empty() && ss.held.front().id < id) release_held(ss, nullptr);
+  if (!ss.held.empty() && ss.held.front().id == id) release_held(ss, &d);
 }
 
 void TrafficLog::begin_event(SessionState* ss, std::string_view proxy, uint64_t ts,
@@ -735,6 +858,7 @@ void TrafficLog::on_session_open(proxy::Session& s) {
 
 void TrafficLog::on_session_close(proxy::Session& s) {
   SessionState& ss = state(s);
+  while (!ss.held.empty()) release_held(ss, nullptr);  // the session said nothing of them
   if (wants(ss.proxy)) {
     begin_event(&ss, {}, now_wall_us(), "close");
     std::string_view reason = proxy::to_string(s.close_reason());
@@ -966,6 +1090,8 @@ nlohmann::json TrafficLog::status_json() const {
   j["reopens"] = sink_ ? sink_->reopens() : 0;
   uint64_t sd = 0;
   for (const auto& s : subs_) sd += s.dropped;
+  j["delivery_held"] = held_records_;
+  j["delivery_unfollowed"] = delivery_unfollowed_;
   j["subscribers"] = subscribers();
   j["stream_dropped"] = sd;
   return j;
@@ -987,6 +1113,14 @@ void TrafficLog::append_prometheus(std::string& out) const {
          "# TYPE faultline_log_records_dropped_total counter\n";
   out += fmt::format("faultline_log_records_dropped_total{{sink=\"file\"}} {}\n", dropped());
   out += fmt::format("faultline_log_records_dropped_total{{sink=\"stream\"}} {}\n", sd);
+  out += "# HELP faultline_log_delivery_unfollowed_total Command records written without their "
+         "delivery because too many records waited for theirs.\n"
+         "# TYPE faultline_log_delivery_unfollowed_total counter\n";
+  out += fmt::format("faultline_log_delivery_unfollowed_total {}\n", delivery_unfollowed_);
+  out += "# HELP faultline_log_delivery_held Command records waiting for their reply to reach "
+         "the client.\n"
+         "# TYPE faultline_log_delivery_held gauge\n";
+  out += fmt::format("faultline_log_delivery_held {}\n", held_records_);
 }
 
 void TrafficLog::close(std::function<void()> on_done) {

@@ -1,14 +1,16 @@
 #pragma once
 // The traffic log: one record per completed request (command, arguments, reply summary,
-// latency, bytes, the fault that touched it), plus records for out-of-band events (sessions
-// opened and closed, pushes, pub/sub messages, raw mode, toxics added and removed). Records go
-// to a file or stdout (JSON Lines or a compact text line) and to live subscribers
-// (GET /proxies/{name}/traffic).
+// latency, bytes, the fault that touched it, what became of the reply on its way to the client),
+// plus records for out-of-band events (sessions opened and closed, pushes, pub/sub messages, raw
+// mode, toxics added and removed). Records go to a file or stdout (JSON Lines or a compact text
+// line) and to live subscribers (GET /proxies/{name}/traffic).
 //
 //   on_request ──► filter (commands, keys, sample) ──► per-session ring of pending requests
 //                                                      (arguments copied, truncated, redacted)
 //   on_reply   ──► pop the pending request ──► slower-than filter ──► format once into a reused
 //                  buffer ──► LogSink (async, bounded, drops+counts) and subscribers' buffers
+//                  (when the session follows deliveries: held, within a bound, until
+//                  on_delivery says what became of the reply, then written with it)
 //   uv_check (end of each loop iteration) ──► flush the batch to the sink and the subscribers
 //
 // Registered as an observer only while something consumes records (a log file or a live
@@ -132,6 +134,8 @@ public:
   void on_out_of_band(proxy::Session& s, const proxy::ReplyResult& r,
                       const resp::ReplyFrame& f) override;
   void on_raw_mode(proxy::Session& s, toxics::Stream dir, const resp::ParseError& e) override;
+  bool wants_delivery() const override { return true; }
+  void on_delivery(proxy::Session& s, proxy::PendingId id, const proxy::Delivery& d) override;
 
   struct SessionState;
 
@@ -171,6 +175,8 @@ private:
   void emit_record(std::string_view proxy, std::string_view json, bool in_sink);
   void begin_event(SessionState* ss, std::string_view proxy, uint64_t ts_us, std::string_view ev);
   void end_event();
+  void hold_record(SessionState& ss, proxy::PendingId id, uint64_t start_us, std::string_view json);
+  void release_held(SessionState& ss, const proxy::Delivery* d);
   void schedule_flush();
   void flush();
   uint64_t wall_us(uint64_t mono_us) const { return mono_us + wall_offset_us_; }
@@ -203,6 +209,8 @@ private:
   uint64_t records_ = 0;
   uint64_t dropped_pending_ = 0;  // requests not logged because a session had too many pending
   uint64_t dropped_noted_ = 0;    // drops already reported in a "dropped" record
+  size_t held_records_ = 0, held_bytes_ = 0; // records waiting for their delivery (all sessions)
+  uint64_t delivery_unfollowed_ = 0; // written without delivery: past the bound on held records
   std::unordered_map<std::string, std::vector<std::pair<std::string, const void*>>> toxics_seen_;
   // Per proxy: enabled, and its accept mode (0 normal, 1 reset, 2 hang), as last logged.
   std::unordered_map<std::string, std::pair<bool, int>> states_seen_;

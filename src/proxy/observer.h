@@ -14,6 +14,16 @@ namespace faultline::proxy {
 
 class Session;
 
+// What became of a reply on its way to the client (SessionObserver::on_delivery).
+struct Delivery {
+  bool delivered = false;
+  uint64_t at_us = 0;       // delivered: when the client's socket took its last byte (uv_hrtime µs)
+  bool client_gone = false; // not delivered: the client had left (else faultline cut it)
+  // The toxic or fault that held or cut the reply, else (not delivered) why the session ended.
+  // Empty for a reply delivered with no toxic in its way.
+  std::string_view by;
+};
+
 class SessionObserver {
 public:
   virtual ~SessionObserver() = default;
@@ -36,6 +46,12 @@ public:
   virtual bool takes_plain_requests() const { return false; }
   virtual bool plain_requests_now(Session& s) { return false; }
   virtual void on_plain_requests(Session& s, uint64_t n) {}
+  // True for an observer that wants to know what became of replies it was shown: a session
+  // opened while one is registered counts the bytes written to its client (pipe.h); in
+  // on_reply() the observer may then call Session::follow_delivery(), and on_delivery() follows
+  // once for that reply (by the session's close at the latest). Read when the observer is added.
+  virtual bool wants_delivery() const { return false; }
+  virtual void on_delivery(Session& s, PendingId id, const Delivery& d) {}
   virtual void on_session_open(Session& s) {}
   virtual void on_session_close(Session& s) {}
   // A request frame, forwarded to Redis or answered by faultline. `fault` names the toxic

@@ -48,11 +48,12 @@ void Session::Pipe::on_write(uv_write_t* req, int status) {
   put_write_req(r);
   --p->dst->writes_outstanding;
   if (p->s->closing()) return;
-  p->consumed(len);
   if (status < 0) {
+    p->consumed(len);
     p->s->on_write_error(*p->dst, status);
     return;
   }
+  p->sent(len);
   if (p->dst->writes_outstanding == 0 && p->s->flushing()) p->s->check_done();
 }
 
@@ -107,9 +108,18 @@ void Session::Pipe::flush_held() {
 
 void Session::Slot::data(uv::Chunk c) { pipe->emit(index + 1, std::move(c)); }
 void Session::Slot::eof() { pipe->emit_eof(index + 1); }
-void Session::Slot::dropped(size_t bytes) { pipe->consumed(bytes); }
-void Session::Slot::close_session() { pipe->s->close(CloseReason::Toxic); }
-void Session::Slot::reset_session() { pipe->s->reset(CloseReason::Toxic); }
+void Session::Slot::dropped(size_t bytes) {
+  if (pipe->deliv) pipe->s->note_cut(name);
+  pipe->consumed(bytes);
+}
+void Session::Slot::close_session() {
+  pipe->s->note_cut(name);
+  pipe->s->close(CloseReason::Toxic);
+}
+void Session::Slot::reset_session() {
+  pipe->s->note_cut(name);
+  pipe->s->reset(CloseReason::Toxic);
+}
 uv_loop_t* Session::Slot::loop() { return pipe->s->rt_.loop(); }
 std::mt19937_64& Session::Slot::rng() { return pipe->s->rng(); }
 uv::BufferPool& Session::Slot::pool() { return pipe->s->rt_.pool(); }

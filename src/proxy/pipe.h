@@ -10,6 +10,10 @@
 // straight to uv_try_write on the peer: no copy, no timer, no allocation (blocks are pooled;
 // a chunk that must wait is packed by uv::Packer so it does not pin a whole read block).
 //
+// When an observer follows deliveries, the down pipe of a session opened meanwhile tells its
+// session what it wrote to the client and what it dropped (deliv, delivery.h); otherwise deliv
+// is null and that costs one branch per write.
+//
 // The hot path (emit → sink → write → consumed) is inline here, so whichever file of the
 // session delivers a chunk compiles it in place. Nested in Session: a pipe asks its session
 // whether it is closing and tells it of write errors and FINs passed on.
@@ -79,6 +83,7 @@ struct Session::Pipe {
   std::vector<uv::Chunk> held;    // reached the sink before the destination connected
   std::vector<std::unique_ptr<Slot>> slots;
   uv::Packer packer;              // small chunks that wait are copied here (see uv::Packer)
+  Deliveries* deliv = nullptr;    // the down pipe's, when its session follows deliveries
 
   // A chunk that is about to wait somewhere: small ones no longer pin a whole read block.
   uv::Chunk keep(uv::Chunk c) { return packer.keep(s->rt_.pool(), std::move(c)); }
@@ -111,11 +116,11 @@ struct Session::Pipe {
     uv_buf_t buf = uv_buf_init(const_cast<char*>(c.data()), c.len);
     int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&dst->tcp), &buf, 1);
     if (n == static_cast<int>(c.len)) {
-      consumed(c.len);
+      sent(c.len);
       return;
     }
     if (n >= 0) {
-      consumed(static_cast<size_t>(n));
+      sent(static_cast<size_t>(n));
       c.off += n;
       c.len -= n;
     } else if (n != UV_EAGAIN) {
@@ -139,8 +144,18 @@ struct Session::Pipe {
   }
   static void on_write(uv_write_t* req, int status);
   void sink_eof();
-  // Bytes left the pipe (written to the kernel, or dropped).
+  // Bytes written to the destination's socket.
+  void sent(size_t n) {
+    if (deliv) [[unlikely]] s->delivery_written(n);
+    release(n);
+  }
+  // Bytes dropped: they never reach the destination.
   void consumed(size_t n) {
+    if (deliv) [[unlikely]] s->delivery_dropped(n);
+    release(n);
+  }
+  // Bytes left the pipe (written to the kernel, or dropped).
+  void release(size_t n) {
     inflight -= std::min(n, inflight);
     if (paused && inflight <= s->rt_.options().low_watermark && !s->closing()) {
       paused = false;

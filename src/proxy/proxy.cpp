@@ -33,9 +33,11 @@ void Runtime::remove_observer(SessionObserver* o) {
 
 void Runtime::note_observers() {
   request_observers_.clear();
+  delivery_observers_.clear();
   plain_replies_ = !observers_.empty();
   for (auto* o : observers_) {
     if (o->wants_requests()) request_observers_.push_back(o);
+    if (o->wants_delivery()) delivery_observers_.push_back(o);
     if (!o->takes_plain_replies()) plain_replies_ = false;
   }
   plain_requests_ = !request_observers_.empty();

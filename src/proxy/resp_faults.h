@@ -116,6 +116,9 @@ public:
   bool has_flagged() const { return !flagged_.empty(); }
   bool collecting() const { return collecting_; }
   PendingId collect_id() const { return collect_id_; }
+  // What is done to the reply being (or last) acted on, and the fault that does it.
+  toxics::RespActionKind collect_kind() const { return col_.kind; }
+  const std::string& collect_fault() const { return col_.fault; }
   // The reply to request `id` (flagged) starts: its bytes go to collect() from the first one.
   void begin_collect(PendingId id);
   // Bytes of the reply being acted on, as they arrive: held, cut or dropped, never gathered.

@@ -44,6 +44,8 @@ public:
   const std::vector<SessionObserver*>& observers() const { return observers_; }
   // Those of them that look at request frames (SessionObserver::wants_requests()).
   const std::vector<SessionObserver*>& request_observers() const { return request_observers_; }
+  // Those that want to know what became of replies (SessionObserver::wants_delivery()).
+  const std::vector<SessionObserver*>& delivery_observers() const { return delivery_observers_; }
   // Every observer takes plain replies in runs (and there is one at least).
   bool plain_replies() const { return plain_replies_; }
   // Every observer that wants requests takes plain ones in runs (and there is one at least).
@@ -65,6 +67,7 @@ private:
   uv::BufferPool pool_;
   std::vector<SessionObserver*> observers_;
   std::vector<SessionObserver*> request_observers_;
+  std::vector<SessionObserver*> delivery_observers_;
   bool plain_replies_ = false;
   bool plain_requests_ = false;
   PlainRun plain_run_;

@@ -27,6 +27,7 @@
 #include <deque>
 
 #include "base/log.h"
+#include "proxy/delivery.h"
 #include "proxy/observer.h"
 #include "proxy/pipe.h"
 #include "proxy/resp_faults.h"
@@ -99,6 +100,10 @@ Session::Session(Proxy& proxy, uint64_t id)
   };
   wire(*up_, client_.get(), upstream_.get(), toxics::Stream::Upstream);
   wire(*down_, upstream_.get(), client_.get(), toxics::Stream::Downstream);
+  if (!rt_.delivery_observers().empty()) {
+    deliv_ = std::make_unique<Deliveries>();
+    down_->deliv = deliv_.get();
+  }
 }
 
 Session::~Session() = default;
@@ -390,6 +395,7 @@ void Session::close_handles(bool rst) {
     flush_plain_requests();
     flush_plain();
   }
+  if (deliv_) resolve_marks(true);  // what is still on its way never reaches the client
   for (auto* o : rt_.observers()) o->on_session_close(*this);
   auto on_close = [](uv_handle_t* h) {
     Session* s = h->type == UV_TIMER ? static_cast<Session*>(h->data)

@@ -12,6 +12,7 @@
 //   resp_faults.{h,cpp}  what a RESP rule does once it fired (inject, delay, hang, reset/close,
 //                        truncate), behind the small FaultPort interface the session implements
 //   pairing.{h,cpp}      requests paired with replies (pure code, no libuv)
+//   delivery.{h,cpp}     what became of each followed reply on its way to the client
 //   observer.h, runtime.h  what sessions tell the rest of the program; what one loop shares
 
 #include <cstdint>
@@ -105,6 +106,11 @@ public:
   const Pairing* pairing() const;
   uint64_t commands_seen() const { return commands_; }
   bool raw_mode() const;
+  // From SessionObserver::on_reply() only: report what becomes of this reply through
+  // on_delivery(). False when this session does not follow deliveries (it opened while no
+  // observer wanted them), or the reply is not one it can follow (out of band).
+  bool follow_delivery(PendingId id);
+  bool follows_deliveries() const { return deliv_ != nullptr; }
 
   struct Side;
   struct Pipe;
@@ -112,6 +118,7 @@ public:
   struct Resp;
   struct Head;
   struct FaultLink;
+  struct Deliveries;
 
 private:
   friend struct Pipe;
@@ -157,6 +164,13 @@ private:
   void flush_plain_requests();  // hands the count of plain requests to the observers
   void end_plain_requests();    // the chunk is done: flush, and count no more
   void flush_forward();
+  // Deliveries (delivery.cpp): only called when deliv_ is set.
+  void note_reply(uint64_t upstream_end, uint64_t extra, std::string_view fault, bool doomed);
+  void delivery_written(size_t n);
+  void delivery_dropped(size_t n);
+  void note_cut(std::string_view by);
+  std::string hold_cause(std::string_view fault) const;
+  void resolve_marks(bool all);
   void up_deliver(uv::Chunk c);
   void down_deliver(uv::Chunk c);
   void drop(Pipe& p, uv::Chunk c);
@@ -178,6 +192,7 @@ private:
   std::unique_ptr<Pipe> up_;   // client → upstream
   std::unique_ptr<Pipe> down_; // upstream → client
   std::unique_ptr<Resp> resp_; // created with the first byte when parsing is on
+  std::unique_ptr<Deliveries> deliv_; // when an observer wanted deliveries as the session opened
   uint64_t commands_ = 0;
   // Random choices of this session's toxics (toxicity, probability, jitter, slicer sizes):
   // its own generator, made on first use, seeded from the proxy's seed and its sequence number.

@@ -272,6 +272,7 @@ void Session::decide_head() {
   case K::ResetBefore:
   case K::CloseBefore:
     for (auto& b : held) drop(*up_, std::move(b));
+    note_cut(fault);
     r.exec.begin_end(h.action.kind == K::ResetBefore, false);
     return;
   case K::DelayRequest: {
@@ -483,6 +484,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     // The command and everything after it are dropped; what is already on its way to the
     // client is delivered first, then the connection ends.
     drop_bytes();
+    note_cut(fault);
     r.exec.begin_end(a.kind == K::ResetBefore, false);
     return;
   default: {
@@ -532,7 +534,15 @@ void Session::release_injections() {
       rr.kind = ReplyKind::Paired;
       rr.request = *inj;
       rr.latency_us = now_us() - inj->start_us;
+      if (deliv_) {
+        // After Redis's bytes passed on so far: within a chunk, up to the reply just parsed;
+        // otherwise all that were read.
+        const uint64_t at =
+            deliv_->cursor != Deliveries::kNoCursor ? deliv_->cursor : r.rep.offset();
+        note_reply(at, payload.size(), {}, false);
+      }
       for (auto* o : rt_.observers()) o->on_reply(*this, rr, nullptr, payload, fault);
+      if (deliv_) deliv_->next_valid = false;
     }
     r.exec.deliver_injection(payload);
   }
@@ -588,7 +598,17 @@ void Session::on_upstream_chunk(uv::Chunk c) {
                              res.request.start_us, res.request.req_bytes, f.size_bytes()});
       } else if (!rt_.observers().empty()) {
         flush_plain();
+        if (deliv_) [[unlikely]] {
+          // Where the reply ends toward the client, and whether its own fault keeps it away.
+          const bool acted = r.exec.collecting() && r.exec.collect_id() == res.request.id;
+          using K = toxics::RespActionKind;
+          const K k = acted ? r.exec.collect_kind() : K::Forward;
+          const bool doomed =
+              k == K::Truncate || k == K::Hang || k == K::ResetAfter || k == K::CloseAfter;
+          note_reply(f.end, 0, doomed || k == K::DelayReply ? fault : std::string_view(), doomed);
+        }
         for (auto* o : rt_.observers()) o->on_reply(*this, res, &f, {}, fault);
+        if (deliv_) [[unlikely]] deliv_->next_valid = false;
       }
       if (res.final && !fault.empty() && !res.request.user_flags) r.forget_fault(res.request.id);
     } else if (!rt_.observers().empty()) {
@@ -604,7 +624,9 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     }
     if (r.exec.has_injections()) {
       pass_to(f.end);
+      if (deliv_) [[unlikely]] deliv_->cursor = f.end;  // where the injected replies go
       release_injections();
+      if (deliv_) [[unlikely]] deliv_->cursor = Deliveries::kNoCursor;
     }
     if (!r.exec.collecting() && r.exec.has_flagged()) {
       pass_to(f.end);

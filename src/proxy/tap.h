@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/delivery.h"
 #include "proxy/pairing.h"
 #include "proxy/pipe.h"
 #include "proxy/resp_faults.h"
@@ -28,10 +29,12 @@ struct Session::FaultLink final : FaultPort {
   void to_client(uv::Chunk c) override { s.down_->emit(0, std::move(c)); }
   void eof(toxics::Stream d) override { pipe(d).emit_eof(0); }
   void inject(std::string_view b) override {
+    if (s.deliv_) s.deliv_->injected += b.size();
     s.down_->inflight += b.size();
     s.down_deliver(s.down_->packer.copy(s.rt_.pool(), b.data(), b.size()));
   }
-  void dropped(toxics::Stream d, size_t n) override { pipe(d).consumed(n); }
+  // Swallowed before the pipe: kept out of the count of what the pipe dropped (deliveries).
+  void dropped(toxics::Stream d, size_t n) override;
   uv::Chunk keep(toxics::Stream d, uv::Chunk c) override { return pipe(d).keep(std::move(c)); }
   void stop_client() override {
     s.client_->reading = false;
@@ -106,6 +109,14 @@ struct Session::Resp {
 
 inline bool Session::FaultLink::reply_expected() const {
   return s.resp_->pairing.expected().has_value();
+}
+
+inline void Session::FaultLink::dropped(toxics::Stream d, size_t n) {
+  if (s.deliv_ && d == toxics::Stream::Downstream) {
+    s.deliv_->swallowed += n;
+    s.note_cut(s.resp_->exec.collect_fault());
+  }
+  pipe(d).release(n);
 }
 
 } // namespace faultline::proxy

@@ -124,5 +124,38 @@ TEST(Inspect, KeyPrefix) {
   EXPECT_EQ(key_prefix("plain"), "plain");
 }
 
+TEST(Inspect, DeliverySummarisesWhatTheClientsGot) {
+  auto rec = [](std::string_view delivery) {
+    return std::string(R"({"ts":"2026-12-06T22:20:31.518722Z","proxy":"redis","session":1,)"
+                       R"("client":"127.0.0.1:1","db":0,"cmd":"GET","args":["k"],"key":"k",)"
+                       R"("reply":{"type":"null"},"latency_us":50,"bytes_in":20,"bytes_out":5,)"
+                       R"("fault":null)") +
+           (delivery.empty() ? "" : ",\"delivery\":" + std::string(delivery)) + "}";
+  };
+  TrafficAnalyzer a;
+  a.add_line(rec(R"({"delivered":true,"delivered_us":100})"));
+  a.add_line(rec(R"({"delivered":true,"delivered_us":500000,"by":"slow"})"));
+  a.add_line(rec(R"({"delivered":false,"client":"gone","by":"slow"})"));
+  a.add_line(rec(R"({"delivered":false,"client":"cut","by":"rst"})"));
+  a.add_line(rec("null"));
+  a.add_line(rec(""));  // a log of an older version
+  auto r = a.report();
+  const auto& d = r["delivery"];
+  EXPECT_EQ(r["totals"]["requests"], 6);
+  EXPECT_EQ(d["followed"], 4);
+  EXPECT_EQ(d["unfollowed"], 1);
+  EXPECT_EQ(d["delivered"], 2);
+  EXPECT_EQ(d["not_delivered"], 2);
+  EXPECT_EQ(d["client_gone"], 1);
+  EXPECT_EQ(d["cut"], 1);
+  EXPECT_EQ(d["max_us"], 500000);
+  EXPECT_EQ(d["p50_us"], 100);
+  ASSERT_EQ(d["not_delivered_by"].size(), 2u);
+  std::string text = render_report(r, false, "d.jsonl");
+  EXPECT_NE(text.find("delivered to the client: 2 of 4 followed"), std::string::npos) << text;
+  EXPECT_NE(text.find("not delivered 2 (client gone 1, cut 1: rst=1 slow=1)"), std::string::npos)
+      << text;
+}
+
 } // namespace
 } // namespace faultline::observe
