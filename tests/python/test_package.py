@@ -258,6 +258,7 @@ def test_capture_has_the_tests_commands(faultline_proxy, faultline_capture):
     got = faultline_capture.commands("INCR")
     assert [rec.args for rec in got] == [["ctr"]] * 3
     assert [rec.received for rec in got] == [{"type": "integer", "value": v} for v in (1, 2, 3)]
+    assert all(rec.delivered is True and rec.delivered_us >= 0 for rec in got), got
     assert faultline_capture.events("open")
     with faultline_proxy.redis_error("loading", commands=["GET"]):
         with pytest.raises(redis.exceptions.BusyLoadingError):
@@ -280,8 +281,11 @@ def test_record_delivery_is_read_when_present():
     plain = Record({"cmd": "GET", "reply": {"type": "bulk", "len": 1, "text": "v"}})
     assert plain.delivery is None and plain.received == plain.reply
     gone = Record({"cmd": "GET", "reply": {"type": "bulk", "len": 1, "text": "v"},
-                   "delivery": {"delivered": False}})
+                   "delivery": {"delivered": False, "client": "gone", "by": "latency_downstream"}})
     assert gone.delivered is False and gone.received is None
+    held = Record({"cmd": "GET", "reply": {"type": "bulk", "len": 1, "text": "v"},
+                   "delivery": {"delivered": True, "delivered_us": 500123, "by": "latency_downstream"}})
+    assert held.delivered is True and held.delivered_us == 500123 and held.received == held.reply
 
 
 def test_clients_accepts_a_client_and_a_window(faultline_proxy):
@@ -289,8 +293,6 @@ def test_clients_accepts_a_client_and_a_window(faultline_proxy):
     r.ping()
     v = faultline_proxy.clients(client="app", since_ms=0, until_ms=10 ** 9)
     assert v["proxy"] == "redis"
-    if "clients" not in faultline_proxy.clients():
-        pytest.xfail("needs branch verdicts: GET /proxies/{name}/clients?client=&since_ms=")
     assert "app" in v["clients"] and v["commands"] >= 1
     assert faultline_proxy.clients(client="nobody")["commands"] == 0
     with pytest.raises(FaultlineError) as e:

@@ -47,37 +47,30 @@ class Record(dict):
 
     @property
     def delivery(self) -> Optional[dict]:
-        """How the reply reached the client (time, whether the client was still there, whether
-        a toxic held, cut or replaced it), when this faultline writes it; else None."""
+        """How the reply reached the client (docs/traffic-log.md): {"delivered": true,
+        "delivered_us": N, "by": toxics that held it} or {"delivered": false, "client": "gone" |
+        "cut", "by": what cut it}; None when faultline did not follow it (or an older build)."""
         d = self.get("delivery")
         return d if isinstance(d, dict) else None
 
     @property
     def delivered(self) -> Optional[bool]:
-        """Whether the client got a reply: from the delivery when present; None if unknown."""
+        """Whether the client's socket took the whole reply; None if unknown."""
         d = self.delivery
-        if d is None:
-            return None
-        for k in ("delivered", "client_received", "received"):
-            if isinstance(d.get(k), bool):
-                return d[k]
-        state = d.get("state") or d.get("outcome") or d.get("result")
-        if isinstance(state, str):
-            return state in ("delivered", "replaced", "held", "ok")
-        return None
+        return d.get("delivered") if d is not None else None
+
+    @property
+    def delivered_us(self) -> Optional[int]:
+        """Microseconds from the request to the client taking the reply's last byte."""
+        d = self.delivery
+        return d.get("delivered_us") if d is not None else None
 
     @property
     def received(self) -> Optional[dict]:
-        """What the client received: the delivery's own reply when it has one (a toxic replaced
-        it), None when the delivery says the client got nothing, else Redis's reply (also when
-        the record has no delivery field, as older faultline builds write)."""
-        d = self.delivery
-        if d is not None:
-            for k in ("reply", "received_reply", "client_reply"):
-                if isinstance(d.get(k), dict):
-                    return d[k]
-            if self.delivered is False:
-                return None
+        """What the client received: the reply in the record (Redis's, or the one a toxic
+        injected), or None when the delivery says the client did not get it."""
+        if self.delivered is False:
+            return None
         return self.reply
 
     def __repr__(self) -> str:
