@@ -30,19 +30,6 @@ EXPECT = {"recover_within": "2s", "max_connects_per_second": 20, "resends": "non
 EXPECT_FAILOVER = {"recover_within": "2s", "max_connects_per_second": 20}
 
 
-@pytest.fixture
-def verdict_rules(request, faultline):
-    """Marks the test as waiting for the `verdicts` branch (handshake commands counted as
-    resends, resends matched on command and first key only) when this faultline predates it:
-    the branch adds the per-client "clients" list to GET /proxies/{name}/clients."""
-    fixed = "clients" in faultline.proxy().clients()
-    if not fixed:
-        request.node.add_marker(pytest.mark.xfail(
-            reason="needs branch verdicts: this faultline counts the CLIENT SETNAME of "
-                   "the connection after a reset as a resend", strict=False))
-    return fixed
-
-
 @pytest_asyncio.fixture
 async def app(async_faultline_proxy):
     manager = RedisManager(async_faultline_proxy.redis_url, client_name="app",
@@ -144,7 +131,7 @@ async def test_failover(app, upstream, faultline_profile, async_faultline_proxy)
 
 
 @pytest.mark.faultline_profile("reset-storm", speed=10, expect=EXPECT)
-async def test_reset_storm(app, upstream, faultline_profile, verdict_rules):
+async def test_reset_storm(app, upstream, faultline_profile):
     app.manager.pool.max_connections = 2 ** 31
     async with Workload(app, workers=6) as work:
         await faultline_profile.async_wait()   # 3 s of resets on 30% of connections
@@ -153,30 +140,6 @@ async def test_reset_storm(app, upstream, faultline_profile, verdict_rules):
 
 
 # -- the broken variant fails the same verdicts --
-
-@pytest.fixture
-def moved_on_rule(request):
-    """faultline's resend rule forgets a failed command once any new request on the proxy got
-    a good reply ("the client moved on"), over all the proxy's connections: a pool's other
-    workers move on within a millisecond, before the broken variant's resend (on a new
-    connection, after its handshake) arrives, so that resend is not counted. Reported to the
-    verdicts branch; until the rule looks at the failed command's own flow, this is an xfail."""
-    request.node.add_marker(pytest.mark.xfail(
-        reason="verdict rule: another connection's good reply counts as moving on, hiding a "
-               "pool's resends", strict=False))
-
-
-async def test_broken_variant_fails_the_reset_storm_verdicts(broken_app, upstream,
-                                                             async_faultline_proxy, moved_on_rule):
-    async with Workload(broken_app, workers=6) as work:
-        async with async_faultline_proxy.profile("reset-storm", speed=10, wait=True,
-                                                 expect=EXPECT) as run:
-            await work.wait_acked(5)
-    assert broken_app.manager.resent, "the broken variant resent nothing: no test"
-    failed = {v["key"] for v in run.failures()}
-    assert "resends" in failed, run.describe()
-    await assert_no_write_lost(broken_app, upstream)  # resent, but here nothing ran twice
-
 
 async def test_lost_replies_the_good_one_leaves_and_the_broken_one_resends(
         async_faultline_proxy, upstream):
