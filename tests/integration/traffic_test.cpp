@@ -423,7 +423,11 @@ TEST_F(TrafficFixture, ALiveStreamNobodyReadsDropsRecordsAndStaysBounded) {
   EXPECT_GT(st.value("stream_dropped", uint64_t(0)), 0u) << st.dump();
   const long grown_mb = (fl.rss_kb() - rss0) / 1024;
   std::printf("stuck live stream: rss grew %ld MB, %s\n", grown_mb, st.dump().c_str());
+#ifndef __SANITIZE_ADDRESS__
+  // Under ASan, freed records sit in its quarantine (256 MB by default) and RSS says nothing
+  // about what faultline holds; stream_dropped above is the check there.
   EXPECT_LT(grown_mb, 16) << "the records for a reader that never reads must not pile up";
+#endif
 }
 
 TEST_F(TrafficFixture, SighupReopensTheFile) {
