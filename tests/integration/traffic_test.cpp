@@ -37,7 +37,10 @@ std::string slurp(const std::string& p) {
 
 std::vector<json> read_records(const std::string& path, bool requests_only = true) {
   std::vector<json> out;
-  std::istringstream in(slurp(path));
+  std::string text = slurp(path);
+  // faultline may be writing the last line right now: only whole lines count.
+  text.erase(text.find_last_of('\n') == std::string::npos ? 0 : text.find_last_of('\n') + 1);
+  std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
