@@ -28,6 +28,8 @@
 #include "profile/profile.h"
 #include "profile/runner.h"
 #include "proxy/proxy.h"
+#include "topology/cluster.h"
+#include "topology/front.h"
 #include "uv/address.h"
 
 namespace faultline {
@@ -40,6 +42,15 @@ void add_app_options(cxxopts::Options& opts) {
     ("exit-after-profile", "exit 0 when the profile's timeline ends")
     ("profile-speed", "run profile timelines N times faster (toxic settings unchanged)",
        cxxopts::value<double>()->default_value("1"));
+  opts.add_options("Deployments (docs/deployments.md)")
+    ("cluster", "front a whole Redis Cluster found from node HOST:PORT (repeatable): a proxy per "
+                "node, on --listen's port and the next ones",
+       cxxopts::value<std::vector<std::string>>())
+    ("topology-refresh-ms", "look at the deployment's topology again this often",
+       cxxopts::value<uint32_t>()->default_value("1000"))
+    ("announce-host", "the host clients are told to connect to (default: --listen's host, "
+                      "127.0.0.1 for a wildcard)",
+       cxxopts::value<std::string>());
   opts.add_options("Traffic log and metrics")
     ("log", "write one record per command to FILE ('-': stdout)", cxxopts::value<std::string>())
     ("log-dir", "the directory POST /log may write in; without it the API writes no file",
@@ -72,6 +83,21 @@ bool read_app_options(const cxxopts::ParseResult& r, AppConfig& cfg, std::string
     err = "--exit-after-profile needs --profile";
     return false;
   }
+  if (r.count("cluster")) cfg.cluster = r["cluster"].as<std::vector<std::string>>();
+  for (const auto& c : cfg.cluster) {
+    std::string e;
+    auto ep = uv::parse_endpoint(c, e);
+    if (!ep || ep->port == 0 || ep->host.empty()) {
+      err = "--cluster " + c + ": " + (ep ? "give a node's HOST:PORT" : e);
+      return false;
+    }
+  }
+  cfg.topology_refresh_ms = r["topology-refresh-ms"].as<uint32_t>();
+  if (cfg.topology_refresh_ms < 10 || cfg.topology_refresh_ms > 3600000) {
+    err = "--topology-refresh-ms must be from 10 to 3600000";
+    return false;
+  }
+  if (r.count("announce-host")) cfg.announce_host = r["announce-host"].as<std::string>();
   if (r.count("log")) cfg.log_path = r["log"].as<std::string>();
   if (r.count("log-format")) cfg.log_format = r["log-format"].as<std::string>();
   if (r.count("log-dir")) cfg.log_dir = r["log-dir"].as<std::string>();
@@ -130,6 +156,9 @@ struct App {
   uv_timer_t after_profile{}; // --exit-after-profile: stops from its own callback, not the runner's
   bool after_profile_open = false;
   uv_timer_t deadline{};
+  // Cluster mode: the proxies in front of the deployment and what keeps them up to date.
+  std::unique_ptr<topology::Front> front;
+  std::unique_ptr<topology::Cluster> cluster;
   bool stopping = false;
   bool closed = false; // every handle closed: safe to destroy
   int closing_parts = 0;
@@ -196,11 +225,12 @@ struct App {
 
   // Closes the API server and every proxy; `then` runs once all their handles are closed.
   void close_all(std::function<void()> then) {
-    closing_parts = http ? 4 : 3;
+    closing_parts = (http ? 4 : 3) + (cluster ? 1 : 0);
     auto part_done = [this, then] {
       if (--closing_parts == 0) then();
     };
     profiles.shutdown(); // undoes what a running profile injected, prints its summary
+    if (cluster) cluster->close(part_done);
     if (http) http->close(part_done);
     clients.close(part_done);
     traffic.close(part_done);
@@ -276,6 +306,56 @@ bool start_api(App& app, const AppConfig& cfg, std::string& bound_out) {
   return true;
 }
 
+// Cluster mode: the first look at the cluster, run on the loop before anything else starts, so
+// that every node has its listener when the port file is written. False (printed) if no seed
+// answered.
+bool start_cluster(App& app, const AppConfig& cfg, std::string& first_listen) {
+  if (!cfg.parse_resp) {
+    fmt::print(stderr, "faultline: --cluster needs RESP parsing (drop --no-resp): replies that "
+                       "name nodes are rewritten\n");
+    return false;
+  }
+  topology::FrontOptions fo;
+  fo.listen = cfg.listen;
+  fo.announce_host = cfg.announce_host;
+  app.front = std::make_unique<topology::Front>(app.registry, fo);
+  topology::ClusterOptions co;
+  co.refresh_ms = cfg.topology_refresh_ms;
+  co.timeout_ms = cfg.connect_timeout_ms;
+  // Seeds by name are looked up once, here, at start-up; the cluster reports its nodes by IP.
+  for (const auto& s : cfg.cluster) {
+    std::string err;
+    auto ep = uv::parse_endpoint(s, err);
+    sockaddr_storage ss{};
+    if (!ep || !uv::resolve(*ep, ss, err)) {
+      fmt::print(stderr, "faultline: --cluster {}: {}\n", s, err);
+      return false;
+    }
+    co.seeds.push_back(uv::format_address(reinterpret_cast<const sockaddr*>(&ss)));
+  }
+  app.cluster = std::make_unique<topology::Cluster>(app.loop, *app.front, co);
+  bool done = false;
+  std::string first_err;
+  app.cluster->start([&](std::string e) {
+    done = true;
+    first_err = std::move(e);
+  });
+  while (!done) uv_run(app.loop, UV_RUN_ONCE);
+  if (!first_err.empty()) {
+    fmt::print(stderr, "faultline: --cluster: cannot front the cluster: {}\n", first_err);
+    return false;
+  }
+  app.api.set_topology([c = app.cluster.get()] { return c->json(); });
+  const auto& nodes = app.cluster->nodes();
+  for (const auto& n : nodes)
+    if (auto* p = app.front->proxy_for(n.address)) {
+      first_listen = p->listen_address();
+      break;
+    }
+  log::info("cluster: {} nodes fronted", app.front->fronted().size());
+  return true;
+}
+
 // --port-file: one "listen ADDR" line and, unless --api off, one "api ADDR" line, the addresses
 // actually bound. Written to FILE.tmp and renamed, so whoever waits for FILE reads it whole.
 bool write_port_file(const std::string& path, const std::string& listen, const std::string& api) {
@@ -348,10 +428,21 @@ int run_app(const AppConfig& cfg) {
     }
   }
 
-  proxy::ProxyConfig pc{"redis", cfg.listen, cfg.upstream, true};
-  if (!app->registry.create(pc, err)) {
-    fmt::print(stderr, "faultline: {}\n", err);
-    return err.rfind("cannot resolve", 0) == 0 ? 2 : 1;
+  std::string first_listen;
+  if (!cfg.cluster.empty()) {
+    if (!start_cluster(*app, cfg, first_listen)) {
+      app->close_all([&app] { app->closed = true; });
+      uv_run(loop, UV_RUN_DEFAULT);
+      return 1;
+    }
+  } else {
+    proxy::ProxyConfig pc{"redis", cfg.listen, cfg.upstream, true};
+    proxy::Proxy* p = app->registry.create(pc, err);
+    if (!p) {
+      fmt::print(stderr, "faultline: {}\n", err);
+      return err.rfind("cannot resolve", 0) == 0 ? 2 : 1;
+    }
+    first_listen = p->listen_address();
   }
 
   std::string api_bound;
@@ -362,7 +453,7 @@ int run_app(const AppConfig& cfg) {
     return 1;
   }
   if (!cfg.port_file.empty() &&
-      !write_port_file(cfg.port_file, app->registry.find("redis")->listen_address(), api_bound)) {
+      !write_port_file(cfg.port_file, first_listen, api_bound)) {
     fmt::print(stderr, "faultline: --port-file {}: {}\n", cfg.port_file, std::strerror(errno));
     app->close_all([&app] { app->closed = true; });
     uv_run(loop, UV_RUN_DEFAULT);

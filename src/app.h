@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace cxxopts {
 class Options;
@@ -33,6 +34,10 @@ struct AppConfig {
   double log_sample = 1.0;
   bool metrics = true;            // --no-metrics
   std::string port_file;          // --port-file: the bound addresses, once listening
+  // Cluster mode (topology/cluster.h): --cluster HOST:PORT (repeatable seeds).
+  std::vector<std::string> cluster;
+  uint32_t topology_refresh_ms = 1000;
+  std::string announce_host;      // --announce-host: the host clients are told
 };
 
 // Options that later parts (traffic log, profiles) add to the main command line.

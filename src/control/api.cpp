@@ -351,6 +351,7 @@ Router Api::router() {
   r.add("PATCH", "/proxies/{proxy}/toxics/{toxic}", wrap(&Api::update_toxic));
   r.add("DELETE", "/proxies/{proxy}/toxics/{toxic}", wrap(&Api::delete_toxic));
   r.add("GET", "/version", wrap(&Api::version));
+  r.add("GET", "/topology", wrap(&Api::show_topology));
   // faultline's additions.
   r.add("GET", "/proxies/{proxy}/connections", wrap(&Api::list_connections));
   r.add("DELETE", "/proxies/{proxy}/connections", wrap(&Api::drop_connections));
@@ -379,6 +380,25 @@ void Api::version(Request&, Response& res) {
   // Toxiproxy 2.x answers JSON (older releases answered the bare version as text).
   res.text(200, "application/json;charset=utf-8",
            fmt::format("{{\"version\": \"{}\"}}\n", FAULTLINE_VERSION));
+}
+
+void Api::show_topology(Request&, Response& res) {
+  if (topology_) {
+    res.json(200, topology_());
+    return;
+  }
+  json out;
+  out["mode"] = "single";
+  auto& nodes = out["nodes"] = json::array();
+  for (const auto& [name, p] : registry_.proxies()) {
+    json n;
+    n["address"] = p->upstream_address();
+    n["role"] = nullptr;
+    n["proxy"] = name;
+    n["listen"] = p->listen_address();
+    nodes.push_back(std::move(n));
+  }
+  res.json(200, out);
 }
 
 void Api::list_proxies(Request&, Response& res) {

@@ -76,6 +76,10 @@ public:
   // Chaos profiles (/profiles). Not owned; without it those routes answer 404.
   void set_profiles(profile::Manager* m) { profiles_ = m; }
 
+  // GET /topology: the deployment faultline fronts (topology/cluster.h). Without it, the
+  // proxies as they are ("mode": "single").
+  void set_topology(std::function<nlohmann::json()> f) { topology_ = std::move(f); }
+
   // JSON of one proxy as GET /proxies/{name} shows it.
   static nlohmann::json proxy_json(const proxy::Proxy& p);
 
@@ -101,6 +105,7 @@ private:
   void show_log(Request& req, Response& res);
   void update_log(Request& req, Response& res);
   void show_clients(Request& req, Response& res);
+  void show_topology(Request& req, Response& res);
   void clear_clients(Request& req, Response& res);
 
   void start_profile(Request& req, Response& res);
@@ -116,6 +121,7 @@ private:
   proxy::Registry& registry_;
   std::vector<MetricsSection> metrics_;
   profile::Manager* profiles_ = nullptr;
+  std::function<nlohmann::json()> topology_;
   observe::ClientVerdicts* clients_ = nullptr;
   observe::TrafficLog* traffic_ = nullptr;
   observe::Metrics* command_metrics_ = nullptr;

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "proxy/rewriter.h"
 #include "proxy/runtime.h"
 #include "proxy/session.h"
 #include "toxics/toxic.h"
@@ -59,6 +60,10 @@ public:
   // Leaving accept=hang closes the connections it hung (they were never forwarded).
   void set_accept_mode(AcceptMode m);
   AcceptMode accept_mode() const { return accept_mode_; }
+  // A deployment's proxy rewrites the replies that name its nodes (proxy/rewriter.h); sessions
+  // that start afterwards use it.
+  void set_rewriter(std::shared_ptr<ReplyRewriter> r) { rewriter_ = std::move(r); }
+  ReplyRewriter* rewriter() const { return rewriter_.get(); }
   // Close every session; the listener keeps accepting.
   void drop_connections(bool rst);
   // Close listener and sessions; on_done runs once every handle is closed.
@@ -131,6 +136,7 @@ private:
   uint64_t seed_;
   uint64_t reseed_id_ = 1; // the first session id after the last reseed
   AcceptMode accept_mode_ = AcceptMode::Normal;
+  std::shared_ptr<ReplyRewriter> rewriter_;
   std::vector<toxics::Toxic> toxics_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   uint64_t next_session_id_ = 1;

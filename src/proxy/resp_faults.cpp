@@ -4,9 +4,12 @@
 
 #include <algorithm>
 
+#include "proxy/rewriter.h"
+
 namespace faultline::proxy {
 
 using K = toxics::RespActionKind;
+constexpr uint64_t kRedirectOnlyKind = ReplyRewriter::kRedirectOnly;
 using toxics::Stream;
 
 void RespFaults::request(uv::Chunk c) {
@@ -97,6 +100,7 @@ void RespFaults::begin_collect(PendingId id) {
   collecting_ = true;
   collect_id_ = id;
   col_left_ = col_.bytes;
+  gather_ = Gather::Undecided;
   if (col_.kind == K::DelayReply) {
     col_due_ = uv_now(port_.loop()) + col_.delay_ms;
     if (!rep_hold_.empty()) col_due_ = std::max(col_due_, rep_hold_.back().due_ms);
@@ -125,11 +129,38 @@ void RespFaults::collect(uv::Chunk c) {
   case K::CloseAfter:
   case K::Inject:  // the DISCARD faultline sent for an aborted EXEC: its +OK is not the client's
     break;
+  case K::Rewrite: {
+    if (gather_ == Gather::Undecided && c.len) {
+      // A request that may only be redirected: any reply but an error streams as usual.
+      const char t = c.data()[0];
+      gather_ = col_.bytes == kRedirectOnlyKind && t != '-' && t != '!' ? Gather::Pass
+                                                                       : Gather::Keep;
+    }
+    if (gather_ == Gather::Keep) {
+      if (gathered_bytes_ + c.len <= port_.rewrite_limit()) {
+        gathered_bytes_ += c.len;
+        gathered_.push_back(port_.keep(Stream::Downstream, std::move(c)));
+        return;
+      }
+      port_.rewrite_too_large(static_cast<uint8_t>(col_.bytes), gathered_bytes_ + c.len);
+      release_gathered();
+      gather_ = Gather::Pass;
+    }
+    reply(std::move(c));
+    return;
+  }
   default:
     reply(std::move(c));
     return;
   }
   if (c.len) port_.dropped(Stream::Downstream, c.len);
+}
+
+void RespFaults::release_gathered() {
+  std::vector<uv::Chunk> g;
+  g.swap(gathered_);
+  gathered_bytes_ = 0;
+  for (auto& c : g) reply(std::move(c));
 }
 
 void RespFaults::finish_collect() {
@@ -154,6 +185,22 @@ void RespFaults::finish_collect() {
     // a delay holds) is out.
     begin_end(col_.kind != K::CloseAfter, true);
     break;
+  case K::Rewrite: {
+    if (gathered_.empty()) break;
+    std::string frame;
+    frame.reserve(gathered_bytes_);
+    for (const auto& c : gathered_) frame.append(c.data(), c.len);
+    std::string out;
+    if (!port_.rewrite(static_cast<uint8_t>(col_.bytes), frame, out)) {
+      release_gathered();
+      break;
+    }
+    const size_t n = gathered_bytes_;
+    gathered_.clear();
+    gathered_bytes_ = 0;
+    reply(port_.replacement(n, out));
+    break;
+  }
   default:
     break;
   }
@@ -161,6 +208,7 @@ void RespFaults::finish_collect() {
 
 void RespFaults::upstream_eof() {
   collecting_ = false;
+  release_gathered();
   if (!rep_hold_.empty()) {
     rep_eof_after_hold_ = true;
     return;

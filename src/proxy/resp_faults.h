@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <uv.h>
 
@@ -57,6 +58,15 @@ public:
   virtual bool reply_expected() const = 0;
   virtual uint32_t drain_timeout_ms() const = 0;
   virtual uv_loop_t* loop() = 0;
+  // ---- Rewrite (proxy/rewriter.h) ----
+  // The most a reply to rewrite may hold before it goes on as it came: below the watermark
+  // that would stop reading Redis, so collecting never waits for bytes it cannot read.
+  virtual size_t rewrite_limit() const = 0;
+  // The rewriter's answer for a whole reply: false to deliver it as it came.
+  virtual bool rewrite(uint8_t kind, std::string_view frame, std::string& out) = 0;
+  virtual void rewrite_too_large(uint8_t kind, size_t bytes) = 0;
+  // `bytes` replace `n` bytes read from Redis (released): a chunk counted as owed to the client.
+  virtual uv::Chunk replacement(size_t n, std::string_view bytes) = 0;
 };
 
 // A request whose reply a rule acts on.
@@ -64,7 +74,7 @@ struct FlagEntry {
   PendingId id = 0;
   toxics::RespActionKind kind = toxics::RespActionKind::Forward;
   uint64_t delay_ms = 0;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;      // Truncate: bytes delivered; Rewrite: the rewriter's kind
   std::string fault;
 };
 
@@ -128,7 +138,10 @@ public:
   // It ended: what the action does once it is whole.
   void finish_collect();
   // Parsing of replies stopped, or Redis closed: no reply is collected any more.
-  void stop_collecting() { collecting_ = false; }
+  void stop_collecting() {
+    collecting_ = false;
+    release_gathered();
+  }
   // Redis's FIN: after what is held.
   void upstream_eof();
 
@@ -151,6 +164,8 @@ private:
     uv::Chunk chunk;
   };
   void release(bool request_side);
+  // Rewrite: the bytes of the reply collected so far go on as they came.
+  void release_gathered();
 
   FaultPort& port_;
   std::deque<Held> req_hold_;
@@ -170,6 +185,11 @@ private:
   std::deque<Held> rep_hold_;
   std::unique_ptr<uv::Timer> rep_timer_;
   bool rep_eof_after_hold_ = false;
+  // Rewrite: the reply's chunks, kept until it is whole (or too large to rewrite).
+  enum class Gather : uint8_t { Undecided, Keep, Pass };
+  Gather gather_ = Gather::Undecided;
+  std::vector<uv::Chunk> gathered_;
+  size_t gathered_bytes_ = 0;
   bool blackhole_ = false;               // resp_hang, or the connection is ending: no reply
                                          // is delivered any more
   Ending ending_ = Ending::None;

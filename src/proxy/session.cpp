@@ -80,7 +80,8 @@ std::mt19937_64& Session::rng() {
 Session::Session(Proxy& proxy, uint64_t id)
     : proxy_(proxy), rt_(proxy.runtime()), id_(id), started_ms_(now_ms(proxy.runtime().loop())),
       client_(std::make_unique<Side>()), upstream_(std::make_unique<Side>()),
-      up_(std::make_unique<Pipe>()), down_(std::make_unique<Pipe>()) {
+      up_(std::make_unique<Pipe>()), down_(std::make_unique<Pipe>()),
+      rewriter_(proxy.rewriter()) {
   uv_loop_t* loop = rt_.loop();
   for (Side* side : {client_.get(), upstream_.get()}) {
     uv_tcp_init(loop, &side->tcp);

@@ -35,6 +35,7 @@ struct RespAction;
 namespace faultline::proxy {
 
 class Proxy;
+class ReplyRewriter;
 class Runtime;
 
 enum class CloseReason {
@@ -193,6 +194,7 @@ private:
   std::unique_ptr<Pipe> down_; // upstream → client
   std::unique_ptr<Resp> resp_; // created with the first byte when parsing is on
   std::unique_ptr<Deliveries> deliv_; // when an observer wanted deliveries as the session opened
+  ReplyRewriter* rewriter_;            // a deployment's proxy (rewriter.h), as the session opened
   uint64_t commands_ = 0;
   // Random choices of this session's toxics (toxicity, probability, jitter, slicer sizes):
   // its own generator, made on first use, seeded from the proxy's seed and its sequence number.

@@ -92,7 +92,7 @@ void Session::on_client_chunk(uv::Chunk c) {
   }
   const uint64_t now = now_us();
   begin_plain_requests();
-  if (r.rules.empty() && r.partial.empty() && !r.head.active && !r.exec.stopped()) {
+  if (r.rules.empty() && !rewriter_ && r.partial.empty() && !r.head.active && !r.exec.stopped()) {
     // Observe only: the chunk goes on whole. While the observers only count plain requests,
     // a simple one is a pairing entry and a count, taken before the parser records its
     // arguments.
@@ -329,6 +329,7 @@ void Session::check_replies_drained() {
 // names it (one bit per rule for the commands of the table), and it is none of the commands
 // whose handling depends on earlier refusals (MULTI, EXEC, DISCARD).
 bool Session::no_rule_selects(const resp::RequestFrame& f) const {
+  if (rewriter_ && rewriter_->kind(f) != ReplyRewriter::kNone) return false;
   if (f.cmd) {
     const resp::Special sp = f.cmd->special;
     if (sp == resp::Special::Exec || sp == resp::Special::Multi || sp == resp::Special::Discard)
@@ -446,6 +447,13 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     decide(f, a, fault);
   }
   using K = toxics::RespActionKind;
+  if (a.kind == K::Forward && rewriter_) {
+    // A deployment's proxy: a reply that may name a real node is collected and rewritten.
+    if (const uint8_t k = rewriter_->kind(f); k != ReplyRewriter::kNone) {
+      a.kind = K::Rewrite;
+      a.bytes = k;
+    }
+  }
   if (a.kind != K::Forward) flush_forward();
   switch (a.kind) {
   case K::Forward:
@@ -492,7 +500,7 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     ++commands_;
     RequestResult rr = r.pairing.on_request(f, now, 1);
     if (rr.expects_reply) {
-      r.faults.emplace_back(rr.id, std::string(fault));
+      if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
       r.exec.flag({rr.id, a.kind, a.delay_ms, a.bytes, std::string(fault)});
     }
     flush_plain_requests();

@@ -14,6 +14,7 @@
 #include "proxy/pairing.h"
 #include "proxy/pipe.h"
 #include "proxy/resp_faults.h"
+#include "proxy/rewriter.h"
 #include "proxy/runtime.h"
 #include "proxy/session.h"
 #include "toxics/resp_rule.h"
@@ -46,6 +47,23 @@ struct Session::FaultLink final : FaultPort {
   bool reply_expected() const override;
   uint32_t drain_timeout_ms() const override { return s.rt_.options().drain_timeout_ms; }
   uv_loop_t* loop() override { return s.rt_.loop(); }
+  size_t rewrite_limit() const override { return s.rt_.options().high_watermark / 2; }
+  bool rewrite(uint8_t kind, std::string_view frame, std::string& out) override {
+    return s.rewriter_ && s.rewriter_->rewrite(kind, frame, out);
+  }
+  void rewrite_too_large(uint8_t kind, size_t bytes) override {
+    if (s.rewriter_) s.rewriter_->too_large(kind, bytes);
+  }
+  uv::Chunk replacement(size_t n, std::string_view b) override {
+    // As if Redis's bytes were swallowed and these injected (the delivery counts balance).
+    if (s.deliv_) {
+      s.deliv_->swallowed += n;
+      s.deliv_->injected += b.size();
+    }
+    s.down_->release(n);
+    s.down_->inflight += b.size();
+    return s.down_->packer.copy(s.rt_.pool(), b.data(), b.size());
+  }
 };
 
 struct Session::Head {

@@ -21,6 +21,7 @@ const char* to_string(RespActionKind k) {
   case RespActionKind::ResetAfter: return "reset_after";
   case RespActionKind::CloseAfter: return "close_after";
   case RespActionKind::Truncate: return "truncate";
+  case RespActionKind::Rewrite: return "rewrite";
   }
   return "?";
 }

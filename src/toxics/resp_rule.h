@@ -41,6 +41,8 @@ enum class RespActionKind : uint8_t {
   ResetAfter,   // forward; when the reply arrives, drop it and RST (executed, reply lost)
   CloseAfter,   // forward; when the reply arrives, drop it and close
   Truncate,     // forward; deliver the first `bytes` bytes of its reply, then RST
+  Rewrite,      // forward; its reply names real nodes: collected whole and rewritten (not a
+                // toxic's: a deployment's proxy asks for it, proxy/rewriter.h)
 };
 const char* to_string(RespActionKind k);
 

@@ -1,0 +1,38 @@
+#pragma once
+// What a whole deployment (src/topology: a Redis Cluster or Sentinel fronted node by node) does
+// to the replies that name its nodes. Redis hands clients the real addresses of its nodes (CLUSTER
+// SLOTS, MOVED, Sentinel's answers...); a client that connected to them would leave the proxy
+// behind. A proxy with a rewriter has every such reply collected whole, given to rewrite(), and
+// the result delivered in its place (RespFaults, the Rewrite action).
+//
+// The proxy layer only asks; what the kinds mean and how replies are rewritten is the
+// rewriter's. Kind 0 is "nothing to do"; kRedirectOnly is a request that may be answered with a
+// MOVED or ASK error (a command with keys): only an error reply to it is collected, any other
+// reply streams as usual.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace faultline::resp {
+struct RequestFrame;
+}
+
+namespace faultline::proxy {
+
+class ReplyRewriter {
+public:
+  static constexpr uint8_t kNone = 0;
+  static constexpr uint8_t kRedirectOnly = 1;
+
+  virtual ~ReplyRewriter() = default;
+  // Which rewrite the reply to f needs.
+  virtual uint8_t kind(const resp::RequestFrame& f) const = 0;
+  // A whole reply of that kind (for kRedirectOnly, an error frame): true with `out` set to what
+  // the client gets instead; false to deliver it as it came.
+  virtual bool rewrite(uint8_t kind, std::string_view frame, std::string& out) = 0;
+  // A reply too large to collect went on as it came (once per occurrence).
+  virtual void too_large(uint8_t kind, size_t bytes) = 0;
+};
+
+} // namespace faultline::proxy

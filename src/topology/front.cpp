@@ -1,0 +1,174 @@
+// The proxies in front of a deployment (see front.h).
+
+#include "topology/front.h"
+
+#include <algorithm>
+
+#include "base/log.h"
+#include "proxy/proxy.h"
+#include "resp/parser.h"
+#include "uv/address.h"
+
+namespace faultline::topology {
+
+std::string proxy_name(std::string_view prefix, std::string_view address) {
+  std::string n(prefix);
+  n += '-';
+  for (char c : address) {
+    if (c == '[' || c == ']') continue;
+    n += c == ':' ? '-' : c;
+  }
+  return n;
+}
+
+class Front::Book final : public resp::AddressMap {
+public:
+  explicit Book(Front& f) : f_(f) {}
+  std::optional<resp::HostPort> listener_for(std::string_view host, uint16_t port) const override {
+    return f_.map(host, port);
+  }
+
+private:
+  Front& f_;
+};
+
+Front::Front(proxy::Registry& reg, FrontOptions opts) : reg_(reg), opts_(std::move(opts)) {
+  std::string err;
+  if (auto ep = uv::parse_endpoint(opts_.listen, err)) {
+    listen_host_ = ep->host;
+    base_port_ = ep->port;
+  }
+  announce_ = opts_.announce_host;
+  if (announce_.empty()) {
+    announce_ = listen_host_;
+    if (announce_.empty() || announce_ == "0.0.0.0" || announce_ == "::") announce_ = "127.0.0.1";
+  }
+  self_ = std::shared_ptr<Front>(std::shared_ptr<Front>(), this);
+}
+
+Front::~Front() = default;
+
+uint16_t Front::next_port() {
+  if (base_port_ == 0) return 0;
+  const uint32_t p = uint32_t(base_port_) + port_cursor_++;
+  return p > 65535 ? 0 : static_cast<uint16_t>(p);
+}
+
+proxy::Proxy* Front::ensure(const std::string& address, std::string_view prefix,
+                            std::string& err) {
+  if (auto it = names_.find(address); it != names_.end()) {
+    if (proxy::Proxy* p = reg_.find(it->second)) return p;
+  }
+  const std::string name = proxy_name(prefix, address);
+  if (proxy::Proxy* p = reg_.find(name)) {
+    // Made before (and kept when the node left the topology for a while).
+    names_[address] = name;
+    return p;
+  }
+  // Ports in use (by another program, or a proxy the API made) are skipped.
+  for (int tries = 0; tries < 64; ++tries) {
+    uv::Endpoint ep{listen_host_, next_port()};
+    proxy::ProxyConfig pc{name, ep.str(), address, true};
+    std::string e;
+    if (proxy::Proxy* p = reg_.create(pc, e)) {
+      p->set_rewriter(self_);
+      names_[address] = name;
+      return p;
+    }
+    err = e;
+    if (ep.port == 0) break;  // not a port conflict
+  }
+  return nullptr;
+}
+
+proxy::Proxy* Front::proxy_for(const std::string& address) const {
+  auto it = names_.find(address);
+  return it == names_.end() ? nullptr : reg_.find(it->second);
+}
+
+std::string Front::proxy_name_for(const std::string& address) const {
+  auto it = names_.find(address);
+  return it == names_.end() ? std::string() : it->second;
+}
+
+std::optional<resp::HostPort> Front::listener(const std::string& address) const {
+  proxy::Proxy* p = proxy_for(address);
+  if (!p) return std::nullopt;
+  std::string err;
+  auto ep = uv::parse_endpoint(p->listen_address(), err);
+  if (!ep) return std::nullopt;
+  return resp::HostPort{announce_, ep->port};
+}
+
+std::optional<resp::HostPort> Front::map(std::string_view host, uint16_t port) {
+  if (port == 0) return std::nullopt;
+  if (host.empty() || host == "?") {
+    // "The host you are connected to": every node this front knows on that port; with several
+    // hosts, the port alone cannot tell them apart.
+    std::optional<resp::HostPort> found;
+    int n = 0;
+    for (const auto& [addr, name] : names_) {
+      std::string err;
+      auto ep = uv::parse_endpoint(addr, err);
+      if (ep && ep->port == port) {
+        found = listener(addr);
+        ++n;
+      }
+    }
+    return n == 1 ? found : std::nullopt;
+  }
+  const std::string address = uv::Endpoint{std::string(host), port}.str();
+  if (auto l = listener(address)) return l;
+  // A node not seen before (or named by a host name): fronted now, before the reply goes on.
+  sockaddr_storage ss{};
+  if (!uv::literal_address(uv::Endpoint{std::string(host), port}, ss)) return std::nullopt;
+  std::string err;
+  if (!ensure(address, "node", err)) {
+    log::warn("cannot front node {} named in a reply: {}", address, err);
+    return std::nullopt;
+  }
+  log::info("node {} first seen in a reply: fronted by proxy {}", address, proxy_name_for(address));
+  if (on_new_node_) on_new_node_(address);
+  return listener(address);
+}
+
+uint8_t Front::kind(const resp::RequestFrame& f) const {
+  if (f.name.empty()) return kNone;
+  auto arg = [&](size_t i) {
+    return i < f.args.size() ? f.args[i].data : std::string_view();
+  };
+  if (const resp::RewriteKind k = resp::rewrite_kind(f.name, arg(1), arg(2));
+      k != resp::RewriteKind::None)
+    return static_cast<uint8_t>(2 + static_cast<uint8_t>(k));
+  // A command with keys may be redirected (MOVED, ASK); so may one the table does not know.
+  if (f.has_key || !f.cmd) return kRedirectOnly;
+  return kNone;
+}
+
+bool Front::rewrite(uint8_t kind, std::string_view frame, std::string& out) {
+  Book book(*this);
+  if (kind == kRedirectOnly) {
+    const bool moved = frame.size() > 6 && (frame.substr(1, 5) == "MOVED");
+    if (!resp::rewrite_redirect(frame, book, out)) return false;
+    ++redirects_;
+    if (moved && on_redirect_) on_redirect_();
+    return true;
+  }
+  if (kind < 2) return false;
+  if (!resp::rewrite_reply(static_cast<resp::RewriteKind>(kind - 2), frame, book, out))
+    return false;
+  ++rewrites_;
+  return true;
+}
+
+void Front::too_large(uint8_t kind, size_t bytes) {
+  if (warned_large_) return;
+  warned_large_ = true;
+  log::warn("a reply to rewrite ({}) went on as it came: {} bytes is more than half the "
+            "high watermark; it may name real nodes (this is said once)",
+            kind == kRedirectOnly ? "a redirection"
+                                  : resp::rewrite_kind_name(static_cast<resp::RewriteKind>(kind - 2)),
+            bytes);
+}
+
+} // namespace faultline::topology

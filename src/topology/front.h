@@ -1,0 +1,93 @@
+#pragma once
+// The proxies in front of a whole deployment (a Redis Cluster, or a Sentinel set-up): one per
+// real node, named after it ("node-127.0.0.1-7000", "sentinel-127.0.0.1-26379"), and the map from
+// each node's real address to the listener that fronts it. The Front is also every one of those
+// proxies' ReplyRewriter (proxy/rewriter.h): the replies that name nodes (resp/rewrite.h) are
+// rewritten to name listeners, so a client that follows them stays behind faultline.
+//
+// Listeners: the first node's proxy listens on the configured address (--listen), the next ones
+// on the following ports (a port in use is skipped); port 0 gives each a free port. Clients are
+// told the listen host, or 127.0.0.1 when it is a wildcard (0.0.0.0, ::), unless an announce
+// host is given.
+//
+// A node first seen in a reply (a MOVED to a node added since the last look at the topology) gets
+// its proxy there and then, before the reply goes on: no reply ever names a node without one.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "proxy/rewriter.h"
+#include "resp/rewrite.h"
+
+namespace faultline::proxy {
+class Proxy;
+class Registry;
+} // namespace faultline::proxy
+
+namespace faultline::topology {
+
+struct FrontOptions {
+  std::string listen = "127.0.0.1:6381";  // the first proxy's; the next ones count up from it
+  std::string announce_host;              // what clients are told; empty: from `listen`
+};
+
+class Front final : public proxy::ReplyRewriter {
+public:
+  Front(proxy::Registry& reg, FrontOptions opts);
+  ~Front() override;
+  Front(const Front&) = delete;
+  Front& operator=(const Front&) = delete;
+
+  // The proxy fronting the node at `address` ("ip:port", as Redis reports it), started if new;
+  // `prefix` names it ("node", "sentinel"). nullptr with err set when it cannot listen.
+  proxy::Proxy* ensure(const std::string& address, std::string_view prefix, std::string& err);
+  // The proxy that fronts `address`, if any.
+  proxy::Proxy* proxy_for(const std::string& address) const;
+  std::string proxy_name_for(const std::string& address) const;
+  // The listener clients are told for `address` (nullopt: none fronts it).
+  std::optional<resp::HostPort> listener(const std::string& address) const;
+  const std::string& announce_host() const { return announce_; }
+  // Every real address fronted, by address.
+  const std::map<std::string, std::string, std::less<>>& fronted() const { return names_; }
+
+  // A MOVED went through (the topology changed): the deployment looks again.
+  void on_redirect(std::function<void()> f) { on_redirect_ = std::move(f); }
+  // A reply named a node not fronted yet: its proxy was made (the deployment looks again).
+  void on_new_node(std::function<void(const std::string&)> f) { on_new_node_ = std::move(f); }
+
+  // proxy::ReplyRewriter
+  uint8_t kind(const resp::RequestFrame& f) const override;
+  bool rewrite(uint8_t kind, std::string_view frame, std::string& out) override;
+  void too_large(uint8_t kind, size_t bytes) override;
+
+  uint64_t rewrites() const { return rewrites_; }
+  uint64_t redirects() const { return redirects_; }
+
+private:
+  class Book;  // resp::AddressMap over this Front
+  std::optional<resp::HostPort> map(std::string_view host, uint16_t port);
+  uint16_t next_port();
+
+  proxy::Registry& reg_;
+  FrontOptions opts_;
+  std::string listen_host_;
+  uint16_t base_port_ = 0;        // 0: every proxy picks a free port
+  uint16_t port_cursor_ = 0;
+  std::string announce_;
+  std::map<std::string, std::string, std::less<>> names_;  // real address -> proxy name
+  std::shared_ptr<Front> self_;   // what the proxies hold (an aliasing pointer: not owning)
+  std::function<void()> on_redirect_;
+  std::function<void(const std::string&)> on_new_node_;
+  uint64_t rewrites_ = 0, redirects_ = 0;
+  bool warned_large_ = false;
+};
+
+// "node-127.0.0.1-7000" for ("node", "127.0.0.1:7000"); IPv6 brackets and colons become '-'.
+std::string proxy_name(std::string_view prefix, std::string_view address);
+
+} // namespace faultline::topology
