@@ -33,6 +33,9 @@ public:
   virtual bool rewrite(uint8_t kind, std::string_view frame, std::string& out) = 0;
   // A reply too large to collect went on as it came (once per occurrence).
   virtual void too_large(uint8_t kind, size_t bytes) = 0;
+  // The listener ("host:port") of the node that serves `slot`, for the moved and ask presets;
+  // empty when not known.
+  virtual std::string address_for_slot(unsigned slot) const = 0;
 };
 
 } // namespace faultline::proxy

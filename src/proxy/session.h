@@ -119,12 +119,14 @@ public:
   struct Resp;
   struct Head;
   struct FaultLink;
+  struct Redirects;
   struct Deliveries;
 
 private:
   friend struct Pipe;
   friend struct Slot;
   friend struct FaultLink;
+  friend struct Redirects;
   void connect_upstream();
   void on_connected(int status);
   void on_read(Side& side, ssize_t nread, const uv_buf_t* buf);

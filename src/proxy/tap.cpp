@@ -29,6 +29,7 @@
 #include "base/log.h"
 #include "proxy/observer.h"
 #include "proxy/proxy.h"
+#include "uv/address.h"
 #include "resp/commands.h"
 #include "uv/timer.h"
 
@@ -40,6 +41,19 @@ const char kDiscard[] = "*1\r\n$7\r\nDISCARD\r\n";
 
 const Pairing* Session::pairing() const { return resp_ ? &resp_->pairing : nullptr; }
 bool Session::raw_mode() const { return resp_ && (resp_->req_raw || resp_->rep_raw); }
+
+std::string Session::Redirects::redirect_address(unsigned slot) const {
+  if (s.rewriter_) {
+    std::string a = s.rewriter_->address_for_slot(slot);
+    if (!a.empty()) return a;
+  }
+  // This proxy's own listener, as a client can reach it.
+  std::string err;
+  auto ep = uv::parse_endpoint(s.proxy_.listen_address(), err);
+  if (!ep) return s.proxy_.listen_address();
+  if (ep->host.empty() || ep->host == "0.0.0.0" || ep->host == "::") ep->host = "127.0.0.1";
+  return ep->str();
+}
 
 void Session::ensure_resp() {
   if (resp_) return;
@@ -232,6 +246,7 @@ void Session::decide(const resp::RequestFrame& f, toxics::RespAction& a, std::st
   ctx.monitoring = r.pairing.monitoring();
   ctx.reply_off = r.pairing.reply_mode() == ReplyMode::Off;
   ctx.rng = &rng();
+  ctx.redirect = &r.redirects;
   for (const auto& rule : r.rules) {
     a = rule.rule->decide(f, ctx);
     if (a.kind != toxics::RespActionKind::Forward) {

@@ -66,6 +66,13 @@ struct Session::FaultLink final : FaultPort {
   }
 };
 
+// Where the moved and ask presets send the client (toxics::RedirectTarget).
+struct Session::Redirects final : toxics::RedirectTarget {
+  explicit Redirects(Session& session) : s(session) {}
+  Session& s;
+  std::string redirect_address(unsigned slot) const override;
+};
+
 struct Session::Head {
   bool active = false;
   uint64_t start = 0;                    // the frame's first byte
@@ -76,7 +83,7 @@ struct Session::Head {
 
 struct Session::Resp {
   Resp(const resp::CaptureOptions& cap, Session& s)
-      : req({}, cap), rep({}, cap), pairing(4), link(s), exec(link) {}
+      : req({}, cap), rep({}, cap), pairing(4), link(s), exec(link), redirects(s) {}
   resp::RequestParser req;
   resp::ReplyParser rep;
   Pairing pairing;
@@ -110,6 +117,7 @@ struct Session::Resp {
   // What the rules decided, executed (holds, injected replies, reply-side faults, the end).
   FaultLink link;
   RespFaults exec;
+  Redirects redirects;
 
   std::string_view fault_of(PendingId id) const {
     for (const auto& [pid, name] : faults)

@@ -78,6 +78,7 @@ Cluster::Cluster(uv_loop_t* loop, Front& front, ClusterOptions opts)
   timer_->data = this;
   front_.on_redirect([this] { refresh_soon(); });
   front_.on_new_node([this](const std::string&) { refresh_soon(); });
+  front_.slot_owner([this](unsigned slot) { return owner_of(slot); });
 }
 
 Cluster::~Cluster() {

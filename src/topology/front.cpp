@@ -161,6 +161,14 @@ bool Front::rewrite(uint8_t kind, std::string_view frame, std::string& out) {
   return true;
 }
 
+std::string Front::address_for_slot(unsigned slot) const {
+  if (!slot_owner_) return {};
+  const std::string owner = slot_owner_(slot);
+  if (owner.empty()) return {};
+  auto l = listener(owner);
+  return l ? uv::Endpoint{l->host, l->port}.str() : std::string();
+}
+
 void Front::too_large(uint8_t kind, size_t bytes) {
   if (warned_large_) return;
   warned_large_ = true;

@@ -64,6 +64,9 @@ public:
   uint8_t kind(const resp::RequestFrame& f) const override;
   bool rewrite(uint8_t kind, std::string_view frame, std::string& out) override;
   void too_large(uint8_t kind, size_t bytes) override;
+  std::string address_for_slot(unsigned slot) const override;
+  // Who serves a slot (its real address), for address_for_slot (cluster.h sets it).
+  void slot_owner(std::function<std::string(unsigned)> f) { slot_owner_ = std::move(f); }
 
   uint64_t rewrites() const { return rewrites_; }
   uint64_t redirects() const { return redirects_; }
@@ -83,6 +86,7 @@ private:
   std::shared_ptr<Front> self_;   // what the proxies hold (an aliasing pointer: not owning)
   std::function<void()> on_redirect_;
   std::function<void(const std::string&)> on_new_node_;
+  std::function<std::string(unsigned)> slot_owner_;
   uint64_t rewrites_ = 0, redirects_ = 0;
   bool warned_large_ = false;
 };

@@ -54,6 +54,9 @@ struct RespErrorParams {
   FilterParams filter;
 };
 
+// Without a session to ask (unit tests): faultline's default listener.
+constexpr const char* kOwnListener = "127.0.0.1:6381";
+
 bool redirects(const RespErrorParams& p) { return p.preset == "moved" || p.preset == "ask"; }
 
 class RespError final : public RespToxic<RespErrorParams> {
@@ -71,13 +74,15 @@ protected:
     if (redirects(p_) && !f.has_key) return false;
     return true;
   }
-  RespAction act(const resp::RequestFrame& f, const RespContext&) const override {
+  RespAction act(const resp::RequestFrame& f, const RespContext& ctx) const override {
     RespAction a;
     a.kind = RespActionKind::Inject;
     std::string line = text_;
     if (redirects(p_)) {
       unsigned slot = key_hash_slot(f.key.data);
-      line = fmt::format("{} {} {}", p_.preset == "moved" ? "MOVED" : "ASK", slot, p_.address);
+      std::string to = p_.address;
+      if (to.empty()) to = ctx.redirect ? ctx.redirect->redirect_address(slot) : kOwnListener;
+      line = fmt::format("{} {} {}", p_.preset == "moved" ? "MOVED" : "ASK", slot, to);
     }
     a.reply = "-" + line + "\r\n";
     return a;
@@ -131,8 +136,9 @@ const ToxicType<RespError> kRespError{"resp_error", 110, with_filter<RespErrorPa
                 "any one-line error text (`ERR boom`; a leading `-` is dropped); a `preset` wins")
         .read_with(read_error)
         .shown_if(no_preset),
-    string_attr("address", &RespErrorParams::address, "host:port", "127.0.0.1:6379",
-                "where the `moved` and `ask` presets send the client")
+    string_attr("address", &RespErrorParams::address, "host:port", "",
+                "where the `moved` and `ask` presets send the client; empty: this proxy's own "
+                "listener, or in cluster mode the listener of the node serving the key's slot")
         .shown_if(redirects),
 })};
 

@@ -54,8 +54,18 @@ struct RespAction {
 };
 
 // What a rule may know about the session when it decides.
+// Where a redirection (resp_error's moved and ask presets, without an address) sends the client:
+// in cluster mode the faultline listener of the node that serves the slot, otherwise the
+// proxy's own listener, so that a client following it stays behind faultline.
+class RedirectTarget {
+public:
+  virtual ~RedirectTarget() = default;
+  virtual std::string redirect_address(unsigned slot) const = 0;
+};
+
 struct RespContext {
   resp::Protocol protocol = resp::Protocol::Resp2;
+  const RedirectTarget* redirect = nullptr;
   bool in_multi = false;
   bool subscribed = false; // RESP2 pub/sub mode
   bool monitoring = false;

@@ -126,7 +126,7 @@ Redis* RespToxics::redis_ = nullptr;
 TEST_F(RespToxics, PresetsAnswerWithRedisOwnWording) {
   struct P {
     const char* preset;
-    const char* reply;
+    std::string reply;
   } presets[] = {
       {"loading", "-LOADING Redis is loading the dataset in memory\r\n"},
       {"readonly", "-READONLY You can't write against a read only replica.\r\n"},
@@ -142,8 +142,8 @@ TEST_F(RespToxics, PresetsAnswerWithRedisOwnWording) {
       {"wrongpass", "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
       {"max_clients", "-ERR max number of clients reached\r\n"},
       {"unblocked", "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"},
-      {"moved", "-MOVED 12182 127.0.0.1:6379\r\n"},
-      {"ask", "-ASK 12182 127.0.0.1:6379\r\n"},
+      {"moved", "-MOVED 12182 127.0.0.1:" + std::to_string(fl_.port()) + "\r\n"},
+      {"ask", "-ASK 12182 127.0.0.1:" + std::to_string(fl_.port()) + "\r\n"},
   };
   direct({"SET", "foo", "bar"});
   for (const auto& p : presets) {
@@ -261,7 +261,8 @@ TEST_F(RespToxics, MovedAndAskCarryTheSlotRedisComputes) {
     std::string slot = slot_reply.substr(1, slot_reply.size() - 3);
     EXPECT_EQ(slot, std::to_string(faultline::toxics::key_hash_slot(k))) << k;
     EXPECT_EQ(call(c, {"GET", k}), "-MOVED " + slot + " 127.0.0.1:7001\r\n") << k;
-    EXPECT_EQ(call(c, {"SET", k, "v"}), "-ASK " + slot + " 127.0.0.1:6379\r\n") << k;
+    // Without an address: this proxy's own listener, so a client that follows stays behind it.
+    EXPECT_EQ(call(c, {"SET", k, "v"}), "-ASK " + slot + " 127.0.0.1:" + std::to_string(fl_.port()) + "\r\n") << k;
   }
   EXPECT_EQ(call(cl, {"CLUSTER", "KEYSLOT", "foo"}), ":12182\r\n"); // the published value
   EXPECT_EQ(call(c, {"PING"}), "+PONG\r\n");                        // keyless: not redirected

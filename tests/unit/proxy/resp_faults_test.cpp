@@ -54,6 +54,21 @@ struct FakePort final : FaultPort {
   bool reply_expected() const override { return expected; }
   uint32_t drain_timeout_ms() const override { return drain_ms; }
   uv_loop_t* loop() override { return &uvloop; }
+  // Rewrite: every collected reply becomes "[" + kind + "]" + reply, unless it holds "keep".
+  size_t limit = 1 << 20;
+  std::vector<size_t> too_large;
+  size_t released = 0;
+  size_t rewrite_limit() const override { return limit; }
+  bool rewrite(uint8_t kind, std::string_view frame, std::string& out) override {
+    if (frame.find("keep") != std::string_view::npos) return false;
+    out = "[" + std::to_string(kind) + "]" + std::string(frame);
+    return true;
+  }
+  void rewrite_too_large(uint8_t, size_t bytes) override { too_large.push_back(bytes); }
+  uv::Chunk replacement(size_t n, std::string_view bytes) override {
+    released += n;
+    return chunk(bytes);
+  }
 
   // Runs the loop until `done` or 5 s (bounded: a hang fails the test, it does not stall it).
   template <class F> bool run_until(F done) {
@@ -110,6 +125,69 @@ TEST(RespFaults, InjectedRepliesGoOutInTheirTurnAndInOrder) {
   EXPECT_EQ(r.port.events,
             (Events{"client:+OK\r\n", "client:-ERR first\r\n", "client:$1\r\nx\r\n",
                     "client:-ERR second\r\n"}));
+}
+
+// A deployment's proxy: the reply is collected whole across chunks, then replaced.
+TEST(RespFaults, RewrittenReplyIsCollectedWholeAndReplaced) {
+  Rig r;
+  r.flag_and_start(3, K::Rewrite, 0, 5);
+  r.f->collect(r.port.chunk("*2\r\n$3\r\nabc"));
+  r.f->collect(r.port.chunk("\r\n:1\r\n"));
+  EXPECT_TRUE(r.port.events.empty());  // nothing goes on before the reply is whole
+  r.f->finish_collect();
+  EXPECT_EQ(r.port.events, (Events{"client:[5]*2\r\n$3\r\nabc\r\n:1\r\n"}));
+  EXPECT_EQ(r.port.released, 17u);
+  // One the rewriter leaves alone goes on as it came, chunk by chunk.
+  r.port.events.clear();
+  r.flag_and_start(4, K::Rewrite, 0, 5);
+  r.f->collect(r.port.chunk("$4\r\n"));
+  r.f->collect(r.port.chunk("keep\r\n"));
+  r.f->finish_collect();
+  EXPECT_EQ(r.port.events, (Events{"client:$4\r\n", "client:keep\r\n"}));
+}
+
+// A request that may only be redirected: an error is collected, anything else streams.
+TEST(RespFaults, RedirectOnlyCollectsErrorsAndStreamsTheRest) {
+  Rig r;
+  r.flag_and_start(1, K::Rewrite, 0, 1);  // ReplyRewriter::kRedirectOnly
+  r.f->collect(r.port.chunk("$3\r\n"));
+  EXPECT_EQ(r.port.events, (Events{"client:$3\r\n"}));  // at once
+  r.f->collect(r.port.chunk("bar\r\n"));
+  r.f->finish_collect();
+  EXPECT_EQ(r.port.events, (Events{"client:$3\r\n", "client:bar\r\n"}));
+  r.port.events.clear();
+  r.flag_and_start(2, K::Rewrite, 0, 1);
+  r.f->collect(r.port.chunk("-MOVED 1 127"));
+  r.f->collect(r.port.chunk(".0.0.1:7000\r\n"));
+  EXPECT_TRUE(r.port.events.empty());
+  r.f->finish_collect();
+  EXPECT_EQ(r.port.events, (Events{"client:[1]-MOVED 1 127.0.0.1:7000\r\n"}));
+}
+
+// Past the limit the reply goes on as it came (collecting never waits for bytes the watermark
+// would stop it from reading), and the rewriter hears of it.
+TEST(RespFaults, RewriteOverTheLimitStreamsUnchanged) {
+  Rig r;
+  r.port.limit = 8;
+  r.flag_and_start(1, K::Rewrite, 0, 5);
+  r.f->collect(r.port.chunk("$10\r\n"));
+  EXPECT_TRUE(r.port.events.empty());
+  r.f->collect(r.port.chunk("0123456789"));
+  EXPECT_EQ(r.port.events, (Events{"client:$10\r\n", "client:0123456789"}));
+  r.f->collect(r.port.chunk("\r\n"));
+  r.f->finish_collect();
+  EXPECT_EQ(r.port.events, (Events{"client:$10\r\n", "client:0123456789", "client:\r\n"}));
+  EXPECT_EQ(r.port.too_large, (std::vector<size_t>{15}));
+  EXPECT_EQ(r.port.released, 0u);
+}
+
+// Redis closing in the middle of a collected reply: what came goes on.
+TEST(RespFaults, RewriteCutByRedisEofDeliversWhatCame) {
+  Rig r;
+  r.flag_and_start(1, K::Rewrite, 0, 5);
+  r.f->collect(r.port.chunk("*3\r\n"));
+  r.f->upstream_eof();
+  EXPECT_EQ(r.port.events, (Events{"client:*3\r\n", "eof:client"}));
 }
 
 TEST(RespFaults, ReplacedReplyIsSwallowedAndTheInjectedOneDelivered) {

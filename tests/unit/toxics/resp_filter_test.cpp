@@ -287,8 +287,8 @@ TEST(RespRule, PresetsUseRedisWording) {
       {"noauth", "-NOAUTH Authentication required.\r\n"},
       {"wrongpass", "-WRONGPASS invalid username-password pair or user is disabled.\r\n"},
       {"max_clients", "-ERR max number of clients reached\r\n"},
-      {"moved", "-MOVED 12182 127.0.0.1:6379\r\n"},
-      {"ask", "-ASK 12182 127.0.0.1:6379\r\n"},
+      {"moved", "-MOVED 12182 127.0.0.1:6381\r\n"},
+      {"ask", "-ASK 12182 127.0.0.1:6381\r\n"},
   };
   for (const auto& p : presets) {
     auto a = decide(make_impl("resp_error", {{"preset", p.preset}}), {"GET", "foo"});
