@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "resp/parser.h"
@@ -345,7 +347,8 @@ TEST(Rewrite, InfoLines) {
 TEST(Rewrite, NothingToRewrite) {
   TestMap m;
   std::string out = "untouched";
-  // No address in them.
+  // No address in them (HELLO has none either, so it needs no kind).
+  EXPECT_EQ(real_address_in(load("hello_sentinel.resp2")), "");
   EXPECT_FALSE(rewrite_reply(RewriteKind::Role, load("role_sentinel.resp2"), m, out));
   EXPECT_FALSE(rewrite_reply(RewriteKind::SentinelMasterAddr,
                              load("sentinel_get_master_addr_unknown.resp2"), m, out));
@@ -507,6 +510,54 @@ TEST(Rewrite, SentinelEventPayloads) {
         std::string("*3\r\n$9\r\nsubscribe\r\n$6\r\n+sdown\r\n:1\r\n")})
     EXPECT_FALSE(rewrite_sentinel_event(s, m, out)) << s;
   EXPECT_EQ(out, "untouched");
+}
+
+// Damaged replies (bytes changed, cut, cut into) are refused or rewritten into valid RESP, never
+// read past their end (the ASan build checks that).
+TEST(Rewrite, DamagedRepliesAreSafe) {
+  TestMap m;
+  uint64_t seed = 21;
+  auto next = [&] {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return uint32_t(seed >> 33);
+  };
+  const char* const files[] = {"cluster_slots_unknown.resp3", "cluster_shards_hostname.resp2",
+                               "cluster_nodes_ip_hostname.resp3", "sentinel_replicas.resp3",
+                               "info_replication_master.resp2", "role_master.resp2",
+                               "moved_hostname.resp2"};
+  const char* const chars = "0123456789:*$%=_-+@,?\r\n ";
+  int rewritten = 0;
+  for (const char* file : files) {
+    const std::string orig = load(file);
+    for (int i = 0; i < 300; ++i) {
+      std::string in = orig;
+      const size_t at = next() % in.size();
+      switch (next() % 3) {
+      case 0: in[at] = chars[next() % 24]; break;
+      case 1: in.resize(at); break;
+      default: in.erase(at, 1 + next() % 8); break;
+      }
+      // A heap copy of exactly the frame's size, so that a read past it is caught.
+      const std::unique_ptr<char[]> buf(new char[in.size() + 1]);
+      std::memcpy(buf.get(), in.data(), in.size());
+      const std::string_view frame(buf.get(), in.size());
+      bool any = false;
+      for (int k = 0; k <= int(RewriteKind::Info); ++k) {
+        std::string out;
+        const bool changed = rewrite_reply(RewriteKind(k), frame, m, out);
+        EXPECT_TRUE(!changed || decode(out)) << file << " #" << i;
+        any |= changed;
+      }
+      std::string out;
+      bool changed = rewrite_redirect(frame, m, out);
+      EXPECT_TRUE(!changed || decode(out)) << file << " #" << i;
+      out.clear();
+      changed = rewrite_sentinel_event(frame, m, out);
+      EXPECT_TRUE(!changed || decode(out)) << file << " #" << i;
+      rewritten += any;
+    }
+  }
+  EXPECT_GT(rewritten, 100);  // most damage leaves a reply that still decodes
 }
 
 TEST(Rewrite, KindOfRequest) {
