@@ -4,11 +4,6 @@ from resp import *
 P = [7301, 7302, 7303, 7304, 7305, 7306]
 ids = {p: Conn(p).cmd('CLUSTER', 'MYID').split(b'\r\n')[1].decode() for p in P}
 print(ids)
-def slot_of(k): return int(Conn(7301).cmd('CLUSTER', 'KEYSLOT', k)[1:-2])
-def owner(slot):
-    for p in P[:3]:
-        f = Conn(p).cmd('CLUSTER', 'COUNTKEYSINSLOT', slot)
-    return None
 mode = sys.argv[1]
 if mode == 'ip':
     both(7301, 'cluster_slots_ip', 'CLUSTER', 'SLOTS')
