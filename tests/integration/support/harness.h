@@ -301,10 +301,10 @@ public:
   std::vector<uint16_t> data_ports() const; // master and replicas, in start order
   // The master as the sentinel on port says (SENTINEL GET-MASTER-ADDR-BY-NAME), 0 if none.
   uint16_t master_by(uint16_t sentinel);
-  uint16_t master();                 // what every sentinel agrees on; 0 if they do not
-  std::vector<uint16_t> replicas();  // data nodes other than master(), sorted
-  Redis& node(uint16_t port);        // a data node
-  Process& sentinel(uint16_t port);  // a sentinel's process
+  uint16_t master();                // what every sentinel agrees on; 0 if they do not
+  std::vector<uint16_t> replicas(); // data nodes other than master(), sorted
+  Redis& node(uint16_t port);       // a data node
+  Process& sentinel(uint16_t port); // a sentinel's process
 
   // SENTINEL FAILOVER on the first sentinel, then waits until every sentinel names a new master
   // that says role:master (Settle::Sentinels), or until ready() again (Settle::All): the old
