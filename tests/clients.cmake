@@ -9,7 +9,11 @@
 set(FL_CLIENTS_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with Debian's redis-py and pytest")
 set(FL_CLIENTS_DIR ${CMAKE_CURRENT_SOURCE_DIR}/clients)
 
-foreach(suite redis_py ioredis)
+#
+# cluster and sentinel (issue 21) build whole deployments (tests/clients/deployments.py) and put
+# faultline's --cluster / --sentinel mode in front of them; FAULTLINE_DIRECT=1 in the environment
+# runs them against the deployments alone, without faultline (a check of the tests themselves).
+foreach(suite redis_py ioredis cluster sentinel)
   add_test(NAME clients.${suite}
     COMMAND ${FL_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider -rA --durations=0
       ${FL_CLIENTS_DIR}/test_${suite}.py

@@ -163,6 +163,7 @@ bool Redis::start(uint16_t port, const std::vector<std::string>& extra) {
                                      "--dir", dir_, "--daemonize", "no", "--protected-mode", "no"};
     for (const auto& a : extra)
       argv.push_back(a == kUnusedPort ? std::to_string(unused_port()) : a);
+    argv_ = argv;
     if (!proc_.start(argv, dir_ + "/redis.log")) return false;
     // Ours, not whatever else answers on the port.
     const long pid = proc_.pid();
@@ -171,6 +172,14 @@ bool Redis::start(uint16_t port, const std::vector<std::string>& extra) {
     if (proc_.log().find("Address already in use") == std::string::npos) return false;
   }
   return false;
+}
+
+bool Redis::restart() {
+  if (argv_.empty() || proc_.running()) return false;
+  if (!proc_.start(argv_, dir_ + "/redis.log")) return false;
+  const long pid = proc_.pid();
+  wait_until([&] { return !proc_.running() || redis_pid(port_) == pid; }, 20s);
+  return proc_.running() && redis_pid(port_) == pid;
 }
 
 void Redis::stop() {

@@ -1,0 +1,274 @@
+"""redis-py's RedisCluster against a real six-node Redis Cluster through faultline's cluster mode
+(issue 21): reads and writes over every master, a real failover and a real slot migration while
+the client writes, a node down, CLUSTERDOWN; and no client connection ever reaching a real node.
+
+FAULTLINE_DIRECT=1 runs the same tests against the cluster itself (no faultline), which checks
+the fixtures and the tests; the no-direct-client check is then inverted (it must see the
+client's connections on the nodes).
+"""
+
+import threading
+import time
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, ConnectionError
+
+from deployments import (DIRECT, Admin, Cluster, ClusterFront, DirectClients, key_in_slot, key_slot,
+                         query)
+
+
+def _cluster(extra=()):
+    c = Cluster(extra=extra).start()
+    front = None
+    try:
+        front = ClusterFront(c)
+        yield c, front
+    finally:
+        if front:
+            front.stop()
+        c.stop()
+
+
+@pytest.fixture
+def cluster():
+    yield from _cluster()
+
+
+@pytest.fixture
+def slow_to_fail_cluster():
+    # node-timeout 60 s: a node that is down (direct mode kills it) is not failed over during
+    # the test, as a node behind a disabled proxy is not.
+    yield from _cluster(["--cluster-node-timeout", "60000"])
+
+
+def client(front, **kw):
+    opts = dict(socket_timeout=5, socket_connect_timeout=2)
+    opts.update(kw)
+    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in front.startup_nodes()],
+                        **opts)
+
+
+def guard(c, front):
+    return DirectClients(lambda: c.ports, front.pid, lambda: c.pids)
+
+
+def keys_per_master(c, n=20):
+    """{master port: [n keys it owns]}."""
+    out = {}
+    for m in c.masters():
+        a, b = c.slots_of(m)[0]
+        out[m] = [key_in_slot(a + i * (b - a) // n, prefix=f"m{m}-") for i in range(n)]
+    return out
+
+
+def real_value(c, key):
+    """The value of key as the real cluster has it (asked of the owner, directly)."""
+    return query(c.owner(key_slot(key)), "GET", key)
+
+
+def lost_writes(c, acked):
+    """{key: (written, now)} of the acknowledged writes the real cluster does not hold."""
+    owner = {}
+    for n in c.topology():
+        for a, b in n["slots"]:
+            for s in range(a, b + 1):
+                owner[s] = n["port"]
+    admins = {m: Admin(m) for m in set(owner.values())}
+    try:
+        lost = {}
+        for k, v in acked.items():
+            now = admins[owner[key_slot(k)]].call("GET", k)
+            if now != v:
+                lost[k] = (v, now)
+        return lost
+    finally:
+        for a in admins.values():
+            a.close()
+
+
+class Writer:
+    """A thread writing SET w:<i> <i> in a loop through one client; records what was
+    acknowledged and what raised."""
+
+    def __init__(self, rc, keys=None):
+        self.rc = rc
+        self.keys = keys
+        self.acked = {}
+        self.errors = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            key = self.keys[i % len(self.keys)] + f":{i}" if self.keys else f"w:{i}"
+            try:
+                if self.rc.set(key, str(i)):
+                    self.acked[key] = str(i)
+            except Exception as e:  # noqa: BLE001 - recorded, the test asserts on it
+                self.errors.append((time.monotonic(), repr(e)))
+            i += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+    def wait_acked(self, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        start = len(self.acked)
+        while len(self.acked) < start + n:
+            assert time.monotonic() < deadline, f"writer stalled; errors: {self.errors[-3:]}"
+            time.sleep(0.01)
+
+
+def test_reads_and_writes_cover_every_master_and_never_reach_a_node_directly(cluster):
+    c, front = cluster
+    with guard(c, front) as g:
+        rc = client(front)
+        per_master = keys_per_master(c)
+        for m, keys in per_master.items():
+            for k in keys:
+                assert rc.set(k, f"v-{k}")
+        for m, keys in per_master.items():
+            for k in keys:
+                assert rc.get(k) == f"v-{k}".encode()
+                assert real_value(c, k) == f"v-{k}"  # on the real master that owns it
+            assert query(m, "DBSIZE") == len(keys)
+        # What the client learnt of the cluster names only where it connects.
+        # (redis-py 4.3 keeps the masters only, unless it reads from replicas.)
+        known = {(n.host, n.port) for n in rc.get_nodes()}
+        assert {front.listener(m) for m in c.masters()} <= known <= front.listeners(), known
+        g.check()
+        rc.close()
+
+
+def test_failover_while_writing_keeps_the_client_working_and_loses_no_write(cluster):
+    c, front = cluster
+    rc = client(front)
+    replica = c.replicas()[0]
+    old_master = c.master_of(replica)
+    with guard(c, front) as g, Writer(rc) as w:
+        w.wait_acked(200)
+        c.failover(replica)
+        w.wait_acked(300)  # and on after it
+        g.check()
+    assert not w.errors, w.errors[:5]
+    assert c.master_of(old_master) == replica
+    lost = lost_writes(c, w.acked)
+    assert not lost, f"{len(lost)} of {len(w.acked)} acknowledged writes lost: {list(lost.items())[:5]}"
+    rc.close()
+
+
+def test_slot_migration_while_writing_follows_ask_and_moved_and_loses_no_write(cluster):
+    c, front = cluster
+    rc = client(front)
+    src = c.masters()[0]
+    dst = c.masters()[1]
+    first = c.slots_of(src)[0][0]
+    last = first + 15
+    # Keys in the migrating slots: the writer hits them throughout the migration.
+    keys = [key_in_slot(s, prefix="mig") for s in range(first, last + 1)]
+    tags = ["{" + k + "}" for k in keys]
+    asks = []
+    with guard(c, front) as g, Writer(rc, tags) as w:
+        w.wait_acked(300)
+
+        def look(slot):
+            # Mid-migration: the source answers ASK for a key it no longer has.
+            r = query(src, "GET", "{" + key_in_slot(slot, prefix="mig") + "}:absent")
+            asks.append(str(r))
+        c.migrate_slots(first, last, src, dst, pace=0.02, batch=20, before_node=look)
+        w.wait_acked(300)
+        g.check()
+    assert not w.errors, w.errors[:5]
+    assert all(a.startswith("ASK ") for a in asks), asks
+    assert all(c.owner(s) == dst for s in range(first, last + 1))
+    lost = lost_writes(c, w.acked)
+    assert not lost, f"{len(lost)} of {len(w.acked)} acknowledged writes lost: {list(lost.items())[:5]}"
+    assert query(src, "CLUSTER", "COUNTKEYSINSLOT", first) == 0
+    assert query(dst, "CLUSTER", "COUNTKEYSINSLOT", first) > 0
+    rc.close()
+
+
+def test_node_down_raises_connection_error_for_its_slots_only(slow_to_fail_cluster):
+    c, front = slow_to_fail_cluster
+    rc = client(front, socket_timeout=2, socket_connect_timeout=1)
+    per_master = keys_per_master(c, n=3)
+    down, up = list(per_master)[:2]
+    for keys in per_master.values():
+        for k in keys:
+            rc.set(k, "v")
+    with front.node_down(down):
+        t0 = time.monotonic()
+        # redis-py: 5 tries 0.25 s apart on the node, then a re-read of the topology and
+        # again, cluster_error_retry_attempts (3) times; then the ConnectionError.
+        with pytest.raises(ConnectionError):
+            rc.get(per_master[down][0])
+        assert time.monotonic() - t0 < 30
+        # The other masters' slots are unaffected.
+        assert rc.get(per_master[up][0]) == b"v"
+    # Back: the client recovers on its own. (Direct, the node was killed: its data is gone.)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert rc.set(per_master[down][0], "after")
+            assert rc.get(per_master[down][0]) == b"after"
+            break
+        except ConnectionError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    rc.close()
+
+
+def test_clusterdown_raises_cluster_down_error(cluster):
+    c, front = cluster
+    rc = client(front)
+    masters = c.masters()
+    dead, alive = masters[0], masters[1]
+    dead_replica = c.replica_of(dead)
+    key = key_in_slot(c.slots_of(alive)[0][0])
+    rc.set(key, "v")
+    # A master and its replica gone: their slots are served by nobody, and with
+    # cluster-require-full-coverage (the default) every node says CLUSTERDOWN.
+    c.stop_node(dead_replica)
+    c.stop_node(dead)
+
+    def down():
+        return "CLUSTERDOWN" in str(query(alive, "GET", key))
+    deadline = time.monotonic() + 30
+    while not down():
+        assert time.monotonic() < deadline, "the cluster did not go down"
+        time.sleep(0.1)
+    with pytest.raises(ClusterDownError) as e:
+        rc.get(key)
+    assert "CLUSTERDOWN" in str(e.value) or "cluster is down" in str(e.value).lower()
+    rc.close()
+
+
+def test_the_direct_client_check_tells_faultline_from_a_direct_client():
+    # The check itself, with today's single-proxy faultline in front of one plain redis-server:
+    # a client through faultline is accounted for, a client beside it is named.
+    from faultline.process import Faultline
+    from deployments import Server, _redis_argv
+    server = Server(_redis_argv([]), "plain").start()
+    try:
+        with Faultline.start(f"127.0.0.1:{server.port}") as fl:
+            through = redis.Redis(host="127.0.0.1", port=fl.proxy().port)
+            beside = redis.Redis(host="127.0.0.1", port=server.port)
+            assert through.set("a", "1") and beside.set("b", "2")
+            g = DirectClients(lambda: [server.port], fl.proc.pid, lambda: [server.pid])
+            g.sample()
+            beside_port = beside.connection_pool._available_connections[0]._sock.getsockname()[1]
+            assert [o["addr"] for o in g.offenders.values()] == [f"127.0.0.1:{beside_port}"], \
+                g.report()
+            assert g.seen_faultline == 1
+            through.close()
+            beside.close()
+    finally:
+        server.remove()
