@@ -358,6 +358,11 @@ class Cluster:
                 return n["port"]
         return None
 
+    def slot_owners(self) -> Dict[int, int]:
+        """{slot: master port} of the agreed topology, read once."""
+        return {s: n["port"] for n in self.topology() if n["master"]
+                for a, b in n["slots"] for s in range(a, b + 1)}
+
     def slots_of(self, master: int) -> List[Tuple[int, int]]:
         return next((n["slots"] for n in self.topology() if n["port"] == master), [])
 
