@@ -10,10 +10,11 @@ set(FL_CLIENTS_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with Debian's redi
 set(FL_CLIENTS_DIR ${CMAKE_CURRENT_SOURCE_DIR}/clients)
 
 #
-# cluster and sentinel (issue 21) build whole deployments (tests/clients/deployments.py) and put
-# faultline's --cluster / --sentinel mode in front of them; FAULTLINE_DIRECT=1 in the environment
-# runs them against the deployments alone, without faultline (a check of the tests themselves).
-foreach(suite redis_py ioredis cluster sentinel)
+# cluster, sentinel and ioredis_deployments (issue 21) build whole deployments
+# (tests/clients/deployments.py) and put faultline's --cluster / --sentinel mode in front of
+# them; FAULTLINE_DIRECT=1 in the environment runs them against the deployments alone, without
+# faultline (a check of the tests themselves).
+foreach(suite redis_py ioredis cluster sentinel ioredis_deployments)
   add_test(NAME clients.${suite}
     COMMAND ${FL_CLIENTS_PYTHON} -m pytest -q -p no:cacheprovider -rA --durations=0
       ${FL_CLIENTS_DIR}/test_${suite}.py

@@ -19,6 +19,7 @@ can tell them from a client under test).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -357,6 +358,11 @@ class Cluster:
             if n["master"] and any(a <= slot <= b for a, b in n["slots"]):
                 return n["port"]
         return None
+
+    def slot_owners(self) -> Dict[int, int]:
+        """{slot: master port} of the agreed topology, read once."""
+        return {s: n["port"] for n in self.topology() if n["master"]
+                for a, b in n["slots"] for s in range(a, b + 1)}
 
     def slots_of(self, master: int) -> List[Tuple[int, int]]:
         return next((n["slots"] for n in self.topology() if n["port"] == master), [])
@@ -717,20 +723,29 @@ class SentinelFront(_Front):
 # -- "no client reached a node directly" --
 
 def _tcp_sockets() -> Dict[str, Tuple[Tuple[str, int], Tuple[str, int]]]:
-    """inode -> ((local ip, port), (remote ip, port)) of every IPv4 TCP socket."""
+    """inode -> ((local ip, port), (remote ip, port)) of every TCP socket, IPv4 and IPv6 (an
+    IPv4-mapped address as its IPv4 form, as Redis shows it)."""
     out = {}
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            c = line.split()
-            out[c[9]] = (_hexaddr(c[1]), _hexaddr(c[2]))
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    c = line.split()
+                    out[c[9]] = (_hexaddr(c[1]), _hexaddr(c[2]))
+        except OSError:
+            pass
     return out
 
 
 def _hexaddr(s: str) -> Tuple[str, int]:
+    # The kernel prints the address as 32-bit words in host (little-endian) order.
     ip, port = s.split(":")
-    b = bytes.fromhex(ip)[::-1]
-    return (".".join(str(x) for x in b), int(port, 16))
+    raw = b"".join(bytes.fromhex(ip[i:i + 8])[::-1] for i in range(0, len(ip), 8))
+    addr = ipaddress.ip_address(raw)
+    if addr.version == 6 and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return (str(addr), int(port, 16))
 
 
 def _socket_inodes(pid: int) -> set:

@@ -70,11 +70,7 @@ def real_value(c, key):
 
 def lost_writes(c, acked):
     """{key: (written, now)} of the acknowledged writes the real cluster does not hold."""
-    owner = {}
-    for n in c.topology():
-        for a, b in n["slots"]:
-            for s in range(a, b + 1):
-                owner[s] = n["port"]
+    owner = c.slot_owners()
     admins = {m: Admin(m) for m in set(owner.values())}
     try:
         lost = {}

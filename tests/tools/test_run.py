@@ -85,12 +85,12 @@ def children(ppid):
 class Run:
     """tools/run on private ports, its output collected line by line."""
 
-    def __init__(self, *args, wrapper=()):
+    def __init__(self, *args, wrapper=(), extra_env=None):
         self.redis_port, self.port, self.api_port = free_ports(3)
         env = dict(os.environ,
                    FAULTLINE_RUN_REDIS_PORT=str(self.redis_port),
                    FAULTLINE_RUN_PORT=str(self.port),
-                   FAULTLINE_RUN_API_PORT=str(self.api_port))
+                   FAULTLINE_RUN_API_PORT=str(self.api_port), **(extra_env or {}))
         if "FAULTLINE_BIN" not in env:
             pytest.fail("FAULTLINE_BIN must name the built faultline (ctest sets it)")
         self.lines = []
@@ -219,5 +219,45 @@ def test_sigint_to_a_background_run_stops_it():
         rc = r.wait_exit()
         out, fl = assert_all_stopped(r, rc, 0)
         assert f"tools/run: stopped faultline (pid {fl})" in out.splitlines(), out
+    finally:
+        r.kill_leftovers()
+
+
+def free_base(count, bus_offset=10000):
+    """A base port with `count` free ports from it, and their cluster bus ports (+10000)."""
+    for base in range(21000, 30000, 37):
+        ports = [base + i for i in range(count)] + [base + bus_offset + i for i in range(count)]
+        try:
+            socks = []
+            for p in ports:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    pytest.fail("no free range of ports for a cluster")
+
+
+def test_cluster_mode_stops_every_node():
+    # Six redis-servers made a cluster, then faultline --cluster. Whether this faultline takes
+    # --cluster (then Ctrl-C to the group stops it all) or refuses it (it exits 2, and tools/run
+    # stops the nodes itself), no node outlives tools/run.
+    r = Run("--cluster", extra_env={"FAULTLINE_RUN_BASE_PORT": str(free_base(6))})
+    try:
+        r.wait_line(r"clients connect to:|faultline \(pid \d+\) exited with status", 60)
+        r.children = children(r.proc.pid)
+        if "exited with status" not in r.output():
+            os.killpg(r.proc.pid, signal.SIGINT)
+        rc = r.wait_exit()
+        out = r.output()
+        stopped = re.findall(r"^tools/run: stopped node-(\d+) \(pid (\d+)\)$", out, re.M)
+        assert len(stopped) == 6, out
+        left = [pid for _, pid in stopped if alive(int(pid))]
+        assert not left, f"still running after tools/run exited: {left}\n{out}"
+        assert rc in (0, 2), out
     finally:
         r.kill_leftovers()

@@ -1,0 +1,134 @@
+"""ioredis (npm) against a whole Redis Cluster and a Sentinel deployment through faultline's
+cluster and sentinel modes (issue 21): writes in a loop through a real failover and a real slot
+migration (cluster) or a real SENTINEL FAILOVER (sentinel); every acknowledged write is in the
+deployment afterwards, and no connection of the client ever reached a real node.
+FAULTLINE_DIRECT=1: the same against the deployments alone (see deployments.py).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from deployments import (Admin, Cluster, ClusterFront, DirectClients, SentinelFront, Sentinels,
+                         key_in_slot, key_slot, query, wait_until)
+from test_ioredis import HERE, node_modules  # noqa: F401 - the fixture that installs ioredis
+from test_cluster import lost_writes
+
+
+class NodeWriter:
+    """tests/clients/ioredis/writer.js as a child process: its progress lines, its result."""
+
+    def __init__(self, modules, cfg):
+        env = dict(os.environ, NODE_PATH=modules)
+        self.proc = subprocess.Popen(["node", os.path.join(HERE, "writer.js"), json.dumps(cfg)],
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.acked = 0
+        self.result = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                v = json.loads(line)
+                if "ok" in v:
+                    self.result = v
+                else:
+                    self.acked = v["acked"]
+
+    def wait_acked(self, n, timeout=30):
+        start = self.acked
+        wait_until(lambda: self.acked >= start + n or self.proc.poll() is not None, timeout,
+                   f"ioredis acknowledging {n} more writes")
+        assert self.proc.poll() is None, self.proc.stderr.read()
+
+    def stop(self):
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        self.proc.wait(30)
+        self.thread.join(10)
+        assert self.result, f"writer.js printed no result:\n{self.proc.stderr.read()}"
+        return self.result
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster().start()
+    front = None
+    try:
+        front = ClusterFront(c)
+        yield c, front
+    finally:
+        if front:
+            front.stop()
+        c.stop()
+
+
+@pytest.fixture
+def deployment():
+    dep = Sentinels().start()
+    front = None
+    try:
+        front = SentinelFront(dep)
+        yield dep, front
+    finally:
+        if front:
+            front.stop()
+        dep.stop()
+
+
+def test_ioredis_cluster_through_failover_and_migration_loses_no_write(cluster, node_modules):
+    c, front = cluster
+    src, dst = c.masters()[0], c.masters()[1]
+    first = c.slots_of(src)[0][0]
+    last = first + 15
+    tags = ["{" + key_in_slot(s, prefix="mig") + "}" for s in range(first, last + 1)]
+    with DirectClients(lambda: c.ports, front.pid, lambda: c.pids) as g:
+        w = NodeWriter(node_modules, {"cluster": front.startup_nodes(), "tags": tags})
+        try:
+            w.wait_acked(200)
+            replica = c.replica_of(c.masters()[2])
+            c.failover(replica)
+            w.wait_acked(200)
+            c.migrate_slots(first, last, src, dst, pace=0.02, batch=20)
+            w.wait_acked(200)
+            g.check()
+        finally:
+            res = w.stop()
+    assert not [e for e in res["errors"] if not e.startswith("event:")], res["errors"][:5]
+    assert set(map(tuple, (n.rsplit(":", 1) for n in res["nodes"]))) <= \
+        {(h, str(p)) for h, p in front.listeners()}, res["nodes"]
+    owner = c.slot_owners()
+    owners = {owner[key_slot(k)] for k in res["acked"]}
+    assert owners == set(c.masters()), owners  # writes covered every master
+    lost = lost_writes(c, res["acked"])
+    assert not lost, f"{len(lost)} of {len(res['acked'])} acknowledged writes lost: {list(lost.items())[:5]}"
+
+
+def test_ioredis_sentinels_follow_a_failover_and_lose_no_confirmed_write(deployment, node_modules):
+    dep, front = deployment
+    old = dep.master()
+    with DirectClients(lambda: dep.sentinel_ports + dep.data_ports, front.pid,
+                       lambda: dep.pids) as g:
+        # Confirmed: WAIT 2 says both replicas have the write (see test_sentinel.py).
+        w = NodeWriter(node_modules, {"sentinels": front.sentinels(), "name": dep.name, "wait": 2})
+        try:
+            w.wait_acked(50)
+            new = dep.failover(settle=True)
+            w.wait_acked(50)
+            g.check()
+        finally:
+            res = w.stop()
+    assert new != old
+    # Where the client writes now: the new master's listener.
+    assert res["nodes"] == ["%s:%d" % front.listener(new)], res["nodes"]
+    with Admin(new) as a:
+        lost = {k: v for k, v in res["acked"].items() if a.call("GET", k) != v}
+    print(f"confirmed {len(res['acked'])}, unconfirmed {res['unconfirmed']}, "
+          f"errors {res['errors'][:5]}")
+    assert not lost, f"{len(lost)} of {len(res['acked'])} confirmed writes lost"
