@@ -826,6 +826,18 @@ class DirectClients:
 
     def sample(self) -> None:
         """One look at every node now."""
+        lists = {}
+        for port in self.ports():
+            text = query(port, "CLIENT", "LIST")
+            if isinstance(text, str):
+                lists[port] = _parse_client_list(text)
+        # Sockets are read after CLIENT LIST: a connection the list shows is still open then,
+        # unless it closed in between (then it is skipped below, not blamed).
+        socks = _tcp_sockets()
+        by_pair = {(loc, rem): ino for ino, (loc, rem) in socks.items()}
+        # Owners last: a connection opened after CLIENT LIST was taken is not in it, and one in
+        # it that is still open (its socket read above) has its owner's descriptor by now.
+        # (Read before the list, a connection faultline opened in between looked ownerless.)
         ours = {os.getpid()} | set(_children(os.getpid()))
         owner_of: Dict[str, str] = {}
         if self.faultline_pid:
@@ -837,15 +849,6 @@ class DirectClients:
         for pid in ours:
             for ino in _socket_inodes(pid):
                 owner_of.setdefault(ino, f"pid {pid}")
-        lists = {}
-        for port in self.ports():
-            text = query(port, "CLIENT", "LIST")
-            if isinstance(text, str):
-                lists[port] = _parse_client_list(text)
-        # Sockets are read after CLIENT LIST: a connection the list shows is still open then,
-        # unless it closed in between (then it is skipped below, not blamed).
-        socks = _tcp_sockets()
-        by_pair = {(loc, rem): ino for ino, (loc, rem) in socks.items()}
         self.samples += 1
         for port, clients in lists.items():
             for c in clients:
