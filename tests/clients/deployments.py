@@ -732,7 +732,10 @@ def _tcp_sockets() -> Dict[str, Tuple[Tuple[str, int], Tuple[str, int]]]:
                 next(f)
                 for line in f:
                     c = line.split()
-                    out[c[9]] = (_hexaddr(c[1]), _hexaddr(c[2]))
+                    # Inode 0: no process holds the socket any more (closed, in FIN_WAIT or
+                    # TIME_WAIT): a connection on its way out, whose owner cannot be known.
+                    if c[9] != "0":
+                        out[c[9]] = (_hexaddr(c[1]), _hexaddr(c[2]))
         except OSError:
             pass
     return out
@@ -831,6 +834,7 @@ class DirectClients:
             text = query(port, "CLIENT", "LIST")
             if isinstance(text, str):
                 lists[port] = _parse_client_list(text)
+        admin_ports = set(ADMIN_PORTS)  # as they were when the lists were taken
         # Sockets are read after CLIENT LIST: a connection the list shows is still open then,
         # unless it closed in between (then it is skipped below, not blamed).
         socks = _tcp_sockets()
@@ -864,7 +868,7 @@ class DirectClients:
                     continue
                 if who == "deployment":
                     continue
-                if c.get("name") == ADMIN_NAME and int(cport) in ADMIN_PORTS:
+                if c.get("name") == ADMIN_NAME and int(cport) in admin_ports:
                     continue
                 self.offenders.setdefault((port, c["addr"]), dict(c, owner=who, node=port))
 
