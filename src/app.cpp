@@ -30,6 +30,7 @@
 #include "proxy/proxy.h"
 #include "topology/cluster.h"
 #include "topology/front.h"
+#include "topology/sentinel.h"
 #include "uv/address.h"
 
 namespace faultline {
@@ -46,6 +47,11 @@ void add_app_options(cxxopts::Options& opts) {
     ("cluster", "front a whole Redis Cluster found from node HOST:PORT (repeatable): a proxy per "
                 "node, on --listen's port and the next ones",
        cxxopts::value<std::vector<std::string>>())
+    ("sentinel", "front a Sentinel set-up: its sentinels and the nodes they report for --master "
+                 "(repeatable)",
+       cxxopts::value<std::vector<std::string>>())
+    ("master", "the master name the sentinels monitor (with --sentinel)",
+       cxxopts::value<std::string>())
     ("topology-refresh-ms", "look at the deployment's topology again this often",
        cxxopts::value<uint32_t>()->default_value("1000"))
     ("announce-host", "the host clients are told to connect to (default: --listen's host, "
@@ -91,6 +97,28 @@ bool read_app_options(const cxxopts::ParseResult& r, AppConfig& cfg, std::string
       err = "--cluster " + c + ": " + (ep ? "give a node's HOST:PORT" : e);
       return false;
     }
+  }
+  if (r.count("sentinel")) cfg.sentinels = r["sentinel"].as<std::vector<std::string>>();
+  if (r.count("master")) cfg.master_name = r["master"].as<std::string>();
+  for (const auto& c : cfg.sentinels) {
+    std::string e;
+    auto ep = uv::parse_endpoint(c, e);
+    if (!ep || ep->port == 0 || ep->host.empty()) {
+      err = "--sentinel " + c + ": " + (ep ? "give a sentinel's HOST:PORT" : e);
+      return false;
+    }
+  }
+  if (!cfg.sentinels.empty() && cfg.master_name.empty()) {
+    err = "--sentinel needs --master NAME (the name the sentinels monitor)";
+    return false;
+  }
+  if (cfg.sentinels.empty() && !cfg.master_name.empty()) {
+    err = "--master needs --sentinel HOST:PORT";
+    return false;
+  }
+  if (!cfg.sentinels.empty() && !cfg.cluster.empty()) {
+    err = "--cluster and --sentinel cannot be used together";
+    return false;
   }
   cfg.topology_refresh_ms = r["topology-refresh-ms"].as<uint32_t>();
   if (cfg.topology_refresh_ms < 10 || cfg.topology_refresh_ms > 3600000) {
@@ -159,6 +187,7 @@ struct App {
   // Cluster mode: the proxies in front of the deployment and what keeps them up to date.
   std::unique_ptr<topology::Front> front;
   std::unique_ptr<topology::Cluster> cluster;
+  std::unique_ptr<topology::Sentinel> sentinel;
   bool stopping = false;
   bool closed = false; // every handle closed: safe to destroy
   int closing_parts = 0;
@@ -225,12 +254,13 @@ struct App {
 
   // Closes the API server and every proxy; `then` runs once all their handles are closed.
   void close_all(std::function<void()> then) {
-    closing_parts = (http ? 4 : 3) + (cluster ? 1 : 0);
+    closing_parts = (http ? 4 : 3) + (cluster ? 1 : 0) + (sentinel ? 1 : 0);
     auto part_done = [this, then] {
       if (--closing_parts == 0) then();
     };
     profiles.shutdown(); // undoes what a running profile injected, prints its summary
     if (cluster) cluster->close(part_done);
+    if (sentinel) sentinel->close(part_done);
     if (http) http->close(part_done);
     clients.close(part_done);
     traffic.close(part_done);
@@ -306,53 +336,79 @@ bool start_api(App& app, const AppConfig& cfg, std::string& bound_out) {
   return true;
 }
 
-// Cluster mode: the first look at the cluster, run on the loop before anything else starts, so
-// that every node has its listener when the port file is written. False (printed) if no seed
-// answered.
-bool start_cluster(App& app, const AppConfig& cfg, std::string& first_listen) {
+// Seeds by name are looked up once, here, at start-up (deployments report their nodes by IP).
+bool resolve_seeds(const std::vector<std::string>& in, const char* flag,
+                   std::vector<std::string>& out) {
+  for (const auto& s : in) {
+    std::string err;
+    auto ep = uv::parse_endpoint(s, err);
+    sockaddr_storage ss{};
+    if (!ep || !uv::resolve(*ep, ss, err)) {
+      fmt::print(stderr, "faultline: {} {}: {}\n", flag, s, err);
+      return false;
+    }
+    out.push_back(uv::format_address(reinterpret_cast<const sockaddr*>(&ss)));
+  }
+  return true;
+}
+
+// Cluster or Sentinel mode: the first look at the deployment, run on the loop before anything
+// else starts, so that every node has its listener when the port file is written. False
+// (printed) if no seed answered.
+bool start_deployment(App& app, const AppConfig& cfg, std::string& first_listen) {
+  const bool cluster = !cfg.cluster.empty();
+  const char* flag = cluster ? "--cluster" : "--sentinel";
   if (!cfg.parse_resp) {
-    fmt::print(stderr, "faultline: --cluster needs RESP parsing (drop --no-resp): replies that "
-                       "name nodes are rewritten\n");
+    fmt::print(stderr, "faultline: {} needs RESP parsing (drop --no-resp): replies that name "
+                       "nodes are rewritten\n", flag);
     return false;
   }
   topology::FrontOptions fo;
   fo.listen = cfg.listen;
   fo.announce_host = cfg.announce_host;
+  fo.redirects = cluster;
   app.front = std::make_unique<topology::Front>(app.registry, fo);
-  topology::ClusterOptions co;
-  co.refresh_ms = cfg.topology_refresh_ms;
-  co.timeout_ms = cfg.connect_timeout_ms;
-  // Seeds by name are looked up once, here, at start-up; the cluster reports its nodes by IP.
-  for (const auto& s : cfg.cluster) {
-    std::string err;
-    auto ep = uv::parse_endpoint(s, err);
-    sockaddr_storage ss{};
-    if (!ep || !uv::resolve(*ep, ss, err)) {
-      fmt::print(stderr, "faultline: --cluster {}: {}\n", s, err);
-      return false;
-    }
-    co.seeds.push_back(uv::format_address(reinterpret_cast<const sockaddr*>(&ss)));
-  }
-  app.cluster = std::make_unique<topology::Cluster>(app.loop, *app.front, co);
   bool done = false;
   std::string first_err;
-  app.cluster->start([&](std::string e) {
+  auto on_first = [&](std::string e) {
     done = true;
     first_err = std::move(e);
-  });
+  };
+  if (cluster) {
+    topology::ClusterOptions co;
+    co.refresh_ms = cfg.topology_refresh_ms;
+    co.timeout_ms = cfg.connect_timeout_ms;
+    if (!resolve_seeds(cfg.cluster, flag, co.seeds)) return false;
+    app.cluster = std::make_unique<topology::Cluster>(app.loop, *app.front, co);
+    app.cluster->start(on_first);
+  } else {
+    topology::SentinelOptions so;
+    so.refresh_ms = cfg.topology_refresh_ms;
+    so.timeout_ms = cfg.connect_timeout_ms;
+    so.master = cfg.master_name;
+    if (!resolve_seeds(cfg.sentinels, flag, so.seeds)) return false;
+    app.sentinel = std::make_unique<topology::Sentinel>(app.loop, *app.front, so);
+    app.sentinel->start(on_first);
+  }
   while (!done) uv_run(app.loop, UV_RUN_ONCE);
   if (!first_err.empty()) {
-    fmt::print(stderr, "faultline: --cluster: cannot front the cluster: {}\n", first_err);
+    fmt::print(stderr, "faultline: {}: cannot front the {}: {}\n", flag,
+               cluster ? "cluster" : "sentinels' master " + cfg.master_name, first_err);
     return false;
   }
-  app.api.set_topology([c = app.cluster.get()] { return c->json(); });
-  const auto& nodes = app.cluster->nodes();
-  for (const auto& n : nodes)
-    if (auto* p = app.front->proxy_for(n.address)) {
+  if (cluster) {
+    app.api.set_topology([c = app.cluster.get()] { return c->json(); });
+    for (const auto& n : app.cluster->nodes())
+      if (auto* p = app.front->proxy_for(n.address)) {
+        first_listen = p->listen_address();
+        break;
+      }
+  } else {
+    app.api.set_topology([s = app.sentinel.get()] { return s->json(); });
+    if (auto* p = app.front->proxy_for(app.sentinel->json()["seeds"][0].get<std::string>()))
       first_listen = p->listen_address();
-      break;
-    }
-  log::info("cluster: {} nodes fronted", app.front->fronted().size());
+  }
+  log::info("{}: {} nodes fronted", cluster ? "cluster" : "sentinel", app.front->fronted().size());
   return true;
 }
 
@@ -429,8 +485,8 @@ int run_app(const AppConfig& cfg) {
   }
 
   std::string first_listen;
-  if (!cfg.cluster.empty()) {
-    if (!start_cluster(*app, cfg, first_listen)) {
+  if (!cfg.cluster.empty() || !cfg.sentinels.empty()) {
+    if (!start_deployment(*app, cfg, first_listen)) {
       app->close_all([&app] { app->closed = true; });
       uv_run(loop, UV_RUN_DEFAULT);
       return 1;

@@ -36,6 +36,9 @@ struct AppConfig {
   std::string port_file;          // --port-file: the bound addresses, once listening
   // Cluster mode (topology/cluster.h): --cluster HOST:PORT (repeatable seeds).
   std::vector<std::string> cluster;
+  // Sentinel mode (topology/sentinel.h): --sentinel HOST:PORT (repeatable) --master NAME.
+  std::vector<std::string> sentinels;
+  std::string master_name;
   uint32_t topology_refresh_ms = 1000;
   std::string announce_host;      // --announce-host: the host clients are told
 };

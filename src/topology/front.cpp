@@ -141,7 +141,7 @@ uint8_t Front::kind(const resp::RequestFrame& f) const {
       k != resp::RewriteKind::None)
     return static_cast<uint8_t>(2 + static_cast<uint8_t>(k));
   // A command with keys may be redirected (MOVED, ASK); so may one the table does not know.
-  if (f.has_key || !f.cmd) return kRedirectOnly;
+  if (opts_.redirects && (f.has_key || !f.cmd)) return kRedirectOnly;
   return kNone;
 }
 

@@ -34,6 +34,8 @@ namespace faultline::topology {
 struct FrontOptions {
   std::string listen = "127.0.0.1:6381";  // the first proxy's; the next ones count up from it
   std::string announce_host;              // what clients are told; empty: from `listen`
+  bool redirects = true;                  // a cluster: error replies to keyed commands may be
+                                          // MOVED or ASK, and are collected to be rewritten
 };
 
 class Front final : public proxy::ReplyRewriter {
