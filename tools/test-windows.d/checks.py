@@ -63,6 +63,7 @@ def listening(port):
 class Faultline:
     def __init__(self, *args):
         self.listen, self.api = free_port(), free_port()
+        os.makedirs(os.path.join(WORK, "logs"), exist_ok=True)
         self.log = open(os.path.join(WORK, f"faultline-{self.listen}.log"), "wb")
         self.proc = subprocess.Popen(
             [WINE, EXE, "--listen", f"127.0.0.1:{self.listen}",
@@ -89,7 +90,7 @@ class Faultline:
             return f.read().decode(errors="replace")
 
 
-fl = Faultline()
+fl = Faultline("--log-dir", "logs")
 direct = redis.Redis(port=REDIS_PORT)
 direct.flushall()
 
@@ -270,6 +271,29 @@ def _():
     r = subprocess.run([WINE, EXE, "ctl", "--api", f"127.0.0.1:{fl.api}", "inspect", "nosuch"],
                        capture_output=True, cwd=WORK, timeout=60)
     assert r.returncode == 1 and b"proxy not found" in r.stderr, r
+
+
+@check("traffic log under --log-dir, confined, read by faultline.exe inspect")
+def _():
+    path = os.path.join(WORK, "logs", "sub", "traffic.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.exists(path):
+        os.remove(path)
+    fl.ctl("log", "on", "sub/traffic.jsonl")
+    r = fl.client()
+    for i in range(50):
+        r.set(f"log:{i}", i)
+    wait_for(lambda: os.path.exists(path) and open(path, "rb").read().count(b"\n") >= 50, 30,
+             "50 records in the traffic log")
+    fl.ctl("log", "off")
+    for bad in ["../escape.jsonl", "sub\\..\\..\\escape.jsonl", "c:escape.jsonl"]:
+        out = subprocess.run([WINE, EXE, "ctl", "--api", f"127.0.0.1:{fl.api}", "log", "on", bad],
+                             capture_output=True, cwd=WORK, timeout=60)
+        assert out.returncode == 1, (bad, out)
+    assert not os.path.exists(os.path.join(WORK, "escape.jsonl"))
+    out = subprocess.run([WINE, EXE, "inspect", os.path.relpath(path, WORK)], capture_output=True,
+                         cwd=WORK, timeout=60)
+    assert out.returncode == 0 and b"SET" in out.stdout, out
 
 
 @check("a profile with [expect], --exit-after-profile")
