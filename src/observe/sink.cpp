@@ -31,8 +31,9 @@ bool LogSink::open_now(std::string& err) {
   } else {
     // O_NONBLOCK: a FIFO nobody reads fails at once (ENXIO) instead of blocking the loop.
     uv_fs_t req;
-    int fd = uv_fs_open(nullptr, &req, path_.c_str(), UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND | UV_FS_O_NONBLOCK,
-                        0644, nullptr);
+    int fd = uv_fs_open(nullptr, &req, path_.c_str(),
+                        UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND | UV_FS_O_NONBLOCK, 0644,
+                        nullptr);
     uv_fs_req_cleanup(&req);
     if (fd < 0) {
       err = fmt::format("cannot open log file {}: {}", path_, uv_strerror(fd));
