@@ -191,7 +191,8 @@ void LogSink::start_reopen() {
     }
     return;
   }
-  int rc = uv_fs_open(loop_, &open_req_, path_.c_str(), UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0644,
+  int rc = uv_fs_open(loop_, &open_req_, path_.c_str(),
+                      UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0644,
                       [](uv_fs_t* req) {
                         auto* self = static_cast<LogSink*>(req->data);
                         ssize_t fd = req->result;
