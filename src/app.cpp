@@ -9,8 +9,6 @@
 #include <memory>
 #include <optional>
 
-#include <unistd.h>
-
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 #include <uv.h>
@@ -32,6 +30,7 @@
 #include "topology/front.h"
 #include "topology/sentinel.h"
 #include "uv/address.h"
+#include "uv/platform.h"
 
 namespace faultline {
 
@@ -270,8 +269,7 @@ struct App {
   void stop(int signum) {
     if (stopping) return;
     stopping = true;
-    log::info("{}: stopping",
-              signum == SIGINT ? "SIGINT" : signum == SIGTERM ? "SIGTERM" : "profile ended");
+    log::info("{}: stopping", signum == 0 ? "profile ended" : uv::platform::signal_name(signum));
     // Whatever still runs after a second is cut short: exit within a second.
     uv_timer_init(loop, &deadline);
     deadline.data = this;
@@ -520,14 +518,14 @@ int run_app(const AppConfig& cfg) {
   uv_signal_init(loop, &app->sigterm);
   app->sigint.data = app->sigterm.data = app.get();
   auto on_signal = [](uv_signal_t* h, int signum) { static_cast<App*>(h->data)->stop(signum); };
-  uv_signal_start(&app->sigint, on_signal, SIGINT);
-  uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&app->sigint, on_signal, uv::platform::interrupt_signal());
+  uv_signal_start(&app->sigterm, on_signal, uv::platform::terminate_signal());
   uv_signal_init(loop, &app->sighup);
   uv_signal_start(&app->sighup, [](uv_signal_t*, int) { log::debug("SIGHUP"); }, SIGHUP);
   uv_unref(reinterpret_cast<uv_handle_t*>(&app->sighup));
 
   app->profiles.defaults().speed = cfg.profile_speed;
-  app->profiles.defaults().tty = isatty(STDERR_FILENO) != 0;
+  app->profiles.defaults().tty = uv::platform::is_terminal(2);
   // A profile's toxics reach the traffic log the moment a step changes them, so `faultline
   // inspect` shows its fault windows even when a step is shorter than the log's poll period.
   app->profiles.defaults().on_event = [a = app.get()](const profile::Event& e) {

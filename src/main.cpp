@@ -16,6 +16,7 @@
 
 #include "app.h"
 #include "base/log.h"
+#include "uv/platform.h"
 
 using namespace faultline;
 
@@ -29,7 +30,7 @@ int usage_error(const std::string& msg) {
 } // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);
+  uv::platform::init_process();
   if (argc >= 2) {
     std::string sub = argv[1];
     if (sub == "ctl" || sub == "inspect" || sub == "profile")

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include <fmt/chrono.h>
+
 namespace faultline::log {
 
 namespace {
@@ -29,8 +31,7 @@ void write(Level l, std::string_view msg) {
   auto secs = std::chrono::system_clock::to_time_t(now);
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
             1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
+  const std::tm tm = fmt::gmtime(secs); // gmtime_r on POSIX, gmtime_s on Windows
   char ts[32];
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
   std::string line =

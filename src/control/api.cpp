@@ -8,7 +8,6 @@
 
 #include <fmt/format.h>
 #include <uv.h>
-#include <unistd.h>
 
 #include "base/log.h"
 #include "observe/clients.h"
@@ -742,7 +741,7 @@ void Api::confine_log_file(const std::string& previous_path,
     bool ok = uv::read_head(fd, kHead, head, why);
     if (ok && !observe::may_append_traffic_log(head, head.size() < kHead, format, why)) ok = false;
     if (!ok) {
-      ::close(fd);
+      uv::close_file(fd);
       e = fmt::format("will not append to {}: {}", full, why);
       return -1;
     }

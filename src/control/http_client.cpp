@@ -1,20 +1,12 @@
 #include "control/http_client.h"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <llhttp.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <uv.h>
 
 namespace faultline::control {
 
@@ -104,30 +96,141 @@ int remaining_ms(Clock::time_point deadline) {
   return left < 0 ? 0 : static_cast<int>(left);
 }
 
-// Waits for `events` on fd; returns >0 ready, 0 timeout, <0 error. timeout_ms < 0: forever.
-int wait_fd(int fd, short events, int timeout_ms) {
-  pollfd pfd{fd, events, 0};
-  while (true) {
-    const int rc = ::poll(&pfd, 1, timeout_ms);
-    if (rc < 0 && errno == EINTR)
-      continue;
-    return rc;
-  }
-}
-
 } // namespace
+
+// The blocking steps (connect, write all, read some), each running the private loop until it
+// is done or its timeout fires. A timeout < 0 waits forever.
+struct HttpClient::Transport {
+  uv_loop_t loop{};
+  uv_tcp_t tcp{};
+  uv_timer_t timer{};
+  bool open = false;    // tcp is initialised and not closed
+  bool closing = false; // uv_close called, its callback not yet run
+  bool timed_out = false;
+  bool reading = false;
+  std::string pending; // bytes read and not yet taken by read()
+  int read_status = 0; // UV_EOF or an error once the stream has ended
+  char buf[64 * 1024];
+
+  Transport() {
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &timer);
+    timer.data = tcp.data = this;
+  }
+  ~Transport() {
+    close_tcp();
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+  }
+
+  // Runs the loop until done() or the timeout; false on timeout (or if nothing is left to run).
+  template <class Done> bool run_until(Done done, int timeout_ms) {
+    timed_out = false;
+    if (timeout_ms >= 0) {
+      uv_timer_start(
+          &timer, [](uv_timer_t* t) { static_cast<Transport*>(t->data)->timed_out = true; },
+          static_cast<uint64_t>(timeout_ms), 0);
+    }
+    while (!done() && !timed_out) {
+      if (uv_run(&loop, UV_RUN_ONCE) == 0 && !done()) break;
+    }
+    uv_timer_stop(&timer);
+    return done();
+  }
+
+  void close_tcp() {
+    if (!open) return;
+    open = false;
+    closing = true;
+    reading = false;
+    pending.clear();
+    read_status = 0;
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp),
+             [](uv_handle_t* h) { static_cast<Transport*>(h->data)->closing = false; });
+    // Cancelled requests (connect, write) get their callbacks before the close's.
+    while (closing) uv_run(&loop, UV_RUN_ONCE);
+  }
+
+  // 0, or a libuv error (UV_ETIMEDOUT when timeout_ms passed).
+  int connect(const sockaddr* sa, int timeout_ms) {
+    uv_tcp_init(&loop, &tcp);
+    tcp.data = this;
+    open = true;
+    uv_connect_t req;
+    int status = 1;
+    req.data = &status;
+    int rc = uv_tcp_connect(&req, &tcp, sa, [](uv_connect_t* r, int st) {
+      *static_cast<int*>(r->data) = st;
+    });
+    if (rc == 0 && !run_until([&] { return status != 1; }, timeout_ms)) rc = UV_ETIMEDOUT;
+    if (rc == 0) rc = status;
+    if (rc != 0) {
+      close_tcp();
+      return rc;
+    }
+    uv_tcp_nodelay(&tcp, 1);
+    return 0;
+  }
+
+  // Writes all of data: 0, or a libuv error (UV_ETIMEDOUT when timeout_ms passed).
+  int write(std::string_view data, int timeout_ms) {
+    uv_write_t req;
+    int status = 1;
+    req.data = &status;
+    uv_buf_t b = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+    int rc = uv_write(&req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1,
+                      [](uv_write_t* r, int st) { *static_cast<int*>(r->data) = st; });
+    if (rc != 0) return rc;
+    if (!run_until([&] { return status != 1; }, timeout_ms)) {
+      close_tcp(); // cancels the write, whose callback runs first
+      return UV_ETIMEDOUT;
+    }
+    return status;
+  }
+
+  // Like recv(): >0 bytes copied to out, 0 at end of stream, or a libuv error (UV_ETIMEDOUT
+  // when nothing arrived within timeout_ms).
+  int read(char* out, size_t cap, int timeout_ms) {
+    if (pending.empty() && read_status == 0) {
+      if (!reading) {
+        reading = true;
+        uv_read_start(
+            reinterpret_cast<uv_stream_t*>(&tcp),
+            [](uv_handle_t* h, size_t, uv_buf_t* b) {
+              auto* t = static_cast<Transport*>(h->data);
+              *b = uv_buf_init(t->buf, sizeof t->buf);
+            },
+            [](uv_stream_t* st, ssize_t n, const uv_buf_t* b) {
+              auto* t = static_cast<Transport*>(st->data);
+              if (n > 0) t->pending.append(b->base, static_cast<size_t>(n));
+              if (n < 0) t->read_status = static_cast<int>(n);
+              if (n != 0) { // take one piece at a time: nothing piles up unread
+                uv_read_stop(st);
+                t->reading = false;
+              }
+            });
+      }
+      if (!run_until([&] { return !pending.empty() || read_status != 0; }, timeout_ms))
+        return UV_ETIMEDOUT;
+    }
+    if (!pending.empty()) {
+      const size_t n = std::min(cap, pending.size());
+      std::memcpy(out, pending.data(), n);
+      pending.erase(0, n);
+      return static_cast<int>(n);
+    }
+    return read_status == UV_EOF ? 0 : read_status;
+  }
+};
 
 HttpClient::HttpClient(std::string host, std::uint16_t port, std::string token)
     : host_(std::move(host)), port_(port), token_(std::move(token)) {}
 
-HttpClient::~HttpClient() {
-  close();
-}
+HttpClient::~HttpClient() = default;
 
 void HttpClient::close() {
-  if (fd_ >= 0)
-    ::close(fd_);
-  fd_ = -1;
+  if (conn_) conn_->close_tcp();
 }
 
 std::string HttpClient::address() const {
@@ -137,53 +240,33 @@ std::string HttpClient::address() const {
 }
 
 bool HttpClient::connect(std::string* error) {
+  if (!conn_) conn_ = std::make_unique<Transport>();
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* list = nullptr;
   const std::string port = std::to_string(port_);
-  if (const int rc = ::getaddrinfo(host_.c_str(), port.c_str(), &hints, &list); rc != 0) {
-    *error = fmt::format("cannot resolve {}: {}", host_, ::gai_strerror(rc));
+  uv_getaddrinfo_t gai;
+  // No callback: the lookup runs here, synchronously.
+  if (const int rc = uv_getaddrinfo(&conn_->loop, &gai, nullptr, host_.c_str(), port.c_str(),
+                                    &hints);
+      rc != 0) {
+    *error = fmt::format("cannot resolve {}: {}", host_, uv_strerror(rc));
     return false;
   }
   std::string last = "no address";
-  for (addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
-    const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      last = std::strerror(errno);
-      continue;
-    }
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
-    int err = 0;
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-      err = errno;
-      if (err == EINPROGRESS) {
-        const int rc = wait_fd(fd, POLLOUT, timeout_ms_);
-        if (rc == 0) {
-          err = ETIMEDOUT;
-        } else if (rc < 0) {
-          err = errno;
-        } else {
-          socklen_t len = sizeof err;
-          ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-        }
-      }
-    }
+  for (addrinfo* ai = gai.addrinfo; ai != nullptr; ai = ai->ai_next) {
+    const int err = conn_->connect(ai->ai_addr, timeout_ms_);
     if (err == 0) {
-      const int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      fd_ = fd;
       ++connects_;
-      ::freeaddrinfo(list);
+      uv_freeaddrinfo(gai.addrinfo);
       return true;
     }
-    ::close(fd);
-    last = err == ETIMEDOUT      ? fmt::format("timed out after {} ms", timeout_ms_)
-           : err == ECONNREFUSED ? std::string("connection refused")
-                                 : std::string(std::strerror(err));
+    last = err == UV_ETIMEDOUT      ? fmt::format("timed out after {} ms", timeout_ms_)
+           : err == UV_ECONNREFUSED ? std::string("connection refused")
+                                    : std::string(uv_strerror(err));
   }
-  ::freeaddrinfo(list);
+  uv_freeaddrinfo(gai.addrinfo);
   *error = fmt::format("cannot connect to {}: {}", address(), last);
   return false;
 }
@@ -219,11 +302,11 @@ HttpResult HttpClient::exchange(std::string_view method, std::string_view path,
 
   for (int attempt = 0;; ++attempt) {
     HttpResult result;
-    const bool reused = fd_ >= 0;
+    const bool reused = conn_ && conn_->open;
     // A kept-alive connection the server has meanwhile closed fails before any reply byte;
     // then, and only then, the request is sent once more on a fresh connection.
     const bool may_retry = reused && attempt == 0;
-    if (fd_ < 0 && !connect(&result.error))
+    if (!reused && !connect(&result.error))
       return result;
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms_);
     auto fail = [&](std::string message) {
@@ -233,31 +316,13 @@ HttpResult HttpClient::exchange(std::string_view method, std::string_view path,
     };
 
     // Send.
-    std::size_t sent = 0;
-    bool send_failed = false;
-    while (sent < req.size()) {
-      const ssize_t n = ::send(fd_, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
-      if (n > 0) {
-        sent += static_cast<std::size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (wait_fd(fd_, POLLOUT, remaining_ms(deadline)) <= 0) {
-          return fail(fmt::format("timed out sending to {} after {} ms", address(), timeout_ms_));
-        }
-        continue;
-      }
-      send_failed = true;
-      break;
-    }
-    if (send_failed) {
-      const int err = errno;
+    if (const int err = conn_->write(req, remaining_ms(deadline)); err != 0) {
+      if (err == UV_ETIMEDOUT)
+        return fail(fmt::format("timed out sending to {} after {} ms", address(), timeout_ms_));
       close();
       if (may_retry)
         continue;
-      return fail(fmt::format("cannot send to {}: {}", address(), std::strerror(err)));
+      return fail(fmt::format("cannot send to {}: {}", address(), uv_strerror(err)));
     }
 
     // Receive.
@@ -274,16 +339,12 @@ HttpResult HttpClient::exchange(std::string_view method, std::string_view path,
     while (!st.complete) {
       const int wait_ms = on_data != nullptr ? (idle_timeout_ms > 0 ? idle_timeout_ms : -1)
                                              : remaining_ms(deadline);
-      const int ready = wait_fd(fd_, POLLIN, wait_ms);
-      if (ready == 0) {
+      const int n = conn_->read(buf, sizeof buf, wait_ms);
+      if (n == UV_ETIMEDOUT) {
         return fail(fmt::format("timed out waiting for a reply from {} after {} ms", address(),
                                 on_data != nullptr ? idle_timeout_ms : timeout_ms_));
       }
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-        continue;
       if (n <= 0) {
-        const int err = n < 0 ? errno : 0;
         if (!got_any && may_retry) {
           close();
           retry = true;
@@ -298,7 +359,7 @@ HttpResult HttpClient::exchange(std::string_view method, std::string_view path,
         return fail(
             n == 0
                 ? fmt::format("{} closed the connection before the reply was complete", address())
-                : fmt::format("connection to {} failed: {}", address(), std::strerror(err)));
+                : fmt::format("connection to {} failed: {}", address(), uv_strerror(n)));
       }
       got_any = true;
       const llhttp_errno_t err = llhttp_execute(&parser, buf, static_cast<std::size_t>(n));

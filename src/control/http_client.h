@@ -1,11 +1,13 @@
 #pragma once
 
-// A small blocking HTTP/1.1 client over POSIX sockets, for `faultline ctl` and for tests. One
+// A small blocking HTTP/1.1 client for `faultline ctl` and for tests: libuv on a private loop,
+// run until each step is done, so it works wherever libuv does (POSIX, Windows). One
 // connection, reused while the server keeps it alive. Replies are parsed with llhttp, so
 // Content-Length, chunked and close-delimited bodies all work.
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -63,7 +65,8 @@ private:
   std::string token_;
   std::string user_agent_ = "faultline-ctl";
   int timeout_ms_ = 10'000;
-  int fd_ = -1;
+  struct Transport; // the loop and the TCP handle (http_client.cpp)
+  std::unique_ptr<Transport> conn_;
   int connects_ = 0;
 };
 

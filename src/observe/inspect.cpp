@@ -1,6 +1,6 @@
 #include "observe/inspect.h"
 
-#include <unistd.h>
+#include "uv/platform.h"
 
 #include <algorithm>
 #include <cmath>
@@ -575,7 +575,7 @@ int run_inspect(int argc, char** argv) {
     fmt::print("{}\n", rep.dump(2));
     return 0;
   }
-  bool use_color = color == "always" || (color == "auto" && isatty(1));
+  bool use_color = color == "always" || (color == "auto" && uv::platform::is_terminal(1));
   fmt::print("{}", render_report(rep, use_color, file == "-" ? "(stdin)" : file));
   return 0;
 }

@@ -1,9 +1,11 @@
 #include "observe/record.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 namespace faultline::observe {
@@ -245,8 +247,7 @@ void append_int(std::string& out, int64_t v) {
 void TimestampFormatter::refresh(uint64_t sec) {
   sec_ = sec;
   time_t t = static_cast<time_t>(sec);
-  struct tm tm;
-  gmtime_r(&t, &tm);
+  const std::tm tm = fmt::gmtime(t); // gmtime_r on POSIX, gmtime_s on Windows
   std::snprintf(date_, sizeof date_, "%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
@@ -324,14 +325,12 @@ bool parse_timestamp(std::string_view ts, uint64_t& unix_us) {
     return false;
   }
   if (i != ts.size()) return false;
-  struct tm tm {};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  time_t t = timegm(&tm);
+  // What timegm() computes (a day past the month's end rolls over), portably: C++20's calendar.
+  namespace c = std::chrono;
+  const int months = y * 12 + mo - 1; // month 0 and 13+ roll over too
+  const c::sys_days days{c::year{months / 12} / c::month{static_cast<unsigned>(months % 12 + 1)} /
+                         c::day{static_cast<unsigned>(d)}};
+  const int64_t t = days.time_since_epoch().count() * 86400 + h * 3600 + mi * 60 + s;
   if (t < 0) return false;
   unix_us = static_cast<uint64_t>(int64_t(t) - offset_s) * 1000000 + frac;
   return true;

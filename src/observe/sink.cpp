@@ -1,8 +1,7 @@
 #include "observe/sink.h"
 
-#include <fcntl.h>
-
 #include "base/log.h"
+#include "uv/platform.h"
 
 namespace faultline::observe {
 
@@ -32,8 +31,9 @@ bool LogSink::open_now(std::string& err) {
   } else {
     // O_NONBLOCK: a FIFO nobody reads fails at once (ENXIO) instead of blocking the loop.
     uv_fs_t req;
-    int fd = uv_fs_open(nullptr, &req, path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK,
-                        0644, nullptr);
+    int fd = uv_fs_open(nullptr, &req, path_.c_str(),
+                        UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND | UV_FS_O_NONBLOCK, 0644,
+                        nullptr);
     uv_fs_req_cleanup(&req);
     if (fd < 0) {
       err = fmt::format("cannot open log file {}: {}", path_, uv_strerror(fd));
@@ -64,8 +64,7 @@ bool LogSink::open_now(std::string& err) {
   if (kind_ != Kind::File) stream_.pipe.data = this;
   if (kind_ == Kind::File && own_fd_) {
     // Back to blocking mode for the thread pool's writes (O_NONBLOCK was for the open).
-    int fl = fcntl(fd_, F_GETFL);
-    if (fl >= 0) fcntl(fd_, F_SETFL, fl & ~O_NONBLOCK);
+    uv::platform::set_blocking(fd_);
   }
   fs_req_.data = this;
   write_req_.data = this;
@@ -192,7 +191,8 @@ void LogSink::start_reopen() {
     }
     return;
   }
-  int rc = uv_fs_open(loop_, &open_req_, path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644,
+  int rc = uv_fs_open(loop_, &open_req_, path_.c_str(),
+                      UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_APPEND, 0644,
                       [](uv_fs_t* req) {
                         auto* self = static_cast<LogSink*>(req->data);
                         ssize_t fd = req->result;

@@ -17,7 +17,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <sys/socket.h>
 #include <uv.h>
 
 #include "proxy/rewriter.h"

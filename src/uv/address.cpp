@@ -1,10 +1,7 @@
 #include "uv/address.h"
 
-#include <arpa/inet.h>
 #include <charconv>
 #include <cstring>
-#include <netdb.h>
-#include <netinet/in.h>
 
 #include <fmt/format.h>
 
@@ -57,13 +54,13 @@ bool literal_address(const Endpoint& ep, sockaddr_storage& out) {
   std::memset(&out, 0, sizeof out);
   std::string host = ep.host.empty() ? "0.0.0.0" : ep.host;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+  if (uv_inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 0) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons(ep.port);
     return true;
   }
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
-  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+  if (uv_inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 0) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons(ep.port);
     return true;
@@ -117,12 +114,12 @@ std::string format_address(const sockaddr* sa) {
   char host[INET6_ADDRSTRLEN] = "?";
   if (sa->sa_family == AF_INET) {
     auto* v4 = reinterpret_cast<const sockaddr_in*>(sa);
-    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+    uv_inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
     return fmt::format("{}:{}", host, ntohs(v4->sin_port));
   }
   if (sa->sa_family == AF_INET6) {
     auto* v6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+    uv_inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
     return fmt::format("[{}]:{}", host, ntohs(v6->sin6_port));
   }
   return "?";

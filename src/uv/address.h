@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include <sys/socket.h>
+#include <uv.h> // sockaddr_storage: <sys/socket.h> on POSIX, winsock on Windows
 
 struct addrinfo;
 

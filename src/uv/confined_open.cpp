@@ -1,16 +1,11 @@
 #include "uv/confined_open.h"
 
-#include <cerrno>
-#include <climits>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <uv.h>
+
+#include "uv/platform.h"
 
 namespace faultline::uv {
 
@@ -31,17 +26,22 @@ std::vector<std::string_view> split(std::string_view rel) {
 } // namespace
 
 bool ConfinedDir::set(const std::string& dir, std::string& err) {
-  char buf[PATH_MAX];
-  if (!::realpath(dir.c_str(), buf)) {
-    err = fmt::format("{}: {}", dir, std::strerror(errno));
+  uv_fs_t req;
+  int rc = uv_fs_realpath(nullptr, &req, dir.c_str(), nullptr);
+  std::string real = rc == 0 ? static_cast<const char*>(req.ptr) : "";
+  uv_fs_req_cleanup(&req);
+  if (rc != 0) {
+    err = fmt::format("{}: {}", dir, uv_strerror(rc));
     return false;
   }
-  struct stat st {};
-  if (::stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+  rc = uv_fs_stat(nullptr, &req, real.c_str(), nullptr);
+  const bool is_dir = rc == 0 && (req.statbuf.st_mode & S_IFMT) == S_IFDIR;
+  uv_fs_req_cleanup(&req);
+  if (!is_dir) {
     err = fmt::format("{}: not a directory", dir);
     return false;
   }
-  dir_ = buf;
+  dir_ = real;
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
   given_ = dir;
   while (given_.size() > 1 && given_.back() == '/') given_.pop_back();
@@ -57,6 +57,7 @@ bool ConfinedDir::resolve(std::string_view name, std::string& out, std::string& 
     err = "the path contains a NUL byte";
     return false;
   }
+  if (!platform::check_confined_name(name, err)) return false;
   std::string_view rel = name;
   if (rel.front() == '/') {
     // Absolute: it must name something inside the directory, by its resolved path or by the
@@ -96,57 +97,20 @@ int ConfinedDir::open_append(const std::string& full, std::string& err) const {
     return -1;
   }
   rel.remove_prefix(prefix.size());
-  std::vector<std::string_view> parts = split(rel);
-  int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
-    err = fmt::format("cannot open the log directory {}: {}", dir_, std::strerror(errno));
-    return -1;
-  }
-  // Walk down one directory at a time, never through a symbolic link.
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    std::string part(parts[i]);
-    int next = ::openat(dfd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int e = errno;
-    ::close(dfd);
-    if (next < 0) {
-      err = e == ELOOP || e == ENOTDIR
-                ? fmt::format("will not open {}: '{}' is a symbolic link or not a directory",
-                              full, part)
-                : fmt::format("cannot open log file {}: {}", full, std::strerror(e));
-      return -1;
-    }
-    dfd = next;
-  }
-  std::string last(parts.back());
-  // O_NONBLOCK: a FIFO would not block the open; it is refused below anyway.
-  int fd = ::openat(dfd, last.c_str(),
-                    O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
-  int e = errno;
-  ::close(dfd);
-  if (fd < 0) {
-    err = e == ELOOP ? fmt::format("will not open {}: it is a symbolic link", full)
-                     : fmt::format("cannot open log file {}: {}", full, std::strerror(e));
-    return -1;
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    err = fmt::format("will not open {}: not a regular file", full);
-    return -1;
-  }
-  int fl = ::fcntl(fd, F_GETFL);
-  if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-  return fd;
+  return platform::open_confined_append(dir_, split(rel), full, err);
 }
 
 bool read_head(int fd, size_t max, std::string& out, std::string& err) {
   out.resize(max);
   size_t got = 0;
   while (got < max) {
-    ssize_t n = ::pread(fd, out.data() + got, max - got, static_cast<off_t>(got));
+    // At an offset: the file position is unchanged (pread on POSIX).
+    uv_buf_t buf = uv_buf_init(out.data() + got, static_cast<unsigned>(max - got));
+    uv_fs_t req;
+    int n = uv_fs_read(nullptr, &req, fd, &buf, 1, static_cast<int64_t>(got), nullptr);
+    uv_fs_req_cleanup(&req);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      err = std::strerror(errno);
+      err = uv_strerror(n);
       return false;
     }
     if (n == 0) break;
@@ -154,6 +118,12 @@ bool read_head(int fd, size_t max, std::string& out, std::string& err) {
   }
   out.resize(got);
   return true;
+}
+
+void close_file(int fd) {
+  uv_fs_t req;
+  uv_fs_close(nullptr, &req, fd, nullptr);
+  uv_fs_req_cleanup(&req);
 }
 
 } // namespace faultline::uv

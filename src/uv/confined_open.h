@@ -1,8 +1,8 @@
 #pragma once
 // Files the control API may name are confined to one directory chosen at start (--log-dir): a
 // request names a path inside it, and nothing it names may lead out of it, by `..` or by a
-// symbolic link. This is the one place that opens such files; it uses POSIX's openat and
-// O_NOFOLLOW (no libuv equivalent), so it is also where another platform would differ.
+// symbolic link. This is the one place that opens such files; the opening itself differs
+// between POSIX (openat, O_NOFOLLOW) and Windows, and lives in uv/platform.h.
 
 #include <string>
 #include <string_view>
@@ -37,5 +37,8 @@ private:
 // Reads up to `max` bytes from the start of an open file (pread: the offset is unchanged).
 // Returns false with err set on a read error.
 bool read_head(int fd, size_t max, std::string& out, std::string& err);
+
+// Closes a descriptor open_append returned.
+void close_file(int fd);
 
 } // namespace faultline::uv

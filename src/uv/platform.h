@@ -1,0 +1,49 @@
+#pragma once
+// Everything that differs between POSIX and Windows and that libuv does not already cover.
+// Declared once here, implemented twice: src/uv/platform/posix.cpp and .../windows.cpp, of
+// which CMake compiles the one for the target. The rest of src/ has no #ifdef: it uses libuv
+// (sockets, files, signals as libuv reports them) and these functions.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace faultline::uv::platform {
+
+// First thing in main(). POSIX: SIGPIPE ignored (a write to a closed socket fails with EPIPE
+// instead of killing the process). Windows: stdout and stderr in binary mode, so a traffic log
+// written to stdout has "\n" line ends, byte for byte as on Linux.
+void init_process();
+
+// Whether fd (1: stdout, 2: stderr) is a terminal, for colour and progress output.
+bool is_terminal(int fd);
+
+// The two signals that stop faultline cleanly, as libuv's uv_signal_t delivers them: POSIX
+// SIGINT and SIGTERM; Windows Ctrl-C (SIGINT) and Ctrl-Break (SIGBREAK), which is also what
+// libuv reports for a console's close. And the name a log line gives one.
+int interrupt_signal();
+int terminate_signal();
+const char* signal_name(int signum);
+
+// Checks a name a request gave for a file under the confined log directory (uv/confined_open.h)
+// for what only this platform treats specially. POSIX: nothing. Windows: '\' (a separator
+// there, which would hide a ".." from the '/'-only checks) and ':' (drive letters, alternate
+// data streams) are refused. False with err set.
+bool check_confined_name(std::string_view name, std::string& err);
+
+// Opens dir/parts[0]/.../parts[n-1] for reading and appending, creating the file (0644) when
+// missing, never following a symbolic link below dir (dir itself is trusted). A file that
+// exists must be a regular file. Returns a blocking fd usable with uv_fs_* (a CRT descriptor
+// on Windows), or -1 with err set (`full` names the file in messages).
+//   POSIX: openat() one directory at a time with O_NOFOLLOW: no race.
+//   Windows: each component is checked with lstat (a reparse point is refused) before the
+//   open; a link created between the check and the open is not caught (documented in
+//   docs/building.md, "Windows").
+int open_confined_append(const std::string& dir, const std::vector<std::string_view>& parts,
+                         const std::string& full, std::string& err);
+
+// Makes a file descriptor opened with UV_FS_O_NONBLOCK blocking again (for the thread pool's
+// writes). Windows files have no such mode: nothing to do.
+void set_blocking(int fd);
+
+} // namespace faultline::uv::platform

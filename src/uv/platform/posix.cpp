@@ -1,0 +1,88 @@
+// POSIX (Linux) side of uv/platform.h.
+#include "uv/platform.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace faultline::uv::platform {
+
+void init_process() {
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+bool is_terminal(int fd) {
+  return ::isatty(fd) != 0;
+}
+
+int interrupt_signal() {
+  return SIGINT;
+}
+
+int terminate_signal() {
+  return SIGTERM;
+}
+
+const char* signal_name(int signum) {
+  return signum == SIGINT ? "SIGINT" : signum == SIGTERM ? "SIGTERM" : "signal";
+}
+
+bool check_confined_name(std::string_view, std::string&) {
+  return true;
+}
+
+int open_confined_append(const std::string& dir, const std::vector<std::string_view>& parts,
+                         const std::string& full, std::string& err) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    err = fmt::format("cannot open the log directory {}: {}", dir, std::strerror(errno));
+    return -1;
+  }
+  // Walk down one directory at a time, never through a symbolic link.
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    std::string part(parts[i]);
+    int next = ::openat(dfd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int e = errno;
+    ::close(dfd);
+    if (next < 0) {
+      err = e == ELOOP || e == ENOTDIR
+                ? fmt::format("will not open {}: '{}' is a symbolic link or not a directory",
+                              full, part)
+                : fmt::format("cannot open log file {}: {}", full, std::strerror(e));
+      return -1;
+    }
+    dfd = next;
+  }
+  std::string last(parts.back());
+  // O_NONBLOCK: a FIFO would not block the open; it is refused below anyway.
+  int fd = ::openat(dfd, last.c_str(),
+                    O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+  int e = errno;
+  ::close(dfd);
+  if (fd < 0) {
+    err = e == ELOOP ? fmt::format("will not open {}: it is a symbolic link", full)
+                     : fmt::format("cannot open log file {}: {}", full, std::strerror(e));
+    return -1;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    err = fmt::format("will not open {}: not a regular file", full);
+    return -1;
+  }
+  set_blocking(fd);
+  return fd;
+}
+
+void set_blocking(int fd) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+} // namespace faultline::uv::platform
