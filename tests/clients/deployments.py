@@ -777,6 +777,12 @@ def _children(pid: int) -> List[int]:
     return out
 
 
+def _redis_own(c: dict) -> bool:
+    name, flags, cmd = c.get("name", ""), c.get("flags", ""), c.get("cmd", "")
+    return (name.startswith("sentinel-") and name.rsplit("-", 1)[-1] in ("cmd", "pubsub")) or \
+        "S" in flags or "M" in flags or cmd in ("replconf", "psync", "sync")
+
+
 def _parse_client_list(text: str) -> List[dict]:
     out = []
     for line in (text or "").splitlines():
@@ -863,6 +869,12 @@ class DirectClients:
                 if ino is None:
                     continue  # closed since the list was taken
                 who = owner_of.get(ino, "unknown process")
+                if who == "unknown process" and _redis_own(c):
+                    # Redis's own links (a replica's to its master, a sentinel's to the nodes
+                    # it watches) are the deployment's, found by /proc or not: no client under
+                    # test sends REPLCONF or names itself sentinel-<id>-cmd/pubsub. (Seen once
+                    # under load: such links with no owner found; not understood yet.)
+                    continue
                 if who == "faultline":
                     self.seen_faultline += 1
                     continue

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import redis
+from redis.exceptions import RedisClusterException
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ClusterDownError, ConnectionError
 
@@ -203,8 +204,11 @@ def test_node_down_raises_connection_error_for_its_slots_only(slow_to_fail_clust
     with front.node_down(down):
         t0 = time.monotonic()
         # redis-py: 5 tries 0.25 s apart on the node, then a re-read of the topology and
-        # again, cluster_error_retry_attempts (3) times; then the ConnectionError.
-        with pytest.raises(ConnectionError):
+        # again, cluster_error_retry_attempts (3) times; then the ConnectionError. When the
+        # re-read asks the down node first, redis-py 4.3 fails it with a RedisClusterException
+        # instead ("ERROR sending "cluster slots" ... cannot pickle '_thread.lock' object", its
+        # own bug copying the connection error): which one depends on the order it asks in.
+        with pytest.raises((ConnectionError, RedisClusterException)):
             rc.get(per_master[down][0])
         assert time.monotonic() - t0 < 30
         # The other masters' slots are unaffected.
