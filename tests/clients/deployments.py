@@ -859,6 +859,11 @@ class DirectClients:
         for pid in ours:
             for ino in _socket_inodes(pid):
                 owner_of.setdefault(ino, f"pid {pid}")
+        # A socket that closed after /proc/net/tcp was read has no owner any more: read the
+        # table once more, after the owners, and skip (not blame) what is gone by then. (Short
+        # connections such as ioredis's slot refresher, through faultline, were blamed as
+        # "unknown process" when they closed in between.)
+        still_open = set(_tcp_sockets())
         self.samples += 1
         for port, clients in lists.items():
             for c in clients:
@@ -869,11 +874,13 @@ class DirectClients:
                 if ino is None:
                     continue  # closed since the list was taken
                 who = owner_of.get(ino, "unknown process")
+                if who == "unknown process" and ino not in still_open:
+                    continue  # closed while the owners were read
                 if who == "unknown process" and _redis_own(c):
                     # Redis's own links (a replica's to its master, a sentinel's to the nodes
                     # it watches) are the deployment's, found by /proc or not: no client under
                     # test sends REPLCONF or names itself sentinel-<id>-cmd/pubsub. (Seen once
-                    # under load: such links with no owner found; not understood yet.)
+                    # under load with no owner found, likely the same close-in-between race.)
                     continue
                 if who == "faultline":
                     self.seen_faultline += 1
