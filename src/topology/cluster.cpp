@@ -271,6 +271,7 @@ nlohmann::json Cluster::json() const {
   out["looks"] = looks_;
   out["failed_looks"] = failures_;
   out["last_error"] = last_error_.empty() ? nlohmann::json(nullptr) : nlohmann::json(last_error_);
+  out["reply_nodes"] = front_.reply_nodes_json();
   auto& arr = out["nodes"] = nlohmann::json::array();
   for (const auto& n : nodes_) {
     nlohmann::json j;

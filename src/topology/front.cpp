@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "base/log.h"
 #include "proxy/proxy.h"
 #include "resp/parser.h"
@@ -56,6 +58,16 @@ uint16_t Front::next_port() {
 
 proxy::Proxy* Front::ensure(const std::string& address, std::string_view prefix,
                             std::string& err) {
+  // Discovery saw the node: no longer fronted on a reply's word only.
+  if (auto it = reply_nodes_.find(address); it != reply_nodes_.end()) {
+    reply_nodes_.erase(it);
+    warned_reply_nodes_ = false;
+  }
+  return make(address, prefix, err);
+}
+
+proxy::Proxy* Front::make(const std::string& address, std::string_view prefix,
+                          std::string& err) {
   if (auto it = names_.find(address); it != names_.end()) {
     if (proxy::Proxy* p = reg_.find(it->second)) return p;
   }
@@ -122,11 +134,23 @@ std::optional<resp::HostPort> Front::map(std::string_view host, uint16_t port) {
   // A node not seen before (or named by a host name): fronted now, before the reply goes on.
   sockaddr_storage ss{};
   if (!uv::literal_address(uv::Endpoint{std::string(host), port}, ss)) return std::nullopt;
+  if (reply_nodes_.size() >= opts_.max_reply_nodes) {
+    ++reply_nodes_refused_;
+    if (!warned_reply_nodes_) {
+      warned_reply_nodes_ = true;
+      log::warn("node {} named in a reply is not fronted: {} nodes seen only in replies already "
+                "have proxies (the limit); the reply names the real node (said once until "
+                "discovery confirms one of them)",
+                address, reply_nodes_.size());
+    }
+    return std::nullopt;
+  }
   std::string err;
-  if (!ensure(address, "node", err)) {
+  if (!make(address, "node", err)) {
     log::warn("cannot front node {} named in a reply: {}", address, err);
     return std::nullopt;
   }
+  reply_nodes_.insert(address);
   log::info("node {} first seen in a reply: fronted by proxy {}", address, proxy_name_for(address));
   if (on_new_node_) on_new_node_(address);
   return listener(address);
@@ -159,6 +183,12 @@ bool Front::rewrite(uint8_t kind, std::string_view frame, std::string& out) {
     return false;
   ++rewrites_;
   return true;
+}
+
+nlohmann::json Front::reply_nodes_json() const {
+  return {{"fronted", reply_nodes_.size()},
+          {"limit", opts_.max_reply_nodes},
+          {"refused", reply_nodes_refused_}};
 }
 
 std::string Front::address_for_slot(unsigned slot) const {

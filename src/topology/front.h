@@ -11,15 +11,19 @@
 // host is given.
 //
 // A node first seen in a reply (a MOVED to a node added since the last look at the topology) gets
-// its proxy there and then, before the reply goes on: no reply ever names a node without one.
+// its proxy there and then, before the reply goes on: no reply ever names a node without one,
+// up to FrontOptions::max_reply_nodes such nodes that discovery has not confirmed.
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "proxy/rewriter.h"
 #include "resp/rewrite.h"
@@ -36,6 +40,11 @@ struct FrontOptions {
   std::string announce_host;              // what clients are told; empty: from `listen`
   bool redirects = true;                  // a cluster: error replies to keyed commands may be
                                           // MOVED or ASK, and are collected to be rewritten
+  // Nodes a reply may name that discovery has not (yet) confirmed, each given a proxy and a
+  // listener on the reply's word: at most this many at once. Past it, such an address goes on
+  // as Redis wrote it (logged once per episode, counted in GET /topology), so a misbehaving
+  // server or a storm of redirections to many addresses cannot open listeners without bound.
+  size_t max_reply_nodes = 16;
 };
 
 class Front final : public proxy::ReplyRewriter {
@@ -72,10 +81,18 @@ public:
 
   uint64_t rewrites() const { return rewrites_; }
   uint64_t redirects() const { return redirects_; }
+  // Nodes fronted on a reply's word and not confirmed by discovery since; addresses left as
+  // Redis wrote them because that number was at its limit.
+  size_t reply_nodes() const { return reply_nodes_.size(); }
+  size_t max_reply_nodes() const { return opts_.max_reply_nodes; }
+  uint64_t reply_nodes_refused() const { return reply_nodes_refused_; }
+  // {"fronted", "limit", "refused"} of the above, for GET /topology.
+  nlohmann::json reply_nodes_json() const;
 
 private:
   class Book;  // resp::AddressMap over this Front
   std::optional<resp::HostPort> map(std::string_view host, uint16_t port);
+  proxy::Proxy* make(const std::string& address, std::string_view prefix, std::string& err);
   uint16_t next_port();
 
   proxy::Registry& reg_;
@@ -90,7 +107,10 @@ private:
   std::function<void(const std::string&)> on_new_node_;
   std::function<std::string(unsigned)> slot_owner_;
   uint64_t rewrites_ = 0, redirects_ = 0;
+  std::set<std::string, std::less<>> reply_nodes_;  // fronted on a reply's word only
+  uint64_t reply_nodes_refused_ = 0;
   bool warned_large_ = false;
+  bool warned_reply_nodes_ = false;  // this episode at the limit was logged
 };
 
 // "node-127.0.0.1-7000" for ("node", "127.0.0.1:7000"); IPv6 brackets and colons become '-'.

@@ -172,6 +172,42 @@ TEST_F(ClusterMode, MovedAndAskNameTheListenerOfTheRealTarget) {
   ASSERT_EQ(call(own, {"CLUSTER", "SETSLOT", std::to_string(slot), "STABLE"}), "+OK\r\n");
 }
 
+TEST_F(ClusterMode, NodesNamedOnlyInRepliesGetProxiesUpToALimit) {
+  // A server that names ever new addresses (here a script's own error replies) gets a proxy per
+  // address only up to the documented limit (16); past it, the address goes on as written.
+  const uint16_t a = cluster_->masters()[0];
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    std::string k = "k" + std::to_string(i);
+    if (cluster_->owner(int(faultline::toxics::key_hash_slot(k))) == a) key = k;
+  }
+  const int slot = int(faultline::toxics::key_hash_slot(key));
+  Conn c(via(a));
+  std::set<std::string> listeners;
+  for (int i = 1; i <= 20; ++i) {
+    const std::string named = "127.0.0.1:" + std::to_string(1000 + i);
+    const std::string reply =
+        call(c, {"EVAL", "return redis.error_reply(ARGV[1])", "1", key,
+                 "MOVED " + std::to_string(slot) + " " + named});
+    ASSERT_EQ(reply.substr(0, 7 + std::to_string(slot).size()), "-MOVED " + std::to_string(slot))
+        << reply;
+    if (i <= 16) {
+      EXPECT_EQ(reply.find(named), std::string::npos) << i << ": " << reply;
+      listeners.insert(reply);
+    } else {
+      EXPECT_EQ(reply, "-MOVED " + std::to_string(slot) + " " + named + "\r\n") << i;
+    }
+  }
+  EXPECT_EQ(listeners.size(), 16u);  // each a listener of its own
+  ASSERT_TRUE(read_topology());
+  EXPECT_EQ(topo_["reply_nodes"]["fronted"], 16);
+  EXPECT_EQ(topo_["reply_nodes"]["limit"], 16);
+  EXPECT_EQ(topo_["reply_nodes"]["refused"], 4);
+  auto r = http_->request("GET", "/proxies");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(json::parse(r.body).size(), 6u + 16u);
+}
+
 TEST_F(ClusterMode, MovedPresetNamesTheListenerOfTheSlotsRealOwner) {
   const uint16_t a = cluster_->masters()[0];
   const std::string proxy = topo_["nodes"][0]["proxy"];
