@@ -162,6 +162,14 @@ TEST(RespFaults, RedirectOnlyCollectsErrorsAndStreamsTheRest) {
   EXPECT_TRUE(r.port.events.empty());
   r.f->finish_collect();
   EXPECT_EQ(r.port.events, (Events{"client:[1]-MOVED 1 127.0.0.1:7000\r\n"}));
+  // RESP3's blob error is an error too.
+  r.port.events.clear();
+  r.flag_and_start(3, K::Rewrite, 0, 1);
+  r.f->collect(r.port.chunk("!25\r\nMOVED 1 "));
+  r.f->collect(r.port.chunk("127.0.0.1:7000\r\n"));
+  EXPECT_TRUE(r.port.events.empty());
+  r.f->finish_collect();
+  EXPECT_EQ(r.port.events, (Events{"client:[1]!25\r\nMOVED 1 127.0.0.1:7000\r\n"}));
 }
 
 // Past the limit the reply goes on as it came (collecting never waits for bytes the watermark

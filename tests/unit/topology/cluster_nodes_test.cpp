@@ -34,6 +34,18 @@ TEST(ClusterNodes, ParsesRolesSlotsHostNamesAndSkipsMigrationMarks) {
   EXPECT_EQ(nodes[3].address, ":0");
 }
 
+// Lines ending in CRLF (a text relayed by a tool that writes them) lose no last slot range.
+TEST(ClusterNodes, CrlfLineEndsKeepTheLastSlotRange) {
+  auto nodes = parse_cluster_nodes(
+      "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:7001@17001 master - 0 0 1 connected "
+      "0-5460\r\n"
+      "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:7002@17002 master - 0 0 2 connected "
+      "5461-16383\r\n");
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_EQ(nodes[0].slots, (std::vector<std::pair<int, int>>{{0, 5460}}));
+  EXPECT_EQ(nodes[1].slots, (std::vector<std::pair<int, int>>{{5461, 16383}}));
+}
+
 TEST(ClusterNodes, ProxiesAreNamedAfterTheNode) {
   EXPECT_EQ(proxy_name("node", "127.0.0.1:7000"), "node-127.0.0.1-7000");
   EXPECT_EQ(proxy_name("sentinel", "[::1]:26379"), "sentinel---1-26379");
