@@ -88,25 +88,22 @@ bool read_app_options(const cxxopts::ParseResult& r, AppConfig& cfg, std::string
     err = "--exit-after-profile needs --profile";
     return false;
   }
-  if (r.count("cluster")) cfg.cluster = r["cluster"].as<std::vector<std::string>>();
-  for (const auto& c : cfg.cluster) {
-    std::string e;
-    auto ep = uv::parse_endpoint(c, e);
-    if (!ep || ep->port == 0 || ep->host.empty()) {
-      err = "--cluster " + c + ": " + (ep ? "give a node's HOST:PORT" : e);
-      return false;
+  // Seeds of a deployment: each a HOST:PORT with both parts.
+  auto seeds = [&](const char* flag, const char* what, std::vector<std::string>& out) {
+    if (r.count(flag)) out = r[flag].as<std::vector<std::string>>();
+    for (const auto& c : out) {
+      std::string e;
+      auto ep = uv::parse_endpoint(c, e);
+      if (!ep || ep->port == 0 || ep->host.empty()) {
+        err = fmt::format("--{} {}: {}", flag, c, ep ? fmt::format("give {} HOST:PORT", what) : e);
+        return false;
+      }
     }
-  }
-  if (r.count("sentinel")) cfg.sentinels = r["sentinel"].as<std::vector<std::string>>();
+    return true;
+  };
+  if (!seeds("cluster", "a node's", cfg.cluster) || !seeds("sentinel", "a sentinel's", cfg.sentinels))
+    return false;
   if (r.count("master")) cfg.master_name = r["master"].as<std::string>();
-  for (const auto& c : cfg.sentinels) {
-    std::string e;
-    auto ep = uv::parse_endpoint(c, e);
-    if (!ep || ep->port == 0 || ep->host.empty()) {
-      err = "--sentinel " + c + ": " + (ep ? "give a sentinel's HOST:PORT" : e);
-      return false;
-    }
-  }
   if (!cfg.sentinels.empty() && cfg.master_name.empty()) {
     err = "--sentinel needs --master NAME (the name the sentinels monitor)";
     return false;
