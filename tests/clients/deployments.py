@@ -905,3 +905,54 @@ class DirectClients:
         else:
             assert not self.offenders, "clients reached real nodes directly:\n" + self.report()
             assert self.seen_faultline, "no connection from faultline seen on any node"
+
+
+def fronted(dep, front_cls):
+    """A pytest fixture's body: `dep` started, faultline in front of it (`front_cls`), yielded as
+    (dep, front); both stopped afterwards, also when the test or the start fails."""
+    dep.start()
+    front = None
+    try:
+        front = front_cls(dep)
+        yield dep, front
+    finally:
+        if front:
+            front.stop()
+        dep.stop()
+
+
+def cluster_guard(c, front) -> DirectClients:
+    return DirectClients(lambda: c.ports, front.pid, lambda: c.pids)
+
+
+def sentinel_guard(dep, front) -> DirectClients:
+    return DirectClients(lambda: dep.sentinel_ports + dep.data_ports, front.pid, lambda: dep.pids)
+
+
+class BackgroundWriter:
+    """A thread that runs `run()` (writes in a loop until `stop` is set) while the test acts;
+    `errors` collects what the writes raised, with the time."""
+
+    def __init__(self):
+        self.errors = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+    def wait_grown(self, d: dict, n: int, timeout: float = 30):
+        """Until `d` (what the writer records) has n more entries; fails if it stalls."""
+        deadline = time.monotonic() + timeout
+        start = len(d)
+        while len(d) < start + n:
+            assert time.monotonic() < deadline, f"writer stalled; errors: {self.errors[-3:]}"
+            time.sleep(0.01)

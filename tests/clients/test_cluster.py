@@ -7,7 +7,6 @@ the fixtures and the tests; the no-direct-client check is then inverted (it must
 client's connections on the nodes).
 """
 
-import threading
 import time
 
 import pytest
@@ -16,32 +15,20 @@ from redis.exceptions import RedisClusterException
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ClusterDownError, ConnectionError
 
-from deployments import (DIRECT, Admin, Cluster, ClusterFront, DirectClients, key_in_slot, key_slot,
-                         query)
-
-
-def _cluster(extra=()):
-    c = Cluster(extra=extra).start()
-    front = None
-    try:
-        front = ClusterFront(c)
-        yield c, front
-    finally:
-        if front:
-            front.stop()
-        c.stop()
+from deployments import (Admin, BackgroundWriter, Cluster, ClusterFront, DirectClients,
+                         cluster_guard, fronted, key_in_slot, key_slot, query)
 
 
 @pytest.fixture
 def cluster():
-    yield from _cluster()
+    yield from fronted(Cluster(), ClusterFront)
 
 
 @pytest.fixture
 def slow_to_fail_cluster():
     # node-timeout 60 s: a node that is down (direct mode kills it) is not failed over during
     # the test, as a node behind a disabled proxy is not.
-    yield from _cluster(["--cluster-node-timeout", "60000"])
+    yield from fronted(Cluster(extra=["--cluster-node-timeout", "60000"]), ClusterFront)
 
 
 def client(front, **kw):
@@ -51,8 +38,7 @@ def client(front, **kw):
                         **opts)
 
 
-def guard(c, front):
-    return DirectClients(lambda: c.ports, front.pid, lambda: c.pids)
+guard = cluster_guard
 
 
 def keys_per_master(c, n=20):
@@ -85,7 +71,7 @@ def lost_writes(c, acked):
             a.close()
 
 
-class Writer:
+class Writer(BackgroundWriter):
     """A thread writing SET w:<i> <i> in a loop through one client; records what was
     acknowledged and what raised."""
 
@@ -93,9 +79,7 @@ class Writer:
         self.rc = rc
         self.keys = keys
         self.acked = {}
-        self.errors = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def run(self):
         i = 0
@@ -108,20 +92,8 @@ class Writer:
                 self.errors.append((time.monotonic(), repr(e)))
             i += 1
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(30)
-
     def wait_acked(self, n, timeout=30):
-        deadline = time.monotonic() + timeout
-        start = len(self.acked)
-        while len(self.acked) < start + n:
-            assert time.monotonic() < deadline, f"writer stalled; errors: {self.errors[-3:]}"
-            time.sleep(0.01)
+        self.wait_grown(self.acked, n, timeout)
 
 
 def test_reads_and_writes_cover_every_master_and_never_reach_a_node_directly(cluster):

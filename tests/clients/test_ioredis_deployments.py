@@ -7,14 +7,13 @@ FAULTLINE_DIRECT=1: the same against the deployments alone (see deployments.py).
 
 import json
 import os
-import shutil
 import subprocess
 import threading
 
 import pytest
 
-from deployments import (Admin, Cluster, ClusterFront, DirectClients, SentinelFront, Sentinels,
-                         key_in_slot, key_slot, query, wait_until)
+from deployments import (Admin, Cluster, ClusterFront, SentinelFront, Sentinels, cluster_guard,
+                         fronted, key_in_slot, key_slot, sentinel_guard, wait_until)
 from test_ioredis import HERE, node_modules  # noqa: F401 - the fixture that installs ioredis
 from test_cluster import lost_writes
 
@@ -58,28 +57,12 @@ class NodeWriter:
 
 @pytest.fixture
 def cluster():
-    c = Cluster().start()
-    front = None
-    try:
-        front = ClusterFront(c)
-        yield c, front
-    finally:
-        if front:
-            front.stop()
-        c.stop()
+    yield from fronted(Cluster(), ClusterFront)
 
 
 @pytest.fixture
 def deployment():
-    dep = Sentinels().start()
-    front = None
-    try:
-        front = SentinelFront(dep)
-        yield dep, front
-    finally:
-        if front:
-            front.stop()
-        dep.stop()
+    yield from fronted(Sentinels(), SentinelFront)
 
 
 def test_ioredis_cluster_through_failover_and_migration_loses_no_write(cluster, node_modules):
@@ -88,7 +71,7 @@ def test_ioredis_cluster_through_failover_and_migration_loses_no_write(cluster, 
     first = c.slots_of(src)[0][0]
     last = first + 15
     tags = ["{" + key_in_slot(s, prefix="mig") + "}" for s in range(first, last + 1)]
-    with DirectClients(lambda: c.ports, front.pid, lambda: c.pids) as g:
+    with cluster_guard(c, front) as g:
         w = NodeWriter(node_modules, {"cluster": front.startup_nodes(), "tags": tags})
         try:
             w.wait_acked(200)
@@ -113,8 +96,7 @@ def test_ioredis_cluster_through_failover_and_migration_loses_no_write(cluster, 
 def test_ioredis_sentinels_follow_a_failover_and_lose_no_confirmed_write(deployment, node_modules):
     dep, front = deployment
     old = dep.master()
-    with DirectClients(lambda: dep.sentinel_ports + dep.data_ports, front.pid,
-                       lambda: dep.pids) as g:
+    with sentinel_guard(dep, front) as g:
         # Confirmed: WAIT 2 says both replicas have the write (see test_sentinel.py).
         w = NodeWriter(node_modules, {"sentinels": front.sentinels(), "name": dep.name, "wait": 2})
         try:

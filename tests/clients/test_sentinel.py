@@ -13,30 +13,21 @@ write the deployment confirmed as replicated is lost, and that the client moves 
 master.
 """
 
-import threading
 import time
 
 import pytest
-import redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from deployments import DIRECT, Admin, DirectClients, SentinelFront, Sentinels, query
+from deployments import (Admin, BackgroundWriter, SentinelFront, Sentinels,
+                         fronted, query, sentinel_guard)
 
 
 @pytest.fixture
 def deployment():
-    dep = Sentinels().start()
-    front = None
-    try:
-        front = SentinelFront(dep)
-        yield dep, front
-    finally:
-        if front:
-            front.stop()
-        dep.stop()
+    yield from fronted(Sentinels(), SentinelFront)
 
 
 def sentinel_client(front, **kw):
@@ -53,11 +44,10 @@ def retrying_master(s, name):
                         retry_on_error=[ConnectionError, TimeoutError])
 
 
-def guard(dep, front):
-    return DirectClients(lambda: dep.sentinel_ports + dep.data_ports, front.pid, lambda: dep.pids)
+guard = sentinel_guard
 
 
-class Writer:
+class Writer(BackgroundWriter):
     """SET w:<i> <i>, then WAIT 2 1000, in a loop; a write is confirmed when WAIT says both
     replicas have it."""
 
@@ -65,9 +55,7 @@ class Writer:
         self.r = r
         self.confirmed = {}
         self.unconfirmed = {}
-        self.errors = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def run(self):
         i = 0
@@ -83,20 +71,8 @@ class Writer:
                 self.errors.append((time.monotonic(), repr(e)))
             i += 1
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(30)
-
     def wait_confirmed(self, n, timeout=30):
-        deadline = time.monotonic() + timeout
-        start = len(self.confirmed)
-        while len(self.confirmed) < start + n:
-            assert time.monotonic() < deadline, f"writer stalled; errors: {self.errors[-3:]}"
-            time.sleep(0.01)
+        self.wait_grown(self.confirmed, n, timeout)
 
 
 def test_master_and_replicas_through_the_sentinels_listeners(deployment):
