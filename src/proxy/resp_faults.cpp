@@ -107,6 +107,14 @@ void RespFaults::begin_collect(PendingId id) {
   }
 }
 
+void RespFaults::begin_collect_message(uint8_t kind) {
+  col_ = FlagEntry{kMessageId, K::Rewrite, 0, kind, {}};
+  collecting_ = true;
+  collect_id_ = kMessageId;
+  col_left_ = 0;
+  gather_ = Gather::Undecided;
+}
+
 void RespFaults::collect(uv::Chunk c) {
   switch (col_.kind) {
   case K::DelayReply: {

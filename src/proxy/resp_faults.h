@@ -123,6 +123,10 @@ public:
   // Bytes toward the client while intercepts_replies(): held behind, or dropped.
   void reply(uv::Chunk c);
   void flag(FlagEntry e) { flagged_.push_back(std::move(e)); }
+  // The reply to a flagged request went by without being acted on.
+  void forget_flag(PendingId id) {
+    std::erase_if(flagged_, [&](const FlagEntry& e) { return e.id == id; });
+  }
   bool has_flagged() const { return !flagged_.empty(); }
   bool collecting() const { return collecting_; }
   PendingId collect_id() const { return collect_id_; }
@@ -131,6 +135,11 @@ public:
   const std::string& collect_fault() const { return col_.fault; }
   // The reply to request `id` (flagged) starts: its bytes go to collect() from the first one.
   void begin_collect(PendingId id);
+  // The collect id of a frame that answers no request in particular (below).
+  static constexpr PendingId kMessageId = ~PendingId(0);
+  // The next frame, whatever answers it (a subscribed session's message, or a reply), is to be
+  // collected whole and offered to the rewriter as `kind`; the caller finishes it at its end.
+  void begin_collect_message(uint8_t kind);
   // Bytes of the reply being acted on, as they arrive: held, cut or dropped, never gathered.
   void collect(uv::Chunk c);
   // The request whose reply is (or was last) acted on.

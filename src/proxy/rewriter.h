@@ -8,7 +8,9 @@
 // The proxy layer only asks; what the kinds mean and how replies are rewritten is the
 // rewriter's. Kind 0 is "nothing to do"; kRedirectOnly is a request that may be answered with a
 // MOVED or ASK error (a command with keys): only an error reply to it is collected, any other
-// reply streams as usual.
+// reply streams as usual. kMessage is an out-of-band frame (a pub/sub message, a RESP3 push) on
+// a proxy that rewrites them (Proxy::set_rewriter(r, true): a sentinel's, whose events name
+// nodes); while such a session is subscribed, every frame is collected whole and offered.
 
 #include <cstdint>
 #include <string>
@@ -24,6 +26,7 @@ class ReplyRewriter {
 public:
   static constexpr uint8_t kNone = 0;
   static constexpr uint8_t kRedirectOnly = 1;
+  static constexpr uint8_t kMessage = 2;
 
   virtual ~ReplyRewriter() = default;
   // Which rewrite the reply to f needs.

@@ -591,10 +591,20 @@ void Session::on_upstream_chunk(uv::Chunk c) {
     if (r.exec.collecting()) r.exec.collect(std::move(head));
     else down_deliver(std::move(head));
   };
+  // A sentinel's proxy: while subscribed, every frame (its events name nodes) is collected whole
+  // for the rewriter, unless a RESP fault waits for a reply (then the fault acts, as on replies).
+  const bool messages = proxy_.rewrites_messages();
+  auto wants_message = [&] {
+    return messages && r.pairing.subscribed() && !r.exec.has_flagged();
+  };
   auto maybe_collect = [&] {
-    if (r.exec.collecting() || !r.exec.has_flagged()) return;
-    const std::optional<PendingInfo> next = r.pairing.expected();
-    if (next && next->user_flags) r.exec.begin_collect(next->id);
+    if (r.exec.collecting()) return;
+    if (r.exec.has_flagged()) {
+      const std::optional<PendingInfo> next = r.pairing.expected();
+      if (next && next->user_flags) r.exec.begin_collect(next->id);
+    } else if (wants_message()) [[unlikely]] {
+      r.exec.begin_collect_message(ReplyRewriter::kMessage);
+    }
   };
   if (!r.rep.mid_frame()) maybe_collect();
   // While nothing on the reply side waits for a particular reply (no fault recorded, nothing
@@ -644,6 +654,17 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       r.forget_fault(r.exec.collected_id());
       r.exec.finish_collect();
       if (closing()) return;
+    } else if (r.exec.collecting() && r.exec.collect_id() == RespFaults::kMessageId) [[unlikely]] {
+      // A frame collected as a message ends (whatever answered it).
+      pass_to(f.end);
+      if (res.kind == ReplyKind::Paired && res.request.user_flags) {
+        // A flagged request sent after the collection began: its reply went as a message,
+        // and its fault with it.
+        r.exec.forget_flag(res.request.id);
+        r.forget_fault(res.request.id);
+      }
+      r.exec.finish_collect();
+      if (closing()) return;
     }
     if (r.exec.has_injections()) {
       pass_to(f.end);
@@ -651,7 +672,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       release_injections();
       if (deliv_) [[unlikely]] deliv_->cursor = Deliveries::kNoCursor;
     }
-    if (!r.exec.collecting() && r.exec.has_flagged()) {
+    if (!r.exec.collecting() && (r.exec.has_flagged() || wants_message())) {
       pass_to(f.end);
       maybe_collect();
     }

@@ -83,7 +83,8 @@ proxy::Proxy* Front::make(const std::string& address, std::string_view prefix,
     proxy::ProxyConfig pc{name, ep.str(), address, true};
     std::string e;
     if (proxy::Proxy* p = reg_.create(pc, e)) {
-      p->set_rewriter(self_);
+      // A sentinel's events (pub/sub) name nodes too.
+      p->set_rewriter(self_, prefix == "sentinel");
       names_[address] = name;
       return p;
     }
@@ -205,6 +206,7 @@ void Front::too_large(uint8_t kind, size_t bytes) {
   log::warn("a reply to rewrite ({}) went on as it came: {} bytes is more than half the "
             "high watermark; it may name real nodes (this is said once)",
             kind == kRedirectOnly ? "a redirection"
+            : kind == kMessage    ? "a sentinel event"
                                   : resp::rewrite_kind_name(static_cast<resp::RewriteKind>(kind - 2)),
             bytes);
 }

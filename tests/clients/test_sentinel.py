@@ -16,6 +16,7 @@ master.
 import time
 
 import pytest
+import redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
@@ -96,17 +97,56 @@ def test_master_and_replicas_through_the_sentinels_listeners(deployment):
         replica.close()
 
 
+class Events(BackgroundWriter):
+    """Sentinel's events (PSUBSCRIBE *) as a client reads them through one sentinel's listener:
+    (channel, payload) in order."""
+
+    def __init__(self, host, port):
+        self.r = redis.Redis(host=host, port=port, socket_timeout=5)
+        self.p = self.r.pubsub()
+        self.p.psubscribe("*")
+        self.got = []
+        super().__init__()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                m = self.p.get_message(timeout=0.2)
+            except Exception as e:  # noqa: BLE001 - recorded, the test asserts on it
+                self.errors.append((time.monotonic(), repr(e)))
+                return
+            if m and m["type"] == "pmessage":
+                self.got.append((m["channel"].decode(), m["data"].decode()))
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self.p.close()
+        self.r.close()
+
+
 def test_sentinel_failover_while_writing_client_follows_and_no_confirmed_write_is_lost(deployment):
     dep, front = deployment
     old = dep.master()
     s = sentinel_client(front)
     master = retrying_master(s, dep.name)
-    with guard(dep, front) as g, Writer(master) as w:
+    with guard(dep, front) as g, Writer(master) as w, Events(*front.sentinels()[0]) as ev:
         w.wait_confirmed(50)
         new = dep.failover(settle=True)  # until the old master is demoted, its clients cut off
         w.wait_confirmed(50)
         g.check()
     assert new != old
+    # Sentinel's events name listeners only: +switch-master the old and new master's.
+    assert not ev.errors, ev.errors
+    switch = [p.split() for c, p in ev.got if c == "+switch-master"]
+    assert switch, f"no +switch-master among {len(ev.got)} events: {ev.got[:10]}"
+    name, oh, op, nh, np_ = switch[-1]
+    assert (name, (oh, int(op)), (nh, int(np_))) == \
+        (dep.name, front.listener(old), front.listener(new)), switch
+    if not front.direct:
+        real = {str(p) for p in dep.sentinel_ports + dep.data_ports}
+        named = [(c, p) for c, p in ev.got
+                 if real & set(p.replace(":", " ").replace(",", " ").split())]
+        assert not named, f"events name real nodes: {named[:5]}"
     assert not w.errors, w.errors[:5]
     # The client moved: it now writes to the new master, through its listener.
     assert s.discover_master(dep.name) == front.listener(new)

@@ -172,6 +172,26 @@ TEST(RespFaults, RedirectOnlyCollectsErrorsAndStreamsTheRest) {
   EXPECT_EQ(r.port.events, (Events{"client:[1]!25\r\nMOVED 1 127.0.0.1:7000\r\n"}));
 }
 
+// A sentinel's proxy, subscribed: the next frame, whatever it answers, is collected whole as a
+// message; a flagged request whose reply went by as one is forgotten, not left waiting.
+TEST(RespFaults, MessagesAreCollectedWholeAndFlagsTheyPassedAreForgotten) {
+  Rig r;
+  r.f->begin_collect_message(2);
+  ASSERT_TRUE(r.f->collecting());
+  EXPECT_EQ(r.f->collect_id(), RespFaults::kMessageId);
+  r.f->collect(r.port.chunk(">3\r\n$7\r\nmessage\r\n"));
+  r.f->collect(r.port.chunk("$1\r\nc\r\n$1\r\np\r\n"));
+  EXPECT_TRUE(r.port.events.empty());
+  r.f->finish_collect();
+  EXPECT_FALSE(r.f->collecting());
+  EXPECT_EQ(r.port.events,
+            (Events{"client:[2]>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\np\r\n"}));
+  r.f->flag({5, K::DelayReply, 100, 0, "t"});
+  ASSERT_TRUE(r.f->has_flagged());
+  r.f->forget_flag(5);
+  EXPECT_FALSE(r.f->has_flagged());
+}
+
 // Past the limit the reply goes on as it came (collecting never waits for bytes the watermark
 // would stop it from reading), and the rewriter hears of it.
 TEST(RespFaults, RewriteOverTheLimitStreamsUnchanged) {
