@@ -259,6 +259,62 @@ TEST_F(ClusterMode, LargeRepliesThroughANodeProxyAreNotHeld) {
   call(c, {"DEL", key});
 }
 
+// The traffic log of a deployment: each record names the node's proxy, and a redirection's reply
+// is shown as Redis wrote it (the real node: what the client was sent instead is its listener).
+TEST_F(ClusterMode, TrafficLogShowsTheRedirectionsAsTheNodesSentThem) {
+  fl_.stop();
+  const std::string log = temp_path("cluster-traffic", ".jsonl");
+  ASSERT_TRUE(fl_.start_args({"--cluster", cluster_->addresses()[0], "--listen", "127.0.0.1:0",
+                              "--api", "127.0.0.1:0", "--topology-refresh-ms", "200", "--log",
+                              log}));
+  http_ = std::make_unique<HttpClient>("127.0.0.1", fl_.api_port());
+  ASSERT_TRUE(read_topology());
+  const uint16_t a = cluster_->masters()[0];
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    std::string k = "t" + std::to_string(i);
+    if (cluster_->owner(int(faultline::toxics::key_hash_slot(k))) != a) key = k;
+  }
+  const int slot = int(faultline::toxics::key_hash_slot(key));
+  const uint16_t owner = cluster_->owner(slot);
+  const std::string s = std::to_string(slot);
+  Conn ca(via(a)), co(via(owner)), admin_a(a), admin_o(owner);
+  EXPECT_EQ(call(ca, {"GET", key}), "-MOVED " + s + " 127.0.0.1:" + std::to_string(via(owner)) + "\r\n");
+  EXPECT_EQ(call(co, {"GET", key}), "$-1\r\n");
+  ASSERT_EQ(call(admin_a, {"CLUSTER", "SETSLOT", s, "IMPORTING", cluster_->node_id(owner)}), "+OK\r\n");
+  ASSERT_EQ(call(admin_o, {"CLUSTER", "SETSLOT", s, "MIGRATING", cluster_->node_id(a)}), "+OK\r\n");
+  EXPECT_EQ(call(co, {"GET", key}), "-ASK " + s + " 127.0.0.1:" + std::to_string(via(a)) + "\r\n");
+  EXPECT_EQ(call(ca, {"ASKING"}), "+OK\r\n");
+  EXPECT_EQ(call(ca, {"GET", key}), "$-1\r\n");
+  ASSERT_EQ(call(admin_a, {"CLUSTER", "SETSLOT", s, "STABLE"}), "+OK\r\n");
+  ASSERT_EQ(call(admin_o, {"CLUSTER", "SETSLOT", s, "STABLE"}), "+OK\r\n");
+  // The five records, in order (the log is written as replies arrive).
+  const std::string pa = "node-127.0.0.1-" + std::to_string(a), po = "node-127.0.0.1-" + std::to_string(owner);
+  std::vector<std::pair<std::string, std::string>> seen;  // proxy, reply summary
+  ASSERT_TRUE(wait_until([&] {
+    seen.clear();
+    std::ifstream f(log);
+    std::string line;
+    while (std::getline(f, line)) {
+      json j = json::parse(line, nullptr, false);
+      if (j.is_discarded() || j.contains("event") || !j.contains("cmd")) continue;
+      if (j["cmd"] != "GET" && j["cmd"] != "ASKING") continue;
+      if (j["cmd"] == "GET" && j["key"] != key) continue;
+      const json& r = j["reply"];
+      seen.emplace_back(j["proxy"].get<std::string>(),
+                        r["type"].get<std::string>() + (r.contains("text") ? " " + r["text"].get<std::string>() : ""));
+    }
+    return seen.size() >= 5;
+  }, 10s)) << seen.size() << " records";
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {pa, "error MOVED " + s + " 127.0.0.1:" + std::to_string(owner)},
+      {po, "null"},
+      {po, "error ASK " + s + " 127.0.0.1:" + std::to_string(a)},
+      {pa, "simple OK"},
+      {pa, "null"}};
+  EXPECT_EQ(seen, want);
+}
+
 TEST_F(ClusterMode, MovedPresetNamesTheListenerOfTheSlotsRealOwner) {
   const uint16_t a = cluster_->masters()[0];
   const std::string proxy = topo_["nodes"][0]["proxy"];
