@@ -198,6 +198,44 @@ def test_node_down_raises_connection_error_for_its_slots_only(slow_to_fail_clust
     rc.close()
 
 
+def test_partition_cuts_a_master_and_its_replica_and_spares_the_rest(cluster):
+    """A partition as clients see it: a master and its replica black-holed at once (a `timeout`
+    toxic, both directions, on both node proxies); the cluster itself sees nothing."""
+    c, front = cluster
+    if front.direct:
+        pytest.skip("a partition between clients and nodes needs faultline")
+    rc = client(front, socket_timeout=1, socket_connect_timeout=1)
+    per_master = keys_per_master(c, n=3)
+    cut, spared = list(per_master)[:2]
+    for keys in per_master.values():
+        for k in keys:
+            rc.set(k, "v")
+    proxies = [front.api.proxy(front.proxy_name(p)) for p in (cut, c.replica_of(cut))]
+    for p in proxies:
+        for stream in ("upstream", "downstream"):
+            p.add_toxic("timeout", name=f"partition_{stream}", stream=stream, timeout=0)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises((redis.exceptions.TimeoutError, ConnectionError, RedisClusterException)):
+            rc.get(per_master[cut][0])
+        assert time.monotonic() - t0 < 60
+        assert rc.get(per_master[spared][0]) == b"v"
+    finally:
+        for p in proxies:
+            for stream in ("upstream", "downstream"):
+                p.remove_toxic(f"partition_{stream}")
+    # Healed: the client finds the cut master again on its own.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert rc.get(per_master[cut][0]) == b"v"
+            break
+        except (redis.exceptions.TimeoutError, ConnectionError, RedisClusterException):
+            assert time.monotonic() < deadline, "the client did not recover after the partition"
+            time.sleep(0.2)
+    rc.close()
+
+
 def test_clusterdown_raises_cluster_down_error(cluster):
     c, front = cluster
     rc = client(front)
