@@ -60,13 +60,17 @@ public:
   void set_accept_mode(AcceptMode m);
   AcceptMode accept_mode() const { return accept_mode_; }
   // A deployment's proxy rewrites the replies that name its nodes (proxy/rewriter.h); sessions
-  // that start afterwards use it. `messages`: pub/sub messages too (a sentinel's events).
-  void set_rewriter(std::shared_ptr<ReplyRewriter> r, bool messages = false) {
+  // that start afterwards use it. `messages`: pub/sub messages too (a sentinel's events);
+  // `redirects`: error replies may be MOVED/ASK (a cluster node's).
+  void set_rewriter(std::shared_ptr<ReplyRewriter> r, bool messages = false,
+                    bool redirects = false) {
     rewriter_ = std::move(r);
     rewrite_messages_ = messages && rewriter_;
+    rewrite_redirects_ = redirects && rewriter_;
   }
   ReplyRewriter* rewriter() const { return rewriter_.get(); }
   bool rewrites_messages() const { return rewrite_messages_; }
+  bool rewrites_redirects() const { return rewrite_redirects_; }
   // Close every session; the listener keeps accepting.
   void drop_connections(bool rst);
   // Close listener and sessions; on_done runs once every handle is closed.
@@ -141,6 +145,7 @@ private:
   AcceptMode accept_mode_ = AcceptMode::Normal;
   std::shared_ptr<ReplyRewriter> rewriter_;
   bool rewrite_messages_ = false;
+  bool rewrite_redirects_ = false;
   std::vector<toxics::Toxic> toxics_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   uint64_t next_session_id_ = 1;

@@ -6,9 +6,11 @@
 // the result delivered in its place (RespFaults, the Rewrite action).
 //
 // The proxy layer only asks; what the kinds mean and how replies are rewritten is the
-// rewriter's. Kind 0 is "nothing to do"; kRedirectOnly is a request that may be answered with a
-// MOVED or ASK error (a command with keys): only an error reply to it is collected, any other
-// reply streams as usual. kMessage is an out-of-band frame (a pub/sub message, a RESP3 push) on
+// rewriter's. Kind 0 is "nothing to do"; kRedirectOnly is an error reply that may be a MOVED or
+// ASK: on a proxy that rewrites redirections (Proxy::set_rewriter(r, _, true): a cluster node's),
+// no request is flagged for it; every error reply is offered as it arrives (an error split
+// across reads is collected from its first byte), and replies that are not errors stream
+// untouched on the fast path. kMessage is an out-of-band frame (a pub/sub message, a RESP3 push) on
 // a proxy that rewrites them (Proxy::set_rewriter(r, true): a sentinel's, whose events name
 // nodes); while such a session is subscribed, every frame is collected whole and offered.
 

@@ -594,6 +594,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   // A sentinel's proxy: while subscribed, every frame (its events name nodes) is collected whole
   // for the rewriter, unless a RESP fault waits for a reply (then the fault acts, as on replies).
   const bool messages = proxy_.rewrites_messages();
+  const bool redirects = proxy_.rewrites_redirects();
   auto wants_message = [&] {
     return messages && r.pairing.subscribed() && !r.exec.has_flagged();
   };
@@ -652,6 +653,15 @@ void Session::on_upstream_chunk(uv::Chunk c) {
         res.request.id == r.exec.collect_id() && res.final) {
       pass_to(f.end);
       r.forget_fault(r.exec.collected_id());
+      r.exec.finish_collect();
+      if (closing()) return;
+    } else if (redirects && f.is_error() && !r.exec.collecting() && f.start >= rest_off)
+        [[unlikely]] {
+      // A cluster node's error, wholly in this chunk: offered whole (a MOVED or ASK names a
+      // listener). Through the same collection as a split one, so delivery is counted alike.
+      pass_to(f.start);
+      r.exec.begin_collect_message(ReplyRewriter::kRedirectOnly);
+      pass_to(f.end);
       r.exec.finish_collect();
       if (closing()) return;
     } else if (r.exec.collecting() && r.exec.collect_id() == RespFaults::kMessageId) [[unlikely]] {
@@ -757,6 +767,18 @@ void Session::on_upstream_chunk(uv::Chunk c) {
   if (st == resp::Status::Error) {
     enter_raw(toxics::Stream::Downstream);
     r.exec.stop_collecting();
+  }
+  if (redirects && rest.len && !r.exec.collecting() && r.rep.mid_frame()) [[unlikely]] {
+    // A reply the chunk ends in: an error is collected from its first byte, so that it can be
+    // offered whole when it ends (above).
+    const uint64_t fs = r.rep.frame_start();
+    if (fs >= rest_off && fs < rest_off + rest.len) {
+      const char t = rest.data()[fs - rest_off];
+      if (t == '-' || t == '!') {
+        pass_to(fs);
+        r.exec.begin_collect_message(ReplyRewriter::kRedirectOnly);
+      }
+    }
   }
   if (rest.len) {
     if (r.exec.collecting()) r.exec.collect(std::move(rest));

@@ -84,7 +84,7 @@ proxy::Proxy* Front::make(const std::string& address, std::string_view prefix,
     std::string e;
     if (proxy::Proxy* p = reg_.create(pc, e)) {
       // A sentinel's events (pub/sub) name nodes too.
-      p->set_rewriter(self_, prefix == "sentinel");
+      p->set_rewriter(self_, prefix == "sentinel", opts_.redirects);
       names_[address] = name;
       return p;
     }
@@ -165,8 +165,8 @@ uint8_t Front::kind(const resp::RequestFrame& f) const {
   if (const resp::RewriteKind k = resp::rewrite_kind(f.name, arg(1), arg(2));
       k != resp::RewriteKind::None)
     return static_cast<uint8_t>(2 + static_cast<uint8_t>(k));
-  // A command with keys may be redirected (MOVED, ASK); so may one the table does not know.
-  if (opts_.redirects && (f.has_key || !f.cmd)) return kRedirectOnly;
+  // MOVED and ASK are not asked for per request: the proxy offers every error reply
+  // (set_rewriter's `redirects`), so keyed commands stay on the fast path.
   return kNone;
 }
 

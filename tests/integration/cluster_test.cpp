@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -313,6 +314,35 @@ TEST_F(ClusterMode, TrafficLogShowsTheRedirectionsAsTheNodesSentThem) {
       {pa, "simple OK"},
       {pa, "null"}};
   EXPECT_EQ(seen, want);
+}
+
+// A long pipeline of short replies and MOVED errors: Redis's writes end wherever they do, and an
+// error split across two reads is collected from its first byte and rewritten whole. Every MOVED
+// names the owner's listener, in its place.
+TEST_F(ClusterMode, MovedSplitAcrossReadsIsRewrittenWhole) {
+  const uint16_t a = cluster_->masters()[0];
+  std::string mine, theirs;
+  for (int i = 0; mine.empty() || theirs.empty(); ++i) {
+    std::string k = "s" + std::to_string(i);
+    (cluster_->owner(int(faultline::toxics::key_hash_slot(k))) == a ? mine : theirs) = k;
+  }
+  const int slot = int(faultline::toxics::key_hash_slot(theirs));
+  const std::string moved = "-MOVED " + std::to_string(slot) + " 127.0.0.1:" +
+                            std::to_string(via(cluster_->owner(slot))) + "\r\n";
+  Conn c(via(a));
+  ASSERT_EQ(call(c, {"SET", mine, "0123456789"}), "+OK\r\n");
+  const int n = 20000;
+  std::string req, want;
+  for (int i = 0; i < n; ++i) {
+    req += cmd({"GET", i % 3 ? theirs : mine});
+    want += i % 3 ? moved : "$10\r\n0123456789\r\n";
+  }
+  ASSERT_TRUE(c.send_all(req));
+  const std::string got = c.read_exact(want.size(), 30s);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_TRUE(got == want) << "first difference at byte "
+                           << std::mismatch(got.begin(), got.end(), want.begin()).first - got.begin();
+  call(c, {"DEL", mine});
 }
 
 TEST_F(ClusterMode, MovedPresetNamesTheListenerOfTheSlotsRealOwner) {
