@@ -106,7 +106,9 @@ const ClusterNode* find_master(const std::vector<ClusterNode>& nodes, std::strin
     return nullptr;
   }
   if (!found->is_master()) {
-    err = fmt::format("\"{}\" ({}) is not a master", spec, found->address);
+    err = spec == found->address
+              ? fmt::format("{} is not a master", spec)
+              : fmt::format("\"{}\" ({}) is not a master", spec, found->address);
     return nullptr;
   }
   return found;

@@ -270,7 +270,8 @@ TEST(ProfileErrors, StepDoesNothingOrTwoThings) {
 TEST(ProfileErrors, UnknownAction) {
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\naction = \"explode\"\n"),
             "t.toml:3:10: step 1: unknown action 'explode' (one of: disable, enable, "
-            "drop_connections, accept_reset, accept_hang)");
+            "drop_connections, accept_reset, accept_hang, cluster_failover, migrate_slots, "
+            "sentinel_failover)");
 }
 
 TEST(ProfileErrors, ForOnAnInstantaneousAction) {
