@@ -438,40 +438,33 @@ std::shared_ptr<ActionHandle> sentinel_failover(const Deployment& d, ActionRepor
     (*poll)();
   };
   // Each sentinel in turn until one can be asked; a Redis error (INPROG, NOGOODSLAVE) is final.
-  auto ask = std::make_shared<std::function<void(size_t, std::string)>>();
-  *ask = [=](size_t i, std::string errors) {
+  // It holds itself only weakly; each call in flight holds it, so it goes with the last one.
+  using Ask = std::function<void(size_t, std::string)>;
+  auto ask = std::make_shared<Ask>();
+  *ask = [=, self = std::weak_ptr<Ask>(ask)](size_t i, std::string errors) {
     if (i >= sentinels.size()) {
       report(true, false, fmt::format("SENTINEL FAILOVER {}: no sentinel could be asked{}", name,
                                       errors.empty() ? "" : ": " + errors));
-      *ask = nullptr;
       return;
     }
     const std::string via = sentinels[i];
-    call(loop, via, {"SENTINEL", "FAILOVER", name}, timeout, [=](CallResult r) {
-      if (*cancelled) {
-        *ask = nullptr;
-        return;
-      }
-      if (!r.ok()) {
-        auto next = *ask;
-        next(i + 1, errors + (errors.empty() ? "" : "; ") + via + ": " + r.error);
-        return;
-      }
-      *ask = nullptr;
-      if (r.redis_error()) {
-        report(true, false, fmt::format("SENTINEL FAILOVER {} on {}: {}", name, via,
-                                        r.redis_error_text()));
-        return;
-      }
-      wait_new(via, uv_now(loop));
-    });
+    call(loop, via, {"SENTINEL", "FAILOVER", name}, timeout,
+         [=, next = self.lock()](CallResult r) {
+           if (*cancelled) return;
+           if (!r.ok()) {
+             (*next)(i + 1, errors + (errors.empty() ? "" : "; ") + via + ": " + r.error);
+             return;
+           }
+           if (r.redis_error()) {
+             report(true, false, fmt::format("SENTINEL FAILOVER {} on {}: {}", name, via,
+                                             r.redis_error_text()));
+             return;
+           }
+           wait_new(via, uv_now(loop));
+         });
   };
   after(loop, 0, [ask, cancelled] {
-    if (*cancelled) {
-      *ask = nullptr;
-      return;
-    }
-    (*ask)(0, {});
+    if (!*cancelled) (*ask)(0, {});
   });
   return h;
 }
