@@ -26,6 +26,7 @@
 #include "profile/profile.h"
 #include "profile/runner.h"
 #include "proxy/proxy.h"
+#include "topology/actions.h"
 #include "topology/cluster.h"
 #include "topology/front.h"
 #include "topology/sentinel.h"
@@ -184,6 +185,7 @@ struct App {
   std::unique_ptr<topology::Front> front;
   std::unique_ptr<topology::Cluster> cluster;
   std::unique_ptr<topology::Sentinel> sentinel;
+  topology::Deployment deployment; // what profile actions act on (profiles' defaults point here)
   bool stopping = false;
   bool closed = false; // every handle closed: safe to destroy
   int closing_parts = 0;
@@ -403,6 +405,13 @@ bool start_deployment(App& app, const AppConfig& cfg, std::string& first_listen)
     if (auto* p = app.front->proxy_for(app.sentinel->json()["seeds"][0].get<std::string>()))
       first_listen = p->listen_address();
   }
+  app.deployment.loop = app.loop;
+  app.deployment.front = app.front.get();
+  app.deployment.cluster = app.cluster.get();
+  app.deployment.sentinel = app.sentinel.get();
+  app.deployment.master_name = cfg.master_name;
+  app.deployment.timeout_ms = cfg.connect_timeout_ms;
+  app.profiles.defaults().deployment = &app.deployment;
   log::info("{}: {} nodes fronted", cluster ? "cluster" : "sentinel", app.front->fronted().size());
   return true;
 }
@@ -430,10 +439,14 @@ int run_app(const AppConfig& cfg) {
     }
   }
   // A bad profile is rejected before anything starts.
+  profile::LoadOptions load_opts;
+  load_opts.mode = !cfg.cluster.empty()     ? profile::Mode::Cluster
+                   : !cfg.sentinels.empty() ? profile::Mode::Sentinel
+                                            : profile::Mode::Single;
   std::optional<profile::Profile> prof;
   if (!cfg.profile.empty()) {
     try {
-      prof = profile::load_file(cfg.profile);
+      prof = profile::load_file(cfg.profile, load_opts);
     } catch (const profile::LoadError& e) {
       fmt::print(stderr, "faultline: {}\n", e.what());
       return 2;
@@ -453,6 +466,7 @@ int run_app(const AppConfig& cfg) {
 
   uv_loop_t* loop = uv_default_loop();
   auto app = std::make_unique<App>(loop, dp, seed);
+  app->profiles.load_options() = load_opts;
   log::info("faultline {} (seed {})", FAULTLINE_VERSION, seed);
   app->start_metrics(cfg.metrics && cfg.parse_resp);
   app->api.set_file_dir(log_dir);

@@ -55,9 +55,9 @@ void api_start(Manager& m, control::Request& req, control::Response& res) {
       } catch (const nlohmann::json::exception& e) {
         throw ApiError(400, fmt::format("{}: bad JSON: {}", source, e.what()));
       }
-      p = load_json(doc, source);
+      p = load_json(doc, source, m.load_options());
     } else {
-      p = load_toml(req.body, source);
+      p = load_toml(req.body, source, m.load_options());
     }
   } catch (const LoadError& e) {
     throw ApiError(400, e.what());

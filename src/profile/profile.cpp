@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "profile/expect.h"
+#include "topology/actions.h"
 #include "uv/address.h"
 
 namespace faultline::profile {
@@ -25,18 +26,41 @@ std::string_view to_string(Action a) {
   case Action::DropConnections: return "drop_connections";
   case Action::AcceptReset: return "accept_reset";
   case Action::AcceptHang: return "accept_hang";
+  case Action::ClusterFailover: return "cluster_failover";
+  case Action::MigrateSlots: return "migrate_slots";
+  case Action::SentinelFailover: return "sentinel_failover";
+  }
+  return "?";
+}
+
+std::string_view to_string(Mode m) {
+  switch (m) {
+  case Mode::Single: return "single";
+  case Mode::Cluster: return "cluster";
+  case Mode::Sentinel: return "sentinel";
   }
   return "?";
 }
 
 namespace {
 
-constexpr std::string_view kActions[] = {"disable", "enable", "drop_connections", "accept_reset",
-                                         "accept_hang"};
+constexpr std::string_view kActions[] = {"disable",          "enable",        "drop_connections",
+                                         "accept_reset",     "accept_hang",   "cluster_failover",
+                                         "migrate_slots",    "sentinel_failover"};
+
+// The keys only a deployment action takes, and which.
+constexpr std::string_view kDeploymentKeys[] = {"master", "mode", "slots", "to", "batch", "pace"};
+bool deployment_key_applies(Action a, std::string_view key) {
+  if (a == Action::ClusterFailover) return key == "master" || key == "mode";
+  if (a == Action::MigrateSlots)
+    return key == "slots" || key == "to" || key == "batch" || key == "pace";
+  return false;
+}
 
 bool parse_action(std::string_view s, Action& out) {
   for (Action a : {Action::Disable, Action::Enable, Action::DropConnections, Action::AcceptReset,
-                   Action::AcceptHang})
+                   Action::AcceptHang, Action::ClusterFailover, Action::MigrateSlots,
+                   Action::SentinelFailover})
     if (to_string(a) == s) {
       out = a;
       return true;
@@ -108,7 +132,8 @@ struct Instance {
 
 class Loader {
 public:
-  explicit Loader(std::string source) : source_(std::move(source)) {}
+  explicit Loader(std::string source, LoadOptions opts = {})
+      : source_(std::move(source)), opts_(opts) {}
 
   Profile load(const toml::table& doc) {
     check_keys(doc, {"name", "description", "seed", "loop", "duration", "proxies", "steps",
@@ -295,7 +320,8 @@ private:
   void load_proxies(const toml::table& doc, Profile& p) const {
     const toml::node* n = doc.get("proxies");
     if (!n) {
-      p.proxies.push_back({"redis", "", ""});
+      if (opts_.mode == Mode::Cluster || opts_.mode == Mode::Sentinel) p.all_proxies = true;
+      else p.proxies.push_back({"redis", "", ""});
       return;
     }
     const toml::array* arr = array_of_tables(*n, "the profile", "proxies");
@@ -324,7 +350,9 @@ private:
   }
 
   Written load_step(const toml::table& t, const std::string& where, const Profile& p) const {
-    check_keys(t, {"name", "at", "for", "proxy", "toxic", "action", "reset"}, where);
+    check_keys(t, {"name", "at", "for", "proxy", "toxic", "action", "reset", "master", "mode",
+                   "slots", "to", "batch", "pace"},
+               where);
     Written w;
     w.where = where;
     w.region = t.source();
@@ -337,23 +365,6 @@ private:
     s.for_ms = get_duration(t, "for", where);
     if (s.for_ms && *s.for_ms == 0) fail(*t.get("for"), fmt::format("{}: 'for' must be above 0",
                                                                     where));
-
-    if (auto px = get_string(t, "proxy", where)) {
-      auto it = std::find_if(p.proxies.begin(), p.proxies.end(),
-                             [&](const ProxyDecl& d) { return d.name == *px; });
-      if (it == p.proxies.end()) {
-        std::vector<std::string> names;
-        for (const auto& d : p.proxies) names.push_back(d.name);
-        fail(*t.get("proxy"), fmt::format("{}: unknown proxy '{}' (the profile declares: {})",
-                                          where, *px, join(names)));
-      }
-      s.proxy = *px;
-    } else if (p.proxies.size() == 1) {
-      s.proxy = p.proxies[0].name;
-    } else {
-      fail(t, fmt::format("{}: 'proxy' is missing (the profile declares {} proxies)", where,
-                          p.proxies.size()));
-    }
 
     const toml::node* toxic = t.get("toxic");
     const toml::node* action = t.get("action");
@@ -373,10 +384,49 @@ private:
       if (!parse_action(a, s.action))
         fail(*action, fmt::format("{}: unknown action '{}' (one of: {})", where, a,
                                   join(kActions)));
+      if (s.on_deployment() && s.for_ms)
+        fail(*t.get("for"), fmt::format("{}: 'for' cannot be used with action '{}' (it starts "
+                                        "at 'at' and runs to its end; it is not undone)",
+                                        where, a));
       if (s.instantaneous() && s.for_ms)
         fail(*t.get("for"), fmt::format("{}: 'for' cannot be used with action '{}' (it happens "
                                         "at once)",
                                         where, a));
+    }
+    for (std::string_view key : kDeploymentKeys)
+      if (const toml::node* k = t.get(key); k && !deployment_key_applies(s.action, key))
+        fail(*k, fmt::format("{}: '{}' does not apply to {} (it is a field of {})", where, key,
+                             toxic ? std::string("a toxic step")
+                                   : fmt::format("action '{}'", to_string(s.action)),
+                             key == "master" || key == "mode" ? "action 'cluster_failover'"
+                                                              : "action 'migrate_slots'"));
+    if (s.on_deployment()) {
+      load_deployment(t, *action, where, s);
+      if (const toml::node* px = t.get("proxy"))
+        fail(*px, fmt::format("{}: 'proxy' does not apply to action '{}' (it acts on the "
+                              "deployment, not on a proxy)",
+                              where, to_string(s.action)));
+    } else if (auto px = get_string(t, "proxy", where)) {
+      if (!p.all_proxies) {
+        auto it = std::find_if(p.proxies.begin(), p.proxies.end(),
+                               [&](const ProxyDecl& d) { return d.name == *px; });
+        if (it == p.proxies.end()) {
+          std::vector<std::string> names;
+          for (const auto& d : p.proxies) names.push_back(d.name);
+          fail(*t.get("proxy"), fmt::format("{}: unknown proxy '{}' (the profile declares: {})",
+                                            where, *px, join(names)));
+        }
+      }
+      s.proxy = *px;
+    } else if (p.all_proxies) {
+      fail(t, fmt::format("{}: 'proxy' is missing (in {} mode a profile without [[proxies]] "
+                          "acts on every node's proxy: name one, e.g. \"node-127.0.0.1-7000\")",
+                          where, to_string(*opts_.mode)));
+    } else if (p.proxies.size() == 1) {
+      s.proxy = p.proxies[0].name;
+    } else {
+      fail(t, fmt::format("{}: 'proxy' is missing (the profile declares {} proxies)", where,
+                          p.proxies.size()));
     }
     if (const toml::node* r = t.get("reset")) {
       if (s.action != Action::DropConnections)
@@ -388,6 +438,79 @@ private:
     auto name = get_string(t, "name", where);
     s.label = name ? *name : s.describe();
     return w;
+  }
+
+  // cluster_failover, migrate_slots, sentinel_failover: their fields and the run's mode.
+  void load_deployment(const toml::table& t, const toml::node& action, const std::string& where,
+                       Step& s) const {
+    const std::string_view name = to_string(s.action);
+    const Mode needs = s.action == Action::SentinelFailover ? Mode::Sentinel : Mode::Cluster;
+    if (opts_.mode && *opts_.mode != needs)
+      fail(action, fmt::format("{}: action '{}' needs {} mode (faultline {}), and this run {}",
+                               where, name, to_string(needs),
+                               needs == Mode::Cluster ? "--cluster HOST:PORT"
+                                                      : "--sentinel HOST:PORT --master NAME",
+                               *opts_.mode == Mode::Single
+                                   ? "fronts a single Redis"
+                                   : fmt::format("is in {} mode", to_string(*opts_.mode))));
+    DeploymentSpec& d = s.deployment;
+    auto master_spec = [&](std::string_view key, std::string& out) {
+      auto v = get_string(t, key, where);
+      if (!v)
+        fail(t, fmt::format("{}: '{}' is missing (which master: \"slot N\", \"IP:PORT\", a node "
+                            "id or \"node-IP-PORT\")",
+                            where, key));
+      if (std::string e = topology::check_master_spec(*v); !e.empty())
+        fail(*t.get(key), fmt::format("{}: '{}': {}", where, key, e));
+      out = *v;
+    };
+    if (s.action == Action::ClusterFailover) {
+      master_spec("master", d.master);
+      if (auto m = get_string(t, "mode", where)) {
+        if (*m != "force" && *m != "takeover")
+          fail(*t.get("mode"), fmt::format("{}: 'mode' must be \"force\" or \"takeover\" (or "
+                                           "left out), not \"{}\"",
+                                           where, *m));
+        d.mode = *m;
+      }
+    } else if (s.action == Action::MigrateSlots) {
+      const toml::node* sl = t.get("slots");
+      if (!sl) fail(t, fmt::format("{}: 'slots' is missing (e.g. slots = \"0-99\" or slots = 7)",
+                                   where));
+      auto bad_slots = [&] {
+        fail(*sl, fmt::format("{}: 'slots' must be a slot (0 to 16383) or a range \"FIRST-LAST\"",
+                              where));
+      };
+      auto slot_of = [&](std::string_view x) {
+        int v = -1;
+        auto [ptr, ec] = std::from_chars(x.data(), x.data() + x.size(), v);
+        if (ec != std::errc() || ptr != x.data() + x.size() || v < 0 || v > 16383) bad_slots();
+        return v;
+      };
+      if (sl->is_integer()) {
+        int64_t v = sl->as_integer()->get();
+        if (v < 0 || v > 16383) bad_slots();
+        d.first_slot = d.last_slot = static_cast<int>(v);
+      } else if (sl->is_string()) {
+        std::string_view x = sl->as_string()->get();
+        auto dash = x.find('-');
+        d.first_slot = slot_of(x.substr(0, dash));
+        d.last_slot = dash == std::string_view::npos ? d.first_slot : slot_of(x.substr(dash + 1));
+        if (d.last_slot < d.first_slot)
+          fail(*sl, fmt::format("{}: 'slots': \"{}\" ends before it starts", where, x));
+      } else {
+        bad_slots();
+      }
+      master_spec("to", d.to);
+      if (const toml::node* b = t.get("batch")) {
+        if (!b->is_integer() || b->as_integer()->get() < 1 || b->as_integer()->get() > 10000)
+          fail(*b, fmt::format("{}: 'batch' must be an integer from 1 to 10000 (keys per "
+                               "MIGRATE)",
+                               where));
+        d.batch = static_cast<uint32_t>(b->as_integer()->get());
+      }
+      d.pace_ms = get_duration(t, "pace", where).value_or(0);
+    }
   }
 
   void load_toxic(const toml::node& n, const std::string& where, ToxicSpec& out) const {
@@ -585,6 +708,7 @@ private:
   }
 
   std::string source_;
+  LoadOptions opts_;
 };
 
 toml::table json_to_toml(const nlohmann::json& j, const Loader& l, const std::string& path);
@@ -658,6 +782,16 @@ std::string Step::describe() const {
   case Action::DropConnections: return fmt::format("drop connections of {}", proxy);
   case Action::AcceptReset: return fmt::format("reset new connections to {}", proxy);
   case Action::AcceptHang: return fmt::format("hang new connections to {}", proxy);
+  case Action::ClusterFailover:
+    return fmt::format("cluster failover of {}{}", deployment.master,
+                       deployment.mode.empty() ? "" : " (" + deployment.mode + ")");
+  case Action::MigrateSlots:
+    return fmt::format("migrate slots {}{} to {}", deployment.first_slot,
+                       deployment.last_slot != deployment.first_slot
+                           ? fmt::format("-{}", deployment.last_slot)
+                           : "",
+                       deployment.to);
+  case Action::SentinelFailover: return "sentinel failover";
   }
   return "?";
 }
@@ -720,6 +854,16 @@ nlohmann::json to_json(const Step& s) {
                   {"stream", std::string(toxics::to_string(s.toxic.stream))},
                   {"toxicity", s.toxic.toxicity},
                   {"attributes", s.toxic.attributes}};
+  if (s.action == Action::ClusterFailover) {
+    j["master"] = s.deployment.master;
+    if (!s.deployment.mode.empty()) j["mode"] = s.deployment.mode;
+  }
+  if (s.action == Action::MigrateSlots) {
+    j["slots"] = fmt::format("{}-{}", s.deployment.first_slot, s.deployment.last_slot);
+    j["to"] = s.deployment.to;
+    j["batch"] = s.deployment.batch;
+    j["pace"] = format_duration(s.deployment.pace_ms);
+  }
   if (!s.phase.empty()) {
     j["phase"] = s.phase;
     j["repetition"] = s.repetition;
@@ -728,8 +872,9 @@ nlohmann::json to_json(const Step& s) {
   return j;
 }
 
-Profile load_toml(std::string_view text, const std::string& source_name) {
-  Loader l(source_name);
+Profile load_toml(std::string_view text, const std::string& source_name,
+                  const LoadOptions& opts) {
+  Loader l(source_name, opts);
   toml::table doc;
   try {
     doc = toml::parse(text, source_name);
@@ -739,16 +884,17 @@ Profile load_toml(std::string_view text, const std::string& source_name) {
   return l.load(doc);
 }
 
-Profile load_file(const std::string& path) {
+Profile load_file(const std::string& path, const LoadOptions& opts) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw LoadError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
   std::ostringstream ss;
   ss << in.rdbuf();
-  return load_toml(ss.str(), path);
+  return load_toml(ss.str(), path, opts);
 }
 
-Profile load_json(const nlohmann::json& doc, const std::string& source_name) {
-  Loader l(source_name);
+Profile load_json(const nlohmann::json& doc, const std::string& source_name,
+                  const LoadOptions& opts) {
+  Loader l(source_name, opts);
   if (!doc.is_object()) l.fail_plain("a profile must be a JSON object");
   toml::table t = json_to_toml(doc, l, "");
   return l.load(t);

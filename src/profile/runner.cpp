@@ -78,6 +78,17 @@ uint64_t Runner::elapsed_ms() const {
 }
 
 bool Runner::start(std::string& err) {
+  if (profile_.all_proxies) {
+    // Cluster or sentinel mode, no [[proxies]]: every proxy of the deployment, as they are now.
+    profile_.proxies.clear();
+    for (const auto& [name, px] : registry_.proxies()) profile_.proxies.push_back({name, "", ""});
+    for (const auto& s : profile_.steps)
+      if (!s.on_deployment() && !registry_.find(s.proxy)) {
+        err = fmt::format("profile {}: step '{}'{}: proxy '{}' does not exist", profile_.name,
+                          s.label, s.line ? fmt::format(" (line {})", s.line) : "", s.proxy);
+        return false;
+      }
+  }
   // Check every proxy first, so that a failure changes nothing.
   for (const auto& d : profile_.proxies) {
     if (registry_.find(d.name)) continue;
@@ -213,6 +224,10 @@ void Runner::begin(size_t idx) {
   r.pass = pass_;
   r.started_ms = uv_now(registry_.runtime().loop()) - start_real_;
   by_step_[idx] = static_cast<std::ptrdiff_t>(ri);
+  if (s.on_deployment()) {
+    begin_deployment(r, s);
+    return;
+  }
 
   proxy::Proxy* p = find_proxy(s.proxy);
   if (!p) {
@@ -281,6 +296,9 @@ void Runner::begin(size_t idx) {
                                                        : proxy::AcceptMode::Hang);
     r.active = true;
     break;
+  case Action::ClusterFailover:
+  case Action::MigrateSlots:
+  case Action::SentinelFailover: break; // begin_deployment()
   }
   if (!r.note.empty())
     log::warn("profile {}: step '{}' did nothing: {}", profile_.name, s.label, r.note);
@@ -289,6 +307,46 @@ void Runner::begin(size_t idx) {
   } else {
     r.ended = true;
     r.ended_ms = r.started_ms;
+  }
+  emit(Event::Kind::StepStart, &r);
+  print_change(r, true);
+}
+
+void Runner::begin_deployment(Record& r, const Step& s) {
+  r.ended = true;
+  r.ended_ms = r.started_ms;
+  const topology::Deployment* d = opts_.deployment;
+  const bool cluster = s.action != Action::SentinelFailover;
+  if (!d || (cluster ? !d->cluster : !d->sentinel)) {
+    r.note = fmt::format("not in {} mode", cluster ? "cluster" : "sentinel");
+    log::warn("profile {}: step '{}' did nothing: {}", profile_.name, s.label, r.note);
+  } else {
+    r.outcome = std::make_shared<Record::Outcome>();
+    // The callbacks hold the outcome and a copy of what they print, never the runner: an action
+    // may end after the runner is gone (it is cancelled when the run is stopped).
+    auto report = [out = r.outcome, name = profile_.name, label = s.label,
+                   print = opts_.print](bool done, bool ok, const std::string& text) {
+      out->text = text;
+      out->done = done;
+      out->ok = ok;
+      if (done && print) {
+        if (ok) log::info("profile {}: {}: {}", name, label, text);
+        else log::warn("profile {}: {} failed: {}", name, label, text);
+      }
+    };
+    const DeploymentSpec& x = s.deployment;
+    switch (s.action) {
+    case Action::ClusterFailover:
+      r.action = topology::cluster_failover(*d, x.master, x.mode, report);
+      break;
+    case Action::MigrateSlots:
+      r.action = topology::migrate_slots(*d, x.first_slot, x.last_slot, x.to, x.batch,
+                                         static_cast<uint64_t>(std::llround(
+                                             static_cast<double>(x.pace_ms) / opts_.speed)),
+                                         report);
+      break;
+    default: r.action = topology::sentinel_failover(*d, report); break;
+    }
   }
   emit(Event::Kind::StepStart, &r);
   print_change(r, true);
@@ -361,6 +419,13 @@ void Runner::stop(std::string by) {
     return;
   }
   if (state_ != State::Running) return;
+  // A deployment action still under way stops at its next command.
+  for (auto& r : records_)
+    if (r.action && r.outcome && !r.outcome->done) {
+      r.action->cancel();
+      r.outcome->done = true;
+      r.outcome->text += " (stopped with the profile)";
+    }
   stopped_by_ = std::move(by);
   if (!stopped_by_.empty()) log::info("profile {}: stopped by {}", profile_.name, stopped_by_);
   while (!open_.empty()) end_record(records_[open_.back()], "stopped");
@@ -547,6 +612,13 @@ std::string Runner::injected_text(const Record& r) const {
   case Action::AcceptHang:
     if (r.ended) parts.push_back(fmt::format("{} connections held", r.connections_affected));
     break;
+  case Action::ClusterFailover:
+  case Action::MigrateSlots:
+  case Action::SentinelFailover:
+    if (r.outcome)
+      parts.push_back(r.outcome->done ? (r.outcome->ok ? "" : "FAILED: ") + r.outcome->text
+                                      : "under way: " + r.outcome->text);
+    break;
   }
   std::string out;
   for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
@@ -624,6 +696,10 @@ nlohmann::json Runner::record_json(const Record& r) const {
     c["connections_refused"] = r.connections_refused;
   } else if (s.action == Action::AcceptHang) {
     c["connections_held"] = r.connections_affected;
+  } else if (s.on_deployment() && r.outcome) {
+    j["outcome"] = {{"done", r.outcome->done},
+                    {"ok", r.outcome->done ? nlohmann::json(r.outcome->ok) : nlohmann::json()},
+                    {"text", r.outcome->text}};
   }
   j["counts"] = c;
   if (!r.note.empty()) j["note"] = r.note;

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "profile/profile.h"
+#include "topology/actions.h"
 #include "uv/timer.h"
 
 namespace faultline::proxy {
@@ -68,6 +69,9 @@ struct RunnerOptions {
   std::function<void()> on_finished; // the timeline reached its end and every [expect]
                                      // verdict is decided (not on stop())
   ClientJudge judge;
+  // What deployment actions (cluster_failover, migrate_slots, sentinel_failover) act on; null
+  // outside cluster and sentinel mode (such a step then does nothing, with a note).
+  const topology::Deployment* deployment = nullptr;
 };
 
 class Runner {
@@ -118,6 +122,14 @@ private:
     uint64_t connections_affected = 0; // opened while a toxic, disable or accept mode was active
     uint64_t bytes_delayed = 0;        // through a delaying toxic's stream during its window
     uint64_t base_connections = 0, base_refused = 0, base_bytes = 0;
+    // A deployment action: it runs on after its step (the record is ended at once); its
+    // progress and outcome land here, shared with the action's callbacks.
+    struct Outcome {
+      std::string text;
+      bool done = false, ok = false;
+    };
+    std::shared_ptr<Outcome> outcome;
+    std::shared_ptr<topology::ActionHandle> action;
   };
   struct Ev {
     uint64_t at_ms; // profile time within the pass
@@ -129,6 +141,7 @@ private:
   void schedule();
   void on_timer();
   void begin(size_t step);
+  void begin_deployment(Record& r, const Step& s);
   void finish(size_t step); // the step's time is up
   void end_record(Record& r, const char* how);
   void finish_run(State s);
@@ -195,10 +208,13 @@ public:
   // Stops everything and frees the runners' timers (call before the loop ends).
   void shutdown();
   RunnerOptions& defaults() { return defaults_; }
+  // How profiles given to this run are loaded (its mode: POST /profiles checks actions by it).
+  LoadOptions& load_options() { return load_options_; }
 
 private:
   proxy::Registry& registry_;
   RunnerOptions defaults_;
+  LoadOptions load_options_;
   std::vector<std::unique_ptr<Runner>> runners_; // the last is the newest
 };
 

@@ -642,7 +642,8 @@ TEST(ProfileApi, BadProfilesAre400WithThePlace) {
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(json::parse(r.body)["error"],
             "POST /profiles:5:10: step 1: unknown action 'sleep' (one of: disable, enable, "
-            "drop_connections, accept_reset, accept_hang)");
+            "drop_connections, accept_reset, accept_hang, cluster_failover, migrate_slots, "
+            "sentinel_failover)");
   r = run.http->request("POST", "/profiles", R"({"steps": [{"at": "1s", "action": "enable", "proxy": "db"}]})");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(json::parse(r.body)["error"],

@@ -206,7 +206,7 @@ TEST(ProfileLoad, ShippedProfilesLoad) {
       EXPECT_LT(p.steps.front().at_ms, 1000u) << "faults start at once";
     }
   }
-  EXPECT_EQ(n, 10);
+  EXPECT_EQ(n, 13);
 }
 
 // ---- Validation errors: each message, with its line and column ----
@@ -225,7 +225,7 @@ TEST(ProfileErrors, UnknownTopLevelKey) {
 TEST(ProfileErrors, UnknownStepKey) {
   EXPECT_EQ(error_of("[[steps]]\nat = \"0s\"\nfro = \"3s\"\naction = \"disable\"\n"),
             "t.toml:3:1: step 1: unknown key 'fro' (expected one of: name, at, for, proxy, toxic, "
-            "action, reset)");
+            "action, reset, master, mode, slots, to, batch, pace)");
 }
 
 TEST(ProfileErrors, UnknownToxicKey) {
@@ -270,7 +270,8 @@ TEST(ProfileErrors, StepDoesNothingOrTwoThings) {
 TEST(ProfileErrors, UnknownAction) {
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\naction = \"explode\"\n"),
             "t.toml:3:10: step 1: unknown action 'explode' (one of: disable, enable, "
-            "drop_connections, accept_reset, accept_hang)");
+            "drop_connections, accept_reset, accept_hang, cluster_failover, migrate_slots, "
+            "sentinel_failover)");
 }
 
 TEST(ProfileErrors, ForOnAnInstantaneousAction) {
@@ -422,4 +423,128 @@ TEST(ProfileErrors, FileThatCannotBeOpened) {
   } catch (const LoadError& e) {
     EXPECT_EQ(std::string(e.what()), "/nonexistent/p.toml: cannot open: No such file or directory");
   }
+}
+
+// ---- Actions on the deployment: cluster_failover, migrate_slots, sentinel_failover ----
+
+namespace {
+
+std::string mode_error_of(const std::string& text, Mode mode) {
+  try {
+    load_toml(text, "t.toml", LoadOptions{mode});
+  } catch (const LoadError& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
+} // namespace
+
+TEST(ProfileDeploymentActions, LoadTheirFields) {
+  Profile p = load_toml("duration = \"20s\"\n"
+                        "[[steps]]\nat = \"1s\"\naction = \"cluster_failover\"\n"
+                        "master = \"slot 0\"\nmode = \"force\"\n"
+                        "[[steps]]\nat = \"2s\"\naction = \"migrate_slots\"\nslots = \"0-99\"\n"
+                        "to = \"127.0.0.1:7001\"\nbatch = 5\npace = \"20ms\"\n"
+                        "[[steps]]\nat = \"3s\"\naction = \"migrate_slots\"\nslots = 7\n"
+                        "to = \"node-127.0.0.1-7002\"\n",
+                        "t.toml", LoadOptions{Mode::Cluster});
+  ASSERT_EQ(p.steps.size(), 3u);
+  EXPECT_TRUE(p.all_proxies);
+  EXPECT_TRUE(p.proxies.empty());
+  const Step& f = p.steps[0];
+  EXPECT_EQ(f.action, Action::ClusterFailover);
+  EXPECT_TRUE(f.proxy.empty());
+  EXPECT_TRUE(f.instantaneous());
+  EXPECT_EQ(f.deployment.master, "slot 0");
+  EXPECT_EQ(f.deployment.mode, "force");
+  EXPECT_EQ(f.describe(), "cluster failover of slot 0 (force)");
+  const Step& m = p.steps[1];
+  EXPECT_EQ(m.action, Action::MigrateSlots);
+  EXPECT_EQ(m.deployment.first_slot, 0);
+  EXPECT_EQ(m.deployment.last_slot, 99);
+  EXPECT_EQ(m.deployment.to, "127.0.0.1:7001");
+  EXPECT_EQ(m.deployment.batch, 5u);
+  EXPECT_EQ(m.deployment.pace_ms, 20u);
+  EXPECT_EQ(m.describe(), "migrate slots 0-99 to 127.0.0.1:7001");
+  EXPECT_EQ(p.steps[2].deployment.first_slot, 7);
+  EXPECT_EQ(p.steps[2].deployment.last_slot, 7);
+  EXPECT_EQ(p.steps[2].deployment.batch, 10u);
+  Profile s = load_toml("[[steps]]\nat = \"1s\"\naction = \"sentinel_failover\"\n", "t.toml",
+                        LoadOptions{Mode::Sentinel});
+  EXPECT_EQ(s.steps[0].action, Action::SentinelFailover);
+  EXPECT_EQ(to_json(s.steps[0])["action"], "sentinel_failover");
+  // `faultline profile check` knows no mode: the actions load, the default proxy stays.
+  Profile c = load_toml("[[steps]]\nat = \"1s\"\naction = \"sentinel_failover\"\n", "t.toml");
+  EXPECT_EQ(c.proxies.size(), 1u);
+}
+
+TEST(ProfileDeploymentActions, NeedTheirMode) {
+  const std::string failover = "name = \"x\"\n[[steps]]\nat = \"1s\"\n"
+                               "action = \"cluster_failover\"\nmaster = \"slot 0\"\n";
+  EXPECT_EQ(mode_error_of(failover, Mode::Single),
+            "t.toml:4:10: step 1: action 'cluster_failover' needs cluster mode (faultline "
+            "--cluster HOST:PORT), and this run fronts a single Redis");
+  EXPECT_EQ(mode_error_of(failover, Mode::Sentinel),
+            "t.toml:4:10: step 1: action 'cluster_failover' needs cluster mode (faultline "
+            "--cluster HOST:PORT), and this run is in sentinel mode");
+  EXPECT_EQ(mode_error_of("[[steps]]\nat = \"1s\"\naction = \"sentinel_failover\"\n",
+                          Mode::Cluster),
+            "t.toml:3:10: step 1: action 'sentinel_failover' needs sentinel mode (faultline "
+            "--sentinel HOST:PORT --master NAME), and this run is in cluster mode");
+  // The API's JSON has no lines: the step and the field are named.
+  try {
+    load_json(nlohmann::json::parse(R"({"steps": [{"at": "1s", "action": "migrate_slots",
+               "slots": "0-9", "to": "slot 16383"}]})"),
+              "POST /profiles", LoadOptions{Mode::Single});
+    FAIL() << "loaded";
+  } catch (const LoadError& e) {
+    EXPECT_STREQ(e.what(), "POST /profiles: step 1: action 'migrate_slots' needs cluster mode "
+                           "(faultline --cluster HOST:PORT), and this run fronts a single Redis");
+  }
+}
+
+TEST(ProfileDeploymentActions, BadFields) {
+  auto err = [](const std::string& step) {
+    return mode_error_of("[[steps]]\nat = \"1s\"\n" + step, Mode::Cluster);
+  };
+  EXPECT_EQ(err("action = \"cluster_failover\"\n"),
+            "t.toml:1:1: step 1: 'master' is missing (which master: \"slot N\", \"IP:PORT\", a "
+            "node id or \"node-IP-PORT\")");
+  EXPECT_EQ(err("action = \"cluster_failover\"\nmaster = \"slot 16384\"\n"),
+            "t.toml:4:10: step 1: 'master': \"slot 16384\": a slot is a number from 0 to 16383");
+  EXPECT_EQ(err("action = \"cluster_failover\"\nmaster = \"the big one\"\n"),
+            "t.toml:4:10: step 1: 'master': \"the big one\" names no master: give \"slot N\" "
+            "(the master serving slot N), a node's \"IP:PORT\", its node id, or its proxy's name "
+            "(\"node-IP-PORT\")");
+  EXPECT_EQ(err("action = \"cluster_failover\"\nmaster = \"slot 1\"\nmode = \"hard\"\n"),
+            "t.toml:5:8: step 1: 'mode' must be \"force\" or \"takeover\" (or left out), not "
+            "\"hard\"");
+  EXPECT_EQ(err("action = \"cluster_failover\"\nmaster = \"slot 1\"\nfor = \"1s\"\n"),
+            "t.toml:5:7: step 1: 'for' cannot be used with action 'cluster_failover' (it starts "
+            "at 'at' and runs to its end; it is not undone)");
+  EXPECT_EQ(err("action = \"cluster_failover\"\nmaster = \"slot 1\"\nproxy = \"node-a\"\n"),
+            "t.toml:5:9: step 1: 'proxy' does not apply to action 'cluster_failover' (it acts on "
+            "the deployment, not on a proxy)");
+  EXPECT_EQ(err("action = \"cluster_failover\"\nmaster = \"slot 1\"\nslots = 5\n"),
+            "t.toml:5:9: step 1: 'slots' does not apply to action 'cluster_failover' (it is a "
+            "field of action 'migrate_slots')");
+  EXPECT_EQ(err("action = \"migrate_slots\"\nto = \"slot 0\"\n"),
+            "t.toml:1:1: step 1: 'slots' is missing (e.g. slots = \"0-99\" or slots = 7)");
+  EXPECT_EQ(err("action = \"migrate_slots\"\nslots = \"9-3\"\nto = \"slot 0\"\n"),
+            "t.toml:4:9: step 1: 'slots': \"9-3\" ends before it starts");
+  EXPECT_EQ(err("action = \"migrate_slots\"\nslots = \"0-16384\"\nto = \"slot 0\"\n"),
+            "t.toml:4:9: step 1: 'slots' must be a slot (0 to 16383) or a range \"FIRST-LAST\"");
+  EXPECT_EQ(err("action = \"migrate_slots\"\nslots = 3\nto = \"slot 0\"\nbatch = 0\n"),
+            "t.toml:6:9: step 1: 'batch' must be an integer from 1 to 10000 (keys per MIGRATE)");
+  EXPECT_EQ(err("action = \"migrate_slots\"\nslots = 3\n"),
+            "t.toml:1:1: step 1: 'to' is missing (which master: \"slot N\", \"IP:PORT\", a node "
+            "id or \"node-IP-PORT\")");
+  EXPECT_EQ(err("action = \"disable\"\nproxy = \"node-1\"\nmaster = \"slot 0\"\n"),
+            "t.toml:5:10: step 1: 'master' does not apply to action 'disable' (it is a field of "
+            "action 'cluster_failover')");
+  // In cluster mode without [[proxies]], a proxy step must name its node's proxy.
+  EXPECT_EQ(err("action = \"disable\"\n"),
+            "t.toml:1:1: step 1: 'proxy' is missing (in cluster mode a profile without "
+            "[[proxies]] acts on every node's proxy: name one, e.g. \"node-127.0.0.1-7000\")");
 }
