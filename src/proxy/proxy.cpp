@@ -303,8 +303,8 @@ bool Proxy::listen_now(std::string& err, bool resuming) {
   if (rc < 0) return fail(rc, "bind");
   rc = uv_listen(reinterpret_cast<uv_stream_t*>(h), rt_.options().backlog,
                  [](uv_stream_t* server, int status) {
-    static_cast<Proxy*>(server->data)->on_connection(status);
-  });
+                   static_cast<Proxy*>(server->data)->on_connection(status);
+                 });
   // libuv reports a bind's EADDRINUSE from uv_listen (it defers the bind's error); Go, from bind.
   if (rc < 0) return fail(rc, rc == UV_EADDRINUSE ? "bind" : "listen");
   listener_ = h;
@@ -318,8 +318,11 @@ bool Proxy::listen_now(std::string& err, bool resuming) {
                                      ignored))
       listen_ep_ = *ep;
   }
-  if (resuming) log::debug("proxy {}: accepting again on {}", cfg_.name, listen_address());
-  else log::info("proxy {}: listening on {}, upstream {}", cfg_.name, listen_address(), cfg_.upstream);
+  if (resuming)
+    log::debug("proxy {}: accepting again on {}", cfg_.name, listen_address());
+  else
+    log::info("proxy {}: listening on {}, upstream {}", cfg_.name, listen_address(),
+              cfg_.upstream);
   return true;
 }
 
