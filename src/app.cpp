@@ -1,5 +1,6 @@
 #include "app.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -463,11 +464,23 @@ int run_app(const AppConfig& cfg) {
   proxy::DataPathOptions dp;
   dp.connect_timeout_ms = cfg.connect_timeout_ms;
   dp.parse_resp = cfg.parse_resp;
+  // Linux cuts a larger backlog to somaxconn; asking for it lets an accept storm queue whole.
+  dp.backlog = cfg.backlog > 0 ? cfg.backlog : std::max(uv::platform::max_listen_backlog(), 511);
 
   uv_loop_t* loop = uv_default_loop();
   auto app = std::make_unique<App>(loop, dp, seed);
   app->profiles.load_options() = load_opts;
   log::info("faultline {} (seed {})", FAULTLINE_VERSION, seed);
+  // Each client costs two descriptors (its socket and the upstream's): as many as allowed.
+  uint64_t fd_before = 0;
+  uint64_t fds = uv::platform::raise_fd_limit(fd_before);
+  std::string fd_text = fds == 0            ? ""
+                        : fds > fd_before ? fmt::format("file descriptors: {} (soft limit raised "
+                                                        "from {}), ",
+                                                        fds, fd_before)
+                                          : fmt::format("file descriptors: {}, ", fds);
+  log::info("{}listen backlog: {}", fd_text, dp.backlog);
+  app->registry.runtime().set_fd_limit(fds);
   app->start_metrics(cfg.metrics && cfg.parse_resp);
   app->api.set_file_dir(log_dir);
   if (!cfg.log_path.empty()) {

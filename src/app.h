@@ -17,6 +17,7 @@ struct AppConfig {
   std::string listen = "127.0.0.1:6381";
   std::string upstream = "127.0.0.1:6379";
   uint32_t connect_timeout_ms = 2000;
+  int backlog = 0;                // --backlog; 0: the system's somaxconn, at least 511
   std::string api = "127.0.0.1:8474";
   std::string api_token;
   std::optional<uint64_t> seed;

@@ -5,6 +5,7 @@
 //   faultline inspect FILE         summarise a traffic log
 //   faultline profile check FILE   validate a chaos profile
 
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -53,6 +54,8 @@ int main(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("127.0.0.1:6379"))
     ("connect-timeout-ms", "upstream connect timeout",
        cxxopts::value<uint32_t>()->default_value("2000"))
+    ("backlog", "listen backlog of every proxy (default: the system's somaxconn, at least 511)",
+       cxxopts::value<std::string>())
     ("api", "control API address (loopback unless you say otherwise); 'off' disables it",
        cxxopts::value<std::string>()->default_value("127.0.0.1:8474"))
     ("api-token", "require 'Authorization: Bearer TOKEN' on the API (or FAULTLINE_API_TOKEN)",
@@ -94,6 +97,15 @@ int main(int argc, char** argv) {
     cfg.listen = r["listen"].as<std::string>();
     cfg.upstream = r["upstream"].as<std::string>();
     cfg.connect_timeout_ms = r["connect-timeout-ms"].as<uint32_t>();
+    if (r.count("backlog")) {
+      const std::string v = r["backlog"].as<std::string>();
+      int64_t b = 0;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), b);
+      if (ec != std::errc() || end != v.data() + v.size() || b < 1 || b > 2147483647)
+        return usage_error(
+            fmt::format("--backlog must be a whole number from 1 to 2147483647, not '{}'", v));
+      cfg.backlog = static_cast<int>(b);
+    }
     cfg.api = r["api"].as<std::string>();
     cfg.api_token = r["api-token"].as<std::string>();
     if (cfg.api_token.empty())

@@ -642,6 +642,14 @@ void Api::append_proxy_metrics(std::string& out) const {
   each({"faultline_resolve_failures_total", "Lookups of the upstream's host name that failed.",
         "counter"},
        [](const proxy::Proxy& p) { return p.stats().resolve_failures; });
+  each({"faultline_fd_exhausted_total",
+        "Accepts and upstream sockets that found no file descriptor free (EMFILE, ENFILE).",
+        "counter"},
+       [](const proxy::Proxy& p) { return p.stats().fd_exhausted; });
+  each({"faultline_accept_pauses_total",
+        "Times the proxy stopped accepting for a short back-off because descriptors ran out.",
+        "counter"},
+       [](const proxy::Proxy& p) { return p.stats().accept_pauses; });
 }
 
 std::string Api::metrics_text() const {

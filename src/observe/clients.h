@@ -33,6 +33,7 @@
 #include <nlohmann/json.hpp>
 #include <uv.h>
 
+#include "base/lazy_deque.h"
 #include "proxy/observer.h"
 
 namespace faultline::proxy {
@@ -372,7 +373,7 @@ private:
     // The hash of each request's arguments sent while a fault was in effect (or a failed
     // command was watched), until its reply: what a failure cuts off is compared on it. At most
     // kMaxAtRisk, 16 bytes each.
-    std::deque<std::pair<proxy::PendingId, uint64_t>> hashes;
+    LazyDeque<std::pair<proxy::PendingId, uint64_t>> hashes;
     // The first request since a failed command was watched that is neither a resend nor setup:
     // its good reply means the client moved on (ClientRecord::moved_on).
     proxy::PendingId new_work = 0;

@@ -353,7 +353,9 @@ nlohmann::json Metrics::proxy_json(const proxy::Proxy& p) const {
         {"total", p.stats().connections_total},
         {"refused", p.stats().connections_refused},
         {"connect_failures", p.stats().connect_failures},
-        {"resolve_failures", p.stats().resolve_failures}}},
+        {"resolve_failures", p.stats().resolve_failures},
+        {"fd_exhausted", p.stats().fd_exhausted},
+        {"accept_pauses", p.stats().accept_pauses}}},
       {"bytes", {{"from_client", from_client}, {"from_upstream", from_upstream}}},
   };
   const ProxyMetrics* pm = find(p.name());

@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "proxy/observer.h"
 #include "toxics/resp_rule.h"
+#include "uv/platform.h"
 
 namespace faultline::proxy {
 
@@ -58,7 +59,18 @@ struct Proxy::Lookup {
   Runtime* rt;
 };
 
-Proxy::~Proxy() { forget_lookup(); }
+Proxy::~Proxy() {
+  forget_lookup();
+  close_pause_timer();
+}
+
+void Proxy::close_pause_timer() {
+  if (!pause_timer_) return;
+  accept_paused_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(pause_timer_),
+           [](uv_handle_t* x) { delete reinterpret_cast<uv_timer_t*>(x); });
+  pause_timer_ = nullptr;
+}
 
 void Proxy::reseed(uint64_t seed) {
   seed_ = mix_seed(seed, cfg_.name);
@@ -271,7 +283,7 @@ const char* go_errno_text(int rc) {
 }
 } // namespace
 
-bool Proxy::listen_now(std::string& err) {
+bool Proxy::listen_now(std::string& err, bool resuming) {
   if (listener_) return true;
   sockaddr_storage ss;
   if (!uv::resolve(listen_ep_, ss, err, true)) return false;
@@ -289,9 +301,10 @@ bool Proxy::listen_now(std::string& err) {
   };
   int rc = uv_tcp_bind(h, reinterpret_cast<sockaddr*>(&ss), 0);
   if (rc < 0) return fail(rc, "bind");
-  rc = uv_listen(reinterpret_cast<uv_stream_t*>(h), 1024, [](uv_stream_t* server, int status) {
-    static_cast<Proxy*>(server->data)->on_connection(status);
-  });
+  rc = uv_listen(reinterpret_cast<uv_stream_t*>(h), rt_.options().backlog,
+                 [](uv_stream_t* server, int status) {
+                   static_cast<Proxy*>(server->data)->on_connection(status);
+                 });
   // libuv reports a bind's EADDRINUSE from uv_listen (it defers the bind's error); Go, from bind.
   if (rc < 0) return fail(rc, rc == UV_EADDRINUSE ? "bind" : "listen");
   listener_ = h;
@@ -305,7 +318,11 @@ bool Proxy::listen_now(std::string& err) {
                                      ignored))
       listen_ep_ = *ep;
   }
-  log::info("proxy {}: listening on {}, upstream {}", cfg_.name, listen_address(), cfg_.upstream);
+  if (resuming)
+    log::debug("proxy {}: accepting again on {}", cfg_.name, listen_address());
+  else
+    log::info("proxy {}: listening on {}, upstream {}", cfg_.name, listen_address(),
+              cfg_.upstream);
   return true;
 }
 
@@ -325,6 +342,10 @@ std::string Proxy::listen_address() const {
 }
 
 void Proxy::close_listener() {
+  if (accept_paused_) {
+    accept_paused_ = false;
+    uv_timer_stop(pause_timer_);
+  }
   if (!listener_) return;
   listener_->data = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(listener_),
@@ -333,6 +354,12 @@ void Proxy::close_listener() {
 }
 
 void Proxy::on_connection(int status) {
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    // libuv could not shed the waiting connections itself (its spare descriptor is gone) and
+    // would call again at once, for ever: closing the listener ends its accept loop.
+    note_fd_exhausted(status);
+    return;
+  }
   if (status < 0) {
     log::warn("proxy {}: accept failed: {}", cfg_.name, uv_strerror(status));
     return;
@@ -342,8 +369,19 @@ void Proxy::on_connection(int status) {
   auto s = std::make_unique<Session>(*this, id);
   Session* sp = s.get();
   sessions_.emplace(id, std::move(s));
+  rt_.session_opened();
   if (sp->accept(reinterpret_cast<uv_stream_t*>(listener_)) != 0) {
     sp->close(CloseReason::Error);
+    return;
+  }
+  // Near the limit, a client that would take the last descriptors is closed at once and
+  // accepting pauses: the API and the clients already served keep some (libuv alone would
+  // accept until none is left, then shed every new connection, the API's too).
+  const uint64_t limit = rt_.fd_limit();
+  if (limit && 2 * rt_.sessions() + kFdCheckMargin >= limit &&
+      !uv::platform::descriptors_free(1 + kFdHeadroom)) {
+    sp->close(CloseReason::ConnectFailed);
+    note_fd_exhausted(UV_EMFILE);
     return;
   }
   ++stats_.connections_total;
@@ -361,7 +399,61 @@ void Proxy::note_connect_failure(int err) {
   }
 }
 
+void Proxy::note_fd_exhausted(int err) {
+  ++stats_.fd_exhausted;
+  if (!fd_episode_) {
+    fd_episode_ = true;
+    fd_episode_start_ms_ = uv_now(rt_.loop());
+    fd_episode_base_ = stats_.fd_exhausted - 1;
+    log::warn("proxy {}: out of file descriptors ({}): new clients are refused for {} ms at a "
+              "time until connections close",
+              cfg_.name, uv_strerror(err), kFdBackoffMs);
+  }
+  pause_accepting();
+}
+
+void Proxy::pause_accepting() {
+  if (accept_paused_ || !listener_ || shutting_down_) return;
+  close_listener();
+  if (!pause_timer_) {
+    pause_timer_ = new uv_timer_t;
+    uv_timer_init(rt_.loop(), pause_timer_);
+    pause_timer_->data = this;
+  }
+  accept_paused_ = true;
+  ++stats_.accept_pauses;
+  uv_timer_start(
+      pause_timer_, [](uv_timer_t* t) { static_cast<Proxy*>(t->data)->on_pause_over(); },
+      kFdBackoffMs, 0);
+}
+
+void Proxy::on_pause_over() {
+  if (!accept_paused_) return;
+  accept_paused_ = false;
+  std::string err;
+  if (listen_now(err, true)) {
+    relisten_failed_logged_ = false;
+    return;
+  }
+  // Still no descriptor for the listening socket (or, rarely, the port was taken meanwhile):
+  // try again after another back-off.
+  if (!relisten_failed_logged_) {
+    log::warn("proxy {}: cannot listen again yet: {}", cfg_.name, err);
+    relisten_failed_logged_ = true;
+  }
+  accept_paused_ = true;
+  uv_timer_start(
+      pause_timer_, [](uv_timer_t* t) { static_cast<Proxy*>(t->data)->on_pause_over(); },
+      kFdBackoffMs, 0);
+}
+
 void Proxy::note_connect_ok() {
+  if (fd_episode_) {
+    fd_episode_ = false;
+    log::info("proxy {}: file descriptors free again after {} ms ({} connections shed)",
+              cfg_.name, uv_now(rt_.loop()) - fd_episode_start_ms_,
+              stats_.fd_exhausted - fd_episode_base_);
+  }
   if (upstream_down_logged_) {
     log::info("proxy {}: upstream {} reachable again", cfg_.name, cfg_.upstream);
     upstream_down_logged_ = false;
@@ -375,7 +467,7 @@ void Proxy::session_closed(Session& s) {
              cfg_.name, s.id(), to_string(s.close_reason()), s.bytes_from_client(),
              s.bytes_from_upstream());
   std::erase(waiting_, s.id());
-  sessions_.erase(s.id());
+  if (sessions_.erase(s.id())) rt_.session_gone();
   maybe_finish_shutdown();
 }
 
@@ -393,6 +485,7 @@ void Proxy::shutdown(std::function<void()> on_done) {
   on_shutdown_ = std::move(on_done);
   forget_lookup();
   close_listener();
+  close_pause_timer();
   drop_connections(false);
   maybe_finish_shutdown();
 }

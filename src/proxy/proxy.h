@@ -39,12 +39,22 @@ struct ProxyStats {
   uint64_t connections_refused = 0; // accepted while the accept mode resets or upstream failed
   uint64_t connect_failures = 0;    // includes sessions closed because the upstream's name failed
   uint64_t resolve_failures = 0;    // lookups of the upstream's host name that failed
+  uint64_t fd_exhausted = 0;        // accepts or upstream sockets that found no descriptor free
+  uint64_t accept_pauses = 0;       // times the listener stopped for kFdBackoffMs because of them
   uint64_t bytes_from_client = 0;   // of closed sessions; add live sessions for the total
   uint64_t bytes_from_upstream = 0;
 };
 
 class Proxy {
 public:
+  // How long accepting stops when no descriptor is free (see note_fd_exhausted).
+  static constexpr uint64_t kFdBackoffMs = 100;
+  // Descriptors a new client must leave free, beside the one toward Redis: for the control API,
+  // log files and name lookups. Checked only when the sessions of the loop come within
+  // kFdCheckMargin descriptors of the limit.
+  static constexpr int kFdHeadroom = 4;
+  static constexpr uint64_t kFdCheckMargin = 64;
+
   Proxy(Runtime& rt, ProxyConfig cfg, uint64_t seed);
   ~Proxy();
   Proxy(const Proxy&) = delete;
@@ -93,7 +103,9 @@ public:
   bool same_listen_address(const std::string& listen) const;
   const std::string& upstream_address() const { return cfg_.upstream; }
   bool enabled() const { return cfg_.enabled; }
-  bool listening() const { return listener_ != nullptr; }
+  // Also while accepting is paused for want of descriptors (it resumes by itself).
+  bool listening() const { return listener_ != nullptr || accept_paused_; }
+  bool accept_paused() const { return accept_paused_; }
   const ProxyStats& stats() const { return stats_; }
   const std::unordered_map<uint64_t, std::unique_ptr<Session>>& sessions() const {
     return sessions_;
@@ -112,6 +124,11 @@ public:
   const sockaddr* upstream_sockaddr(Session& s);
   void note_connect_failure(int err);
   void note_connect_ok();
+  // No descriptor was free (EMFILE, ENFILE) for an accept or for a session's upstream socket:
+  // stop accepting for kFdBackoffMs (the listener is closed, so clients are refused meanwhile
+  // and the descriptors that free up are left to the API and the sessions), then listen again.
+  // Counted every time, logged once per episode (until a session connects again).
+  void note_fd_exhausted(int err);
   void session_closed(Session& s);
   uint64_t session_count() const { return sessions_.size(); }
 
@@ -122,8 +139,11 @@ private:
   void forget_lookup(); // the answer of the lookup in flight, if any, is no longer wanted
   void on_resolved(int status, const addrinfo* res);
   void connect_waiting();
-  bool listen_now(std::string& err);
-  void close_listener();
+  bool listen_now(std::string& err, bool resuming = false);
+  void close_listener(); // also ends a pause: the listener stays closed
+  void pause_accepting();
+  void on_pause_over();
+  void close_pause_timer();
   void on_connection(int status);
   void maybe_finish_shutdown();
 
@@ -139,6 +159,12 @@ private:
   std::vector<uint64_t> waiting_; // ids of sessions waiting for the first address
   bool resolve_failed_logged_ = false;
   uv_tcp_t* listener_ = nullptr; // heap, freed by its close callback
+  uv_timer_t* pause_timer_ = nullptr; // heap, made on the first pause, freed by its close callback
+  bool accept_paused_ = false;
+  bool fd_episode_ = false;       // descriptors ran out and no session has connected since
+  uint64_t fd_episode_start_ms_ = 0;
+  uint64_t fd_episode_base_ = 0;  // stats_.fd_exhausted when the episode began
+  bool relisten_failed_logged_ = false;
   std::mt19937_64 rng_;
   uint64_t seed_;
   uint64_t reseed_id_ = 1; // the first session id after the last reseed

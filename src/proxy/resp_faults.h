@@ -24,6 +24,7 @@
 
 #include <uv.h>
 
+#include "base/lazy_deque.h"
 #include "proxy/pairing.h"
 #include "toxics/resp_rule.h"
 #include "uv/buffer.h"
@@ -177,21 +178,21 @@ private:
   void release_gathered();
 
   FaultPort& port_;
-  std::deque<Held> req_hold_;
+  LazyDeque<Held> req_hold_;
   std::unique_ptr<uv::Timer> req_timer_;
   bool req_eof_after_hold_ = false;
 
   size_t injected_bytes_ = 0;            // injected replies waiting for their turn
-  std::deque<std::string> injections_;   // FIFO
-  std::deque<std::string> injection_faults_;
+  LazyDeque<std::string> injections_;   // FIFO
+  LazyDeque<std::string> injection_faults_;
 
-  std::deque<FlagEntry> flagged_;        // in order: the one taken is at the front
+  LazyDeque<FlagEntry> flagged_;        // in order: the one taken is at the front
   bool collecting_ = false;
   PendingId collect_id_ = 0;
   FlagEntry col_;                        // the flag of the reply being acted on
   uint64_t col_left_ = 0;                // Truncate: bytes still to deliver
   uint64_t col_due_ = 0;                 // DelayReply: when its bytes go on
-  std::deque<Held> rep_hold_;
+  LazyDeque<Held> rep_hold_;
   std::unique_ptr<uv::Timer> rep_timer_;
   bool rep_eof_after_hold_ = false;
   // Rewrite: the reply's chunks, kept until it is whole (or too large to rewrite).

@@ -22,6 +22,7 @@ struct DataPathOptions {
   size_t low_watermark = 256 << 10;  // resume below this
   uint32_t drain_timeout_ms = 1000;  // after the upstream closed: discard client bytes this long
   bool parse_resp = true;            // RESP parsing for pairing, logs and RESP-aware faults
+  int backlog = 511;                 // listen() backlog of every proxy (--backlog)
   // What the request parser keeps of each command: three arguments are enough for pairing and
   // RESP-aware faults; the traffic log asks for more.
   resp::CaptureOptions capture{3, 64, 128};
@@ -61,6 +62,14 @@ public:
   void lookup_done() { --lookups_in_flight_; }
   uint32_t lookups_in_flight() const { return lookups_in_flight_; }
 
+  // The process's limit on open descriptors (0: none known, as on Windows), and the sessions
+  // of every proxy on this loop, each of which holds two: proxies stop accepting near it.
+  void set_fd_limit(uint64_t n) { fd_limit_ = n; }
+  uint64_t fd_limit() const { return fd_limit_; }
+  void session_opened() { ++sessions_; }
+  void session_gone() { --sessions_; }
+  uint64_t sessions() const { return sessions_; }
+
 private:
   uv_loop_t* loop_;
   DataPathOptions opts_;
@@ -73,6 +82,8 @@ private:
   PlainRun plain_run_;
   Session* plain_run_owner_ = nullptr;
   uint32_t lookups_in_flight_ = 0;
+  uint64_t fd_limit_ = 0;
+  uint64_t sessions_ = 0;
   void note_observers();
 };
 

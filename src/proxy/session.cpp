@@ -170,7 +170,9 @@ void Session::connect_to(const sockaddr* addr) {
     static_cast<Session*>(req->data)->on_connected(status);
   });
   if (rc < 0) {
-    proxy_.note_connect_failure(rc);
+    // No descriptor for the upstream socket: the process, not Redis, is the problem.
+    if (rc == UV_EMFILE || rc == UV_ENFILE) proxy_.note_fd_exhausted(rc);
+    else proxy_.note_connect_failure(rc);
     close(CloseReason::ConnectFailed);
   }
 }

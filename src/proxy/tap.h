@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/lazy_deque.h"
 #include "proxy/delivery.h"
 #include "proxy/pairing.h"
 #include "proxy/pipe.h"
@@ -103,7 +104,7 @@ struct Session::Resp {
   // waits for a frame that backpressure would stop it from reading.
   Head head;
   uv::Chunk forward;                     // adjacent forwarded frames, written as one
-  std::deque<std::pair<PendingId, std::string>> faults;  // fault names by request id, in order
+  LazyDeque<std::pair<PendingId, std::string>> faults;  // fault names by request id, in order
   bool count_plain = false;              // this chunk's plain requests are counted, not shown
   uint64_t plain_requests = 0;           // plain requests counted, not yet observed
   bool multi_error = false;              // an injected error inside MULTI: EXEC aborts

@@ -4,6 +4,7 @@
 // which CMake compiles the one for the target. The rest of src/ has no #ifdef: it uses libuv
 // (sockets, files, signals as libuv reports them) and these functions.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,5 +46,19 @@ int open_confined_append(const std::string& dir, const std::vector<std::string_v
 // Makes a file descriptor opened with UV_FS_O_NONBLOCK blocking again (for the thread pool's
 // writes). Windows files have no such mode: nothing to do.
 void set_blocking(int fd);
+
+// Raises the soft limit on open descriptors to the hard limit, so that as many connections as
+// the system allows this process can be served. Returns the limit in force afterwards and sets
+// `before` to the soft limit found. POSIX: setrlimit(RLIMIT_NOFILE). Windows: sockets are not
+// limited this way; returns 0 (nothing to raise, nothing to log).
+uint64_t raise_fd_limit(uint64_t& before);
+
+// Whether n more descriptors could be opened now (POSIX: opens /dev/null n times and closes
+// them again: 2n system calls, for the rare moments near the limit). Windows: true.
+bool descriptors_free(int n);
+
+// The longest listen backlog the system grants (Linux: /proc/sys/net/core/somaxconn; a larger
+// backlog asked of listen() is cut to it), or 0 when not known (other systems, Windows).
+int max_listen_backlog();
 
 } // namespace faultline::uv::platform

@@ -3,9 +3,11 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +85,43 @@ int open_confined_append(const std::string& dir, const std::vector<std::string_v
 void set_blocking(int fd) {
   int fl = ::fcntl(fd, F_GETFL);
   if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+uint64_t raise_fd_limit(uint64_t& before) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return before = 0;
+  before = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    // An unlimited hard limit is not a valid soft one for descriptors (Linux caps it at
+    // fs.nr_open, macOS at OPEN_MAX): then ask for a large finite number.
+    if (rl.rlim_max == RLIM_INFINITY) want.rlim_cur = 1 << 20;
+    if (::setrlimit(RLIMIT_NOFILE, &want) != 0 && rl.rlim_max == RLIM_INFINITY) {
+      want.rlim_cur = 1 << 16;
+      ::setrlimit(RLIMIT_NOFILE, &want);
+    }
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
+}
+
+bool descriptors_free(int n) {
+  int fds[16];
+  n = n < 16 ? n : 16;
+  int got = 0;
+  while (got < n && (fds[got] = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) ++got;
+  for (int i = 0; i < got; ++i) ::close(fds[i]);
+  return got == n;
+}
+
+int max_listen_backlog() {
+  FILE* f = std::fopen("/proc/sys/net/core/somaxconn", "re");
+  if (!f) return 0;
+  int n = 0;
+  if (std::fscanf(f, "%d", &n) != 1 || n < 0) n = 0;
+  std::fclose(f);
+  return n;
 }
 
 } // namespace faultline::uv::platform

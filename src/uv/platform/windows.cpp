@@ -121,4 +121,16 @@ int open_confined_append(const std::string& dir, const std::vector<std::string_v
 
 void set_blocking(int) {}
 
+uint64_t raise_fd_limit(uint64_t& before) {
+  return before = 0;
+}
+
+bool descriptors_free(int) {
+  return true;
+}
+
+int max_listen_backlog() {
+  return 0;
+}
+
 } // namespace faultline::uv::platform

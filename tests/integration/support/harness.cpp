@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <sstream>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,8 +72,8 @@ std::string temp_path(const std::string& stem, const std::string& ext) {
 // ---- Process ----
 
 Process::Process(Process&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), env_(std::move(o.env_)), log_path_(std::move(o.log_path_)),
-      status_(o.status_) {}
+    : pid_(std::exchange(o.pid_, -1)), env_(std::move(o.env_)), fd_limit_(o.fd_limit_),
+      log_path_(std::move(o.log_path_)), status_(o.status_) {}
 
 Process::~Process() { kill_hard(); }
 
@@ -95,7 +96,16 @@ bool Process::start(const std::vector<std::string>& argv, const std::string& log
     }
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
-    for (int i = 3; i < 1024; ++i) ::close(i);
+    // Every descriptor of the test (a storm test holds thousands), not only those below 1024.
+    rlimit own{};
+    int top = ::getrlimit(RLIMIT_NOFILE, &own) == 0 && own.rlim_cur < (1u << 20)
+                  ? static_cast<int>(own.rlim_cur)
+                  : 1 << 16;
+    for (int i = 3; i < top; ++i) ::close(i);
+    if (fd_limit_) {
+      rlimit rl{fd_limit_, fd_limit_};
+      ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
     for (auto& kv : env_) ::putenv(const_cast<char*>(kv.c_str()));
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));

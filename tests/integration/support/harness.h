@@ -44,6 +44,9 @@ public:
   bool start(const std::vector<std::string>& argv, const std::string& log_path = "");
   // "NAME=value" entries added to the environment of the processes start() starts.
   void set_env(std::vector<std::string> env) { env_ = std::move(env); }
+  // RLIMIT_NOFILE, soft and hard (so the process cannot raise it), of the processes start()
+  // starts; 0: inherited.
+  void set_fd_limit(uint64_t n) { fd_limit_ = n; }
   bool running();
   int signal(int sig);
   // Waits for exit; returns exit code (128+sig for signals), or nullopt on timeout.
@@ -55,6 +58,7 @@ public:
 private:
   pid_t pid_ = -1;
   std::vector<std::string> env_;
+  uint64_t fd_limit_ = 0;
   std::string log_path_;
   std::optional<int> status_;
 };
