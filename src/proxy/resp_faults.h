@@ -126,7 +126,8 @@ public:
   void flag(FlagEntry e) { flagged_.push_back(std::move(e)); }
   // The reply to a flagged request went by without being acted on.
   void forget_flag(PendingId id) {
-    std::erase_if(flagged_, [&](const FlagEntry& e) { return e.id == id; });
+    for (auto it = flagged_.begin(); it != flagged_.end();)
+      it = it->id == id ? flagged_.erase(it) : std::next(it);
   }
   bool has_flagged() const { return !flagged_.empty(); }
   bool collecting() const { return collecting_; }

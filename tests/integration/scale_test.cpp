@@ -5,6 +5,9 @@
 #include <cstring>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -166,6 +169,23 @@ TEST(AcceptStorm, TwoThousandClientsConnectAtOnceAndAllAreServed) {
   const int idle_fds = fl.open_fds();
   const long rss_before = fl.rss_kb();
 
+  // The kernel's count of connections a full accept queue dropped (all listeners): SYNs a short
+  // backlog turned away, which their clients retry a second later.
+  auto listen_overflows = [] {
+    std::ifstream f("/proc/net/netstat");
+    std::string names, values;
+    while (std::getline(f, names) && std::getline(f, values)) {
+      if (names.rfind("TcpExt:", 0) != 0) continue;
+      std::istringstream n(names), v(values);
+      std::string name, value;
+      long total = 0;
+      while (n >> name && v >> value)
+        if (name == "ListenOverflows" || name == "ListenDrops") total += std::stol(value);
+      return total;
+    }
+    return -1L;
+  };
+  const long overflows_before = listen_overflows();
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(fl.port());
@@ -212,8 +232,10 @@ TEST(AcceptStorm, TwoThousandClientsConnectAtOnceAndAllAreServed) {
   double slowest = *std::max_element(connect_ms.begin(), connect_ms.end());
   std::printf("%d connects in %.1f ms: %.0f connects/s; slowest %.1f ms\n", n, connect_all_ms,
               n / (connect_all_ms / 1000), slowest);
-  // A connect whose SYN a full backlog dropped is retried after 1 s: none may have been.
-  EXPECT_LT(slowest, 900) << "a connect waited for a SYN retransmission: backlog too short?";
+  // A connect whose SYN a full backlog dropped is retried after 1 s: none may have been. The
+  // kernel says so; the time each connect took (above) depends on the machine's load too.
+  EXPECT_EQ(listen_overflows(), overflows_before)
+      << "the accept queue overflowed: backlog too short? (slowest connect " << slowest << " ms)";
 
   // One PING each, all sent at once; every reply must come (bounded).
   const std::string ping = cmd({"PING"});
