@@ -157,6 +157,12 @@ std::optional<resp::HostPort> Front::map(std::string_view host, uint16_t port) {
   return listener(address);
 }
 
+bool Front::may_rewrite(const resp::CommandInfo* c) const {
+  // The commands resp::rewrite_kind() knows (a subcommand's entry has its container's name).
+  return !c || c->name == "CLUSTER" || c->name == "SENTINEL" || c->name == "ROLE" ||
+         c->name == "INFO";
+}
+
 uint8_t Front::kind(const resp::RequestFrame& f) const {
   if (f.name.empty()) return kNone;
   auto arg = [&](size_t i) {
@@ -179,7 +185,12 @@ bool Front::rewrite(uint8_t kind, std::string_view frame, std::string& out) {
     if (moved && on_redirect_) on_redirect_();
     return true;
   }
-  if (kind < 2) return false;
+  if (kind == kMessage) {
+    if (!resp::rewrite_sentinel_event(frame, book, out)) return false;
+    ++rewrites_;
+    return true;
+  }
+  if (kind < 3) return false;
   if (!resp::rewrite_reply(static_cast<resp::RewriteKind>(kind - 2), frame, book, out))
     return false;
   ++rewrites_;
