@@ -20,6 +20,7 @@
 
 namespace faultline::resp {
 struct RequestFrame;
+struct CommandInfo;
 }
 
 namespace faultline::proxy {
@@ -33,6 +34,9 @@ public:
   virtual ~ReplyRewriter() = default;
   // Which rewrite the reply to f needs.
   virtual uint8_t kind(const resp::RequestFrame& f) const = 0;
+  // Whether kind() may be other than kNone for a command of this table entry (nullptr: not
+  // in the table): the others stay on the fast path without a frame being built.
+  virtual bool may_rewrite(const resp::CommandInfo* c) const = 0;
   // A whole reply of that kind (for kRedirectOnly, an error frame): true with `out` set to what
   // the client gets instead; false to deliver it as it came.
   virtual bool rewrite(uint8_t kind, std::string_view frame, std::string& out) = 0;

@@ -158,6 +158,9 @@ private:
   [[gnu::always_inline]] inline void forward_request(const resp::RequestFrame& f, uint64_t now_us,
                                                      std::string_view fault);
   void observe_request(const resp::RequestFrame& f, PendingId id, std::string_view fault);
+  // forward_request() on the observe-only path, where a deployment's proxy also flags the
+  // replies its rewriter needs whole (the request's bytes go on with the chunk).
+  void forward_observed(const resp::RequestFrame& f, uint64_t now_us);
   bool no_rule_selects(const resp::RequestFrame& f) const;
   void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
   void release_injections();

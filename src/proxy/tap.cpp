@@ -106,7 +106,7 @@ void Session::on_client_chunk(uv::Chunk c) {
   }
   const uint64_t now = now_us();
   begin_plain_requests();
-  if (r.rules.empty() && !rewriter_ && r.partial.empty() && !r.head.active && !r.exec.stopped()) {
+  if (r.rules.empty() && r.partial.empty() && !r.head.active && !r.exec.stopped()) {
     // Observe only: the chunk goes on whole. While the observers only count plain requests,
     // a simple one is a pairing entry and a count, taken before the parser records its
     // arguments.
@@ -115,18 +115,20 @@ void Session::on_client_chunk(uv::Chunk c) {
       Resp& r;
       uint64_t now;
       bool on_simple_request(const resp::SimpleRequest& q) {
+        if (s.rewriter_ && s.rewriter_->may_rewrite(q.cmd)) [[unlikely]] return false;
         if (!r.pairing.on_simple_request(q, now)) return false;
         ++s.commands_;
         ++r.plain_requests;
         return true;
       }
       bool on_simple_run(const resp::SimpleRun& q) {
+        if (s.rewriter_ && s.rewriter_->may_rewrite(q.cmd)) [[unlikely]] return false;
         if (!r.pairing.on_simple_run(q, now)) return false;
         s.commands_ += q.count;
         r.plain_requests += q.count;
         return true;
       }
-      void on_request(const resp::RequestFrame& f) { s.forward_request(f, now, {}); }
+      void on_request(const resp::RequestFrame& f) { s.forward_observed(f, now); }
     };
     resp::Status st;
     if (r.count_plain) {
@@ -134,7 +136,7 @@ void Session::on_client_chunk(uv::Chunk c) {
       st = r.req.feed(c.data(), c.len, sink);
     } else {
       st = r.req.feed(c.data(), c.len,
-                      [&](const resp::RequestFrame& f) { forward_request(f, now, {}); });
+                      [&](const resp::RequestFrame& f) { forward_observed(f, now); });
     }
     end_plain_requests();
     if (st == resp::Status::Error) enter_raw(toxics::Stream::Upstream);
@@ -364,6 +366,21 @@ void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::st
     return;
   }
   observe_request(f, rr.id, fault);
+}
+
+void Session::forward_observed(const resp::RequestFrame& f, uint64_t now) {
+  if (rewriter_) [[unlikely]] {
+    if (const uint8_t k = rewriter_->kind(f); k != ReplyRewriter::kNone) {
+      Resp& r = *resp_;
+      ++commands_;
+      RequestResult rr = r.pairing.on_request(f, now, 1);
+      if (rr.expects_reply) r.exec.flag({rr.id, toxics::RespActionKind::Rewrite, 0, k, {}});
+      flush_plain_requests();
+      for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, {});
+      return;
+    }
+  }
+  forward_request(f, now, {});
 }
 
 void Session::observe_request(const resp::RequestFrame& f, PendingId id, std::string_view fault) {

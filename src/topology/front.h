@@ -73,6 +73,7 @@ public:
 
   // proxy::ReplyRewriter
   uint8_t kind(const resp::RequestFrame& f) const override;
+  bool may_rewrite(const resp::CommandInfo* c) const override;
   bool rewrite(uint8_t kind, std::string_view frame, std::string& out) override;
   void too_large(uint8_t kind, size_t bytes) override;
   std::string address_for_slot(unsigned slot) const override;
