@@ -397,7 +397,10 @@ TEST_F(TrafficFixture, AFullPipeDropsRecordsNotTraffic) {
               std::chrono::duration<double, std::milli>(logged).count(),
               std::chrono::duration<double, std::milli>(base).count(), ratio,
               st["dropped"].dump().c_str());
-  EXPECT_GT(ratio, 0.5);
+  // A sink that held the traffic up would stall it (a 10 s read timeout: ratio near 0); records
+  // that are formatted and then dropped only cost time, more under AddressSanitizer (0.49 seen
+  // there on a loaded machine). Generous: speed itself is tools/bench's to measure.
+  EXPECT_GT(ratio, 0.1);
   std::string metrics = http->request("GET", "/metrics").body;
   EXPECT_NE(metrics.find("faultline_log_records_dropped_total{sink=\"file\"} "), std::string::npos);
   ::close(reader);
