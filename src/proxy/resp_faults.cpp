@@ -107,10 +107,10 @@ void RespFaults::begin_collect(PendingId id) {
   }
 }
 
-void RespFaults::begin_collect_message(uint8_t kind) {
-  col_ = FlagEntry{kMessageId, K::Rewrite, 0, kind, {}};
+void RespFaults::begin_collect_unpaired(uint8_t kind) {
+  col_ = FlagEntry{kUnpairedId, K::Rewrite, 0, kind, {}};
   collecting_ = true;
-  collect_id_ = kMessageId;
+  collect_id_ = kUnpairedId;
   col_left_ = 0;
   gather_ = Gather::Undecided;
 }

@@ -137,11 +137,12 @@ public:
   const std::string& collect_fault() const { return col_.fault; }
   // The reply to request `id` (flagged) starts: its bytes go to collect() from the first one.
   void begin_collect(PendingId id);
-  // The collect id of a frame that answers no request in particular (below).
-  static constexpr PendingId kMessageId = ~PendingId(0);
-  // The next frame, whatever answers it (a subscribed session's message, or a reply), is to be
-  // collected whole and offered to the rewriter as `kind`; the caller finishes it at its end.
-  void begin_collect_message(uint8_t kind);
+  // The collect id of a frame collected without a flagged request to tie it to (below).
+  static constexpr PendingId kUnpairedId = ~PendingId(0);
+  // The next frame, whatever it answers, is to be collected whole and offered to the rewriter as
+  // `kind`: a subscribed session's message (kMessage), or a cluster node's error reply seen as
+  // it arrives (kRedirectOnly). The caller finishes it at its end.
+  void begin_collect_unpaired(uint8_t kind);
   // Bytes of the reply being acted on, as they arrive: held, cut or dropped, never gathered.
   void collect(uv::Chunk c);
   // The request whose reply is (or was last) acted on.

@@ -621,7 +621,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       const std::optional<PendingInfo> next = r.pairing.expected();
       if (next && next->user_flags) r.exec.begin_collect(next->id);
     } else if (wants_message()) [[unlikely]] {
-      r.exec.begin_collect_message(ReplyRewriter::kMessage);
+      r.exec.begin_collect_unpaired(ReplyRewriter::kMessage);
     }
   };
   if (!r.rep.mid_frame()) maybe_collect();
@@ -677,11 +677,11 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       // A cluster node's error, wholly in this chunk: offered whole (a MOVED or ASK names a
       // listener). Through the same collection as a split one, so delivery is counted alike.
       pass_to(f.start);
-      r.exec.begin_collect_message(ReplyRewriter::kRedirectOnly);
+      r.exec.begin_collect_unpaired(ReplyRewriter::kRedirectOnly);
       pass_to(f.end);
       r.exec.finish_collect();
       if (closing()) return;
-    } else if (r.exec.collecting() && r.exec.collect_id() == RespFaults::kMessageId) [[unlikely]] {
+    } else if (r.exec.collecting() && r.exec.collect_id() == RespFaults::kUnpairedId) [[unlikely]] {
       // A frame collected as a message ends (whatever answered it).
       pass_to(f.end);
       if (res.kind == ReplyKind::Paired && res.request.user_flags) {
@@ -793,7 +793,7 @@ void Session::on_upstream_chunk(uv::Chunk c) {
       const char t = rest.data()[fs - rest_off];
       if (t == '-' || t == '!') {
         pass_to(fs);
-        r.exec.begin_collect_message(ReplyRewriter::kRedirectOnly);
+        r.exec.begin_collect_unpaired(ReplyRewriter::kRedirectOnly);
       }
     }
   }

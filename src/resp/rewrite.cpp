@@ -647,6 +647,11 @@ const char* rewrite_kind_name(RewriteKind k) {
   return "none";
 }
 
+bool may_rewrite(std::string_view cmd) {
+  return iequals(cmd, "cluster") || iequals(cmd, "sentinel") || iequals(cmd, "role") ||
+         iequals(cmd, "info");
+}
+
 RewriteKind rewrite_kind(std::string_view cmd, std::string_view arg1, std::string_view) {
   if (iequals(cmd, "cluster")) {
     if (iequals(arg1, "slots")) return RewriteKind::ClusterSlots;

@@ -77,6 +77,9 @@ const char* rewrite_kind_name(RewriteKind k);
 // LIST name no node a client would connect to: CLIENT LIST's laddr is the address the client's
 // own connection reached).
 RewriteKind rewrite_kind(std::string_view cmd, std::string_view arg1, std::string_view arg2);
+// Whether rewrite_kind() can be other than None for a command of this name (any case): the
+// one list of the commands whose replies name nodes.
+bool may_rewrite(std::string_view cmd);
 
 // Rewrites one whole reply frame (exactly one: trailing bytes make it not of the expected shape)
 // and appends the result to out. False, out untouched, when it changes nothing: it names no

@@ -66,6 +66,27 @@ std::string role_of(const CallResult& r) {
   return t ? *t : std::string();
 }
 
+// Every action starts so: a handle to cancel it by, and `fail`, which reports the action's
+// failure from the loop (never from inside the call that started it, so the caller has its
+// handle first). When the deployment is not of the action's mode (`mode_ok` false) it has
+// already failed with `wrong_mode`.
+struct Start {
+  std::shared_ptr<ActionHandle> handle;
+  std::function<void(std::string)> fail;
+};
+
+Start start_action(const Deployment& d, const ActionReport& report, bool mode_ok,
+                   const char* wrong_mode) {
+  auto h = std::make_shared<ActionHandle>();
+  auto fail = [loop = d.loop, cancelled = h->token(), report](std::string text) {
+    after(loop, 0, [cancelled, report, text = std::move(text)] {
+      if (!*cancelled) report(true, false, text);
+    });
+  };
+  if (!mode_ok) fail(wrong_mode);
+  return {std::move(h), std::move(fail)};
+}
+
 } // namespace
 
 std::string check_master_spec(std::string_view spec) {
@@ -118,18 +139,10 @@ const ClusterNode* find_master(const std::vector<ClusterNode>& nodes, std::strin
 
 std::shared_ptr<ActionHandle> cluster_failover(const Deployment& d, const std::string& master,
                                                const std::string& mode, ActionReport report) {
-  auto h = std::make_shared<ActionHandle>();
+  auto [h, fail] = start_action(d, report, d.cluster != nullptr, "not in cluster mode");
+  if (!d.cluster) return h;
   auto cancelled = h->token();
   uv_loop_t* loop = d.loop;
-  auto fail = [loop, cancelled, report](std::string text) {
-    after(loop, 0, [cancelled, report, text] {
-      if (!*cancelled) report(true, false, text);
-    });
-  };
-  if (!d.cluster) {
-    fail("not in cluster mode");
-    return h;
-  }
   std::string err;
   const auto nodes = d.cluster->nodes();
   const ClusterNode* m = find_master(nodes, master, err);
@@ -305,18 +318,10 @@ struct Migration : std::enable_shared_from_this<Migration> {
 std::shared_ptr<ActionHandle> migrate_slots(const Deployment& d, int first, int last,
                                             const std::string& to, uint32_t batch,
                                             uint64_t pace_ms, ActionReport report) {
-  auto h = std::make_shared<ActionHandle>();
+  auto [h, fail] = start_action(d, report, d.cluster != nullptr, "not in cluster mode");
+  if (!d.cluster) return h;
   auto cancelled = h->token();
   uv_loop_t* loop = d.loop;
-  auto fail = [loop, cancelled, report](std::string text) {
-    after(loop, 0, [cancelled, report, text] {
-      if (!*cancelled) report(true, false, text);
-    });
-  };
-  if (!d.cluster) {
-    fail("not in cluster mode");
-    return h;
-  }
   const auto nodes = d.cluster->nodes();
   std::string err;
   const ClusterNode* dst = find_master(nodes, to, err);
@@ -376,15 +381,10 @@ std::shared_ptr<ActionHandle> migrate_slots(const Deployment& d, int first, int 
 // ---- sentinel_failover ----
 
 std::shared_ptr<ActionHandle> sentinel_failover(const Deployment& d, ActionReport report) {
-  auto h = std::make_shared<ActionHandle>();
+  auto [h, fail] = start_action(d, report, d.sentinel != nullptr, "not in sentinel mode");
+  if (!d.sentinel) return h;
   auto cancelled = h->token();
   uv_loop_t* loop = d.loop;
-  if (!d.sentinel) {
-    after(loop, 0, [cancelled, report] {
-      if (!*cancelled) report(true, false, "not in sentinel mode");
-    });
-    return h;
-  }
   std::vector<std::string> sentinels;
   std::string old;
   for (const auto& n : d.sentinel->nodes()) {

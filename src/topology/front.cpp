@@ -158,9 +158,8 @@ std::optional<resp::HostPort> Front::map(std::string_view host, uint16_t port) {
 }
 
 bool Front::may_rewrite(const resp::CommandInfo* c) const {
-  // The commands resp::rewrite_kind() knows (a subcommand's entry has its container's name).
-  return !c || c->name == "CLUSTER" || c->name == "SENTINEL" || c->name == "ROLE" ||
-         c->name == "INFO";
+  // A subcommand's entry has its container's name.
+  return !c || resp::may_rewrite(c->name);
 }
 
 uint8_t Front::kind(const resp::RequestFrame& f) const {

@@ -176,9 +176,9 @@ TEST(RespFaults, RedirectOnlyCollectsErrorsAndStreamsTheRest) {
 // message; a flagged request whose reply went by as one is forgotten, not left waiting.
 TEST(RespFaults, MessagesAreCollectedWholeAndFlagsTheyPassedAreForgotten) {
   Rig r;
-  r.f->begin_collect_message(2);
+  r.f->begin_collect_unpaired(2);
   ASSERT_TRUE(r.f->collecting());
-  EXPECT_EQ(r.f->collect_id(), RespFaults::kMessageId);
+  EXPECT_EQ(r.f->collect_id(), RespFaults::kUnpairedId);
   r.f->collect(r.port.chunk(">3\r\n$7\r\nmessage\r\n"));
   r.f->collect(r.port.chunk("$1\r\nc\r\n$1\r\np\r\n"));
   EXPECT_TRUE(r.port.events.empty());
