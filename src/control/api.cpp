@@ -526,6 +526,8 @@ void Api::create_toxic(Request& req, Response& res) {
   t.toxicity = opt_toxicity(body).value_or(1.0);
   if (!t.impl)
     t.impl = toxics::make_impl(t.type, attrs ? *attrs : json::object());
+  if (std::string why = p.refuses_toxic(t); !why.empty())
+    throw ApiError(400, why);
   json out = t.to_json();
   p.add_toxic(std::move(t));
   // Toxiproxy answers 200 here, not 201.

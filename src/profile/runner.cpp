@@ -259,6 +259,10 @@ void Runner::begin(size_t idx) {
       r.note = e.what();
       break;
     }
+    if (std::string why = p->refuses_toxic(t); !why.empty()) {
+      r.note = why;
+      break;
+    }
     r.impl = t.impl;
     r.base_bytes = stream_bytes(*p, t.stream);
     p->add_toxic(std::move(t));

@@ -503,9 +503,23 @@ const toxics::Toxic* Proxy::find_toxic(std::string_view name) const {
   return nullptr;
 }
 
+std::string ReplyRewriter::refuses_toxic(const toxics::Toxic& t) const {
+  return fmt::format("toxic type '{}' does not act on this proxy", t.type);
+}
+
+std::string Proxy::refuses_toxic(const toxics::Toxic& t) const {
+  if (!t.impl || !t.impl->needs_deployment()) return {};
+  if (!rewriter_)
+    return fmt::format("toxic type '{}' acts on the proxies of a deployment (faultline "
+                       "--sentinel), and proxy '{}' fronts a single Redis",
+                       t.type, cfg_.name);
+  return rewriter_->refuses_toxic(t);
+}
+
 void Proxy::add_toxic(toxics::Toxic t) {
   toxics_.push_back(t);
   for (auto& [id, s] : sessions_) s->add_toxic(toxics_.back());
+  if (rewriter_ && t.impl && t.impl->needs_deployment()) rewriter_->toxic_added(t);
   log::info("proxy {}: toxic {} ({}, {}) added", cfg_.name, t.name, t.type,
             toxics::to_string(t.stream));
 }
@@ -515,6 +529,7 @@ void Proxy::update_toxic(toxics::Toxic t) {
     if (cur.name != t.name) continue;
     cur = std::move(t);
     for (auto& [id, s] : sessions_) s->replace_toxic(cur);
+    if (rewriter_ && cur.impl && cur.impl->needs_deployment()) rewriter_->toxic_added(cur);
     return;
   }
 }

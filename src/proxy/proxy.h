@@ -89,6 +89,9 @@ public:
   // Toxics, in the order they were added. Names are unique per proxy.
   const std::vector<toxics::Toxic>& toxics() const { return toxics_; }
   const toxics::Toxic* find_toxic(std::string_view name) const;
+  // Why this proxy cannot take `t` (empty: it can): a toxic that acts through a deployment's
+  // rewriter (sentinel_stale) needs a proxy whose rewriter takes it.
+  std::string refuses_toxic(const toxics::Toxic& t) const;
   void add_toxic(toxics::Toxic t);
   void update_toxic(toxics::Toxic t); // same name
   bool remove_toxic(std::string_view name);

@@ -22,6 +22,9 @@ namespace faultline::resp {
 struct RequestFrame;
 struct CommandInfo;
 }
+namespace faultline::toxics {
+struct Toxic;
+}
 
 namespace faultline::proxy {
 
@@ -45,6 +48,11 @@ public:
   // The listener ("host:port") of the node that serves `slot`, for the moved and ask presets;
   // empty when not known.
   virtual std::string address_for_slot(unsigned slot) const = 0;
+  // Toxics that act through the rewriter (ToxicImpl::needs_deployment): why this proxy cannot
+  // take `t` (empty: it can), and that it was added or changed (the rewriter notes what it needs
+  // then; it looks at the proxy's toxics to know whether `t` is still there).
+  virtual std::string refuses_toxic(const toxics::Toxic& t) const;
+  virtual void toxic_added(const toxics::Toxic&) {}
 };
 
 } // namespace faultline::proxy

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/log.h"
@@ -34,6 +35,82 @@ private:
   Front& f_;
 };
 
+// Every address of the master's group (the master and its replicas) as one master: what a
+// sentinel that has not seen a failover answers when asked for the master.
+class Front::StaleBook final : public resp::AddressMap {
+public:
+  StaleBook(Front& f, const std::string& master) : f_(f), master_(master) {}
+  std::optional<resp::HostPort> listener_for(std::string_view host, uint16_t port) const override {
+    if (f_.group_.count(uv::Endpoint{std::string(host), port}.str())) return f_.listener(master_);
+    return f_.map(host, port);
+  }
+
+private:
+  Front& f_;
+  const std::string& master_;
+};
+
+class Front::View final : public proxy::ReplyRewriter {
+public:
+  View(Front& f, std::string address, bool sentinel)
+      : f_(f), address_(std::move(address)), sentinel_(sentinel) {}
+
+  uint8_t kind(const resp::RequestFrame& fr) const override { return f_.kind(fr); }
+  bool may_rewrite(const resp::CommandInfo* c) const override { return f_.may_rewrite(c); }
+  bool rewrite(uint8_t kind, std::string_view frame, std::string& out) override {
+    if (!stale_.empty() && asks_for_master(kind)) {
+      if (const std::string* m = stale_master()) return f_.rewrite_stale(kind, frame, *m, out);
+    }
+    return f_.rewrite(kind, frame, out);
+  }
+  void too_large(uint8_t kind, size_t bytes) override { f_.too_large(kind, bytes); }
+  std::string address_for_slot(unsigned slot) const override { return f_.address_for_slot(slot); }
+
+  std::string refuses_toxic(const toxics::Toxic& t) const override {
+    if (t.type != "sentinel_stale") return ReplyRewriter::refuses_toxic(t);
+    if (!sentinel_)
+      return fmt::format("toxic type 'sentinel_stale' acts on a sentinel's proxy, and '{}' "
+                         "fronts a data node",
+                         f_.proxy_name_for(address_));
+    if (f_.master_.empty())
+      return "toxic type 'sentinel_stale': no master is known yet to keep naming";
+    return {};
+  }
+  void toxic_added(const toxics::Toxic& t) override {
+    if (t.type != "sentinel_stale") return;
+    // Names of toxics since removed go; the master is the one named now.
+    const proxy::Proxy* p = f_.proxy_for(address_);
+    std::erase_if(stale_, [&](const auto& e) { return !p || !p->find_toxic(e.first); });
+    stale_[t.name] = f_.master_;
+    log::info("proxy {}: sentinel_stale {}: this sentinel names {} as the master from now on",
+              f_.proxy_name_for(address_), t.name, f_.master_);
+  }
+
+private:
+  static bool asks_for_master(uint8_t kind) {
+    using K = resp::RewriteKind;
+    if (kind < 3) return false;
+    const auto k = static_cast<K>(kind - 2);
+    return k == K::SentinelMasterAddr || k == K::SentinelMaster || k == K::SentinelMasters;
+  }
+  // The master the newest sentinel_stale toxic on this proxy noted; nullptr when there is none.
+  const std::string* stale_master() const {
+    const proxy::Proxy* p = f_.proxy_for(address_);
+    if (!p) return nullptr;
+    const auto& ts = p->toxics();
+    for (auto it = ts.rbegin(); it != ts.rend(); ++it) {
+      if (it->type != "sentinel_stale") continue;
+      if (auto s = stale_.find(it->name); s != stale_.end()) return &s->second;
+    }
+    return nullptr;
+  }
+
+  Front& f_;
+  std::string address_;
+  bool sentinel_;
+  std::map<std::string, std::string, std::less<>> stale_;  // toxic name -> master it noted
+};
+
 Front::Front(proxy::Registry& reg, FrontOptions opts) : reg_(reg), opts_(std::move(opts)) {
   std::string err;
   if (auto ep = uv::parse_endpoint(opts_.listen, err)) {
@@ -45,7 +122,6 @@ Front::Front(proxy::Registry& reg, FrontOptions opts) : reg_(reg), opts_(std::mo
     announce_ = listen_host_;
     if (announce_.empty() || announce_ == "0.0.0.0" || announce_ == "::") announce_ = "127.0.0.1";
   }
-  self_ = std::shared_ptr<Front>(std::shared_ptr<Front>(), this);
 }
 
 Front::~Front() = default;
@@ -84,7 +160,12 @@ proxy::Proxy* Front::make(const std::string& address, std::string_view prefix,
     std::string e;
     if (proxy::Proxy* p = reg_.create(pc, e)) {
       // A sentinel's events (pub/sub) name nodes too.
-      p->set_rewriter(self_, prefix == "sentinel", opts_.redirects);
+      auto& v = views_[address];
+      if (!v) v = std::make_unique<View>(*this, address, prefix == "sentinel");
+      // The proxies hold their view without owning it (an aliasing pointer): the Front
+      // outlives them.
+      p->set_rewriter(std::shared_ptr<View>(std::shared_ptr<View>(), v.get()),
+                      prefix == "sentinel", opts_.redirects);
       names_[address] = name;
       return p;
     }
@@ -190,6 +271,21 @@ bool Front::rewrite(uint8_t kind, std::string_view frame, std::string& out) {
     return true;
   }
   if (kind < 3) return false;
+  if (!resp::rewrite_reply(static_cast<resp::RewriteKind>(kind - 2), frame, book, out))
+    return false;
+  ++rewrites_;
+  return true;
+}
+
+void Front::set_master_group(std::string master, std::vector<std::string> data_nodes) {
+  master_ = std::move(master);
+  group_.clear();
+  group_.insert(data_nodes.begin(), data_nodes.end());
+}
+
+bool Front::rewrite_stale(uint8_t kind, std::string_view frame, const std::string& master,
+                          std::string& out) {
+  StaleBook book(*this, master);
   if (!resp::rewrite_reply(static_cast<resp::RewriteKind>(kind - 2), frame, book, out))
     return false;
   ++rewrites_;

@@ -22,6 +22,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -80,6 +81,11 @@ public:
   // Who serves a slot (its real address), for address_for_slot (cluster.h sets it).
   void slot_owner(std::function<std::string(unsigned)> f) { slot_owner_ = std::move(f); }
 
+  // Sentinel mode: the master and its data nodes (master and replicas) as the last look saw
+  // them, for the sentinel_stale toxic (a sentinel that keeps naming the master it named when
+  // the toxic was added).
+  void set_master_group(std::string master, std::vector<std::string> data_nodes);
+
   uint64_t rewrites() const { return rewrites_; }
   uint64_t redirects() const { return redirects_; }
   // Nodes fronted on a reply's word and not confirmed by discovery since; addresses left as
@@ -91,7 +97,11 @@ public:
   nlohmann::json reply_nodes_json() const;
 
 private:
-  class Book;  // resp::AddressMap over this Front
+  class Book;       // resp::AddressMap over this Front
+  class StaleBook;  // the same, naming one master for every data node of the group
+  class View;       // one proxy's rewriter: this Front's, and what that proxy's toxics ask
+  bool rewrite_stale(uint8_t kind, std::string_view frame, const std::string& master,
+                     std::string& out);
   std::optional<resp::HostPort> map(std::string_view host, uint16_t port);
   proxy::Proxy* make(const std::string& address, std::string_view prefix, std::string& err);
   uint16_t next_port();
@@ -103,7 +113,9 @@ private:
   uint16_t port_cursor_ = 0;
   std::string announce_;
   std::map<std::string, std::string, std::less<>> names_;  // real address -> proxy name
-  std::shared_ptr<Front> self_;   // what the proxies hold (an aliasing pointer: not owning)
+  std::map<std::string, std::unique_ptr<View>, std::less<>> views_;  // by real address
+  std::string master_;                                   // sentinel mode (set_master_group)
+  std::set<std::string, std::less<>> group_;
   std::function<void()> on_redirect_;
   std::function<void(const std::string&)> on_new_node_;
   std::function<std::string(unsigned)> slot_owner_;

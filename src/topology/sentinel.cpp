@@ -233,6 +233,10 @@ void Sentinel::looked(std::string err, std::vector<SentinelNode> nodes, const st
     if (!old_master.empty() && old_master != new_master)
       log::info("sentinel: master {} is now {} (was {})", opts_.master, new_master, old_master);
     nodes_ = std::move(nodes);
+    std::vector<std::string> data_nodes;
+    for (const auto& n : nodes_)
+      if (n.role != "sentinel") data_nodes.push_back(n.address);
+    front_.set_master_group(new_master, std::move(data_nodes));
     if (first_) {
       auto f = std::move(first_);
       first_ = nullptr;

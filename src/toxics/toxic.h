@@ -78,6 +78,9 @@ public:
   // Connection-level toxics make a stage; RESP-aware ones return nullptr here and a rule below.
   virtual std::unique_ptr<Stage> make_stage(Output& out) const = 0;
   virtual const RespRule* resp_rule() const { return nullptr; }
+  // A toxic that acts through a deployment's rewriter (proxy/rewriter.h) rather than on the
+  // bytes: only a proxy whose rewriter accepts it can take it (Proxy::refuses_toxic).
+  virtual bool needs_deployment() const { return false; }
 };
 
 struct Toxic {

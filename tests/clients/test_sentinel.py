@@ -20,9 +20,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
-from deployments import (Admin, BackgroundWriter, SentinelFront, Sentinels,
+from deployments import (DIRECT, Admin, BackgroundWriter, SentinelFront, Sentinels,
                          fronted, query, sentinel_guard)
 
 
@@ -182,3 +182,78 @@ def test_a_sentinel_down_the_client_asks_the_next(deployment):
     finally:
         if not front.direct:
             front.api.proxy(front.proxy_name(first)).enable()
+
+
+needs_faultline = pytest.mark.skipif(DIRECT, reason="a fault of faultline's: nothing to compare "
+                                     "with in FAULTLINE_DIRECT mode")
+
+
+@needs_faultline
+def test_a_stale_sentinel_keeps_redis_py_on_the_old_master(deployment):
+    """The sentinel_stale toxic on the first sentinel's proxy, then a real failover. redis-py
+    asks the sentinels in order and keeps the first that answers: the stale one names the old
+    master, so the client writes there. Until a sentinel demotes it the old master accepts
+    those writes, and they are lost (split brain as the client sees it); after, every write
+    fails with "The previous master is now a slave", on every retry, until the sentinel
+    catches up (the toxic removed)."""
+    dep, front = deployment
+    old = dep.master()
+    stale = front.api.proxy(front.proxy_name(dep.sentinel_ports[0]))
+    stale.add_toxic("sentinel_stale", name="stale")
+    new = dep.failover(settle=False)  # the sentinels agree; the old master not demoted yet
+    assert new != old
+    s = sentinel_client(front)
+    with guard(dep, front) as g:
+        assert s.discover_master(dep.name) == front.listener(old)
+        master = s.master_for(dep.name)
+        acked, failures = [], []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            key = f"sb:{len(acked) + len(failures)}"
+            try:
+                if master.set(key, "x"):
+                    acked.append(key)
+            except ConnectionError as e:
+                failures.append(str(e))
+                if len(failures) >= 3:
+                    break
+            time.sleep(0.02)
+        g.check()
+    print(f"split brain: {len(acked)} writes acknowledged by the old master after the failover; "
+          f"then {failures[:1]}")
+    assert len(failures) >= 3, f"the old master still took writes after 30 s ({len(acked)})"
+    assert all("previous master is now a slave" in f for f in failures), failures
+    # Still told the old master while the sentinel is stale.
+    assert s.discover_master(dep.name) == front.listener(old)
+    # What the old master acknowledged is on neither master: lost.
+    with Admin(new) as a:
+        assert all(a.call("GET", k) is None for k in acked), "a split-brain write survived"
+    stale.remove_toxic("stale")
+    assert s.discover_master(dep.name) == front.listener(new)
+    assert master.set("after", "1") and master.get("after") == b"1"
+    master.close()
+
+
+@needs_faultline
+def test_every_sentinel_unreachable_open_connections_work_new_ones_cannot_find_the_master(
+        deployment):
+    """Every sentinel's proxy disabled: a client already connected to the master keeps working
+    (redis-py asks the sentinels only to connect); a new one gets MasterNotFoundError; with the
+    sentinels back, it connects."""
+    dep, front = deployment
+    s = sentinel_client(front)
+    master = s.master_for(dep.name)
+    assert master.set("k", "1")
+    sentinels = [front.api.proxy(front.proxy_name(p)) for p in dep.sentinel_ports]
+    for p in sentinels:
+        p.disable()
+    try:
+        assert master.incr("k") == 2  # the pooled connection to the master
+        fresh = sentinel_client(front)
+        with pytest.raises(MasterNotFoundError):
+            fresh.discover_master(dep.name)
+    finally:
+        for p in sentinels:
+            p.enable()
+    assert fresh.master_for(dep.name).get("k") == b"2"
+    master.close()

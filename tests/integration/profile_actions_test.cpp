@@ -260,3 +260,105 @@ TEST(ProfileActions, SentinelFailoverProfileChangesTheMaster) {
   EXPECT_EQ(call(m, {"GET", "k"}), "$6\r\nbefore\r\n");
   EXPECT_EQ(call(m, {"SET", "k", "after"}), "+OK\r\n");
 }
+
+// The sentinel_stale toxic (issue 21's stale sentinel): on one sentinel's proxy, that sentinel
+// keeps naming the master it named when the toxic was added, through a real failover, in every
+// form a client asks (GET-MASTER-ADDR-BY-NAME in RESP2 and RESP3, SENTINEL MASTER, SENTINEL
+// MASTERS), while the other sentinels name the new master; removed, it names the new one.
+TEST(SentinelFaults, StaleSentinelKeepsNamingTheOldMaster) {
+  SentinelDeployment s;
+  ASSERT_TRUE(s.start()) << s.error();
+  const uint16_t old = s.master();
+  ASSERT_NE(old, 0);
+  const auto sentinels = s.sentinel_ports();
+  std::vector<std::string> args;
+  for (auto p : sentinels) args.insert(args.end(), {"--sentinel", "127.0.0.1:" + std::to_string(p)});
+  args.insert(args.end(), {"--master", s.master_name(), "--listen", "127.0.0.1:0", "--api",
+                           "127.0.0.1:0", "--topology-refresh-ms", "200"});
+  Faultline fl;
+  ASSERT_TRUE(fl.start_args(args));
+  HttpClient api("127.0.0.1", fl.api_port());
+
+  std::map<uint16_t, uint16_t> via;  // real port -> listener port
+  auto read_topology = [&] {
+    auto r = api.request("GET", "/topology");
+    if (!r.ok() || r.status != 200) return false;
+    via.clear();
+    const json topo = json::parse(r.body);
+    for (const auto& n : topo["nodes"]) {
+      if (n["listen"].is_null()) return false;
+      via[listen_port(n["address"].get<std::string>())] =
+          listen_port(n["listen"].get<std::string>());
+    }
+    return true;
+  };
+  ASSERT_TRUE(read_topology());
+  const std::string stale = "sentinel-127.0.0.1-" + std::to_string(sentinels[0]);
+  const std::string toxic = R"({"name":"stale","type":"sentinel_stale"})";
+
+  // Only a sentinel's proxy takes it, with an error that says why.
+  auto bad = api.request("POST", "/proxies/node-127.0.0.1-" + std::to_string(old) + "/toxics",
+                         toxic);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("sentinel_stale"), std::string::npos) << bad.body;
+  auto added = api.request("POST", "/proxies/" + stale + "/toxics", toxic);
+  ASSERT_TRUE(added.ok());
+  ASSERT_EQ(added.status, 200) << added.body;
+
+  const uint16_t now = s.failover(SentinelDeployment::Settle::Sentinels);
+  ASSERT_NE(now, 0);
+  ASSERT_NE(now, old);
+
+  auto addr_port = [&](uint16_t sentinel_listener, bool resp3 = false) -> uint16_t {
+    Conn c(sentinel_listener);
+    if (resp3) call(c, {"HELLO", "3"});
+    Resp r = parse_resp(call(c, {"SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.master_name()}));
+    return r.items.size() == 2 ? uint16_t(std::stoi(r.items[1].str)) : 0;
+  };
+  // A sentinel that is not stale names the new master's listener (once faultline looked).
+  ASSERT_TRUE(wait_until([&] {
+    return read_topology() && via.count(now) && addr_port(via.at(sentinels[1])) == via.at(now);
+  }, 15s)) << "old " << old << " now " << now << " sentinel 1 names "
+           << addr_port(via[sentinels[1]]) << " sentinel 0 names "
+           << addr_port(via[sentinels[0]]) << "; listeners: old " << via[old] << " now "
+           << via[now] << "\n" << api.request("GET", "/topology").body;
+
+  auto field = [](const Resp& flat, const std::string& name) {
+    for (size_t i = 0; i + 1 < flat.items.size(); i += 2)
+      if (flat.items[i].str == name) return flat.items[i + 1].str;
+    return std::string();
+  };
+  // The real sentinel has finished the failover: SENTINEL MASTER names the new master only
+  // then (GET-MASTER-ADDR-BY-NAME names the promoted replica as soon as the other replicas are
+  // being reconfigured).
+  ASSERT_TRUE(wait_until([&] {
+    return field(query(sentinels[0], {"SENTINEL", "MASTER", s.master_name()}), "port") ==
+           std::to_string(now);
+  }, 30s));
+
+  // The stale one still names the old master's listener, in every form.
+  EXPECT_EQ(addr_port(via.at(sentinels[0])), via.at(old));
+  EXPECT_EQ(addr_port(via.at(sentinels[0]), true), via.at(old));
+  Resp master = query(via.at(sentinels[0]), {"SENTINEL", "MASTER", s.master_name()});
+  EXPECT_EQ(field(master, "port"), std::to_string(via.at(old)));
+  Resp masters = query(via.at(sentinels[0]), {"SENTINEL", "MASTERS"});
+  ASSERT_EQ(masters.items.size(), 1u);
+  EXPECT_EQ(field(masters.items[0], "port"), std::to_string(via.at(old)));
+  // A client that believed the stale sentinel writes to the old master: once a sentinel has
+  // demoted it (when it next reads the old master's INFO), it meets READONLY.
+  std::string reply;
+  EXPECT_TRUE(wait_until([&] {
+    Conn w(via.at(old));
+    reply = call(w, {"SET", "k", "v"});
+    return reply.rfind("-READONLY", 0) == 0;
+  }, 30s)) << reply;
+
+  // Removed: the sentinel's own answer again.
+  auto del = api.request("DELETE", "/proxies/" + stale + "/toxics/stale");
+  ASSERT_TRUE(del.ok());
+  EXPECT_EQ(del.status, 204);
+  EXPECT_EQ(addr_port(via.at(sentinels[0])), via.at(now));
+  Resp again = query(via.at(sentinels[0]), {"SENTINEL", "MASTER", s.master_name()});
+  EXPECT_EQ(field(again, "port"), std::to_string(via.at(now)));
+}

@@ -284,7 +284,7 @@ TEST(ProfileErrors, UnknownToxicType) {
   EXPECT_EQ(error_of("[[steps]]\nat = \"1s\"\nfor = \"2s\"\ntoxic = { type = \"lag\" }\n"),
             "t.toml:4:18: step 1: toxic: unknown type 'lag' (one of: latency, bandwidth, "
             "slow_close, timeout, reset_peer, slicer, limit_data, noop, resp_error, resp_reply, "
-            "resp_delay, resp_hang, resp_reset, resp_close, truncate)");
+            "resp_delay, resp_hang, resp_reset, resp_close, truncate, sentinel_stale)");
 }
 
 TEST(ProfileErrors, BadToxicAttribute) {

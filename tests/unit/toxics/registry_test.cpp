@@ -25,7 +25,8 @@ TEST(ToxicRegistry, EveryTypeIsRegisteredInListingOrder) {
   EXPECT_EQ(type_names(), std::vector<std::string>(
                               {"latency", "bandwidth", "slow_close", "timeout", "reset_peer",
                                "slicer", "limit_data", "noop", "resp_error", "resp_reply",
-                               "resp_delay", "resp_hang", "resp_reset", "resp_close", "truncate"}));
+                               "resp_delay", "resp_hang", "resp_reset", "resp_close", "truncate",
+                               "sentinel_stale"}));
   EXPECT_FALSE(known_type("lag"));
   EXPECT_THROW(make_impl("lag", json::object()), ToxicError);
   EXPECT_THROW(make_impl("latency", json::array()), ToxicError);
