@@ -245,6 +245,18 @@ def key_in_slot(slot: int, prefix: str = "k") -> str:
     return f"{prefix}{n}"
 
 
+def keys_in_slots(first: int, last: int, per_slot: int = 3, prefix: str = "p") -> List[str]:
+    """per_slot keys in each slot first..last ("{tag}.0", "{tag}.1", ...; one hash tag a slot)."""
+    want, tags, n = set(range(first, last + 1)), {}, 0
+    while want:
+        s = key_slot(f"{prefix}{n}")
+        if s in want:
+            tags[s] = f"{prefix}{n}"
+            want.discard(s)
+        n += 1
+    return [f"{{{tags[s]}}}.{j}" for s in range(first, last + 1) for j in range(per_slot)]
+
+
 class Cluster:
     """A Redis Cluster of private redis-servers (3 masters with one replica each by default).
     Nodes are named by their port; roles and slots are read back from the nodes each time."""
@@ -956,3 +968,133 @@ class BackgroundWriter:
         while len(d) < start + n:
             assert time.monotonic() < deadline, f"writer stalled; errors: {self.errors[-3:]}"
             time.sleep(0.01)
+
+
+# -- the shipped profiles that change the deployment, as a user starts them --
+
+PROFILES_DIR = os.path.join(HERE, "..", "..", "profiles")
+
+
+def redirections(ports: Iterable[int]) -> Dict[str, int]:
+    """{error code: count} of the errors the real nodes on `ports` answered since their last
+    CONFIG RESETSTAT (INFO errorstats: MOVED, ASK, READONLY, ...): what the clients were told,
+    counted by Redis itself, with or without faultline in between."""
+    out: Dict[str, int] = {}
+    for p in ports:
+        text = query(p, "INFO", "errorstats")
+        for line in (text or "").splitlines() if isinstance(text, str) else []:
+            k, _, v = line.partition(":")
+            if k.startswith("errorstat_") and v.startswith("count="):
+                code = k[len("errorstat_"):]
+                out[code] = out.get(code, 0) + int(v[6:].split(",")[0])
+    return out
+
+
+class DeploymentProfile:
+    """One of the shipped profiles that act on the real deployment (cluster-failover,
+    cluster-reshard, sentinel-failover), started as a user starts it: POST /profiles with the
+    shipped file, through faultline's API. Direct (FAULTLINE_DIRECT=1, no faultline): `act()`,
+    the fixture making the same change itself, and no report.
+
+        with DeploymentProfile(front, "cluster-failover", act, ports) as p:
+            p.wait_action()      # the step's outcome (through faultline) once it is done
+            ...                  # the test's own waits (the writer going on)
+        p.report                 # the finished profile's report (verdicts decided), or None
+        p.errorstats             # the nodes' error counts over the run (MOVED, ASK, READONLY)
+    """
+
+    def __init__(self, front: "_Front", name: str, act: Callable[[], object],
+                 ports: Callable[[], Iterable[int]], speed: float = 1.0, timeout: float = 90.0):
+        self.front, self.name, self.act, self.ports = front, name, act, ports
+        self.speed, self.timeout = speed, timeout
+        self.report: Optional[dict] = None
+        self.outcome: Optional[dict] = None
+        self.errorstats: Dict[str, int] = {}
+        self.started = self.ended = 0.0
+
+    def __enter__(self) -> "DeploymentProfile":
+        for p in self.ports():
+            query(p, "CONFIG", "RESETSTAT", check=True)
+        self.started = time.monotonic()
+        if not self.front.direct:
+            self.front.api.start_profile(os.path.join(PROFILES_DIR, self.name + ".toml"),
+                                         speed=self.speed, replace=False)
+        return self
+
+    def wait_action(self) -> Optional[dict]:
+        """Until the profile's deployment action is done; its outcome, which must be ok.
+        Direct: runs act() (the same change, made by the fixture)."""
+        if self.front.direct:
+            self.act()
+            return None
+
+        def done():
+            rep = self.front.api.profile_report(self.name)
+            o = rep["steps"][0].get("outcome") if rep.get("steps") else None
+            return o if o and o.get("done") else None
+        self.outcome = wait_until(done, self.timeout, f"profile {self.name}'s action")
+        assert self.outcome.get("ok"), f"profile {self.name}: {self.outcome}"
+        return self.outcome
+
+    def __exit__(self, exc_type, *exc):
+        if self.front.direct:
+            self.ended = time.monotonic()
+            self.errorstats = redirections(self.ports())
+            return
+        try:
+            if exc_type is None:
+                self.report = self.front.api.wait_profile(self.name, self.timeout)
+        finally:
+            self.ended = time.monotonic()
+            self.errorstats = redirections(self.ports())
+            self.front.api.stop_profile(self.name)
+
+    # -- what the report says (through faultline) --
+
+    def failed_verdicts(self) -> List[dict]:
+        if not self.report:
+            return []
+        return [v for v in self.report["expect"]["verdicts"] if v.get("state") != "pass"]
+
+    def verdicts(self) -> str:
+        """"pass (N verdicts)", or the failed ones (`proxy key measured`); "-" direct."""
+        if not self.report:
+            return "-"
+        bad = self.failed_verdicts()
+        if not bad:
+            return f"pass ({len(self.report['expect']['verdicts'])} verdicts)"
+        return "FAIL: " + "; ".join(f"{v.get('proxy')} {v['key']} {v.get('measured')} "
+                                    f"{v.get('state')}" for v in bad)
+
+    def connects(self) -> Tuple[int, int, int]:
+        """(connects, failed, highest peak per second) over every proxy during the profile,
+        from the report's client verdicts; (-1, -1, -1) direct."""
+        if not self.report:
+            return (-1, -1, -1)
+        total = failed = peak = 0
+        for c in (self.report.get("clients") or {}).values():
+            if isinstance(c, dict):
+                total += c["connects"]["total"]
+                failed += c["connects"]["failed"]
+                peak = max(peak, c["connects"]["peak_per_second"])
+        return (total, failed, peak)
+
+    def resends(self) -> int:
+        if not self.report:
+            return -1
+        return sum(c["resends"]["total"] for c in (self.report.get("clients") or {}).values()
+                   if isinstance(c, dict))
+
+    def figures(self, client: str, **kw) -> str:
+        """One line of the closing note's table (docs/deployments.md), printed by the test."""
+        import json
+        connects, failed, peak = self.connects()
+        d = dict(client=client, profile=self.name, direct=self.front.direct,
+                 seconds=round(self.ended - self.started, 1),
+                 moved=self.errorstats.get("MOVED", 0), ask=self.errorstats.get("ASK", 0),
+                 readonly=self.errorstats.get("READONLY", 0),
+                 other_errors={k: v for k, v in self.errorstats.items()
+                               if k not in ("MOVED", "ASK", "READONLY")},
+                 connects=connects, failed_connects=failed, peak_connects_per_second=peak,
+                 resends=self.resends(), verdicts=self.verdicts(), **kw)
+        return "PROFILE-FIGURES " + json.dumps(d)

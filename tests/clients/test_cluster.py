@@ -1,6 +1,9 @@
 """redis-py's RedisCluster against a real six-node Redis Cluster through faultline's cluster mode
 (issue 21): reads and writes over every master, a real failover and a real slot migration while
 the client writes, a node down, CLUSTERDOWN; and no client connection ever reaching a real node.
+The shipped profiles cluster-failover and cluster-reshard, started through faultline's API as a
+user starts them, while the client writes (run_cluster_profiles, shared with ioredis's test); each
+prints a PROFILE-FIGURES line, the figures of docs/deployments.md.
 
 FAULTLINE_DIRECT=1 runs the same tests against the cluster itself (no faultline), which checks
 the fixtures and the tests; the no-direct-client check is then inverted (it must see the
@@ -15,8 +18,9 @@ from redis.exceptions import RedisClusterException
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ClusterDownError, ConnectionError
 
-from deployments import (Admin, BackgroundWriter, Cluster, ClusterFront, DirectClients,
-                         cluster_guard, fronted, key_in_slot, key_slot, query)
+from deployments import (Admin, BackgroundWriter, Cluster, ClusterFront, DeploymentProfile,
+                         DirectClients, cluster_guard, fronted, key_in_slot, key_slot,
+                         keys_in_slots, query, wait_until)
 
 
 @pytest.fixture
@@ -75,25 +79,49 @@ class Writer(BackgroundWriter):
     """A thread writing SET w:<i> <i> in a loop through one client; records what was
     acknowledged and what raised."""
 
-    def __init__(self, rc, keys=None):
+    def __init__(self, rc, keys=None, overwrite=False):
         self.rc = rc
         self.keys = keys
+        # overwrite: SET keys[i % n] <i>, the same keys again and again (acked holds the last
+        # value of each), so a slot migration has a bounded number of keys to move.
+        self.overwrite = overwrite
         self.acked = {}
+        self.acked_at = []  # monotonic time of each acknowledgement, in order
         super().__init__()
 
     def run(self):
         i = 0
         while not self.stop.is_set():
-            key = self.keys[i % len(self.keys)] + f":{i}" if self.keys else f"w:{i}"
+            if self.overwrite:
+                key = self.keys[i % len(self.keys)]
+            else:
+                key = self.keys[i % len(self.keys)] + f":{i}" if self.keys else f"w:{i}"
             try:
                 if self.rc.set(key, str(i)):
                     self.acked[key] = str(i)
+                    self.acked_at.append(time.monotonic())
             except Exception as e:  # noqa: BLE001 - recorded, the test asserts on it
                 self.errors.append((time.monotonic(), repr(e)))
             i += 1
 
     def wait_acked(self, n, timeout=30):
-        self.wait_grown(self.acked, n, timeout)
+        if self.overwrite:
+            self.wait_grown(self.acked_at, n, timeout)
+        else:
+            self.wait_grown(self.acked, n, timeout)
+
+    def errors_between(self, t0, t1):
+        return [e for t, e in self.errors if t0 <= t <= t1]
+
+    def longest_pause(self, t0, t1):
+        """The longest time without an acknowledgement between t0 and t1, in ms."""
+        return longest_pause(self.acked_at, t0, t1)
+
+
+def longest_pause(times, t0, t1):
+    """The longest gap between consecutive times (and t0 to the first) within [t0, t1], ms."""
+    inside = [t0] + [t for t in times if t0 <= t <= t1]
+    return round(1000 * max((b - a for a, b in zip(inside, inside[1:])), default=t1 - t0))
 
 
 def test_reads_and_writes_cover_every_master_and_never_reach_a_node_directly(cluster):
@@ -162,6 +190,94 @@ def test_slot_migration_while_writing_follows_ask_and_moved_and_loses_no_write(c
     assert not lost, f"{len(lost)} of {len(w.acked)} acknowledged writes lost: {list(lost.items())[:5]}"
     assert query(src, "CLUSTER", "COUNTKEYSINSLOT", first) == 0
     assert query(dst, "CLUSTER", "COUNTKEYSINSLOT", first) > 0
+    rc.close()
+
+
+def slots_range_owner(port, first):
+    """(last slot, master port) of the CLUSTER SLOTS range starting at `first`, as the real
+    node `port` answers it."""
+    for r in query(port, "CLUSTER", "SLOTS", check=True):
+        if r[0] == first:
+            return r[1], int(r[2][1])
+    return None
+
+
+def run_cluster_profiles(c, front, writer, client_name, figures):
+    """The shipped cluster-failover, then cluster-reshard, started through faultline's API (or,
+    direct, the same changes made by the fixture) while `writer` (SET of the keys of slots 0-99
+    in a loop, through the client under test) writes; checks that each change really happened
+    and that the profile's [expect] passed. `writer` has mark() -> (errors, longest pause ms)
+    since the last mark. Appends each profile's figures (docs/deployments.md) to `figures`."""
+    ports = lambda: c.ports  # noqa: E731
+    old = c.owner(0)
+
+    def failover():  # what the profile does, for direct mode
+        c.failover(sorted(r for r in c.replicas() if c.master_of(r) == old)[0])
+    writer.mark()
+    with DeploymentProfile(front, "cluster-failover", failover, ports) as p:
+        p.wait_action()
+        c.wait_ready()
+        writer.wait_acked(300)  # and on after it
+    errors, pause = writer.mark()
+    figures.append(p.figures(client_name, errors=len(errors), error_sample=errors[:3],
+                             longest_pause_ms=pause, **getattr(writer, "mark_extras", {})))
+    # The failover really happened: slot 0's master is the old master's replica, ROLE says so.
+    new = c.owner(0)
+    assert new != old and c.master_of(old) == new, (old, new)
+    assert query(new, "ROLE")[0] == "master" and query(old, "ROLE")[0] == "slave"
+    assert slots_range_owner(old, 0)[1] == new
+    assert not p.failed_verdicts(), p.verdicts()
+    assert not errors, errors[:5]
+
+    src, dst = c.owner(0), c.owner(16383)
+
+    def reshard():
+        c.migrate_slots(0, 99, src, dst, pace=0.05, batch=10)
+    writer.mark()
+    with DeploymentProfile(front, "cluster-reshard", reshard, ports) as p:
+        p.wait_action()
+        wait_until(lambda: all(c.owner(s) == dst for s in (0, 99)) and c.ready(), 30,
+                   "slots 0-99 moved, every node agreeing")
+        writer.wait_acked(300)
+    errors, pause = writer.mark()
+    figures.append(p.figures(client_name, errors=len(errors), error_sample=errors[:3],
+                             longest_pause_ms=pause, **getattr(writer, "mark_extras", {})))
+    # The migration really happened: CLUSTER SLOTS of the source gives 0-99 to the
+    # destination, whose keys they are now.
+    assert slots_range_owner(src, 0) == (99, dst)
+    assert query(src, "CLUSTER", "COUNTKEYSINSLOT", 0) == 0
+    assert query(dst, "CLUSTER", "COUNTKEYSINSLOT", 0) == 3
+    assert p.errorstats.get("ASK", 0) > 0 and p.errorstats.get("MOVED", 0) > 0, p.errorstats
+    assert not p.failed_verdicts(), p.verdicts()
+    assert not errors, errors[:5]
+
+
+class MarkedWriter(Writer):
+    def mark(self):
+        """(errors, longest pause in ms) since the last mark."""
+        now = time.monotonic()
+        t0 = getattr(self, "_mark", now)
+        self._mark = now
+        return self.errors_between(t0, now), self.longest_pause(t0, now)
+
+
+def test_shipped_cluster_profiles_while_writing_lose_no_write(cluster):
+    """cluster-failover then cluster-reshard, as a user runs them (POST /profiles of the
+    shipped files) while redis-py writes the keys of slots 0-99: no error reaches the
+    application, every acknowledged write is in the cluster, the verdicts pass, the failover
+    and the migration really happened, and the client never reached a node directly."""
+    c, front = cluster
+    rc = client(front)
+    figures = []
+    with guard(c, front) as g, MarkedWriter(rc, keys_in_slots(0, 99), overwrite=True) as w:
+        w.wait_acked(300)
+        try:
+            run_cluster_profiles(c, front, w, "redis-py", figures)
+        finally:
+            print("\n".join(figures))
+        g.check()
+    lost = lost_writes(c, w.acked)
+    assert not lost, f"{len(lost)} of {len(w.acked)} acknowledged writes lost: {list(lost.items())[:5]}"
     rc.close()
 
 

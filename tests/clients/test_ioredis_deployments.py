@@ -1,7 +1,9 @@
 """ioredis (npm) against a whole Redis Cluster and a Sentinel deployment through faultline's
 cluster and sentinel modes (issue 21): writes in a loop through a real failover and a real slot
 migration (cluster) or a real SENTINEL FAILOVER (sentinel); every acknowledged write is in the
-deployment afterwards, and no connection of the client ever reached a real node.
+deployment afterwards, and no connection of the client ever reached a real node. The same under
+the shipped profiles cluster-failover, cluster-reshard and sentinel-failover, started through
+faultline's API (test_cluster.run_cluster_profiles, test_sentinel.run_sentinel_profile).
 FAULTLINE_DIRECT=1: the same against the deployments alone (see deployments.py).
 """
 
@@ -13,9 +15,11 @@ import threading
 import pytest
 
 from deployments import (Admin, Cluster, ClusterFront, SentinelFront, Sentinels, cluster_guard,
-                         fronted, key_in_slot, key_slot, sentinel_guard, wait_until)
+                         fronted, key_in_slot, key_slot, keys_in_slots, sentinel_guard,
+                         wait_until)
 from test_ioredis import HERE, node_modules  # noqa: F401 - the fixture that installs ioredis
-from test_cluster import lost_writes
+from test_cluster import lost_writes, run_cluster_profiles
+from test_sentinel import run_sentinel_profile
 
 
 class NodeWriter:
@@ -28,6 +32,8 @@ class NodeWriter:
                                      stderr=subprocess.PIPE, text=True)
         self.acked = 0
         self.result = None
+        self.marks = []
+        self.mark_extras = {}
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -37,6 +43,8 @@ class NodeWriter:
                 v = json.loads(line)
                 if "ok" in v:
                     self.result = v
+                elif "mark" in v:
+                    self.marks.append(v["mark"])
                 else:
                     self.acked = v["acked"]
 
@@ -45,6 +53,20 @@ class NodeWriter:
         wait_until(lambda: self.acked >= start + n or self.proc.poll() is not None, timeout,
                    f"ioredis acknowledging {n} more writes")
         assert self.proc.poll() is None, self.proc.stderr.read()
+
+    def mark(self):
+        """(errors that reached the application, longest time without an acknowledgement in
+        ms) since the last mark; the client's "error" events in mark_extras."""
+        n = len(self.marks)
+        self.proc.stdin.write("mark\n")
+        self.proc.stdin.flush()
+        wait_until(lambda: len(self.marks) > n or self.proc.poll() is not None, 10, "a mark")
+        assert len(self.marks) > n, self.proc.stderr.read()
+        m = self.marks[-1]
+        self.mark_extras = {"error_events": len(m["events"]), "event_sample": m["events"][:3]}
+        if m.get("unconfirmed"):
+            self.mark_extras["unconfirmed"] = m["unconfirmed"]
+        return m["errors"], m["longest_pause_ms"]
 
     def stop(self):
         self.proc.stdin.write("stop\n")
@@ -113,4 +135,54 @@ def test_ioredis_sentinels_follow_a_failover_and_lose_no_confirmed_write(deploym
         lost = {k: v for k, v in res["acked"].items() if a.call("GET", k) != v}
     print(f"confirmed {len(res['acked'])}, unconfirmed {res['unconfirmed']}, "
           f"errors {res['errors'][:5]}")
+    assert not lost, f"{len(lost)} of {len(res['acked'])} confirmed writes lost"
+
+
+def test_ioredis_cluster_under_the_shipped_profiles_loses_no_write(cluster, node_modules):
+    """cluster-failover then cluster-reshard as a user runs them (POST /profiles), ioredis's
+    Cluster writing the keys of slots 0-99 meanwhile (see test_cluster.run_cluster_profiles)."""
+    c, front = cluster
+    figures = []
+    with cluster_guard(c, front) as g:
+        w = NodeWriter(node_modules, {"cluster": front.startup_nodes(),
+                                      "tags": keys_in_slots(0, 99), "overwrite": True})
+        try:
+            w.wait_acked(300)
+            try:
+                run_cluster_profiles(c, front, w, "ioredis", figures)
+            finally:
+                print("\n".join(figures))
+            g.check()
+        finally:
+            res = w.stop()
+    assert set(map(tuple, (n.rsplit(":", 1) for n in res["nodes"]))) <= \
+        {(h, str(p)) for h, p in front.listeners()}, res["nodes"]
+    lost = lost_writes(c, res["acked"])
+    assert not lost, f"{len(lost)} of {len(res['acked'])} acknowledged writes lost: {list(lost.items())[:5]}"
+
+
+def test_ioredis_sentinels_under_the_shipped_profile_lose_no_confirmed_write(deployment,
+                                                                             node_modules):
+    """sentinel-failover as a user runs it (POST /profiles), ioredis with `sentinels` writing
+    (SET then WAIT 2) meanwhile (see test_sentinel.run_sentinel_profile)."""
+    dep, front = deployment
+    figures = []
+    with sentinel_guard(dep, front) as g:
+        w = NodeWriter(node_modules, {"sentinels": front.sentinels(), "name": dep.name, "wait": 2})
+        try:
+            w.wait_acked(50)
+            try:
+                new, errors = run_sentinel_profile(dep, front, w, "ioredis", figures)
+            finally:
+                print("\n".join(figures))
+            g.check()
+        finally:
+            res = w.stop()
+    assert not errors, errors[:5]
+    assert res["nodes"] == ["%s:%d" % front.listener(new)], res["nodes"]
+    with Admin(new) as a:
+        lost = {k: v for k, v in res["acked"].items() if a.call("GET", k) != v}
+        gone = sum(1 for k, v in res["unconfirmed_keys"].items() if a.call("GET", k) != v)
+    # What Redis itself did to the writes the old master took alone (reported, not asserted).
+    print(f"UNCONFIRMED ioredis {res['unconfirmed']} unconfirmed, of which lost: {gone}")
     assert not lost, f"{len(lost)} of {len(res['acked'])} confirmed writes lost"

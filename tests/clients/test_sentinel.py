@@ -1,7 +1,9 @@
 """redis-py's Sentinel against a real Sentinel deployment (one master, two replicas, three
 sentinels) through faultline's sentinel mode (issue 21): master_for/slave_for through the
 sentinels' listeners, a real SENTINEL FAILOVER while writing, a sentinel down; and no client
-connection ever reaching a real node or sentinel.
+connection ever reaching a real node or sentinel. The shipped profile sentinel-failover, started
+through faultline's API as a user starts it, while the client writes (run_sentinel_profile,
+shared with ioredis's test; a PROFILE-FIGURES line for docs/deployments.md).
 
 FAULTLINE_DIRECT=1 runs the same tests against the deployment itself (no faultline).
 
@@ -22,8 +24,8 @@ from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from deployments import (DIRECT, Admin, BackgroundWriter, SentinelFront, Sentinels,
-                         fronted, query, sentinel_guard)
+from deployments import (DIRECT, Admin, BackgroundWriter, DeploymentProfile, SentinelFront,
+                         Sentinels, fronted, query, sentinel_guard, wait_until)
 
 
 @pytest.fixture
@@ -56,6 +58,8 @@ class Writer(BackgroundWriter):
         self.r = r
         self.confirmed = {}
         self.unconfirmed = {}
+        self.confirmed_at = []  # monotonic time of each confirmation, in order
+        self._mark = time.monotonic()
         super().__init__()
 
     def run(self):
@@ -66,6 +70,7 @@ class Writer(BackgroundWriter):
                 if self.r.set(key, str(i)):
                     if self.r.execute_command("WAIT", 2, 1000) >= 2:
                         self.confirmed[key] = str(i)
+                        self.confirmed_at.append(time.monotonic())
                     else:
                         self.unconfirmed[key] = str(i)
             except Exception as e:  # noqa: BLE001 - recorded, the test asserts on it
@@ -74,6 +79,20 @@ class Writer(BackgroundWriter):
 
     def wait_confirmed(self, n, timeout=30):
         self.wait_grown(self.confirmed, n, timeout)
+
+    wait_acked = wait_confirmed
+
+    def mark(self):
+        """(errors, longest time without a confirmation in ms) since the last mark; the writes
+        the master acknowledged but WAIT did not confirm, in mark_extras."""
+        now = time.monotonic()
+        t0, self._mark = self._mark, now
+        n = len(self.unconfirmed)
+        self.mark_extras = {"unconfirmed": n - getattr(self, "_unconfirmed", 0)}
+        self._unconfirmed = n
+        inside = [t0] + [t for t in self.confirmed_at if t0 <= t <= now]
+        pause = max((b - a for a, b in zip(inside, inside[1:] + [now])), default=now - t0)
+        return [e for t, e in self.errors if t0 <= t <= now], round(1000 * pause)
 
 
 def test_master_and_replicas_through_the_sentinels_listeners(deployment):
@@ -162,6 +181,61 @@ def test_sentinel_failover_while_writing_client_follows_and_no_confirmed_write_i
     # among them) hold them too.
     last = max(w.confirmed, key=lambda k: int(k[2:]))
     assert query(old, "GET", last) == w.confirmed[last]
+    master.close()
+
+
+def run_sentinel_profile(dep, front, writer, client_name, figures):
+    """The shipped sentinel-failover, started through faultline's API (or, direct, the same
+    SENTINEL FAILOVER made by the fixture) while `writer` (SET then WAIT 2 in a loop, through
+    the client under test) writes; checks that the master really changed and that the
+    profile's [expect] passed. `writer` has mark() -> (errors, longest pause ms) since the last
+    mark and wait_acked(n). Appends the profile's figures (docs/deployments.md) to `figures`;
+    returns the new master's port."""
+    old = dep.master()
+    writer.mark()
+    with DeploymentProfile(front, "sentinel-failover", lambda: dep.failover(settle=False),
+                           lambda: dep.data_ports) as p:
+        p.wait_action()
+        # Settled: every sentinel names the new master, the old one replicates from it.
+        new = wait_until(lambda: dep.master() != old and dep.ready() and dep.master(), 60,
+                         "the failover settled")
+        writer.wait_acked(50)  # and on after it
+    errors, pause = writer.mark()
+    figures.append(p.figures(client_name, errors=len(errors), error_sample=errors[:3],
+                             longest_pause_ms=pause, **getattr(writer, "mark_extras", {})))
+    # The failover really happened: ROLE on both, and the real sentinels name the new master.
+    assert new != old
+    assert query(new, "ROLE")[0] == "master"
+    role = query(old, "ROLE")
+    assert role[0] == "slave" and int(role[2]) == new, role
+    assert all(dep.master_by(s) == new for s in dep.sentinel_ports)
+    assert not p.failed_verdicts(), p.verdicts()
+    return new, errors
+
+
+def test_shipped_sentinel_failover_profile_while_writing_loses_no_confirmed_write(deployment):
+    """sentinel-failover as a user runs it (POST /profiles of the shipped file) while redis-py's
+    Sentinel client (retrying master_for) writes: the client follows to the new master through
+    faultline, no confirmed write is lost, the verdicts pass."""
+    dep, front = deployment
+    s = sentinel_client(front)
+    master = retrying_master(s, dep.name)
+    figures = []
+    with guard(dep, front) as g, Writer(master) as w:
+        w.wait_confirmed(50)
+        try:
+            new, errors = run_sentinel_profile(dep, front, w, "redis-py", figures)
+        finally:
+            print("\n".join(figures))
+        g.check()
+    assert not errors, errors[:5]
+    assert master.connection_pool.get_master_address() == front.listener(new)
+    with Admin(new) as a:
+        lost = {k: (v, a.call("GET", k)) for k, v in w.confirmed.items() if a.call("GET", k) != v}
+        gone = sum(1 for k, v in w.unconfirmed.items() if a.call("GET", k) != v)
+    # What Redis itself did to the writes the old master took alone (reported, not asserted).
+    print(f"UNCONFIRMED redis-py {len(w.unconfirmed)} unconfirmed, of which lost: {gone}")
+    assert not lost, f"{len(lost)} of {len(w.confirmed)} confirmed writes lost: {list(lost.items())[:5]}"
     master.close()
 
 

@@ -4,9 +4,15 @@
 //   {"sentinels": [[host, port], ...], "name": N} ioredis with sentinels, master N
 //   "tags": optional list of key prefixes: every other write goes to "<tag>:<i>" (hash tags,
 //   so that writes hit chosen slots); "wait": replicas a write must reach (WAIT n 1000) to
-//   count as acknowledged (0: the OK of SET is enough).
-// Prints {"acked": N} lines while it writes; on "stop" on stdin, one last line:
-// {"ok": true, "acked": {key: value}, "unconfirmed": N, "errors": [...], "nodes": [...]}.
+//   count as acknowledged (0: the OK of SET is enough); "overwrite": true, every write goes to
+//   tags[i % n] itself (the same keys again and again; "acked" holds the last value of each).
+// Prints {"acked": N} lines while it writes (N: acknowledgements so far); on "mark" on stdin,
+// {"mark": {"errors": [...], "events": [...], "longest_pause_ms": N, "unconfirmed": N}}: the
+// errors that reached the application, the client's "error" events, the longest time without
+// an acknowledgement and the writes WAIT did not confirm, since the previous mark; on "stop", one
+// last line:
+// {"ok": true, "acked": {key: value}, "unconfirmed": N, "unconfirmed_keys": {key: value},
+//  "errors": [...], "nodes": [...]}.
 const Redis = require("ioredis");
 
 const cfg = JSON.parse(process.argv[2]);
@@ -33,8 +39,29 @@ let stopping = false;
 const tags = cfg.tags || [];
 
 process.stdin.setEncoding("utf8");
+const unconfirmedKeys = {};
+let markUnconfirmed = 0; // unconfirmed at the last mark
+let markErrors = 0; // errors.length at the last mark
+let lastAck = Date.now();
+let longestPause = 0;
 process.stdin.on("data", (d) => {
-  if (d.includes("stop")) stopping = true;
+  for (const line of d.split("\n")) {
+    if (line === "stop") stopping = true;
+    if (line === "mark") {
+      const now = Date.now();
+      const mark = {
+        errors: errors.slice(markErrors).filter((e) => !e.startsWith("event: ")),
+        events: errors.slice(markErrors).filter((e) => e.startsWith("event: ")),
+        longest_pause_ms: Math.max(longestPause, now - lastAck),
+        unconfirmed: unconfirmed - markUnconfirmed,
+      };
+      markUnconfirmed = unconfirmed;
+      markErrors = errors.length;
+      longestPause = 0;
+      lastAck = now;
+      console.log(JSON.stringify({ mark }));
+    }
+  }
 });
 
 function address() {
@@ -47,14 +74,19 @@ function address() {
   let i = 0;
   let n = 0;
   while (!stopping) {
-    const key = tags.length && i % 2 ? `${tags[(i >> 1) % tags.length]}:${i}` : `w:${i}`;
+    let key = tags.length && i % 2 ? `${tags[(i >> 1) % tags.length]}:${i}` : `w:${i}`;
+    if (cfg.overwrite) key = tags[i % tags.length];
     try {
       const reply = await client.set(key, String(i));
       if (reply === "OK") {
         if (cfg.wait && (await client.call("WAIT", String(cfg.wait), "1000")) < cfg.wait) {
           unconfirmed++;
+          unconfirmedKeys[key] = String(i);
         } else {
           acked[key] = String(i);
+          const now = Date.now();
+          longestPause = Math.max(longestPause, now - lastAck);
+          lastAck = now;
           if (++n % 50 === 0) console.log(JSON.stringify({ acked: n }));
         }
       }
@@ -64,7 +96,9 @@ function address() {
     }
     i++;
   }
-  const result = JSON.stringify({ ok: true, acked, unconfirmed, errors, nodes: address() });
+  const result = JSON.stringify({
+    ok: true, acked, unconfirmed, unconfirmed_keys: unconfirmedKeys, errors, nodes: address(),
+  });
   client.disconnect();
   // Exit once the whole line is out: a pipe takes it in pieces, and exit() would cut it.
   process.stdout.write(result + "\n", () => process.exit(0));
