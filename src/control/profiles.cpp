@@ -3,6 +3,9 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -89,9 +92,12 @@ void api_stop(Manager& m, control::Request& req, control::Response& res) {
 
 int run_profile_command(int argc, char** argv) {
   auto usage = [] {
-    fmt::print(stderr, "usage: faultline profile check FILE...\n"
-                       "  Validates chaos profiles: exit 0 when every file is valid, 2 otherwise\n"
-                       "  (each error as FILE:LINE:COLUMN: what is wrong).\n");
+    fmt::print(stderr,
+               "usage: faultline profile check [--mode single|cluster|sentinel] FILE...\n"
+               "  Validates chaos profiles: exit 0 when every file is valid, 2 otherwise\n"
+               "  (each error as FILE:LINE:COLUMN: what is wrong). --mode also checks the\n"
+               "  deployment actions against the run's mode (faultline --cluster, --sentinel,\n"
+               "  or neither: single), as --profile does when it loads.\n");
   };
   if (argc < 2) {
     usage();
@@ -102,18 +108,64 @@ int run_profile_command(int argc, char** argv) {
     usage();
     return 0;
   }
-  if (cmd != "check" || argc < 3) {
+  if (cmd != "check") {
+    usage();
+    return 2;
+  }
+  LoadOptions opts;
+  std::vector<std::string> files;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    std::string value;
+    if (a == "--mode") {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "faultline profile check: --mode needs a value: single, cluster or "
+                           "sentinel\n");
+        return 2;
+      }
+      value = argv[++i];
+    } else if (a.rfind("--mode=", 0) == 0) {
+      value = a.substr(7);
+    } else if (a.size() > 1 && a[0] == '-') {
+      fmt::print(stderr, "faultline profile check: unknown option '{}'\n", a);
+      usage();
+      return 2;
+    } else {
+      files.push_back(a);
+      continue;
+    }
+    if (value == "single") opts.mode = Mode::Single;
+    else if (value == "cluster") opts.mode = Mode::Cluster;
+    else if (value == "sentinel") opts.mode = Mode::Sentinel;
+    else {
+      fmt::print(stderr, "faultline profile check: --mode must be single, cluster or sentinel, "
+                         "not '{}'\n", value);
+      return 2;
+    }
+  }
+  if (files.empty()) {
     usage();
     return 2;
   }
   int rc = 0;
-  for (int i = 2; i < argc; ++i) {
+  for (const auto& file : files) {
     try {
-      Profile p = load_file(argv[i]);
-      fmt::print("{}: ok: profile {}, {} step{} over {}{}{}\n", argv[i], p.name, p.steps.size(),
+      Profile p = load_file(file, opts);
+      fmt::print("{}: ok: profile {}, {} step{} over {}{}{}\n", file, p.name, p.steps.size(),
                  p.steps.size() == 1 ? "" : "s",
                  format_duration(p.length_ms), p.loop ? ", looping" : "",
                  p.seed ? fmt::format(", seed {}", *p.seed) : "");
+      // The mode its deployment actions need (what --mode, or the run, must be).
+      std::optional<Mode> needs;
+      for (const auto& s : p.steps) {
+        if (s.action == Action::SentinelFailover) needs = Mode::Sentinel;
+        else if (s.action == Action::ClusterFailover || s.action == Action::MigrateSlots)
+          needs = Mode::Cluster;
+      }
+      if (needs)
+        fmt::print("  needs {} mode (faultline {})\n", to_string(*needs),
+                   *needs == Mode::Cluster ? "--cluster HOST:PORT"
+                                           : "--sentinel HOST:PORT --master NAME");
       for (const auto& s : p.steps) {
         std::string when = fmt::format("{:>8}", format_duration(s.at_ms));
         std::string until =

@@ -454,6 +454,47 @@ TEST(ProfileCli, CheckValidatesEveryShippedProfile) {
       << out;
 }
 
+// `profile check --mode` checks the deployment actions against a run's mode, as --profile does;
+// without it, the mode a profile needs is said.
+TEST(ProfileCli, CheckSaysAndChecksTheModeActionsNeed) {
+  int status = -1;
+  const std::string bin = std::string(FAULTLINE_BIN) + " profile check ";
+  const std::string cf = profile_path("cluster-failover");
+  std::string out = run_cmd(bin + cf + " 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("needs cluster mode (faultline --cluster HOST:PORT)"), std::string::npos)
+      << out;
+  out = run_cmd(bin + "--mode cluster " + cf + " " + profile_path("cluster-reshard") + " 2>&1",
+                &status);
+  EXPECT_EQ(status, 0) << out;
+  out = run_cmd(bin + "--mode=single " + cf + " 2>&1", &status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find(cf + ":"), std::string::npos) << out;
+  EXPECT_NE(out.find("action 'cluster_failover' needs cluster mode"), std::string::npos) << out;
+  out = run_cmd(bin + "--mode cluster " + profile_path("sentinel-failover") + " 2>&1", &status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("needs sentinel mode (faultline --sentinel HOST:PORT --master NAME), and "
+                     "this run is in cluster mode"),
+            std::string::npos)
+      << out;
+  // A profile without actions says nothing about modes; one written for a single proxy is
+  // checked as a deployment's run would load it.
+  out = run_cmd(bin + "--mode single " + profile_path("outage") + " 2>&1", &status);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out.find("needs"), std::string::npos) << out;
+  out = run_cmd(bin + "--mode sentinel " + profile_path("outage") + " 2>&1", &status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("'proxy' is missing (in sentinel mode"), std::string::npos) << out;
+  out = run_cmd(bin + "--mode clusterr " + cf + " 2>&1", &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(out.find("--mode must be single, cluster or sentinel, not 'clusterr'"),
+            std::string::npos)
+      << out;
+  out = run_cmd(bin + "--mood cluster " + cf + " 2>&1", &status);
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(out.find("unknown option '--mood'"), std::string::npos) << out;
+}
+
 TEST(ProfileCli, BadProfileIsRejectedBeforeAnythingStarts) {
   std::string bad = temp_dir() + "/bad.toml";
   std::ofstream(bad) << "name = \"bad\"\n\n[[steps]]\nat = \"1s\"\nfor = \"2s\"\n"
