@@ -95,26 +95,65 @@ struct Look : std::enable_shared_from_this<Look> {
       if (!fields(v, f) || address_of(f).empty())
         return self->fail(i, "SENTINEL MASTER gave no address");
       self->nodes.push_back({address_of(f), "master", flags_of(f)});
-      call(self->loop, self->list[i], {"SENTINEL", "REPLICAS", self->master}, self->timeout_ms,
-           [self, i](CallResult r2) {
-             resp::Value v2;
-             if (!self->value(i, r2, "SENTINEL REPLICAS", v2)) return;
-             for (const auto& e : v2.elems) {
-               Fields f2;
-               if (fields(e, f2) && !address_of(f2).empty())
-                 self->nodes.push_back({address_of(f2), "replica", flags_of(f2)});
+      self->ask_master_addr(i);
+    });
+  }
+
+  // The master's address as clients are told it: during a failover, GET-MASTER-ADDR-BY-NAME
+  // names the promoted replica as soon as the others are being reconfigured, while SENTINEL
+  // MASTER names the old master until the failover ends. Faultline follows what clients follow.
+  void ask_master_addr(size_t i) {
+    auto self = shared_from_this();
+    call(loop, list[i], {"SENTINEL", "GET-MASTER-ADDR-BY-NAME", master}, timeout_ms,
+         [self, i](CallResult r) {
+           resp::Value v;
+           if (!self->value(i, r, "SENTINEL GET-MASTER-ADDR-BY-NAME", v))
+             return;
+           if (v.is_aggregate() && v.elems.size() == 2) {
+             const std::string* ip = v.elems[0].text();
+             const std::string* port = v.elems[1].text();
+             Fields f;
+             if (ip && port)
+               f = {{"ip", *ip}, {"port", *port}};
+             if (const std::string a = address_of(f);
+                 !a.empty() && a != self->nodes.back().address) {
+               // The old master stays listed, as the replica it is becoming (its flags say
+               // failover_in_progress).
+               SentinelNode old = self->nodes.back();
+               old.role = "replica";
+               self->nodes.back().address = a;
+               self->nodes.push_back(std::move(old));
              }
-             call(self->loop, self->list[i], {"SENTINEL", "SENTINELS", self->master},
-                  self->timeout_ms, [self, i](CallResult r3) {
-                    resp::Value v3;
-                    if (!self->value(i, r3, "SENTINEL SENTINELS", v3)) return;
-                    for (const auto& e : v3.elems) {
-                      Fields f3;
-                      if (fields(e, f3) && !address_of(f3).empty())
-                        self->nodes.push_back({address_of(f3), "sentinel", flags_of(f3)});
-                    }
-                    self->done({}, std::move(self->nodes), self->list[i]);
-                  });
+           }
+           self->ask_replicas(i);
+         });
+  }
+
+  void ask_replicas(size_t i) {
+    auto self = shared_from_this();
+    call(loop, list[i], {"SENTINEL", "REPLICAS", master}, timeout_ms, [self, i](CallResult r2) {
+      resp::Value v2;
+      if (!self->value(i, r2, "SENTINEL REPLICAS", v2))
+        return;
+      for (const auto& e : v2.elems) {
+        Fields f2;
+        const std::string a = fields(e, f2) ? address_of(f2) : std::string();
+        // The promoted replica is the master already, and the old master listed (above).
+        if (!a.empty() && std::none_of(self->nodes.begin(), self->nodes.end(),
+                                       [&](const SentinelNode& n) { return n.address == a; }))
+          self->nodes.push_back({a, "replica", flags_of(f2)});
+      }
+      call(self->loop, self->list[i], {"SENTINEL", "SENTINELS", self->master}, self->timeout_ms,
+           [self, i](CallResult r3) {
+             resp::Value v3;
+             if (!self->value(i, r3, "SENTINEL SENTINELS", v3))
+               return;
+             for (const auto& e : v3.elems) {
+               Fields f3;
+               if (fields(e, f3) && !address_of(f3).empty())
+                 self->nodes.push_back({address_of(f3), "sentinel", flags_of(f3)});
+             }
+             self->done({}, std::move(self->nodes), self->list[i]);
            });
     });
   }

@@ -28,12 +28,14 @@ std::string profile_path(const std::string& name) {
 // faultline in front of a deployment, running a shipped profile.
 class Front {
 public:
+  // refresh_ms: how often faultline looks at the topology by itself (--topology-refresh-ms); a
+  // test that long one sees a change only if the action made faultline look again.
   bool start(std::vector<std::string> args, const std::string& profile,
-             const std::string& speed = "1") {
+             const std::string& speed = "1", const std::string& refresh_ms = "200") {
     profile_ = profile;
     args.insert(args.end(), {"--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
-                             "--topology-refresh-ms", "200", "--profile", profile_path(profile),
-                             "--profile-speed", speed});
+                             "--topology-refresh-ms", refresh_ms, "--profile",
+                             profile_path(profile), "--profile-speed", speed});
     if (!fl_.start_args(args)) return false;
     http_ = std::make_unique<HttpClient>("127.0.0.1", fl_.api_port());
     return read_topology();
@@ -54,6 +56,15 @@ public:
     return true;
   }
   uint16_t via(uint16_t real) const { return listener_.at(real); }
+  // GET /topology's role for the node on `real`.
+  std::string role(uint16_t real) {
+    auto r = http_->request("GET", "/topology");
+    if (!r.ok() || r.status != 200) return {};
+    const json topo = json::parse(r.body);
+    for (const auto& n : topo["nodes"])
+      if (listen_port(n["address"].get<std::string>()) == real) return n["role"].get<std::string>();
+    return {};
+  }
   bool is_listener(uint16_t port) const {
     for (auto [real, l] : listener_)
       if (l == port) return true;
@@ -112,7 +123,9 @@ TEST(ProfileActions, ClusterFailoverProfilePromotesAReplica) {
   const std::string key = key_in_slot(0);
   ASSERT_EQ(query(old, {"SET", key, "before"}).str, "OK");
   Front fl;
-  ASSERT_TRUE(fl.start({"--cluster", cluster.addresses()[0]}, "cluster-failover", "5"));
+  // Faultline looks at the topology by itself only every minute: what it shows after the
+  // action it learnt because the action made it look again.
+  ASSERT_TRUE(fl.start({"--cluster", cluster.addresses()[0]}, "cluster-failover", "5", "60000"));
   Conn c(fl.via(old));  // a client of the old master, through faultline
 
   json o = fl.outcome(30s);
@@ -127,6 +140,9 @@ TEST(ProfileActions, ClusterFailoverProfilePromotesAReplica) {
   EXPECT_EQ(cluster.master_of(old), now);
   EXPECT_EQ(query(now, {"ROLE"}).items.at(0).str, "master");
   EXPECT_EQ(query(old, {"ROLE"}).items.at(0).str, "slave");
+  EXPECT_TRUE(wait_until([&] { return fl.role(now) == "master" && fl.role(old) == "replica"; },
+                         5s))
+      << "GET /topology: " << fl.role(now) << " / " << fl.role(old);
 
   // The client's connection to the old master is redirected to the new master's listener,
   // and the client that follows it is served there.
@@ -231,7 +247,7 @@ TEST(ProfileActions, SentinelFailoverProfileChangesTheMaster) {
     ASSERT_EQ(call(w, {"WAIT", "2", "5000"}), ":2\r\n");
   }
   Front fl;
-  ASSERT_TRUE(fl.start(args, "sentinel-failover", "4"));
+  ASSERT_TRUE(fl.start(args, "sentinel-failover", "4", "60000"));
   const uint16_t sentinel = fl.via(s.sentinel_ports()[0]);
 
   json o = fl.outcome(60s);
@@ -245,6 +261,8 @@ TEST(ProfileActions, SentinelFailoverProfileChangesTheMaster) {
     return now != 0 && now != old;
   }, 30s));
   EXPECT_EQ(query(now, {"ROLE"}).items.at(0).str, "master");
+  EXPECT_TRUE(wait_until([&] { return fl.role(now) == "master"; }, 5s))
+      << "GET /topology: " << fl.role(now);
 
   // A client that asks a sentinel through faultline is told the new master's listener, and
   // is served there.
