@@ -11,11 +11,12 @@ import json
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
 from deployments import (Admin, Cluster, ClusterFront, SentinelFront, Sentinels, cluster_guard,
-                         fronted, key_in_slot, key_slot, keys_in_slots, sentinel_guard,
+                         fronted, key_in_slot, key_slot, keys_in_slots, query, sentinel_guard,
                          wait_until)
 from test_ioredis import HERE, node_modules  # noqa: F401 - the fixture that installs ioredis
 from test_cluster import lost_writes, run_cluster_profiles
@@ -186,3 +187,115 @@ def test_ioredis_sentinels_under_the_shipped_profile_lose_no_confirmed_write(dep
     # What Redis itself did to the writes the old master took alone (reported, not asserted).
     print(f"UNCONFIRMED ioredis {res['unconfirmed']} unconfirmed, of which lost: {gone}")
     assert not lost, f"{len(lost)} of {len(res['acked'])} confirmed writes lost"
+
+
+class NodeCluster:
+    """tests/clients/ioredis/cluster_commands.js: ioredis's Cluster with its default options,
+    one command at a time."""
+
+    def __init__(self, modules, startup):
+        env = dict(os.environ, NODE_PATH=modules)
+        self.proc = subprocess.Popen(
+            ["node", os.path.join(HERE, "cluster_commands.js"), json.dumps(startup)], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def call(self, *args, timeout=60):
+        """{"ok": reply} or {"error": "Class: message"}, with "ms" the time it took."""
+        self.proc.stdin.write(json.dumps(list(args)) + "\n")
+        self.proc.stdin.flush()
+        out = {}
+
+        def read():
+            out["line"] = self.proc.stdout.readline()
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(timeout)
+        assert out.get("line"), f"ioredis gave no answer in {timeout} s: " + \
+            (self.proc.stderr.read() if self.proc.poll() is not None else "")
+        return json.loads(out["line"])
+
+    def until_ok(self, *args, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.call(*args)
+            if "ok" in r:
+                return r
+            assert time.monotonic() < deadline, f"still failing after {timeout} s: {r}"
+            time.sleep(0.2)
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def slow_to_fail_cluster():
+    # node-timeout 60 s: a node behind a disabled proxy (or killed, direct) is not failed over
+    # during the test.
+    yield from fronted(Cluster(extra=["--cluster-node-timeout", "60000"]), ClusterFront)
+
+
+def per_master_keys(c):
+    return {m: key_in_slot(c.slots_of(m)[0][0], prefix=f"io{m}-") for m in c.masters()}
+
+
+def test_ioredis_cluster_node_down_fails_its_slots_only(slow_to_fail_cluster, node_modules):
+    c, front = slow_to_fail_cluster
+    io = NodeCluster(node_modules, front.startup_nodes())
+    try:
+        keys = per_master_keys(c)
+        for k in keys.values():
+            io.until_ok("SET", k, "v")
+        down, up = list(keys)[:2]
+        with front.node_down(down):
+            r = io.call("GET", keys[down])
+            print(f"ioredis, node down: {r}")
+            assert "error" in r, r
+            assert io.call("GET", keys[up])["ok"] == "v"
+        r = io.until_ok("SET", keys[down], "after")
+        print(f"ioredis, node back: {r}")
+    finally:
+        io.close()
+
+
+def test_ioredis_cluster_partition_and_clusterdown(cluster, node_modules):
+    """A master and its replica cut off, then healed; then the same master and replica really
+    stopped: CLUSTERDOWN on every node. The cut is `bandwidth` rate 0 both ways: bytes are
+    held, and delivered when it heals, as TCP's retransmissions would. (A `timeout` toxic drops
+    them, as Toxiproxy's does: a stream with a gap no real network makes, after which ioredis's
+    connection stays out of step, every command timing out, until it is closed.)"""
+    c, front = cluster
+    io = NodeCluster(node_modules, front.startup_nodes())
+    try:
+        keys = per_master_keys(c)
+        for k in keys.values():
+            io.until_ok("SET", k, "v")
+        cut, spared = list(keys)[:2]
+        if not front.direct:
+            proxies = [front.api.proxy(front.proxy_name(p)) for p in (cut, c.replica_of(cut))]
+            for p in proxies:
+                for stream in ("upstream", "downstream"):
+                    p.add_toxic("bandwidth", name=f"partition_{stream}", stream=stream, rate=0)
+            try:
+                r = io.call("GET", keys[cut])
+                print(f"ioredis, partition: {r}")
+                assert "error" in r, r
+                assert io.call("GET", keys[spared])["ok"] == "v"
+            finally:
+                for p in proxies:
+                    for stream in ("upstream", "downstream"):
+                        p.remove_toxic(f"partition_{stream}")
+            print(f"ioredis, healed: {io.until_ok('GET', keys[cut])}")
+        c.stop_node(c.replica_of(cut))
+        c.stop_node(cut)
+        wait_until(lambda: "CLUSTERDOWN" in str(query(spared, "GET", keys[spared])), 30,
+                   "the cluster going down")
+        r = io.call("GET", keys[spared])
+        print(f"ioredis, CLUSTERDOWN: {r}")
+        assert "error" in r and "CLUSTERDOWN" in r["error"], r
+    finally:
+        io.close()
