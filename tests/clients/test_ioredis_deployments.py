@@ -13,6 +13,7 @@ Sentinel faults (skipped).
 
 import json
 import os
+import queue
 import re
 import subprocess
 import threading
@@ -283,12 +284,15 @@ def test_every_sentinel_unreachable_ioredis_open_connection_works_new_client_wai
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     sentinels = [front.api.proxy(front.proxy_name(p)) for p in dep.sentinel_ports]
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put("")],
+                     daemon=True).start()
 
     def step(cmd=None):
         if cmd:
             proc.stdin.write(cmd + "\n")
             proc.stdin.flush()
-        line = proc.stdout.readline()
+        line = lines.get(timeout=30)
         assert line, proc.stderr.read()
         return json.loads(line)
 
