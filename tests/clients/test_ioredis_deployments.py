@@ -3,21 +3,27 @@ cluster and sentinel modes (issue 21): writes in a loop through a real failover 
 migration (cluster) or a real SENTINEL FAILOVER (sentinel); every acknowledged write is in the
 deployment afterwards, and no connection of the client ever reached a real node. The same under
 the shipped profiles cluster-failover, cluster-reshard and sentinel-failover, started through
-faultline's API (test_cluster.run_cluster_profiles, test_sentinel.run_sentinel_profile).
-FAULTLINE_DIRECT=1: the same against the deployments alone (see deployments.py).
+faultline's API (test_cluster.run_cluster_profiles, test_sentinel.run_sentinel_profile). Under
+two Sentinel faults of faultline's, as test_sentinel.py does for redis-py: a stale sentinel
+(the sentinel_stale toxic) first in ioredis's list through a failover, and every sentinel
+unreachable (docs/deployments.md, "Sentinel faults").
+FAULTLINE_DIRECT=1: the same against the deployments alone (see deployments.py), but for the
+Sentinel faults (skipped).
 """
 
 import json
 import os
+import queue
+import re
 import subprocess
 import threading
 import time
 
 import pytest
 
-from deployments import (Admin, Cluster, ClusterFront, SentinelFront, Sentinels, cluster_guard,
-                         fronted, key_in_slot, key_slot, keys_in_slots, query, sentinel_guard,
-                         wait_until)
+from deployments import (DIRECT, Admin, Cluster, ClusterFront, SentinelFront, Sentinels,
+                         cluster_guard, fronted, key_in_slot, key_slot, keys_in_slots, query,
+                         sentinel_guard, wait_until)
 from test_ioredis import HERE, node_modules  # noqa: F401 - the fixture that installs ioredis
 from test_cluster import lost_writes, run_cluster_profiles
 from test_sentinel import run_sentinel_profile
@@ -26,12 +32,13 @@ from test_sentinel import run_sentinel_profile
 class NodeWriter:
     """tests/clients/ioredis/writer.js as a child process: its progress lines, its result."""
 
-    def __init__(self, modules, cfg):
-        env = dict(os.environ, NODE_PATH=modules)
+    def __init__(self, modules, cfg, env=None):
+        env = dict(os.environ, NODE_PATH=modules, **(env or {}))
         self.proc = subprocess.Popen(["node", os.path.join(HERE, "writer.js"), json.dumps(cfg)],
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.acked = 0
+        self.node = None  # with "trace": the listener of the last acknowledgement reported
         self.result = None
         self.marks = []
         self.mark_extras = {}
@@ -48,6 +55,7 @@ class NodeWriter:
                     self.marks.append(v["mark"])
                 else:
                     self.acked = v["acked"]
+                    self.node = v.get("node", self.node)
 
     def wait_acked(self, n, timeout=30):
         start = self.acked
@@ -299,3 +307,129 @@ def test_ioredis_cluster_partition_and_clusterdown(cluster, node_modules):
         assert "error" in r and "CLUSTERDOWN" in r["error"], r
     finally:
         io.close()
+
+
+needs_faultline = pytest.mark.skipif(DIRECT, reason="a fault of faultline's: nothing to compare "
+                                     "with in FAULTLINE_DIRECT mode")
+
+
+@needs_faultline
+def test_a_stale_sentinel_first_ioredis_writes_to_the_old_master_then_finds_the_new(
+        deployment, node_modules):
+    """The sentinel_stale toxic on the first sentinel's proxy, then a real failover, then
+    ioredis (`sentinels`, the stale one first) writing in a loop. It asks the first sentinel,
+    which names the old master, and writes there: the old master acknowledges those writes
+    until a sentinel demotes it, and they are lost (split brain). The demotion closes the
+    connection (Sentinel's CLIENT KILL); ioredis reconnects asking the next sentinel in its
+    list (its SentinelIterator is not rewound after a connect), which names the new master,
+    though the stale toxic is still there; its role check (INFO, SentinelConnector.check)
+    never sees the demoted master. Every write acknowledged by the new master is there.
+    Which sentinel ioredis asked, from its own debug log (DEBUG=ioredis:SentinelConnector)."""
+    dep, front = deployment
+    old = dep.master()
+    stale = front.api.proxy(front.proxy_name(dep.sentinel_ports[0]))
+    stale.add_toxic("sentinel_stale", name="stale")
+    t_failover = time.time() * 1000
+    new = dep.failover(settle=False)  # the sentinels agree; the old master not demoted yet
+    assert new != old
+    old_l, new_l = ("%s:%d" % front.listener(p) for p in (old, new))
+    with sentinel_guard(dep, front) as g:
+        w = NodeWriter(node_modules, {"sentinels": front.sentinels(), "name": dep.name,
+                                      "trace": True},
+                       env={"DEBUG": "ioredis:SentinelConnector"})
+        try:
+            # A sentinel demotes the old master within ~10 s; then ioredis moves, or not.
+            wait_until(lambda: w.node == new_l or w.proc.poll() is not None, 30,
+                       "ioredis writing to the new master")
+            w.wait_acked(50)
+            g.check()
+        finally:
+            res = w.stop()
+    log = [line for line in w.proc.stderr.read().splitlines() if "SentinelConnector" in line]
+    timeline = res["timeline"]
+    # Acknowledgements (a "host:port"), and errors: ioredis's events and rejected commands.
+    acks = [e for e in timeline if re.fullmatch(r"[0-9.]+:[0-9]+", e[1])]
+    errors = [e[:3] for e in timeline if e not in acks]
+    nodes = [what for _, what, _, _ in acks]
+    # The old master first (the stale sentinel's answer), then the new one, and nothing else.
+    assert nodes[0] == old_l and nodes[-1] == new_l and set(nodes) == {old_l, new_l}, timeline
+    assert nodes == [old_l, new_l], timeline  # once there, it stays
+    assert query(old, "ROLE")[0] == "slave"  # it moved once the old master was demoted
+    # Each acknowledged key with the listener that acknowledged it (both in order).
+    keys = list(res["acked"])
+    assert sum(n for _, _, n, _ in acks) == len(keys)
+    on_old = keys[:acks[0][2]]
+    on_new = keys[acks[0][2]:]
+    with Admin(new) as a:
+        lost = [k for k in on_old if a.call("GET", k) != res["acked"][k]]
+        missing = [k for k in on_new if a.call("GET", k) != res["acked"][k]]
+    first_new = acks[1][0]
+    print(f"STALE ioredis: {len(on_old)} writes acknowledged by the old master after the "
+          f"failover, {len(lost)} lost; last on the old master "
+          f"{acks[0][3] - t_failover:.0f} ms after the failover began, first on the new "
+          f"{first_new - t_failover:.0f} ms after; {len(on_new)} on the new master; errors "
+          f"between: {errors[:5]}")
+    assert on_old and len(lost) == len(on_old), \
+        f"{len(on_old) - len(lost)} split-brain writes survived"  # all lost: split brain
+    assert not missing, f"{len(missing)} of {len(on_new)} writes on the new master lost"
+    assert [t["type"] for t in stale.toxics()] == ["sentinel_stale"]  # stale all along
+    # Asked: the stale sentinel (the old master), then the second (the new); no role mismatch.
+    first, second = ("%s:%d" % tuple(a) for a in front.sentinels()[:2])
+    resolved = [line.split("resolved: ", 1)[1] for line in log if "resolved: " in line]
+    assert resolved == [f"{old_l} from sentinel {first}", f"{new_l} from sentinel {second}"], log
+    assert not [line for line in log if "role invalid" in line], log
+
+
+@needs_faultline
+def test_every_sentinel_unreachable_ioredis_open_connection_works_new_client_waits(
+        deployment, node_modules):
+    """Every sentinel's proxy disabled: an ioredis client already connected to the master
+    keeps working (ioredis asks the sentinels only to connect); a new client cannot find the
+    master: it emits "All sentinels are unreachable. Retrying from scratch after N ms" (N per
+    sentinelRetryStrategy: 10, 20, ... up to 1000 ms) over and over, and its command waits in
+    the offline queue (no error reaches it); with the sentinels back, the command completes."""
+    dep, front = deployment
+    env = dict(os.environ, NODE_PATH=node_modules)
+    proc = subprocess.Popen(
+        ["node", os.path.join(HERE, "sentinels_down.js"),
+         json.dumps({"sentinels": front.sentinels(), "name": dep.name, "window_ms": 3000})],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    sentinels = [front.api.proxy(front.proxy_name(p)) for p in dep.sentinel_ports]
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put("")],
+                     daemon=True).start()
+
+    def step(cmd=None):
+        if cmd:
+            proc.stdin.write(cmd + "\n")
+            proc.stdin.flush()
+        line = lines.get(timeout=30)
+        assert line, proc.stderr.read()
+        return json.loads(line)
+
+    try:
+        with sentinel_guard(dep, front) as g:
+            assert step() == {"open": "OK"}
+            for p in sentinels:
+                p.disable()
+            try:
+                down = step("down")
+            finally:
+                for p in sentinels:
+                    p.enable()
+            up = step("up")
+            g.check()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(f"SENTINELS-DOWN ioredis: {down} then {up}")
+    assert down["incr"] == 2  # the open connection to the master
+    assert down["fresh_status"] == "connecting" and down["settled"] is None, down
+    events = down["events"]
+    assert events and all(m.startswith("All sentinels are unreachable. Retrying from scratch "
+                                       "after") for _, m, _ in events), events
+    assert sum(n for _, _, n in events) >= 5, events  # it keeps trying
+    assert up["fresh"] == "OK" and up["get"] == "2", up
+    assert up["after_ms"] < 5000, up

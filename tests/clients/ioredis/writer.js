@@ -5,7 +5,11 @@
 //   "tags": optional list of key prefixes: every other write goes to "<tag>:<i>" (hash tags,
 //   so that writes hit chosen slots); "wait": replicas a write must reach (WAIT n 1000) to
 //   count as acknowledged (0: the OK of SET is enough); "overwrite": true, every write goes to
-//   tags[i % n] itself (the same keys again and again; "acked" holds the last value of each).
+//   tags[i % n] itself (the same keys again and again; "acked" holds the last value of each);
+//   "trace": true, the result also has "timeline": [[ms, what, n, last_ms], ...] in order,
+//   what being the listener an acknowledgement came from ("host:port") or an error's message,
+//   n how many in a row, ms and last_ms the wall-clock times (Date.now()) of the first and last
+//   of them; and the {"acked": N} lines carry "node", the listener of the last one.
 // Prints {"acked": N} lines while it writes (N: acknowledgements so far); on "mark" on stdin,
 // {"mark": {"errors": [...], "events": [...], "longest_pause_ms": N, "unconfirmed": N}}: the
 // errors that reached the application, the client's "error" events, the longest time without
@@ -31,9 +35,22 @@ if (cfg.cluster) {
     retryStrategy: () => 50,
   });
 }
-client.on("error", (e) => errors.push("event: " + e.message));
+client.on("error", (e) => {
+  errors.push("event: " + e.message);
+  trace("event: " + e.message);
+});
 
 const acked = {};
+const timeline = [];
+function trace(what) {
+  if (!cfg.trace) return;
+  const last = timeline[timeline.length - 1];
+  const now = Date.now();
+  if (last && last[1] === what) {
+    last[2]++;
+    last[3] = now;
+  } else timeline.push([now, what, 1, now]);
+}
 let unconfirmed = 0;
 let stopping = false;
 const tags = cfg.tags || [];
@@ -84,20 +101,26 @@ function address() {
           unconfirmedKeys[key] = String(i);
         } else {
           acked[key] = String(i);
+          if (cfg.trace) trace(address()[0]);
           const now = Date.now();
           longestPause = Math.max(longestPause, now - lastAck);
           lastAck = now;
-          if (++n % 50 === 0) console.log(JSON.stringify({ acked: n }));
+          if (++n % 50 === 0) {
+            const line = cfg.trace ? { acked: n, node: address()[0] } : { acked: n };
+            console.log(JSON.stringify(line));
+          }
         }
       }
     } catch (e) {
       errors.push(e.message);
+      trace(e.message);
       await new Promise((r) => setTimeout(r, 20));
     }
     i++;
   }
   const result = JSON.stringify({
     ok: true, acked, unconfirmed, unconfirmed_keys: unconfirmedKeys, errors, nodes: address(),
+    ...(cfg.trace ? { timeline } : {}),
   });
   client.disconnect();
   // Exit once the whole line is out: a pipe takes it in pieces, and exit() would cut it.
