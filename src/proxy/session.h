@@ -112,6 +112,13 @@ public:
   // observer wanted them), or the reply is not one it can follow (out of band).
   bool follow_delivery(PendingId id);
   bool follows_deliveries() const { return deliv_ != nullptr; }
+  // The proxy's sweep (Proxy::trim_sessions), every kTrimIntervalMs: a session that carried no
+  // byte since the last sweep and has nothing in progress on the RESP side (no request or reply
+  // half read, nothing pending, held, injected or flagged, no RESP rule, no connection state
+  // beyond the database and protocol) frees its RESP state: parsers, pairing ring and fault
+  // state, some 4 kB. The next byte makes it again, going on where it was (offsets, request
+  // ids, database, protocol). True when it freed it.
+  bool trim_if_idle();
 
   struct Side;
   struct Pipe;
@@ -198,6 +205,13 @@ private:
   std::unique_ptr<Pipe> up_;   // client → upstream
   std::unique_ptr<Pipe> down_; // upstream → client
   std::unique_ptr<Resp> resp_; // created with the first byte when parsing is on
+  // What trim_if_idle() keeps of the RESP state it frees, for ensure_resp() to go on from.
+  struct Resumed {
+    uint64_t req_offset = 0, rep_offset = 0;
+    Pairing::Resume pairing;
+  };
+  Resumed resumed_;
+  uint64_t trim_mark_ = 0;     // bytes both ways as the last sweep saw them
   std::unique_ptr<Deliveries> deliv_; // when an observer wanted deliveries as the session opened
   ReplyRewriter* rewriter_;            // a deployment's proxy (rewriter.h), as the session opened
   uint64_t commands_ = 0;

@@ -58,6 +58,29 @@ std::string Session::Redirects::redirect_address(unsigned slot) const {
 void Session::ensure_resp() {
   if (resp_) return;
   resp_ = std::make_unique<Resp>(rt_.options().capture, *this);
+  // After a quiet spell (trim_if_idle()) the streams and the pairing go on where they were.
+  resp_->req.resume_at(resumed_.req_offset);
+  resp_->rep.resume_at(resumed_.rep_offset);
+  resp_->pairing.resume(resumed_.pairing);
+}
+
+bool Session::trim_if_idle() {
+  const uint64_t mark = up_->bytes + down_->bytes;
+  const bool quiet = mark == trim_mark_;
+  trim_mark_ = mark;
+  if (!quiet || !resp_ || end_ != End::Open) return false;
+  const Resp& r = *resp_;
+  if (r.req_raw || r.rep_raw || !r.rules.empty() || r.req.mid_frame() || r.rep.mid_frame() ||
+      !r.partial.empty() || r.head.active || r.forward.len != 0 || !r.faults.empty() ||
+      r.count_plain || r.multi_error || !r.pairing.quiet() || r.exec.holds_requests() ||
+      r.exec.has_injections() || r.exec.intercepts_replies() || r.exec.has_flagged() ||
+      r.exec.collecting() || r.exec.stopped())
+    return false;
+  flush_plain_requests();
+  flush_plain();
+  resumed_ = {r.req.offset(), r.rep.offset(), r.pairing.resume_state()};
+  resp_.reset();
+  return true;
 }
 
 namespace {
