@@ -30,6 +30,7 @@
 
 namespace faultline::toxics {
 struct RespAction;
+enum class RespActionKind : uint8_t;
 }
 
 namespace faultline::proxy {
@@ -168,6 +169,11 @@ private:
   // forward_request() on the observe-only path, where a deployment's proxy also flags the
   // replies its rewriter needs whole (the request's bytes go on with the chunk).
   void forward_observed(const resp::RequestFrame& f, uint64_t now_us);
+  // A request whose reply is to be acted on (a RESP rule's reply-side action, or a deployment's
+  // rewrite): paired, its reply flagged with what to do (delay_ms, bytes: as FlagEntry has
+  // them) and the fault remembered, then observed. Its bytes are the caller's to forward.
+  void flag_reply(const resp::RequestFrame& f, uint64_t now_us, toxics::RespActionKind kind,
+                  uint64_t delay_ms, uint64_t bytes, std::string_view fault);
   bool no_rule_selects(const resp::RequestFrame& f) const;
   void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
   void release_injections();

@@ -394,16 +394,24 @@ void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::st
 void Session::forward_observed(const resp::RequestFrame& f, uint64_t now) {
   if (rewriter_) [[unlikely]] {
     if (const uint8_t k = rewriter_->kind(f); k != ReplyRewriter::kNone) {
-      Resp& r = *resp_;
-      ++commands_;
-      RequestResult rr = r.pairing.on_request(f, now, 1);
-      if (rr.expects_reply) r.exec.flag({rr.id, toxics::RespActionKind::Rewrite, 0, k, {}});
-      flush_plain_requests();
-      for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, {});
+      flag_reply(f, now, toxics::RespActionKind::Rewrite, 0, k, {});
       return;
     }
   }
   forward_request(f, now, {});
+}
+
+void Session::flag_reply(const resp::RequestFrame& f, uint64_t now, toxics::RespActionKind kind,
+                         uint64_t delay_ms, uint64_t bytes, std::string_view fault) {
+  Resp& r = *resp_;
+  ++commands_;
+  RequestResult rr = r.pairing.on_request(f, now, 1);
+  if (rr.expects_reply) {
+    if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
+    r.exec.flag({rr.id, kind, delay_ms, bytes, std::string(fault)});
+  }
+  flush_plain_requests();
+  for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
 }
 
 void Session::observe_request(const resp::RequestFrame& f, PendingId id, std::string_view fault) {
@@ -550,19 +558,11 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     note_cut(fault);
     r.exec.begin_end(a.kind == K::ResetBefore, false);
     return;
-  default: {
+  default:
     // The reply is acted on: remember which request it answers.
-    ++commands_;
-    RequestResult rr = r.pairing.on_request(f, now, 1);
-    if (rr.expects_reply) {
-      if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
-      r.exec.flag({rr.id, a.kind, a.delay_ms, a.bytes, std::string(fault)});
-    }
-    flush_plain_requests();
-    for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
+    flag_reply(f, now, a.kind, a.delay_ms, a.bytes, fault);
     forward_bytes();
     return;
-  }
   }
 }
 
