@@ -114,12 +114,16 @@ public:
   bool follow_delivery(PendingId id);
   bool follows_deliveries() const { return deliv_ != nullptr; }
   // The proxy's sweep (Proxy::trim_sessions), every kTrimIntervalMs: a session that carried no
-  // byte since the last sweep and has nothing in progress on the RESP side (no request or reply
-  // half read, nothing pending, held, injected or flagged, no RESP rule, no connection state
-  // beyond the database and protocol) frees its RESP state: parsers, pairing ring and fault
-  // state, some 4 kB. The next byte makes it again, going on where it was (offsets, request
-  // ids, database, protocol). True when it freed it.
-  bool trim_if_idle();
+  // byte since the last sweep lets go of its pipes' pack blocks and spare queue room, and, with
+  // nothing in progress on the RESP side (no request or reply half read, nothing pending, held,
+  // injected or flagged, no RESP rule, no connection state beyond the database and protocol),
+  // frees its RESP state: parsers, pairing ring and fault state, some 4 kB. The next byte makes
+  // it again, going on where it was (offsets, request ids, database, protocol).
+  struct Trimmed {
+    bool buffers = false;  // a pack block or queue room was let go
+    bool resp = false;     // the RESP state was freed
+  };
+  Trimmed trim_if_idle();
 
   struct Side;
   struct Pipe;

@@ -64,23 +64,35 @@ void Session::ensure_resp() {
   resp_->pairing.resume(resumed_.pairing);
 }
 
-bool Session::trim_if_idle() {
+Session::Trimmed Session::trim_if_idle() {
   const uint64_t mark = up_->bytes + down_->bytes;
   const bool quiet = mark == trim_mark_;
   trim_mark_ = mark;
-  if (!quiet || !resp_ || end_ != End::Open) return false;
+  if (!quiet || end_ != End::Open) return {};
+  // The pipes' small leftovers: the pack block (4 KiB, kept for the next small chunk that
+  // waits: what the client sent before Redis was connected, a partial write) and the room
+  // of the queue that held the client's first bytes.
+  bool freed = false;
+  for (Pipe* p : {up_.get(), down_.get()}) {
+    freed |= p->packer.release();
+    if (p->held.empty() && p->held.capacity() != 0) {
+      std::vector<uv::Chunk>().swap(p->held);
+      freed = true;
+    }
+  }
+  if (!resp_) return {freed, false};
   const Resp& r = *resp_;
   if (r.req_raw || r.rep_raw || !r.rules.empty() || r.req.mid_frame() || r.rep.mid_frame() ||
       !r.partial.empty() || r.head.active || r.forward.len != 0 || !r.faults.empty() ||
       r.count_plain || r.multi_error || !r.pairing.quiet() || r.exec.holds_requests() ||
       r.exec.has_injections() || r.exec.intercepts_replies() || r.exec.has_flagged() ||
       r.exec.collecting() || r.exec.stopped())
-    return false;
+    return {freed, false};
   flush_plain_requests();
   flush_plain();
   resumed_ = {r.req.offset(), r.rep.offset(), r.pairing.resume_state()};
   resp_.reset();
-  return true;
+  return {freed, true};
 }
 
 namespace {
