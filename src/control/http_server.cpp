@@ -1,5 +1,7 @@
 #include "control/http_server.h"
 
+#include "base/log.h"
+
 #include <llhttp.h>
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 
 #include <fmt/format.h>
@@ -1125,15 +1128,11 @@ HttpServer::~HttpServer() {
 int HttpServer::listen(const sockaddr* addr, int backlog) {
   if (state_ != State::Idle)
     return UV_EINVAL;
-  int rc = uv_tcp_init(loop_, &listener_);
-  if (rc != 0)
-    return rc;
-  listener_.data = this;
-  listener_open_ = true;
+  std::memcpy(&addr_, addr,
+              addr->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in));
+  backlog_ = backlog;
   state_ = State::Listening;
-  rc = uv_tcp_bind(&listener_, addr, 0);
-  if (rc == 0)
-    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), backlog, &on_connection);
+  int rc = open_listener();
   if (rc != 0)
     return rc;
   sockaddr_storage ss{};
@@ -1142,15 +1141,81 @@ int HttpServer::listen(const sockaddr* addr, int backlog) {
     bound_port_ = ss.ss_family == AF_INET6
                       ? ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port)
                       : ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+    addr_ = ss;  // listening again takes the same port, even when port 0 was asked
   }
   return 0;
 }
 
+int HttpServer::open_listener() {
+  int rc = uv_tcp_init(loop_, &listener_);
+  if (rc != 0)
+    return rc;
+  listener_.data = this;
+  listener_open_ = true;
+  rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&addr_), 0);
+  if (rc == 0)
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), backlog_, &on_connection);
+  return rc;
+}
+
 void HttpServer::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<HttpServer*>(server->data);
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    self->pause_accepting(status);
+    return;
+  }
   if (status < 0 || self->state_ != State::Listening)
     return;
   self->accept_one();
+}
+
+namespace {
+void close_listener_handle(uv_tcp_t* listener) {
+  uv_close(reinterpret_cast<uv_handle_t*>(listener), [](uv_handle_t* h) {
+    auto* self = static_cast<HttpServer*>(h->data);
+    self->listener_closed();
+  });
+}
+} // namespace
+
+void HttpServer::pause_accepting(int status) {
+  if (state_ != State::Listening || accept_paused_ || !listener_open_)
+    return;
+  log::warn("api: out of file descriptors ({}): new API clients are refused for {} ms at a time "
+            "until some close",
+            uv_strerror(status), kFdBackoffMs);
+  close_listener_handle(&listener_);
+  if (!pause_timer_) {
+    pause_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, pause_timer_);
+    pause_timer_->data = this;
+  }
+  accept_paused_ = true;
+  uv_timer_start(
+      pause_timer_, [](uv_timer_t* t) { static_cast<HttpServer*>(t->data)->on_pause_over(); },
+      kFdBackoffMs, 0);
+}
+
+void HttpServer::on_pause_over() {
+  if (!accept_paused_ || state_ != State::Listening)
+    return;
+  // The listener's close callback has run (a loop iteration ago) unless the loop is very busy;
+  // either way the handle cannot be opened again before it has.
+  if (!listener_open_ && open_listener() == 0) {
+    accept_paused_ = false;
+    log::info("api: listening again");
+    return;
+  }
+  if (listener_open_ && uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)) == 0)
+    close_listener_handle(&listener_);  // opened but could not listen: try again later
+  uv_timer_start(
+      pause_timer_, [](uv_timer_t* t) { static_cast<HttpServer*>(t->data)->on_pause_over(); },
+      kFdBackoffMs, 0);
+}
+
+void HttpServer::listener_closed() {
+  listener_open_ = false;
+  maybe_finish_close();
 }
 
 void HttpServer::accept_one() {
@@ -1196,13 +1261,14 @@ void HttpServer::close(std::function<void()> on_closed) {
     return;
   state_ = State::Closing;
   on_closed_ = std::move(on_closed);
-  if (listener_open_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), [](uv_handle_t* h) {
-      auto* self = static_cast<HttpServer*>(h->data);
-      self->listener_open_ = false;
-      self->maybe_finish_close();
-    });
+  if (pause_timer_) {
+    accept_paused_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(pause_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    pause_timer_ = nullptr;
   }
+  if (listener_open_ && uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)) == 0)
+    close_listener_handle(&listener_);
   // close() never erases synchronously (that happens in close callbacks), so this is safe;
   // a connection whose init failed may have no open handles to wait for, handled below.
   for (auto& [raw, conn] : connections_)

@@ -170,6 +170,8 @@ public:
   void close(std::function<void()> on_closed = {});
 
   std::size_t connection_count() const { return connections_.size(); }
+  // From the listener's close callback.
+  void listener_closed();
   const Options& options() const { return options_; }
   uv_loop_t* loop() const { return loop_; }
 
@@ -179,6 +181,14 @@ private:
 
   static void on_connection(uv_stream_t* server, int status);
   void accept_one();
+  // Out of descriptors (EMFILE/ENFILE) with libuv's spare one gone too, the listener would be
+  // offered the same connection again at once, for ever: it is closed instead, and listens
+  // again on the same address after kFdBackoffMs (clients are refused meanwhile), as the
+  // proxies' listeners do.
+  static constexpr uint64_t kFdBackoffMs = 100;
+  int open_listener();
+  void pause_accepting(int status);
+  void on_pause_over();
   void connection_closed(detail::Connection* conn);
   void maybe_finish_close();
   void dispatch(Request& req, Response& res);
@@ -190,6 +200,10 @@ private:
   State state_ = State::Idle;
   bool listener_open_ = false; // uv_tcp_init done, close callback not yet run
   int bound_port_ = 0;
+  sockaddr_storage addr_{};     // where it listens (with the bound port), to listen again
+  int backlog_ = 128;
+  uv_timer_t* pause_timer_ = nullptr; // heap, made on the first pause, freed by its close callback
+  bool accept_paused_ = false;
   std::unordered_map<detail::Connection*, std::unique_ptr<detail::Connection>> connections_;
   std::function<void()> on_closed_;
   RequestIds request_ids_;

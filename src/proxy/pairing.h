@@ -279,6 +279,30 @@ public:
   ReplyMode reply_mode() const { return reply_mode_; }
   bool quitting() const { return quitting_; }  // QUIT answered: Redis closes next
   size_t pending() const { return size_; }
+  // What a pairing passes on to the one that takes over its session after a quiet spell (the
+  // session frees its RESP state while idle, and makes it again with the next byte): the ids
+  // go on, and the database and protocol stay as Redis confirmed them.
+  struct Resume {
+    PendingId next_id = 1;
+    int32_t db = 0;
+    resp::Protocol protocol = resp::Protocol::Resp2;
+    uint64_t unmatched = 0, out_of_band = 0;
+  };
+  // Nothing pending and no state a Resume does not carry (transaction, subscriptions,
+  // MONITOR, CLIENT REPLY, QUIT): a pairing resumed from resume_state() behaves as this one.
+  bool quiet() const {
+    return size_ == 0 && injected_ == 0 && !in_multi_ && tx_db_ < 0 && !subscribed() &&
+           !monitoring_ && reply_mode_ == ReplyMode::On && !skip_next_ && !quitting_ &&
+           sent_db_ == db_;
+  }
+  Resume resume_state() const { return {next_id_, db_, protocol_, unmatched_, out_of_band_}; }
+  void resume(const Resume& r) {
+    next_id_ = r.next_id;
+    db_ = sent_db_ = r.db;
+    protocol_ = r.protocol;
+    unmatched_ = r.unmatched;
+    out_of_band_ = r.out_of_band;
+  }
   uint64_t unmatched_replies() const { return unmatched_; }
   uint64_t out_of_band() const { return out_of_band_; }
   // The requests still waiting for a reply (injected ones included), oldest first.

@@ -388,6 +388,35 @@ void Proxy::on_connection(int status) {
   if (accept_mode_ == AcceptMode::Reset) ++stats_.connections_refused;
   log::debug("proxy {}: session {} opened from {}", cfg_.name, id, sp->client_address());
   sp->start(accept_mode_);
+  if (!(trim_timer_ && trim_timer_->active())) {
+    if (!trim_timer_) trim_timer_ = std::make_unique<uv::Timer>(rt_.loop());
+    trim_timer_->start(kTrimIntervalMs, [this] { trim_sessions(); }, kTrimIntervalMs);
+    trim_timer_->unref();  // never what keeps the loop running
+  }
+}
+
+void Proxy::trim_sessions() {
+  if (sessions_.empty()) {
+    trim_timer_->stop();
+    return;
+  }
+  size_t resp = 0, buffers = 0;
+  for (auto& [id, s] : sessions_) {
+    const Session::Trimmed t = s->trim_if_idle();
+    resp += t.resp;
+    buffers += t.buffers;
+  }
+  if (resp > 0) log::debug("proxy {}: {} idle sessions freed their RESP state", cfg_.name, resp);
+  if (buffers > 0) log::debug("proxy {}: {} idle sessions freed buffers", cfg_.name, buffers);
+  const size_t trimmed = std::max(resp, buffers);
+  if (trimmed == 0) return;
+  // Freed among the sessions' other memory, their pages stay in the heap unless handed back
+  // (some 4 kB a session: worth a walk of the heap's free lists once a few dozen add up).
+  trimmed_since_release_ += trimmed;
+  if (trimmed_since_release_ >= kTrimsPerRelease) {
+    trimmed_since_release_ = 0;
+    uv::platform::release_free_memory();
+  }
 }
 
 void Proxy::note_connect_failure(int err) {

@@ -24,6 +24,7 @@
 #include "proxy/session.h"
 #include "toxics/toxic.h"
 #include "uv/address.h"
+#include "uv/timer.h"
 
 namespace faultline::proxy {
 
@@ -149,6 +150,11 @@ private:
   void close_pause_timer();
   void on_connection(int status);
   void maybe_finish_shutdown();
+  // Idle sessions free their RESP state (Session::trim_if_idle): a session is trimmed after
+  // one to two intervals without a byte. A sweep walks every session: a few instructions each.
+  static constexpr uint64_t kTrimIntervalMs = 1000;
+  static constexpr size_t kTrimsPerRelease = 16;
+  void trim_sessions();
 
   Runtime& rt_;
   ProxyConfig cfg_;
@@ -177,6 +183,8 @@ private:
   bool rewrite_redirects_ = false;
   std::vector<toxics::Toxic> toxics_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::unique_ptr<uv::Timer> trim_timer_;  // the sweep, while there are sessions (unreferenced)
+  size_t trimmed_since_release_ = 0;       // RESP states freed since memory was last handed back
   uint64_t next_session_id_ = 1;
   ProxyStats stats_;
   bool upstream_down_logged_ = false;

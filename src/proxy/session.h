@@ -30,6 +30,7 @@
 
 namespace faultline::toxics {
 struct RespAction;
+enum class RespActionKind : uint8_t;
 }
 
 namespace faultline::proxy {
@@ -112,6 +113,17 @@ public:
   // observer wanted them), or the reply is not one it can follow (out of band).
   bool follow_delivery(PendingId id);
   bool follows_deliveries() const { return deliv_ != nullptr; }
+  // The proxy's sweep (Proxy::trim_sessions), every kTrimIntervalMs: a session that carried no
+  // byte since the last sweep lets go of its pipes' pack blocks and spare queue room, and, with
+  // nothing in progress on the RESP side (no request or reply half read, nothing pending, held,
+  // injected or flagged, no RESP rule, no connection state beyond the database and protocol),
+  // frees its RESP state: parsers, pairing ring and fault state, some 4 kB. The next byte makes
+  // it again, going on where it was (offsets, request ids, database, protocol).
+  struct Trimmed {
+    bool buffers = false;  // a pack block or queue room was let go
+    bool resp = false;     // the RESP state was freed
+  };
+  Trimmed trim_if_idle();
 
   struct Side;
   struct Pipe;
@@ -161,6 +173,11 @@ private:
   // forward_request() on the observe-only path, where a deployment's proxy also flags the
   // replies its rewriter needs whole (the request's bytes go on with the chunk).
   void forward_observed(const resp::RequestFrame& f, uint64_t now_us);
+  // A request whose reply is to be acted on (a RESP rule's reply-side action, or a deployment's
+  // rewrite): paired, its reply flagged with what to do (delay_ms, bytes: as FlagEntry has
+  // them) and the fault remembered, then observed. Its bytes are the caller's to forward.
+  void flag_reply(const resp::RequestFrame& f, uint64_t now_us, toxics::RespActionKind kind,
+                  uint64_t delay_ms, uint64_t bytes, std::string_view fault);
   bool no_rule_selects(const resp::RequestFrame& f) const;
   void reply_frame(const resp::ReplyFrame& f, uint64_t now_us);
   void release_injections();
@@ -198,6 +215,13 @@ private:
   std::unique_ptr<Pipe> up_;   // client → upstream
   std::unique_ptr<Pipe> down_; // upstream → client
   std::unique_ptr<Resp> resp_; // created with the first byte when parsing is on
+  // What trim_if_idle() keeps of the RESP state it frees, for ensure_resp() to go on from.
+  struct Resumed {
+    uint64_t req_offset = 0, rep_offset = 0;
+    Pairing::Resume pairing;
+  };
+  Resumed resumed_;
+  uint64_t trim_mark_ = 0;     // bytes both ways as the last sweep saw them
   std::unique_ptr<Deliveries> deliv_; // when an observer wanted deliveries as the session opened
   ReplyRewriter* rewriter_;            // a deployment's proxy (rewriter.h), as the session opened
   uint64_t commands_ = 0;

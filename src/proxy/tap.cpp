@@ -58,6 +58,41 @@ std::string Session::Redirects::redirect_address(unsigned slot) const {
 void Session::ensure_resp() {
   if (resp_) return;
   resp_ = std::make_unique<Resp>(rt_.options().capture, *this);
+  // After a quiet spell (trim_if_idle()) the streams and the pairing go on where they were.
+  resp_->req.resume_at(resumed_.req_offset);
+  resp_->rep.resume_at(resumed_.rep_offset);
+  resp_->pairing.resume(resumed_.pairing);
+}
+
+Session::Trimmed Session::trim_if_idle() {
+  const uint64_t mark = up_->bytes + down_->bytes;
+  const bool quiet = mark == trim_mark_;
+  trim_mark_ = mark;
+  if (!quiet || end_ != End::Open) return {};
+  // The pipes' small leftovers: the pack block (4 KiB, kept for the next small chunk that
+  // waits: what the client sent before Redis was connected, a partial write) and the room
+  // of the queue that held the client's first bytes.
+  bool freed = false;
+  for (Pipe* p : {up_.get(), down_.get()}) {
+    freed |= p->packer.release();
+    if (p->held.empty() && p->held.capacity() != 0) {
+      std::vector<uv::Chunk>().swap(p->held);
+      freed = true;
+    }
+  }
+  if (!resp_) return {freed, false};
+  const Resp& r = *resp_;
+  if (r.req_raw || r.rep_raw || !r.rules.empty() || r.req.mid_frame() || r.rep.mid_frame() ||
+      !r.partial.empty() || r.head.active || r.forward.len != 0 || !r.faults.empty() ||
+      r.count_plain || r.multi_error || !r.pairing.quiet() || r.exec.holds_requests() ||
+      r.exec.has_injections() || r.exec.intercepts_replies() || r.exec.has_flagged() ||
+      r.exec.collecting() || r.exec.stopped())
+    return {freed, false};
+  flush_plain_requests();
+  flush_plain();
+  resumed_ = {r.req.offset(), r.rep.offset(), r.pairing.resume_state()};
+  resp_.reset();
+  return {freed, true};
 }
 
 namespace {
@@ -371,16 +406,24 @@ void Session::forward_request(const resp::RequestFrame& f, uint64_t now, std::st
 void Session::forward_observed(const resp::RequestFrame& f, uint64_t now) {
   if (rewriter_) [[unlikely]] {
     if (const uint8_t k = rewriter_->kind(f); k != ReplyRewriter::kNone) {
-      Resp& r = *resp_;
-      ++commands_;
-      RequestResult rr = r.pairing.on_request(f, now, 1);
-      if (rr.expects_reply) r.exec.flag({rr.id, toxics::RespActionKind::Rewrite, 0, k, {}});
-      flush_plain_requests();
-      for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, {});
+      flag_reply(f, now, toxics::RespActionKind::Rewrite, 0, k, {});
       return;
     }
   }
   forward_request(f, now, {});
+}
+
+void Session::flag_reply(const resp::RequestFrame& f, uint64_t now, toxics::RespActionKind kind,
+                         uint64_t delay_ms, uint64_t bytes, std::string_view fault) {
+  Resp& r = *resp_;
+  ++commands_;
+  RequestResult rr = r.pairing.on_request(f, now, 1);
+  if (rr.expects_reply) {
+    if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
+    r.exec.flag({rr.id, kind, delay_ms, bytes, std::string(fault)});
+  }
+  flush_plain_requests();
+  for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
 }
 
 void Session::observe_request(const resp::RequestFrame& f, PendingId id, std::string_view fault) {
@@ -527,19 +570,11 @@ void Session::request_frame(const resp::RequestFrame& f, uv::Chunk tail, uint64_
     note_cut(fault);
     r.exec.begin_end(a.kind == K::ResetBefore, false);
     return;
-  default: {
+  default:
     // The reply is acted on: remember which request it answers.
-    ++commands_;
-    RequestResult rr = r.pairing.on_request(f, now, 1);
-    if (rr.expects_reply) {
-      if (!fault.empty()) r.faults.emplace_back(rr.id, std::string(fault));
-      r.exec.flag({rr.id, a.kind, a.delay_ms, a.bytes, std::string(fault)});
-    }
-    flush_plain_requests();
-    for (auto* o : rt_.request_observers()) o->on_request(*this, f, rr.id, fault);
+    flag_reply(f, now, a.kind, a.delay_ms, a.bytes, fault);
     forward_bytes();
     return;
-  }
   }
 }
 

@@ -758,7 +758,6 @@ const char* RequestParser::step(const char* p, const char* end, Callback cb, voi
 ReplyParser::ReplyParser(const Limits& limits, const CaptureOptions& capture)
     : limits_(limits), cap_(capture) {
   cap_.text_cap_bytes = std::max<uint32_t>(cap_.text_cap_bytes, 8);
-  stack_.resize(limits_.max_depth + 1);
   text_ = std::make_unique<char[]>(cap_.text_cap_bytes);
 }
 
@@ -840,7 +839,7 @@ bool ReplyParser::push_level(const char* p, Type t, int64_t n, bool attribute, C
     fail(pos(p) - 1, "nesting too deep");
     return false;
   }
-  stack_[depth_++] = Level{n, t, attribute};
+  push(Level{n, t, attribute});
   return true;
 }
 
@@ -916,7 +915,7 @@ bool ReplyParser::on_number(const char* p, Callback cb, void* ctx) {
         fail(pos(p) - 1, "nesting too deep");
         return false;
       }
-      stack_[depth_++] = Level{-1, cur_, false};
+      push(Level{-1, cur_, false});
       state_ = St::Type;
       return true;
     }

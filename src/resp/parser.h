@@ -306,6 +306,9 @@ public:
   bool failed() const { return error_.reason != nullptr; }
   const ParseError& error() const { return error_; }
   uint64_t offset() const { return offset_; }   // bytes fed so far
+  // A fresh parser takes over a stream another one left between frames: its offsets go on
+  // from there (a session that released its RESP state while idle makes it again).
+  void resume_at(uint64_t offset) { offset_ = offset; }
 
 protected:
   enum class Num : uint8_t { More, Done, Bad };
@@ -578,6 +581,11 @@ private:
   bool line_done(const char* p, Callback cb, void* ctx);
   bool value_done(uint64_t end, Callback cb, void* ctx);
   bool push_level(const char* p, Type t, int64_t n, bool attribute, Callback cb, void* ctx);
+  void push(const Level& l) {  // depth_ < max_depth, checked by the caller
+    if (depth_ == stack_.size()) stack_.push_back(l);
+    else stack_[depth_] = l;
+    ++depth_;
+  }
   void keep_text(const char* data, size_t n);
   void reset_frame();
 
@@ -593,7 +601,7 @@ private:
   bool line_cr_ = false;
   int64_t bulk_left_ = 0;
   uint32_t depth_ = 0;
-  std::vector<Level> stack_;
+  std::vector<Level> stack_;    // grows with the depth met (most replies never nest)
   int64_t first_idx_ = 0;       // element index at depth 1, for head capture
   ReplyFrame frame_;
   std::unique_ptr<char[]> text_;

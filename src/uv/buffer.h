@@ -102,6 +102,15 @@ public:
     return copy(pool, c.data(), c.len);
   }
   Chunk copy(BufferPool& pool, const char* data, size_t len);
+  // Lets go of the current pack block (it is freed once no chunk uses it): for a connection
+  // gone quiet, which would otherwise keep 4 KiB for the next small chunk that waits. True if
+  // it had one.
+  bool release() {
+    used_ = 0;
+    if (!block_) return false;
+    block_.reset();
+    return true;
+  }
 
 private:
   BlockRef block_;

@@ -61,4 +61,10 @@ bool descriptors_free(int n);
 // backlog asked of listen() is cut to it), or 0 when not known (other systems, Windows).
 int max_listen_backlog();
 
+// Hands the pages of freed heap memory back to the system, so that memory freed in the middle
+// of the heap (idle sessions' RESP state) leaves the process's RSS too. glibc: malloc_trim(0),
+// which walks the free lists (some milliseconds for a heap of 10,000 sessions). Elsewhere:
+// nothing (the allocator decides).
+void release_free_memory();
+
 } // namespace faultline::uv::platform

@@ -26,6 +26,8 @@ public:
         h_, [](uv_timer_t* t) { static_cast<Timer*>(t->data)->cb_(); }, timeout_ms, repeat_ms);
   }
   void stop() { uv_timer_stop(h_); }
+  // An unreferenced timer does not keep the loop running (uv_unref).
+  void unref() { uv_unref(reinterpret_cast<uv_handle_t*>(h_)); }
   bool active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(h_)) != 0; }
 
 private:

@@ -97,6 +97,33 @@ struct TrafficFixture : ::testing::Test {
   }
 };
 
+// A session that carried no byte for a second frees its RESP state (Session::trim_if_idle) and
+// makes it again with the next byte: the database the client selected goes on, and so does the
+// parsing of what it sends next.
+TEST_F(TrafficFixture, AQuietSessionGoesOnAfterItsRespStateIsFreed) {
+  start_logging();
+  Conn c(fl.port());
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(call(c, {"SELECT", "3"}), "+OK\r\n");
+  ASSERT_EQ(call(c, {"SET", "quiet", "v"}), "+OK\r\n");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return fl.process().log().find("idle sessions freed their RESP state") !=
+               std::string::npos;
+      },
+      15s))
+      << fl.process().log();
+  ASSERT_EQ(call(c, {"GET", "quiet"}), "$1\r\nv\r\n");
+  ASSERT_EQ(call(c, {"SELECT", "0"}), "+OK\r\n");
+  ASSERT_EQ(call(c, {"GET", "quiet"}), "$-1\r\n");
+  auto recs = wait_records(5);
+  ASSERT_EQ(recs.size(), 5u) << slurp(log_path);
+  EXPECT_EQ(recs[2].value("cmd", ""), "GET") << recs[2].dump();
+  EXPECT_EQ(recs[2].value("db", -1), 3) << "the database was forgotten: " << recs[2].dump();
+  EXPECT_EQ(recs[4].value("db", -1), 0) << recs[4].dump();
+  EXPECT_EQ(recs[4]["reply"].value("type", ""), "null") << recs[4].dump();
+}
+
 TEST_F(TrafficFixture, ARecordForEveryCommandOfAScriptedWorkload) {
   start_logging();
   Conn c(fl.port());

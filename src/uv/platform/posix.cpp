@@ -7,6 +7,9 @@
 #include <cstring>
 
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,6 +125,12 @@ int max_listen_backlog() {
   if (std::fscanf(f, "%d", &n) != 1 || n < 0) n = 0;
   std::fclose(f);
   return n;
+}
+
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 } // namespace faultline::uv::platform

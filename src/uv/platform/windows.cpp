@@ -133,4 +133,6 @@ int max_listen_backlog() {
   return 0;
 }
 
+void release_free_memory() {}
+
 } // namespace faultline::uv::platform

@@ -171,6 +171,37 @@ TEST(Pairing, MultiExecWatchAndExecAbort) {
   EXPECT_EQ(h.pairing.pending(), 0u);
 }
 
+// A session frees its RESP state while idle (Session::trim_if_idle) only when its pairing is
+// quiet, and the pairing made with the next byte goes on from resume_state().
+TEST(Pairing, QuietPairingResumesWithItsIdsDatabaseAndProtocol) {
+  Harness h;
+  EXPECT_TRUE(h.pairing.quiet());
+  h.send(mb({"HELLO", "3"}) + mb({"SELECT", "4"}));
+  EXPECT_FALSE(h.pairing.quiet());  // replies pending
+  h.recv("%1\r\n$5\r\nproto\r\n:3\r\n+OK\r\n");
+  ASSERT_TRUE(h.pairing.quiet());
+  const Pairing::Resume r = h.pairing.resume_state();
+  Harness next;
+  next.pairing.resume(r);
+  EXPECT_EQ(next.pairing.db(), 4);
+  EXPECT_EQ(next.pairing.protocol(), Protocol::Resp3);
+  next.send(mb({"GET", "k"}));
+  ASSERT_EQ(next.sent.size(), 1u);
+  EXPECT_EQ(next.sent[0].id, 3u);  // after HELLO (1) and SELECT (2)
+  std::optional<PendingInfo> head = next.pairing.expected();
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->db, 4);
+  EXPECT_EQ(next.recv("$1\r\nv\r\n"), (V{"GET"}));
+  // State a Resume does not carry keeps a pairing from being quiet.
+  h.send(mb({"MULTI"}));
+  h.recv("+OK\r\n");
+  EXPECT_FALSE(h.pairing.quiet());
+  Harness sub;
+  sub.send(mb({"SUBSCRIBE", "a"}));
+  sub.recv("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n");
+  EXPECT_FALSE(sub.pairing.quiet());
+}
+
 TEST(Pairing, SelectTracksDbIncludingInsideTransactions) {
   Harness h;
   h.send(mb({"SELECT", "3"}) + mb({"SELECT", "99"}));
