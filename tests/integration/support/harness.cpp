@@ -59,7 +59,16 @@ bool wait_port_closed(uint16_t port, Ms timeout) {
 std::string temp_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
-  fs::path p = fs::temp_directory_path() / ("faultline-test-" + std::to_string(::getpid())) / name;
+  const fs::path root = fs::temp_directory_path() / ("faultline-test-" + std::to_string(::getpid()));
+  // A directory of that name left by an earlier run whose process had this pid: its files
+  // (port files, logs) must not pass for this run's.
+  static const bool fresh = [&] {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+    return true;
+  }();
+  (void)fresh;
+  fs::path p = root / name;
   fs::create_directories(p);
   return p.string();
 }
@@ -226,7 +235,13 @@ bool Faultline::start_args(const std::vector<std::string>& args, Wait wait) {
   argv.insert(argv.end(), args.begin(), args.end());
   argv.insert(argv.end(), {"--port-file", port_file});
   port_ = api_port_ = 0;
-  if (!proc_.start(argv, port_file.substr(0, port_file.size() - 6) + ".log")) return false;
+  // The test's directory is named by the test process's pid: one left by an earlier run with
+  // the same pid may hold a port file (whose ports would be read as this run's) and a log.
+  const std::string log_file = port_file.substr(0, port_file.size() - 6) + ".log";
+  std::error_code ec;
+  fs::remove(port_file, ec);
+  fs::remove(log_file, ec);
+  if (!proc_.start(argv, log_file)) return false;
   if (wait == Wait::Nothing) return true;
   // faultline writes the file (whole: it renames it into place) once its listeners are up.
   // Generous: an ASan build starting on a loaded machine.
