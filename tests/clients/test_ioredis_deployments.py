@@ -25,7 +25,8 @@ from deployments import (DIRECT, Admin, Cluster, ClusterFront, SentinelFront, Se
                          cluster_guard, fronted, key_in_slot, key_slot, keys_in_slots, query,
                          sentinel_guard, wait_until)
 from test_ioredis import HERE, node_modules  # noqa: F401 - the fixture that installs ioredis
-from test_cluster import lost_writes, run_cluster_profiles
+from test_cluster import (keys_per_master, lost_writes, run_cluster_profiles,  # noqa: F401
+                          slow_to_fail_cluster)
 from test_sentinel import run_sentinel_profile
 
 
@@ -240,24 +241,19 @@ class NodeCluster:
             self.proc.wait()
 
 
-@pytest.fixture
-def slow_to_fail_cluster():
-    # node-timeout 60 s: a node behind a disabled proxy (or killed, direct) is not failed over
-    # during the test.
-    yield from fronted(Cluster(extra=["--cluster-node-timeout", "60000"]), ClusterFront)
-
-
-def per_master_keys(c):
-    return {m: key_in_slot(c.slots_of(m)[0][0], prefix=f"io{m}-") for m in c.masters()}
+def written_cluster(io, c):
+    """{master port: a key it owns}, each written through ioredis."""
+    keys = {m: ks[0] for m, ks in keys_per_master(c, n=1).items()}
+    for k in keys.values():
+        io.until_ok("SET", k, "v")
+    return keys
 
 
 def test_ioredis_cluster_node_down_fails_its_slots_only(slow_to_fail_cluster, node_modules):
     c, front = slow_to_fail_cluster
     io = NodeCluster(node_modules, front.startup_nodes())
     try:
-        keys = per_master_keys(c)
-        for k in keys.values():
-            io.until_ok("SET", k, "v")
+        keys = written_cluster(io, c)
         down, up = list(keys)[:2]
         with front.node_down(down):
             r = io.call("GET", keys[down])
@@ -279,9 +275,7 @@ def test_ioredis_cluster_partition_and_clusterdown(cluster, node_modules):
     c, front = cluster
     io = NodeCluster(node_modules, front.startup_nodes())
     try:
-        keys = per_master_keys(c)
-        for k in keys.values():
-            io.until_ok("SET", k, "v")
+        keys = written_cluster(io, c)
         cut, spared = list(keys)[:2]
         if not front.direct:
             proxies = [front.api.proxy(front.proxy_name(p)) for p in (cut, c.replica_of(cut))]
