@@ -65,16 +65,26 @@ const char* reply_kind_name(ReplyKind k) {
   return "?";
 }
 
-Pairing::Pairing(size_t initial_capacity) {
+namespace {
+size_t ring_capacity(size_t initial_capacity) {
   size_t cap = 8;
   while (cap < initial_capacity) cap *= 2;
-  ring_ = std::make_unique<Entry[]>(cap);
-  mask_ = cap - 1;
+  return cap;
+}
+} // namespace
+
+size_t Pairing::storage_bytes(size_t initial_capacity) {
+  return ArrayStorage<Entry>::room_bytes(ring_capacity(initial_capacity));
+}
+
+Pairing::Pairing(size_t initial_capacity, Room* room)
+    : ring_(ring_capacity(initial_capacity), room) {
+  mask_ = ring_.size() - 1;
 }
 
 void Pairing::grow() {
   const size_t cap = (mask_ + 1) * 2;
-  auto bigger = std::make_unique<Entry[]>(cap);
+  ArrayStorage<Entry> bigger(cap, nullptr);
   for (size_t i = 0; i < size_; ++i) bigger[i] = ring_[(head_ + i) & mask_];
   ring_ = std::move(bigger);
   mask_ = cap - 1;

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/room.h"
 #include "resp/commands.h"
 #include "resp/parser.h"
 #include "resp/writer.h"
@@ -178,7 +179,10 @@ enum class ReplyMode : uint8_t { On, Off };
 
 class Pairing {
 public:
-  explicit Pairing(size_t initial_capacity = 64);
+  // room: where the first ring is taken from, when it has storage_bytes(initial_capacity) left
+  // (base/room.h); else, and for every larger ring, the heap.
+  explicit Pairing(size_t initial_capacity = 64, Room* room = nullptr);
+  static size_t storage_bytes(size_t initial_capacity);
 
   // A request forwarded to Redis, in stream order.
   RequestResult on_request(const resp::RequestFrame& f, uint64_t now_us, uint8_t user_flags = 0) {
@@ -403,7 +407,7 @@ private:
     rep_plain_ = injected_ == 0 && !monitoring_ && !subscribed();
   }
 
-  std::unique_ptr<Entry[]> ring_;
+  ArrayStorage<Entry> ring_;
   size_t mask_ = 0;              // capacity - 1 (a power of two)
   size_t head_ = 0, size_ = 0;
   size_t injected_ = 0;          // injected entries in the ring: none means the head is real

@@ -67,15 +67,21 @@ void Session::Pipe::sink_eof() {
     return;
   }
   dst->shutdown_sent = true;
-  dst->shutdown_req.data = this;
-  int rc = uv_shutdown(&dst->shutdown_req, reinterpret_cast<uv_stream_t*>(&dst->tcp),
+  // Made for the one shutdown a side gets, not kept by every session. Closing the handle
+  // cancels it, and libuv still calls back (before the handle's close callback): the request
+  // is always freed there.
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  int rc = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&dst->tcp),
                        [](uv_shutdown_t* req, int status) {
                          auto* p = static_cast<Pipe*>(req->data);
+                         delete req;
                          if (p->s->closing()) return;
                          p->dst->shutdown_done = true;
                          p->s->check_done();
                        });
   if (rc < 0) {
+    delete req;
     dst->shutdown_done = true;
     s->check_done();
   }

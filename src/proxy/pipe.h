@@ -50,7 +50,6 @@ struct Session::Side {
   bool shutdown_done = false;
   bool write_failed = false;
   size_t writes_outstanding = 0;
-  uv_shutdown_t shutdown_req;
   const char* name() const { return is_client ? "client" : "upstream"; }
 };
 

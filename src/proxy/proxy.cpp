@@ -396,6 +396,10 @@ void Proxy::on_connection(int status) {
 }
 
 void Proxy::trim_sessions() {
+  // The RESP state and pack blocks of sessions that closed or went quiet since the last sweep:
+  // their pages go back to the system (those a new session took meanwhile were reused while
+  // resident).
+  rt_.trim_pages();
   if (sessions_.empty()) {
     trim_timer_->stop();
     return;
@@ -406,12 +410,16 @@ void Proxy::trim_sessions() {
     resp += t.resp;
     buffers += t.buffers;
   }
-  if (resp > 0) log::debug("proxy {}: {} idle sessions freed their RESP state", cfg_.name, resp);
+  if (resp > 0) {
+    log::debug("proxy {}: {} idle sessions freed their RESP state", cfg_.name, resp);
+    rt_.trim_pages();
+  }
   if (buffers > 0) log::debug("proxy {}: {} idle sessions freed buffers", cfg_.name, buffers);
   const size_t trimmed = std::max(resp, buffers);
   if (trimmed == 0) return;
-  // Freed among the sessions' other memory, their pages stay in the heap unless handed back
-  // (some 4 kB a session: worth a walk of the heap's free lists once a few dozen add up).
+  // The rest of what they freed came from the heap (queue room, arrays grown past their first
+  // size): among the sessions' other memory, its pages stay in the heap unless
+  // handed back (worth a walk of the heap's free lists once a few dozen sessions add up).
   trimmed_since_release_ += trimmed;
   if (trimmed_since_release_ >= kTrimsPerRelease) {
     trimmed_since_release_ = 0;

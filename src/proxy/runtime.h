@@ -11,6 +11,7 @@
 #include "proxy/observer.h"
 #include "resp/parser.h"
 #include "uv/buffer.h"
+#include "uv/slot_pool.h"
 
 namespace faultline::proxy {
 
@@ -36,6 +37,16 @@ public:
 
   uv_loop_t* loop() const { return loop_; }
   uv::BufferPool& pool() { return pool_; }
+  // Slots for the sessions' RESP state (uv/slot_pool.h), of the size the first one asks for.
+  uv::SlotPool& resp_slots(size_t slot_bytes) {
+    if (!resp_slots_) resp_slots_ = std::make_unique<uv::SlotPool>(slot_bytes);
+    return *resp_slots_;
+  }
+  // Hands back the pages of RESP state and pack blocks freed since the last call.
+  void trim_pages() {
+    if (resp_slots_) resp_slots_->trim();
+    pool_.trim_pages();
+  }
   const DataPathOptions& options() const { return opts_; }
   DataPathOptions& mutable_options() { return opts_; }
 
@@ -74,6 +85,7 @@ private:
   uv_loop_t* loop_;
   DataPathOptions opts_;
   uv::BufferPool pool_;
+  std::unique_ptr<uv::SlotPool> resp_slots_;
   std::vector<SessionObserver*> observers_;
   std::vector<SessionObserver*> request_observers_;
   std::vector<SessionObserver*> delivery_observers_;

@@ -90,9 +90,7 @@ Session::Session(Proxy& proxy, uint64_t id)
   }
   client_->is_client = true;
   upstream_->is_client = false;
-  uv_timer_init(loop, &timer_);
-  timer_.data = this;
-  pending_closes_ = 3;
+  pending_closes_ = 2;
   auto wire = [this](Pipe& p, Side* src, Side* dst, toxics::Stream st) {
     p.s = this;
     p.src = src;
@@ -165,11 +163,17 @@ void Session::connect_upstream() {
 
 void Session::connect_to(const sockaddr* addr) {
   if (closing()) return;
-  connect_req_.data = this;
-  int rc = uv_tcp_connect(&connect_req_, &upstream_->tcp, addr, [](uv_connect_t* req, int status) {
-    static_cast<Session*>(req->data)->on_connected(status);
+  // Freed in its callback, which libuv calls even when closing the handle cancels the connect
+  // (before the handle's close callback, so the session is still there).
+  auto* req = new uv_connect_t;
+  req->data = this;
+  int rc = uv_tcp_connect(req, &upstream_->tcp, addr, [](uv_connect_t* req, int status) {
+    auto* s = static_cast<Session*>(req->data);
+    delete req;
+    s->on_connected(status);
   });
   if (rc < 0) {
+    delete req;
     // No descriptor for the upstream socket: the process, not Redis, is the problem.
     if (rc == UV_EMFILE || rc == UV_ENFILE) proxy_.note_fd_exhausted(rc);
     else proxy_.note_connect_failure(rc);
@@ -195,7 +199,7 @@ void Session::on_connected(int status) {
     check_done();
     return;
   }
-  uv_timer_stop(&timer_);  // End::Open: the deadline was the connect's
+  deadline_.reset();  // End::Open: the deadline was the connect's
   if (status < 0) {
     proxy_.note_connect_failure(status);
     close(CloseReason::ConnectFailed);
@@ -292,13 +296,13 @@ void Session::start_drain() {
   arm_deadline(rt_.options().drain_timeout_ms);
 }
 
-// timer_ is the deadline of the state the session is in, armed on entering it: the connect
+// deadline_ is the deadline of the state the session is in, armed on entering it: the connect
 // (Open, not yet connected), the drain (Draining), the flush (FlushFin, FlushRst). What happens
 // when it fires is read from the state then, so a state change can never leave behind a
 // deadline meant for another.
 void Session::arm_deadline(uint64_t ms) {
-  uv_timer_start(
-      &timer_, [](uv_timer_t* t) { static_cast<Session*>(t->data)->on_deadline(); }, ms, 0);
+  if (!deadline_) deadline_ = std::make_unique<uv::Timer>(rt_.loop());
+  deadline_->start(ms, [this] { on_deadline(); });
 }
 
 void Session::on_deadline() {
@@ -400,13 +404,10 @@ void Session::close_handles(bool rst) {
   }
   if (deliv_) resolve_marks(true);  // what is still on its way never reaches the client
   for (auto* o : rt_.observers()) o->on_session_close(*this);
-  auto on_close = [](uv_handle_t* h) {
-    Session* s = h->type == UV_TIMER ? static_cast<Session*>(h->data)
-                                     : static_cast<Side*>(h->data)->session;
-    s->on_handle_closed();
-  };
-  uv_timer_stop(&timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+  auto on_close = [](uv_handle_t* h) { static_cast<Side*>(h->data)->session->on_handle_closed(); };
+  // Stopped, not freed: this may run inside its callback. It goes with the session (its handle
+  // then closes on its own and never calls back).
+  if (deadline_) deadline_->stop();
   for (Side* side : {client_.get(), upstream_.get()}) {
     auto* h = reinterpret_cast<uv_handle_t*>(&side->tcp);
     if (rst && !side->shutdown_sent && uv_tcp_close_reset(&side->tcp, on_close) == 0) continue;

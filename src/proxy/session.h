@@ -27,6 +27,7 @@
 #include "proxy/pairing.h"
 #include "toxics/toxic.h"
 #include "uv/buffer.h"
+#include "uv/timer.h"
 
 namespace faultline::toxics {
 struct RespAction;
@@ -214,7 +215,13 @@ private:
   std::unique_ptr<Side> upstream_;
   std::unique_ptr<Pipe> up_;   // client → upstream
   std::unique_ptr<Pipe> down_; // upstream → client
-  std::unique_ptr<Resp> resp_; // created with the first byte when parsing is on
+  // The RESP state lives in a slot of the runtime's pool (uv/slot_pool.h), with its parsers'
+  // and pairing's first arrays (base/room.h): freed by an idle session, its pages go back to
+  // the system whole.
+  struct RespDeleter {
+    void operator()(Resp* r) const;
+  };
+  std::unique_ptr<Resp, RespDeleter> resp_; // created with the first byte when parsing is on
   // What trim_if_idle() keeps of the RESP state it frees, for ensure_resp() to go on from.
   struct Resumed {
     uint64_t req_offset = 0, rep_offset = 0;
@@ -229,8 +236,10 @@ private:
   // its own generator, made on first use, seeded from the proxy's seed and its sequence number.
   std::unique_ptr<std::mt19937_64> rng_;
   std::mt19937_64& rng();
-  uv_timer_t timer_;           // the deadline of the End state (arm_deadline, on_deadline)
-  uv_connect_t connect_req_;
+  // The deadline of the End state (arm_deadline, on_deadline), made when a state needs one
+  // and freed once the connect is done: a connection that just carries commands has none (a
+  // libuv timer is 152 bytes, and idle connections are what a pool keeps by the thousand).
+  std::unique_ptr<uv::Timer> deadline_;
   bool draining() const { return end_ == End::Draining; }
   bool flushing() const { return end_ == End::FlushFin || end_ == End::FlushRst; }
   // Closing, or flushing toward it: nothing new starts.

@@ -57,11 +57,23 @@ std::string Session::Redirects::redirect_address(unsigned slot) const {
 
 void Session::ensure_resp() {
   if (resp_) return;
-  resp_ = std::make_unique<Resp>(rt_.options().capture, *this);
+  const resp::CaptureOptions& cap = rt_.options().capture;
+  uv::SlotPool& pool = rt_.resp_slots(Resp::slot_bytes(cap));
+  void* at = pool.acquire();
+  // A capture larger than the pool's first one (the traffic log turned on later) leaves the
+  // parsers too little room: their arrays then come from the heap.
+  Room room{static_cast<char*>(at) + sizeof(Resp), pool.slot_bytes() - sizeof(Resp)};
+  resp_.reset(new (at) Resp(cap, *this, &room, &pool));
   // After a quiet spell (trim_if_idle()) the streams and the pairing go on where they were.
   resp_->req.resume_at(resumed_.req_offset);
   resp_->rep.resume_at(resumed_.rep_offset);
   resp_->pairing.resume(resumed_.pairing);
+}
+
+void Session::RespDeleter::operator()(Resp* r) const {
+  uv::SlotPool* pool = r->slots;
+  r->~Resp();
+  pool->release(r);
 }
 
 Session::Trimmed Session::trim_if_idle() {

@@ -83,8 +83,15 @@ struct Session::Head {
 };
 
 struct Session::Resp {
-  Resp(const resp::CaptureOptions& cap, Session& s)
-      : req({}, cap), rep({}, cap), pairing(4), link(s), exec(link), redirects(s) {}
+  static constexpr size_t kPairingCapacity = 4;  // the ring grows from there
+  // The bytes of a slot that holds a Resp and every first array it takes from its room.
+  static size_t slot_bytes(const resp::CaptureOptions& cap) {
+    return sizeof(Resp) + resp::RequestParser::storage_bytes(cap) +
+           resp::ReplyParser::storage_bytes(cap) + Pairing::storage_bytes(kPairingCapacity);
+  }
+  Resp(const resp::CaptureOptions& cap, Session& s, Room* room, uv::SlotPool* pool)
+      : req({}, cap, room), rep({}, cap, room), pairing(kPairingCapacity, room), link(s),
+        exec(link), redirects(s), slots(pool) {}
   resp::RequestParser req;
   resp::ReplyParser rep;
   Pairing pairing;
@@ -119,6 +126,7 @@ struct Session::Resp {
   FaultLink link;
   RespFaults exec;
   Redirects redirects;
+  uv::SlotPool* slots;  // the pool whose slot this is
 
   std::string_view fault_of(PendingId id) const {
     for (const auto& [pid, name] : faults)

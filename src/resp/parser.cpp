@@ -191,12 +191,27 @@ detail::ParserBase::Num detail::ParserBase::read_number(const char*& p, const ch
 
 // --- requests ------------------------------------------------------------------------------
 
-RequestParser::RequestParser(const Limits& limits, const CaptureOptions& capture)
-    : limits_(limits), cap_(capture) {
-  cap_.max_args = std::max<uint32_t>(cap_.max_args, 3);
-  cap_.arg_cap_bytes = std::max<uint32_t>(cap_.arg_cap_bytes, 16);
-  args_.resize(cap_.max_args);
-  arena_ = std::make_unique<char[]>(size_t(cap_.max_args + 1) * cap_.arg_cap_bytes);
+namespace {
+CaptureOptions request_capture(CaptureOptions c) {
+  c.max_args = std::max<uint32_t>(c.max_args, 3);
+  c.arg_cap_bytes = std::max<uint32_t>(c.arg_cap_bytes, 16);
+  return c;
+}
+CaptureOptions reply_capture(CaptureOptions c) {
+  c.text_cap_bytes = std::max<uint32_t>(c.text_cap_bytes, 8);
+  return c;
+}
+} // namespace
+
+size_t RequestParser::storage_bytes(const CaptureOptions& capture) {
+  const CaptureOptions c = request_capture(capture);
+  return ArrayStorage<Arg>::room_bytes(c.max_args) +
+         ArrayStorage<char>::room_bytes(size_t(c.max_args + 1) * c.arg_cap_bytes);
+}
+
+RequestParser::RequestParser(const Limits& limits, const CaptureOptions& capture, Room* room)
+    : limits_(limits), cap_(request_capture(capture)), args_(cap_.max_args, room),
+      arena_(size_t(cap_.max_args + 1) * cap_.arg_cap_bytes, room) {
   key_slot_ = arena_.get() + size_t(cap_.max_args) * cap_.arg_cap_bytes;
 }
 
@@ -348,7 +363,7 @@ void RequestParser::emit(uint64_t end, Callback cb, void* ctx) {
   f.cmd = cmd_;
   f.has_key = has_key_;
   if (has_key_) f.key = key_;
-  f.args = {args_.data(), size_t(std::min<int64_t>(argc_, cap_.max_args))};
+  f.args = {args_.get(), size_t(std::min<int64_t>(argc_, cap_.max_args))};
   f.simple = is_simple();
   cb(ctx, f);
   reset_frame();
@@ -366,7 +381,7 @@ bool RequestParser::partial_frame(RequestFrame& f) const {
   if (has_key_) f.key = key_;
   int64_t done = arg_idx_ + ((state_ == St::BulkCR || state_ == St::BulkLF) ? 1 : 0);
   if (state_ == St::MbCount) done = 0;
-  f.args = {args_.data(), size_t(std::min<int64_t>(done, cap_.max_args))};
+  f.args = {args_.get(), size_t(std::min<int64_t>(done, cap_.max_args))};
   f.simple = done > 0 && is_simple();
   return true;
 }
@@ -429,7 +444,7 @@ bool RequestParser::inline_line(const char* line, size_t n, uint64_t line_start,
   f.cmd = cmd_;
   f.has_key = has_key_;
   if (has_key_) f.key = key_;
-  f.args = {args_.data(), size_t(std::min<int64_t>(argc_, cap_.max_args))};
+  f.args = {args_.get(), size_t(std::min<int64_t>(argc_, cap_.max_args))};
   f.is_inline = true;
   f.simple = is_simple();
   cb(ctx, f);
@@ -755,11 +770,12 @@ const char* RequestParser::step(const char* p, const char* end, Callback cb, voi
 
 // --- replies -------------------------------------------------------------------------------
 
-ReplyParser::ReplyParser(const Limits& limits, const CaptureOptions& capture)
-    : limits_(limits), cap_(capture) {
-  cap_.text_cap_bytes = std::max<uint32_t>(cap_.text_cap_bytes, 8);
-  text_ = std::make_unique<char[]>(cap_.text_cap_bytes);
+size_t ReplyParser::storage_bytes(const CaptureOptions& capture) {
+  return ArrayStorage<char>::room_bytes(reply_capture(capture).text_cap_bytes);
 }
+
+ReplyParser::ReplyParser(const Limits& limits, const CaptureOptions& capture, Room* room)
+    : limits_(limits), cap_(reply_capture(capture)), text_(cap_.text_cap_bytes, room) {}
 
 void ReplyParser::keep_text(const char* data, size_t n) {
   if (text_len_ < cap_.text_cap_bytes) {

@@ -40,6 +40,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "base/room.h"
 #include "resp/commands.h"
 
 // Built with -DFAULTLINE_PARSER_FAST_PATHS=0 (CMake option FAULTLINE_PARSER_FAST_PATHS=OFF),
@@ -338,7 +339,11 @@ protected:
 
 class RequestParser : public detail::ParserBase {
 public:
-  explicit RequestParser(const Limits& limits = {}, const CaptureOptions& capture = {});
+  // room: where its arrays (the recorded arguments and their bytes) are taken from, when it
+  // has storage_bytes(capture) left (base/room.h); else they come from the heap.
+  explicit RequestParser(const Limits& limits = {}, const CaptureOptions& capture = {},
+                         Room* room = nullptr);
+  static size_t storage_bytes(const CaptureOptions& capture);
 
   // Feeds one chunk; calls sink(frame) or sink.on_request(frame) for each complete request.
   // Whole multibulk requests are parsed by an inline fast path that calls the sink directly
@@ -509,8 +514,8 @@ private:
   NameCache scratch_;                  // a name too short to load as words
   NameCache unknown_ = cache_entry(nullptr);
 
-  std::vector<Arg> args_;
-  std::unique_ptr<char[]> arena_;      // max_args * arg_cap_bytes, + one slot for the key
+  ArrayStorage<Arg> args_;             // max_args
+  ArrayStorage<char> arena_;           // max_args * arg_cap_bytes, + one slot for the key
   char* key_slot_ = nullptr;
 
   std::string line_;                   // inline line spanning chunks
@@ -520,7 +525,10 @@ private:
 
 class ReplyParser : public detail::ParserBase {
 public:
-  explicit ReplyParser(const Limits& limits = {}, const CaptureOptions& capture = {});
+  // room: as RequestParser's, for the reply's kept text.
+  explicit ReplyParser(const Limits& limits = {}, const CaptureOptions& capture = {},
+                       Room* room = nullptr);
+  static size_t storage_bytes(const CaptureOptions& capture);
 
   // Feeds one chunk; calls sink(frame) or sink.on_reply(frame) for each complete reply.
   // Whole top-level scalars are parsed by an inline fast path that calls the sink directly;
@@ -604,7 +612,7 @@ private:
   std::vector<Level> stack_;    // grows with the depth met (most replies never nest)
   int64_t first_idx_ = 0;       // element index at depth 1, for head capture
   ReplyFrame frame_;
-  std::unique_ptr<char[]> text_;
+  ArrayStorage<char> text_;
   uint32_t text_len_ = 0;
   char head_[32];
   uint8_t head_len_ = 0;
@@ -647,7 +655,7 @@ RequestParser::cached_lookup(const char* d, size_t n, const char* end) {
 // fast_frame_roles(), which works out each argument's role as the state machine does.
 template <class Sink>
 const char* RequestParser::fast_frames(const char* p, const char* end, Sink& sink) {
-  Arg* const args = args_.data();
+  Arg* const args = args_.get();
   const int64_t max_args = cap_.max_args;
   const int64_t max_len = limits_.max_bulk_len;
   const uint64_t at0 = offset_ - uint64_t(uintptr_t(base_));  // pos(x) == at0 + x

@@ -30,7 +30,7 @@ Block* BufferPool::acquire(uint32_t min_capacity) {
 
 Block* BufferPool::acquire_exact(uint32_t capacity) {
   if (capacity == kBlockSize) return acquire();
-  void* mem = std::malloc(sizeof(Block) + capacity);
+  void* mem = capacity == kPageBlock ? pages_.acquire() : std::malloc(sizeof(Block) + capacity);
   if (!mem) throw std::bad_alloc();
   auto* b = static_cast<Block*>(mem);
   b->capacity = capacity;
@@ -44,6 +44,8 @@ void BufferPool::release(Block* b) {
   --live_;
   if (b->capacity == kBlockSize && free_.size() < max_free_) {
     free_.push_back(b);
+  } else if (b->capacity == kPageBlock) {
+    pages_.release(b);
   } else {
     std::free(b);
   }

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "uv/slot_pool.h"
+
 namespace faultline::uv {
 
 class BufferPool;
@@ -21,6 +23,7 @@ struct Block {
   uint32_t capacity;
   char* data() { return reinterpret_cast<char*>(this + 1); }
 };
+static_assert(sizeof(Block) == 16);
 
 // Owning reference to a block (intrusive count, single-threaded).
 class BlockRef {
@@ -73,8 +76,15 @@ public:
   void release(Block* b);
   // Copy arbitrary bytes into a chunk of its own, exactly as large as they are.
   Chunk make_chunk(const char* data, size_t len);
-  // A block of exactly `capacity` bytes, never pooled.
+  // A block of exactly `capacity` bytes, never pooled; kPageBlock bytes come from a page of
+  // their own (pack blocks: see Packer).
   Block* acquire_exact(uint32_t capacity);
+  // A block that fills one page with its header: a pack block. Its page comes from a SlotPool,
+  // so that when an idle connection lets go of its pack block the page goes back to the system
+  // (trim_pages()), not into a hole of the heap between other connections' memory.
+  static constexpr uint32_t kPageBlock = 4096 - 16;
+  // Hands back the pages of page blocks freed since the last call; returns how many.
+  size_t trim_pages() { return pages_.trim(); }
 
   size_t blocks_live() const { return live_; }
   size_t blocks_free() const { return free_.size(); }
@@ -83,6 +93,7 @@ private:
   std::vector<Block*> free_;
   size_t max_free_;
   size_t live_ = 0;
+  SlotPool pages_{kPageBlock + 16};
 };
 
 // Keeps what a pipe holds proportional to what it holds in bytes. A read fills a 64 KiB block;
@@ -94,7 +105,7 @@ private:
 // are written at once are never copied.
 class Packer {
 public:
-  static constexpr uint32_t kPackBlock = 4096;
+  static constexpr uint32_t kPackBlock = BufferPool::kPageBlock;
   static constexpr uint32_t kPackMax = 1024;
   // c itself when its block is at least half used by it, else a copy.
   Chunk keep(BufferPool& pool, Chunk c) {

@@ -4,6 +4,7 @@
 // which CMake compiles the one for the target. The rest of src/ has no #ifdef: it uses libuv
 // (sockets, files, signals as libuv reports them) and these functions.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -66,5 +67,15 @@ int max_listen_backlog();
 // which walks the free lists (some milliseconds for a heap of 10,000 sessions). Elsewhere:
 // nothing (the allocator decides).
 void release_free_memory();
+
+// Memory for uv::SlotPool: whole pages of their own, read-write.
+size_t page_size();
+void* map_pages(size_t bytes);            // nullptr when out of memory
+void unmap_pages(void* p, size_t bytes);
+// Hands the pages' memory back to the system, keeping the address range. POSIX:
+// madvise(MADV_DONTNEED), after which they read as zeros. Windows: decommitted.
+void discard_pages(void* p, size_t bytes);
+// Makes discarded pages usable again. POSIX: nothing to do. Windows: committed again.
+void reuse_pages(void* p, size_t bytes);
 
 } // namespace faultline::uv::platform

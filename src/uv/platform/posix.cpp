@@ -10,6 +10,7 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -126,6 +127,26 @@ int max_listen_backlog() {
   std::fclose(f);
   return n;
 }
+
+size_t page_size() {
+  static const size_t n = size_t(::sysconf(_SC_PAGESIZE));
+  return n;
+}
+
+void* map_pages(size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void unmap_pages(void* p, size_t bytes) {
+  ::munmap(p, bytes);
+}
+
+void discard_pages(void* p, size_t bytes) {
+  ::madvise(p, bytes, MADV_DONTNEED);
+}
+
+void reuse_pages(void*, size_t) {}
 
 void release_free_memory() {
 #if defined(__GLIBC__)

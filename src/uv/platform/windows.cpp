@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include <fcntl.h>
 #include <io.h>
@@ -134,5 +135,28 @@ int max_listen_backlog() {
 }
 
 void release_free_memory() {}
+
+size_t page_size() {
+  SYSTEM_INFO si;
+  GetSystemInfo(&si);
+  return si.dwPageSize;
+}
+
+void* map_pages(size_t bytes) {
+  return VirtualAlloc(nullptr, bytes, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+}
+
+void unmap_pages(void* p, size_t) {
+  VirtualFree(p, 0, MEM_RELEASE);
+}
+
+void discard_pages(void* p, size_t bytes) {
+  VirtualFree(p, bytes, MEM_DECOMMIT);
+}
+
+void reuse_pages(void* p, size_t bytes) {
+  // Out of memory: as operator new would throw (and nothing catches it).
+  if (VirtualAlloc(p, bytes, MEM_COMMIT, PAGE_READWRITE) == nullptr) std::abort();
+}
 
 } // namespace faultline::uv::platform
