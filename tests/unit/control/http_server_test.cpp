@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -591,6 +592,66 @@ Router stream_router(Streams& streams) {
     streams.open.push_back(res);
   });
   return r;
+}
+
+// Out of descriptors with libuv's spare one gone too (it keeps one open to accept and close a
+// waiting client when none is free; here the test takes it away, as a descriptor opened
+// elsewhere in the meantime would), the listener is offered the same connection again and
+// again: the server closes its listener instead (the waiting client is reset, not left
+// hanging), and listens again on the same port by itself once descriptors are free.
+TEST(HttpServer, OutOfDescriptorsTheListenerPausesAndListensAgain) {
+  Harness h(HttpServerOptions{}, echo_router());
+  const int port = h.port();
+  {
+    Raw warm(port);
+    warm.send("GET /echo/a HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_EQ(status_of(warm.response()), 200);
+  }
+  // The client's socket exists before the limit drops: connecting needs no new descriptor.
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(client, 0);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  h.call([&] {
+    uv_loop_t* loop = h.loop();
+    if (loop->emfile_fd >= 0) ::close(loop->emfile_fd);
+    loop->emfile_fd = -1;
+    // No descriptor can be opened now: the lowest free one is at the limit.
+    const int lowest_free = ::dup(0);
+    ::close(lowest_free);
+    rlimit none = saved;
+    none.rlim_cur = static_cast<rlim_t>(lowest_free);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &none), 0);
+    ASSERT_EQ(::dup(0), -1);
+  });
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // The kernel completes the handshake (the backlog); the server cannot accept it.
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string req = "GET /echo/b HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(client, req.data(), req.size(), MSG_NOSIGNAL), ssize_t(req.size()));
+  pollfd pfd{client, POLLIN, 0};
+  const int ready = ::poll(&pfd, 1, 5000);
+  char buf[256];
+  const ssize_t n = ready > 0 ? ::recv(client, buf, sizeof buf, 0) : 1;
+  ::close(client);
+  EXPECT_EQ(ready, 1) << "the waiting client was left hanging";
+  EXPECT_LE(n, 0) << "the waiting client got an answer with no descriptor free";
+  // Descriptors free again: the server listens again on the same port, without help.
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  std::string r;
+  EXPECT_TRUE(eventually(
+      [&] {
+        Raw again(port);
+        if (!again.connected()) return false;
+        again.send("GET /echo/c HTTP/1.1\r\nHost: x\r\n\r\n");
+        r = again.response();
+        return status_of(r) == 200;
+      },
+      5s))
+      << r;
 }
 
 TEST(HttpServer, StreamingResponseIsChunked) {
