@@ -37,6 +37,9 @@ void write(Level l, std::string_view msg) {
   std::string line =
       fmt::format("{}.{:03}Z {} {}\n", ts, ms, names[static_cast<int>(l) & 3], msg);
   std::fwrite(line.data(), 1, line.size(), stderr);
+  // stderr is unbuffered on POSIX; the Windows C runtime buffers it when it is a file or a
+  // pipe, where a running faultline.exe's log would then show nothing until it exits.
+  std::fflush(stderr);
 }
 
 } // namespace faultline::log
