@@ -317,6 +317,26 @@ def _():
     assert "expect" in p.output().lower(), p.output()[-3000:]
 
 
+@check("idle connections free their RESP state and go on (pages decommitted, committed again)")
+def _():
+    q = Faultline("--log-level", "debug")
+    try:
+        old = [redis.Redis(port=q.listen, db=3, socket_timeout=10) for _ in range(20)]
+        for i, r in enumerate(old):
+            r.set(f"idle:{i}", i)
+        # The sweep frees their state and hands its slots' pages back (VirtualFree DECOMMIT).
+        wait_for(lambda: "idle sessions freed their RESP state" in q.output(), 30,
+                 "the idle sweep")
+        # New connections take those slots again (committed again), old ones go on in db 3.
+        fresh = [redis.Redis(port=q.listen, db=3, socket_timeout=10) for _ in range(20)]
+        for i in range(20):
+            assert int(old[i].get(f"idle:{i}")) == i
+            assert int(fresh[i].get(f"idle:{i}")) == i
+        assert q.proc.poll() is None, q.output()[-3000:]
+    finally:
+        q.proc.kill()
+
+
 @check("clean exit on Ctrl-C (SIGINT to the Wine process)")
 def _():
     fl.proc.send_signal(signal.SIGINT)
