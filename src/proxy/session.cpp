@@ -73,17 +73,23 @@ namespace {
 uint64_t now_ms(uv_loop_t* loop) { return uv_now(loop); }
 } // namespace
 
+struct Session::Parts {
+  Side client, upstream;
+  Pipe up, down;
+};
+void Session::PartsDeleter::operator()(Parts* p) const { delete p; }
+
 std::mt19937_64& Session::rng() {
   if (!rng_) rng_ = std::make_unique<std::mt19937_64>(proxy_.session_seed(id_));
   return *rng_;
 }
 Session::Session(Proxy& proxy, uint64_t id)
     : proxy_(proxy), rt_(proxy.runtime()), id_(id), started_ms_(now_ms(proxy.runtime().loop())),
-      client_(std::make_unique<Side>()), upstream_(std::make_unique<Side>()),
-      up_(std::make_unique<Pipe>()), down_(std::make_unique<Pipe>()),
+      parts_(new Parts()), client_(&parts_->client), upstream_(&parts_->upstream),
+      up_(&parts_->up), down_(&parts_->down),
       rewriter_(proxy.rewriter()) {
   uv_loop_t* loop = rt_.loop();
-  for (Side* side : {client_.get(), upstream_.get()}) {
+  for (Side* side : {client_, upstream_}) {
     uv_tcp_init(loop, &side->tcp);
     side->tcp.data = side;
     side->session = this;
@@ -97,8 +103,8 @@ Session::Session(Proxy& proxy, uint64_t id)
     p.dst = dst;
     p.stream = st;
   };
-  wire(*up_, client_.get(), upstream_.get(), toxics::Stream::Upstream);
-  wire(*down_, upstream_.get(), client_.get(), toxics::Stream::Downstream);
+  wire(*up_, client_, upstream_, toxics::Stream::Upstream);
+  wire(*down_, upstream_, client_, toxics::Stream::Downstream);
   if (!rt_.delivery_observers().empty()) {
     deliv_ = std::make_unique<Deliveries>();
     down_->deliv = deliv_.get();
@@ -408,7 +414,7 @@ void Session::close_handles(bool rst) {
   // Stopped, not freed: this may run inside its callback. It goes with the session (its handle
   // then closes on its own and never calls back).
   if (deadline_) deadline_->stop();
-  for (Side* side : {client_.get(), upstream_.get()}) {
+  for (Side* side : {client_, upstream_}) {
     auto* h = reinterpret_cast<uv_handle_t*>(&side->tcp);
     if (rst && !side->shutdown_sent && uv_tcp_close_reset(&side->tcp, on_close) == 0) continue;
     uv_close(h, on_close);
@@ -473,7 +479,7 @@ void Session::replace_toxic(const toxics::Toxic& t) {
     }
   }
   // In place: the new stage takes the old one's position and receives what the old one held.
-  for (Pipe* p : {up_.get(), down_.get()}) {
+  for (Pipe* p : {up_, down_}) {
     auto it = std::find_if(p->slots.begin(), p->slots.end(),
                            [&](const auto& s) { return s->name == t.name; });
     if (it == p->slots.end()) continue;

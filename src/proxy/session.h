@@ -211,10 +211,17 @@ private:
   uint64_t id_;
   uint64_t started_ms_;
   std::string client_addr_;
-  std::unique_ptr<Side> client_;
-  std::unique_ptr<Side> upstream_;
-  std::unique_ptr<Pipe> up_;   // client → upstream
-  std::unique_ptr<Pipe> down_; // upstream → client
+  // The two sides and the two pipes, made together in one allocation (a session lives as long
+  // as its connection, and idle connections are what a pool keeps by the thousand).
+  struct Parts;
+  struct PartsDeleter {
+    void operator()(Parts* p) const;
+  };
+  std::unique_ptr<Parts, PartsDeleter> parts_;
+  Side* client_;
+  Side* upstream_;
+  Pipe* up_;   // client → upstream
+  Pipe* down_; // upstream → client
   // The RESP state lives in a slot of the runtime's pool (uv/slot_pool.h), with its parsers'
   // and pairing's first arrays (base/room.h): freed by an idle session, its pages go back to
   // the system whole.

@@ -85,7 +85,7 @@ Session::Trimmed Session::trim_if_idle() {
   // waits: what the client sent before Redis was connected, a partial write) and the room
   // of the queue that held the client's first bytes.
   bool freed = false;
-  for (Pipe* p : {up_.get(), down_.get()}) {
+  for (Pipe* p : {up_, down_}) {
     freed |= p->packer.release();
     if (p->held.empty() && p->held.capacity() != 0) {
       std::vector<uv::Chunk>().swap(p->held);
