@@ -395,6 +395,27 @@ void Proxy::on_connection(int status) {
   }
 }
 
+void Proxy::watch_connect(Session& s) {
+  const uint64_t now = uv_now(rt_.loop());
+  connecting_.push_back({now + rt_.options().connect_timeout_ms, s.id()});
+  if (connect_timer_ && connect_timer_->active()) return;
+  if (!connect_timer_) connect_timer_ = std::make_unique<uv::Timer>(rt_.loop());
+  connect_timer_->start(connecting_.front().due_ms - now, [this] { on_connect_deadlines(); });
+  connect_timer_->unref();  // the connecting sessions' sockets keep the loop running
+}
+
+void Proxy::on_connect_deadlines() {
+  const uint64_t now = uv_now(rt_.loop());
+  while (!connecting_.empty() && connecting_.front().due_ms <= now) {
+    const uint64_t id = connecting_.front().id;
+    connecting_.pop_front();
+    // Closing a session only begins here: it leaves sessions_ from its close callback.
+    if (auto it = sessions_.find(id); it != sessions_.end()) it->second->connect_timed_out();
+  }
+  if (!connecting_.empty())
+    connect_timer_->start(connecting_.front().due_ms - now, [this] { on_connect_deadlines(); });
+}
+
 void Proxy::trim_sessions() {
   // The RESP state and pack blocks of sessions that closed or went quiet since the last sweep:
   // their pages go back to the system (those a new session took meanwhile were reused while

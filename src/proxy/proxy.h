@@ -9,6 +9,7 @@
 // a new lookup runs in the background. A literal IP address is never looked up.
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -128,6 +129,9 @@ public:
   const sockaddr* upstream_sockaddr(Session& s);
   void note_connect_failure(int err);
   void note_connect_ok();
+  // A session starts connecting upstream (or looking its host name up): its connect deadline,
+  // connect_timeout_ms from now, is kept here with every other session's (connect_timed_out()).
+  void watch_connect(Session& s);
   // No descriptor was free (EMFILE, ENFILE) for an accept or for a session's upstream socket:
   // stop accepting for kFdBackoffMs (the listener is closed, so clients are refused meanwhile
   // and the descriptors that free up are left to the API and the sessions), then listen again.
@@ -155,6 +159,18 @@ private:
   static constexpr uint64_t kTrimIntervalMs = 1000;
   static constexpr size_t kTrimsPerRelease = 16;
   void trim_sessions();
+  // The connect deadlines of this proxy's sessions, in the order they started: one timer for
+  // all, not one per connection (a timer is 152 bytes, made and freed per connection, and 2,000
+  // clients connecting at once would leave that much in holes of the heap). They share one
+  // timeout, so the queue is in deadline order; an entry whose session connected, or is gone,
+  // is dropped when it comes due.
+  struct Connecting {
+    uint64_t due_ms;
+    uint64_t id;
+  };
+  std::deque<Connecting> connecting_;
+  std::unique_ptr<uv::Timer> connect_timer_;  // armed for the front's deadline (unreferenced)
+  void on_connect_deadlines();
 
   Runtime& rt_;
   ProxyConfig cfg_;

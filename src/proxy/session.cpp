@@ -161,8 +161,9 @@ void Session::start(AcceptMode mode) {
 
 void Session::connect_upstream() {
   if (closing()) return;
-  // The connect timeout also covers the lookup of an upstream host name.
-  arm_deadline(rt_.options().connect_timeout_ms);
+  // The connect timeout also covers the lookup of an upstream host name. The proxy keeps it,
+  // with its other sessions' (Proxy::watch_connect).
+  proxy_.watch_connect(*this);
   // nullptr: the proxy calls connect_to() once the name is looked up, or closes this session.
   if (const sockaddr* addr = proxy_.upstream_sockaddr(*this)) connect_to(addr);
 }
@@ -205,7 +206,6 @@ void Session::on_connected(int status) {
     check_done();
     return;
   }
-  deadline_.reset();  // End::Open: the deadline was the connect's
   if (status < 0) {
     proxy_.note_connect_failure(status);
     close(CloseReason::ConnectFailed);
@@ -302,8 +302,9 @@ void Session::start_drain() {
   arm_deadline(rt_.options().drain_timeout_ms);
 }
 
-// deadline_ is the deadline of the state the session is in, armed on entering it: the connect
-// (Open, not yet connected), the drain (Draining), the flush (FlushFin, FlushRst). What happens
+// deadline_ is the deadline of the state the session is in, armed on entering it: the drain
+// (Draining), the flush (FlushFin, FlushRst); the connect's (Open, not yet connected) is kept by
+// the proxy for all its sessions at once (Proxy::watch_connect, connect_timed_out()). What happens
 // when it fires is read from the state then, so a state change can never leave behind a
 // deadline meant for another.
 void Session::arm_deadline(uint64_t ms) {
@@ -311,13 +312,15 @@ void Session::arm_deadline(uint64_t ms) {
   deadline_->start(ms, [this] { on_deadline(); });
 }
 
+void Session::connect_timed_out() {
+  if (end_ != End::Open || connected_) return;
+  proxy_.note_connect_failure(UV_ETIMEDOUT);
+  close(CloseReason::ConnectTimeout);
+}
+
 void Session::on_deadline() {
   switch (end_) {
-  case End::Open:
-    if (connected_) return;
-    proxy_.note_connect_failure(UV_ETIMEDOUT);
-    close(CloseReason::ConnectTimeout);
-    return;
+  case End::Open: return;  // the connect's deadline is the proxy's (connect_timed_out())
   case End::Hung: return;
   case End::Draining: close(CloseReason::UpstreamClosed); return;
   case End::FlushFin: close(reason_); return;

@@ -89,6 +89,9 @@ public:
   bool hung() const { return end_ == End::Hung; }
   // Called by the proxy when the upstream's host name is looked up (see connect_upstream()).
   void connect_to(const sockaddr* addr);
+  // Called by the proxy when the connect timeout, counted from connect_upstream(), ran out: the
+  // session ends unless it connected meanwhile (or began to end for another reason).
+  void connect_timed_out();
 
   // Toxics (toxicity is rolled here, once per connection and toxic).
   void add_toxic(const toxics::Toxic& t);
@@ -243,9 +246,10 @@ private:
   // its own generator, made on first use, seeded from the proxy's seed and its sequence number.
   std::unique_ptr<std::mt19937_64> rng_;
   std::mt19937_64& rng();
-  // The deadline of the End state (arm_deadline, on_deadline), made when a state needs one
-  // and freed once the connect is done: a connection that just carries commands has none (a
-  // libuv timer is 152 bytes, and idle connections are what a pool keeps by the thousand).
+  // The deadline of the End state (arm_deadline, on_deadline), made when a drain or a flush
+  // needs one: a connection that just carries commands has none (a libuv timer is 152 bytes,
+  // and idle connections are what a pool keeps by the thousand). The connect's deadline is
+  // the proxy's (Proxy::watch_connect).
   std::unique_ptr<uv::Timer> deadline_;
   bool draining() const { return end_ == End::Draining; }
   bool flushing() const { return end_ == End::FlushFin || end_ == End::FlushRst; }
