@@ -459,8 +459,8 @@ private:
   // once nothing in it is in use.
   struct Rare {
     // The hash of each request's arguments sent while a fault was in effect (or a failed
-    // command was watched), until its reply: what a failure cuts off is compared on it. At most
-    // kMaxAtRisk, 16 bytes each.
+    // command was watched, or the handshake was open), until its reply: what a failure cuts
+    // off is compared on it. At most kMaxAtRisk, 16 bytes each.
     HashFifo hashes;
     // The first request since a failed command was watched that is neither a resend nor setup:
     // its good reply means the client moved on (ClientRecord::moved_on).
