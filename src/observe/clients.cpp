@@ -499,12 +499,37 @@ json ClientRecord::to_json(uint64_t now_us, uint64_t epoch_us) const {
 
 // ---- the log a per-client view is replayed from ----
 
+// The log's bound is documented in bytes (docs/testing-clients.md).
+static_assert(sizeof(void*) != 8 || sizeof(VerdictLog::Event) == 48);
+
+const std::vector<std::string>& VerdictLog::Strings::none() {
+  static const std::vector<std::string> empty;
+  return empty;
+}
+
 void VerdictLog::add(Event e) {
-  events_.push_back(std::move(e));
-  if (events_.size() > lim_.events) {
-    events_.pop_front();
+  const size_t cap = lim_.events;
+  if (cap == 0) {
+    dropped_ = true;
+    return;
+  }
+  size_t p;
+  if (size_ < cap) {
+    p = (head_ + size_) % cap;
+    ++size_;
+  } else {
+    p = head_;  // the oldest goes
+    head_ = (head_ + 1) % cap;
     dropped_ = true;
   }
+  size_t b = p / kBlock;
+  if (b >= blocks_.size()) blocks_.resize(b + 1);
+  if (!blocks_[b]) blocks_[b] = std::make_unique<Event[]>(std::min(kBlock, cap - b * kBlock));
+  blocks_[b][p % kBlock] = std::move(e);
+}
+
+void VerdictLog::unref(Ident* who) {
+  if (who && --who->second == 0) idents_.erase(idents_.find(who->first));
 }
 
 void VerdictLog::identify(uint64_t session, std::string client) {
@@ -517,13 +542,28 @@ void VerdictLog::identify(uint64_t session, std::string client) {
     }
     clients_.emplace(client, next_client_++);
   }
-  identity_[session] = std::move(client);
-  while (identity_.size() > lim_.identities) identity_.erase(identity_.begin());
+  auto [ident, _] = idents_.try_emplace(std::move(client), 0);
+  Ident* who = &*ident;
+  ++who->second;
+  // Connections are mostly identified in the order they opened, at the end.
+  auto it = std::lower_bound(identity_.begin(), identity_.end(), session,
+                             [](const auto& e, uint64_t s) { return e.first < s; });
+  if (it != identity_.end() && it->first == session) {
+    std::swap(it->second, who);
+    unref(who);
+    return;
+  }
+  identity_.insert(it, {session, who});
+  while (identity_.size() > lim_.identities) {
+    unref(identity_.front().second);
+    identity_.pop_front();
+  }
 }
 
 const std::string* VerdictLog::identity(uint64_t session) const {
-  auto it = identity_.find(session);
-  return it == identity_.end() ? nullptr : &it->second;
+  auto it = std::lower_bound(identity_.begin(), identity_.end(), session,
+                             [](const auto& e, uint64_t s) { return e.first < s; });
+  return it == identity_.end() || it->first != session ? nullptr : &it->second->first;
 }
 
 std::vector<std::string> VerdictLog::clients() const {
@@ -536,8 +576,8 @@ std::vector<std::string> VerdictLog::clients() const {
 }
 
 std::optional<uint64_t> VerdictLog::complete_since_us() const {
-  if (!dropped_ || events_.empty()) return std::nullopt;
-  return events_.front().at_us;
+  if (!dropped_ || size_ == 0) return std::nullopt;
+  return at(0).at_us;
 }
 
 void VerdictLog::clear() { *this = VerdictLog(lim_); }
@@ -545,7 +585,8 @@ void VerdictLog::clear() { *this = VerdictLog(lim_); }
 void VerdictLog::replay(const Filter& f, ClientRecord& out) const {
   using K = Event::Kind;
   bool in_range = false;
-  for (const Event& e : events_) {
+  for (size_t i = 0; i < size_; ++i) {
+    const Event& e = at(i);
     if (e.at_us >= f.until_us) break;
     if (!in_range && e.at_us >= f.since_us) {
       // Faults before the range set the state it starts in; what they ended is not in it.
@@ -557,7 +598,7 @@ void VerdictLog::replay(const Filter& f, ClientRecord& out) const {
       continue;
     }
     if (e.kind == K::PointFault) {
-      out.point_fault(e.at_us, e.name);
+      out.point_fault(e.at_us, e.name());
       continue;
     }
     if (e.at_us < f.since_us) continue;
@@ -565,21 +606,21 @@ void VerdictLog::replay(const Filter& f, ClientRecord& out) const {
       const std::string* who = identity(e.session);
       if (!who || *who != *f.client) continue;
     }
+    if (Event::carries_counts(e.kind)) {
+      out.count_requests(e.n1);
+      out.count_successes(e.n2);
+    }
     switch (e.kind) {
     case K::Connect: out.on_connect(e.at_us); break;
     case K::End: out.on_connection_end(e.at_us, e.flag); break;
     case K::Request: out.on_request(e.at_us, e.ident(), e.session); break;
     case K::Failed:
-      out.on_command_failed(e.at_us, e.ident(), e.session, e.reason, e.flag);
+      out.on_command_failed(e.at_us, e.ident(), e.session, e.reason(), e.flag);
       break;
     case K::MovedOn: out.moved_on(e.n1); break;
     case K::Success: out.on_success(e.at_us); break;
     case K::Handshake: out.on_handshake(e.at_us, e.session, e.list); break;
-    case K::Counts:
-      out.count_requests(e.n1);
-      out.count_successes(e.n2);
-      break;
-    default: break;
+    default: break;  // Counts: counted above
     }
   }
   out.drop_windows_before(f.since_us);
@@ -597,6 +638,7 @@ ClientVerdicts::~ClientVerdicts() = default;
 
 void ClientVerdicts::start(uv_loop_t* loop, uint32_t poll_ms) {
   if (timer_) return;
+  polls_per_sweep_ = std::max<uint32_t>(1, 1000 / std::max<uint32_t>(poll_ms, 1));
   timer_ = new uv_timer_t;
   uv_timer_init(loop, timer_);
   timer_->data = this;
@@ -651,6 +693,15 @@ void ClientVerdicts::sync(const proxy::Proxy& p, Tracked& t, uint64_t now) {
 void ClientVerdicts::poll() {
   uint64_t now = clock_();
   for (const auto& [name, p] : registry_.proxies()) sync(*p, tracked_named(name), now);
+  if (++polls_ >= polls_per_sweep_) {
+    polls_ = 0;
+    sweep();
+  }
+}
+
+void ClientVerdicts::sweep() {
+  for (auto& [s, st] : sessions_)
+    if (st.rare && !st.faulted && st.rare->idle()) st.rare.reset();
 }
 
 ClientRecord& ClientVerdicts::record(const proxy::Proxy& p) {
@@ -703,6 +754,9 @@ void ClientVerdicts::clear(std::string_view proxy) {
     }
   t.rec.clear();
   t.log.clear();
+  // Oldest first, as they were identified (VerdictLog keeps identities by connection id).
+  std::sort(open.begin(), open.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [id, who] : open) t.log.identify(id, std::move(who));
   if (auto* p = registry_.find(proxy)) sync(*p, t, clock_());
 }
@@ -749,7 +803,14 @@ void ClientVerdicts::flush_counts(SessionState& st, uint64_t now) {
 }
 
 void ClientVerdicts::log(SessionState& st, VerdictLog::Event e) {
-  flush_counts(st, e.at_us);
+  if (VerdictLog::Event::carries_counts(e.kind)) {
+    // The counts go with the event itself (replayed just before it): one event, not two.
+    e.n1 = st.requests;
+    e.n2 = st.successes;
+    st.requests = st.successes = 0;
+  } else {
+    flush_counts(st, e.at_us);
+  }
   e.session = st.id;
   st.tracked->log.add(std::move(e));
 }
@@ -760,7 +821,6 @@ void ClientVerdicts::on_session_open(proxy::Session& s) {
   sync(s.proxy(), t, now);
   t.rec.on_connect(now);
   SessionState& st = sessions_[&s];
-  st.record = &t.rec;
   st.tracked = &t;
   st.id = s.id();
   state_slot(&s) = {};
@@ -774,12 +834,15 @@ void ClientVerdicts::on_session_open(proxy::Session& s) {
 void ClientVerdicts::finish_handshake(SessionState& st, uint64_t now) {
   if (st.handshake_done) return;
   st.handshake_done = true;
-  if (st.handshake.empty()) return;
-  st.record->on_handshake(now, st.id, st.handshake);
+  if (!st.rare || st.rare->handshake.empty()) return;
+  std::vector<std::string> commands = std::move(st.rare->handshake);
+  st.rare->handshake = {};  // recorded: the connection keeps no text of it
+  if (!st.faulted && st.rare->idle()) st.rare.reset();
+  st.rec().on_handshake(now, st.id, commands);
   VerdictLog::Event e;
   e.kind = VerdictLog::Event::Kind::Handshake;
   e.at_us = now;
-  e.list = st.handshake;
+  e.list = std::move(commands);
   log(st, std::move(e));
 }
 
@@ -804,7 +867,7 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
       VerdictLog::Event e;
       e.kind = K::PointFault;
       e.at_us = now;
-      e.name = std::move(label);
+      e.list = {std::move(label)};
       t.log.add(std::move(e));
     }
     // At risk: the request whose reply a fault acted on last, then those still pending.
@@ -816,8 +879,9 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
         else at_risk.push_back(at_risk_of(st, info));
       });
     }
-    if (st.faulted && (at_risk.empty() || st.faulted_req.id < at_risk.front().id))
-      at_risk.insert(at_risk.begin(), std::move(st.faulted_req));
+    if (st.faulted && st.rare &&
+        (at_risk.empty() || st.rare->faulted_req.id < at_risk.front().id))
+      at_risk.insert(at_risk.begin(), std::move(st.rare->faulted_req));
     std::string display;
     for (const Pending& p : at_risk) {
       CommandIdent c = ident_of(p, display);
@@ -827,11 +891,9 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
       e.kind = K::Failed;
       e.at_us = now;
       e.flag = true;
-      e.cmd_hash = c.cmd_hash;
-      e.key_hash = c.key_hash;
-      e.args_hash = c.args_hash;
-      e.name = display;
-      e.reason = proxy::to_string(why);
+      e.set_ident(c);
+      e.setup = false;
+      e.list = {display, std::string(proxy::to_string(why))};
       log(st, std::move(e));
     }
   }
@@ -847,14 +909,16 @@ void ClientVerdicts::on_session_close(proxy::Session& s) {
 ClientVerdicts::Pending ClientVerdicts::at_risk_of(SessionState& st,
                                                    const proxy::PendingInfo& info) const {
   uint64_t h = 0;
-  for (const auto& [id, hash] : st.hashes)
-    if (id == info.id) h = hash;
-  for (const Pending& n : st.names)
-    if (n.id == info.id) {
-      Pending p = n;
-      p.args_hash = h;
-      return p;
-    }
+  if (st.rare) {
+    for (const auto& [id, hash] : st.rare->hashes)
+      if (id == info.id) h = hash;
+    for (const Pending& n : st.rare->names)
+      if (n.id == info.id) {
+        Pending p = n;
+        p.args_hash = h;
+        return p;
+      }
+  }
   return Pending{info.id, info.cmd, info.key_hash, h, {}, 0};
 }
 
@@ -868,7 +932,7 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
   if (stp == nullptr || f.argc == 0) return;
   SessionState& st = *stp;
   const bool named = f.cmd && (!f.cmd->sub.empty() || f.sub.empty());
-  ClientRecord& rec = *st.record;
+  ClientRecord& rec = st.rec();
   if (named && !rec.watching_resends() && st.handshake_done && !proxy_faulted(s.proxy()))
       [[likely]] {
     rec.count_request();
@@ -886,14 +950,16 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
         p.name += ' ';
         p.name += f.sub;
       }
-      if (st.names.size() >= kMaxAtRisk) st.names.erase(st.names.begin());
-      st.names.push_back(p);
+      auto& names = st.more().names;
+      if (names.size() >= kMaxAtRisk) names.erase(names.begin());
+      names.push_back(p);
     }
     const bool setup = is_connection_setup(f.name, f.sub, f.cmd);
     if (!setup) {
       p.args_hash = args_hash(f);
-      if (st.hashes.size() >= kMaxAtRisk) st.hashes.pop_front();
-      st.hashes.emplace_back(id, p.args_hash);
+      auto& hashes = st.more().hashes;
+      if (hashes.size() >= kMaxAtRisk) hashes.pop_front();
+      hashes.push_back({id, p.args_hash});
     }
     if (rec.watching_resends()) {
       uint64_t now = clock_();
@@ -903,17 +969,15 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
       VerdictLog::Event e;
       e.kind = VerdictLog::Event::Kind::Request;
       e.at_us = now;
-      e.cmd_hash = c.cmd_hash;
-      e.key_hash = c.key_hash;
-      e.args_hash = c.args_hash;
-      e.setup = c.setup;
-      e.name = display;
+      e.set_ident(c);
+      e.list = {display};
       log(st, std::move(e));
       // A readiness check (ioredis's INFO on a new connection, a health PING) is not the
       // application moving on: the write it re-sends next is still a resend.
-      if (!resend && !setup && !is_neutral(f.name) && !st.new_work) {
-        st.new_work = id;
-        st.new_work_us = now;
+      if (!resend && !setup && !is_neutral(f.name) && !(st.rare && st.rare->new_work)) {
+        Rare& r = st.more();
+        r.new_work = id;
+        r.new_work_us = now;
       }
     } else {
       rec.count_request();
@@ -921,11 +985,9 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
     }
     if (!st.handshake_done) {
       if (is_handshake(f.name, f.sub)) {
-        if (st.handshake.size() < 16) st.handshake.push_back(handshake_label(f));
-        if (auto name = name_set_by(f)) {
-          st.named = true;
-          st.tracked->log.identify(st.id, std::string(*name));
-        }
+        auto& handshake = st.more().handshake;
+        if (handshake.size() < 16) handshake.push_back(handshake_label(f));
+        if (auto name = name_set_by(f)) st.tracked->log.identify(st.id, std::string(*name));
       } else if (!is_neutral(f.name)) {
         finish_handshake(st, clock_());
       }
@@ -935,13 +997,13 @@ void ClientVerdicts::on_request(proxy::Session& s, const resp::RequestFrame& f, 
 
 bool ClientVerdicts::plain_requests_now(proxy::Session& s) {
   SessionState* st = state(s);
-  return st != nullptr && st->handshake_done && !st->record->watching_resends() &&
+  return st != nullptr && st->handshake_done && !st->rec().watching_resends() &&
          !proxy_faulted(s.proxy());
 }
 
 void ClientVerdicts::on_plain_requests(proxy::Session& s, uint64_t n) {
   if (SessionState* st = state(s)) {
-    st->record->count_requests(n);
+    st->rec().count_requests(n);
     st->requests += n;
   }
 }
@@ -967,21 +1029,23 @@ void ClientVerdicts::good_reply(SessionState& st) {
 }
 
 void ClientVerdicts::answered(SessionState& st, proxy::PendingId last, bool good) {
-  auto& names = st.names;
+  if (!st.rare) return;
+  Rare& r = *st.rare;
+  auto& names = r.names;
   size_t n = 0;
   while (n < names.size() && names[n].id <= last) ++n;
   names.erase(names.begin(), names.begin() + ptrdiff_t(n));
-  while (!st.hashes.empty() && st.hashes.front().first <= last) st.hashes.pop_front();
-  if (good && st.new_work && st.new_work <= last) {
+  while (!r.hashes.empty() && r.hashes.front().first <= last) r.hashes.pop_front();
+  if (good && r.new_work && r.new_work <= last) {
     // The client's new work got its answer: what failed before it and was not sent again was
     // given up.
-    st.record->moved_on(st.new_work_us);
+    st.rec().moved_on(r.new_work_us);
     VerdictLog::Event e;
     e.kind = VerdictLog::Event::Kind::MovedOn;
     e.at_us = clock_();
-    e.n1 = st.new_work_us;
+    e.n1 = r.new_work_us;
+    r.new_work = 0;
     log(st, std::move(e));
-    st.new_work = 0;
   }
 }
 
@@ -999,7 +1063,7 @@ void ClientVerdicts::on_plain_replies(proxy::Session& s,
     good_reply(st);
     --n;
   }
-  st.record->count_successes(n);
+  st.rec().count_successes(n);
   st.successes += n;
 }
 
@@ -1015,7 +1079,7 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
   st.faulted = false;
   if (frame && !frame->is_error() && fault.empty() && !reply_watch(st)) [[likely]] {
     // A good reply the client got: the common case, without the failure bookkeeping below.
-    st.record->count_success();
+    st.rec().count_success();
     ++st.successes;
     return;
   }
@@ -1024,9 +1088,11 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
     // Older requests were answered; this one's entries stay until it is looked at.
     if (id > 0) answered(st, id - 1, false);
     Pending p = at_risk_of(st, r.request);
-    if (r.final) {
-      if (!st.names.empty() && st.names.front().id == id) st.names.erase(st.names.begin());
-      if (!st.hashes.empty() && st.hashes.front().first == id) st.hashes.pop_front();
+    if (r.final && st.rare) {
+      auto& names = st.rare->names;
+      auto& hashes = st.rare->hashes;
+      if (!names.empty() && names.front().id == id) names.erase(names.begin());
+      if (!hashes.empty() && hashes.front().first == id) hashes.pop_front();
     }
 
     bool failed = false;
@@ -1043,16 +1109,14 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
       CommandIdent c = ident_of(p, display);
       if (!c.setup) {
         uint64_t now = clock_();
-        st.record->on_command_failed(now, c, st.id, reason, false);
+        st.rec().on_command_failed(now, c, st.id, reason, false);
         VerdictLog::Event e;
         e.kind = VerdictLog::Event::Kind::Failed;
         e.at_us = now;
         e.flag = false;
-        e.cmd_hash = c.cmd_hash;
-        e.key_hash = c.key_hash;
-        e.args_hash = c.args_hash;
-        e.name = display;
-        e.reason = reason;
+        e.set_ident(c);
+        e.setup = false;
+        e.list = {display, reason};
         log(st, std::move(e));
       }
     } else if (frame && fault.empty()) {
@@ -1063,7 +1127,7 @@ void ClientVerdicts::on_reply(proxy::Session& s, const proxy::ReplyResult& r,
       // A fault acted on this reply (delayed, truncated, or the connection is reset once Redis
       // answered): if the connection breaks now, the client never had it. It stays at risk.
       st.faulted = true;
-      st.faulted_req = std::move(p);
+      st.more().faulted_req = std::move(p);
     }
   }();
 }

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,7 +34,6 @@
 #include <nlohmann/json.hpp>
 #include <uv.h>
 
-#include "base/lazy_deque.h"
 #include "proxy/observer.h"
 
 namespace faultline::proxy {
@@ -243,34 +243,86 @@ private:
 
 // The events that fed a proxy's ClientRecord, each with its connection, so that a view for one
 // client or a time range is rebuilt by replaying the selected ones into a fresh ClientRecord.
-// Bounded (VerdictLimits::events, 160 bytes each: 2.6 MB per proxy at most, plus the strings
-// of failure and fault events): the oldest go first, so a range older than the log is
+// Bounded (VerdictLimits::events, 48 bytes each: 0.8 MB per proxy at most, plus the strings of
+// failure, fault and handshake events): the oldest go first, so a range older than the log is
 // incomplete (complete_since_us() says from when it is whole). Plain requests and replies are
-// not one event each: a connection's counts are logged at its next event, its end, or the
-// query.
+// not one event each: a connection's counts are logged with its next event (or just before it,
+// when that event needs n1 and n2 for itself), its end, or the query.
+//
+// Kept in blocks of kBlock events, each allocated once, when the log first grows into it: a few
+// large allocations instead of one small one every few connections, which would lie between
+// the connections' short-lived buffers and keep the heap from giving their pages back.
 class VerdictLog {
 public:
+  // The strings an event carries, which few kinds need: one pointer, null while empty.
+  class Strings {
+  public:
+    Strings() = default;
+    Strings(const Strings& o) { *this = o; }
+    Strings(Strings&&) noexcept = default;
+    Strings& operator=(const Strings& o) {
+      if (this != &o) v_ = o.v_ ? std::make_unique<std::vector<std::string>>(*o.v_) : nullptr;
+      return *this;
+    }
+    Strings& operator=(Strings&&) noexcept = default;
+    Strings& operator=(std::vector<std::string> v) {
+      v_ = v.empty() ? nullptr : std::make_unique<std::vector<std::string>>(std::move(v));
+      return *this;
+    }
+    Strings& operator=(std::initializer_list<std::string> l) {
+      return *this = std::vector<std::string>(l);
+    }
+    const std::vector<std::string>& get() const { return v_ ? *v_ : none(); }
+    operator const std::vector<std::string>&() const { return get(); }
+    bool empty() const { return !v_; }
+    std::string_view at(size_t i) const {
+      return v_ && i < v_->size() ? std::string_view((*v_)[i]) : std::string_view();
+    }
+
+  private:
+    static const std::vector<std::string>& none();
+    std::unique_ptr<std::vector<std::string>> v_;
+  };
+  // 48 bytes: what only some kinds need shares fields (n1, n2) or sits behind one pointer.
   struct Event {
     enum class Kind : uint8_t {
       Faults, PointFault, Connect, End, Request, Failed, MovedOn, Success, Handshake, Counts
     };
     Kind kind = Kind::Counts;
+    bool flag = false;             // Faults: faulted; End: failed; Failed: cut off
+    bool setup = false;            // Request: connection setup
+    uint32_t key_hash = 0;         // Request, Failed
     uint64_t at_us = 0;
     uint64_t session = 0;          // 0 for the proxy's own events (faults)
-    bool flag = false;             // Faults: faulted; End: failed; Failed: cut off
-    uint64_t cmd_hash = 0, args_hash = 0;
-    uint32_t key_hash = 0;
-    bool setup = false;
-    uint64_t n1 = 0, n2 = 0;       // Counts: requests, successes; MovedOn: the request's time
-    std::string name, reason;      // the command (Request, Failed), the fault (PointFault)
-    std::vector<std::string> list; // Faults: their labels; Handshake: its commands
-    CommandIdent ident() const { return {cmd_hash, key_hash, args_hash, setup, name}; }
+    // Counts, and the counts logged with a Connect, End, Success or Handshake: requests and
+    // successes. MovedOn: n1, the request's time. Request, Failed: the command's hash
+    // (CommandIdent::cmd_hash) and its arguments' (args_hash).
+    uint64_t n1 = 0, n2 = 0;
+    // Faults: their labels; Handshake: its commands; Request, Failed: the command, then (Failed)
+    // the reason; PointFault: the fault.
+    Strings list;
+
+    // Whether n1 and n2 are free to carry the connection's counts.
+    static bool carries_counts(Kind k) {
+      return k == Kind::Connect || k == Kind::End || k == Kind::Success ||
+             k == Kind::Handshake || k == Kind::Counts;
+    }
+    std::string_view name() const { return list.at(0); }
+    std::string_view reason() const { return list.at(1); }
+    CommandIdent ident() const { return {n1, key_hash, n2, setup, name()}; }
+    void set_ident(const CommandIdent& c) {
+      n1 = c.cmd_hash;
+      key_hash = c.key_hash;
+      n2 = c.args_hash;
+      setup = c.setup;
+    }
   };
   struct Filter {
     std::optional<std::string> client;  // a name or an address, as clients() lists them
     uint64_t since_us = 0;
     uint64_t until_us = UINT64_MAX;
   };
+  static constexpr size_t kBlock = 256;  // events per block (12 kB)
 
   explicit VerdictLog(VerdictLimits limits = {}) : lim_(limits) {}
   void add(Event e);
@@ -286,13 +338,28 @@ public:
   std::vector<std::string> clients() const;
   // The time of the oldest event kept, when older ones were dropped.
   std::optional<uint64_t> complete_since_us() const;
+  size_t size() const { return size_; }
   void clear();
 
 private:
+  // The i-th event kept, oldest first.
+  const Event& at(size_t i) const {
+    size_t p = (head_ + i) % lim_.events;
+    return blocks_[p / kBlock][p % kBlock];
+  }
+
   VerdictLimits lim_;
-  std::deque<Event> events_;
+  // A ring of lim_.events slots; the block of slot p is blocks_[p / kBlock].
+  std::vector<std::unique_ptr<Event[]>> blocks_;
+  size_t head_ = 0, size_ = 0;
   bool dropped_ = false;
-  std::map<uint64_t, std::string> identity_;                // connection -> client (newest)
+  // Client identities, each kept once however many connections it names (the connections of
+  // one address share it): the text, and how many connections it names.
+  using Ident = std::pair<const std::string, size_t>;
+  std::map<std::string, size_t, std::less<>> idents_;
+  // Connection -> client (newest), by connection id, oldest first: 16 bytes a connection.
+  std::deque<std::pair<uint64_t, Ident*>> identity_;
+  void unref(Ident* who);
   std::map<std::string, uint64_t, std::less<>> clients_;    // client -> order first seen
   uint64_t next_client_ = 0;
 };
@@ -362,31 +429,73 @@ private:
     VerdictLog log;
     uint64_t ended = 0;
   };
+  // A FIFO of (request id, hash of its arguments) in one vector: 16 bytes an entry (a std::deque
+  // takes some 600 bytes for its first).
+  class HashFifo {
+  public:
+    using Entry = std::pair<proxy::PendingId, uint64_t>;
+    bool empty() const { return head_ == v_.size(); }
+    size_t size() const { return v_.size() - head_; }
+    const Entry& front() const { return v_[head_]; }
+    void push_back(Entry e) { v_.push_back(e); }
+    void pop_front() {
+      if (++head_ == v_.size()) {
+        v_.clear();
+        head_ = 0;
+      } else if (head_ >= 32 && 2 * head_ >= v_.size()) {
+        v_.erase(v_.begin(), v_.begin() + ptrdiff_t(head_));
+        head_ = 0;
+      }
+    }
+    std::vector<Entry>::const_iterator begin() const { return v_.begin() + ptrdiff_t(head_); }
+    std::vector<Entry>::const_iterator end() const { return v_.end(); }
+
+  private:
+    std::vector<Entry> v_;
+    size_t head_ = 0;
+  };
+  // What a connection needs only after a failure, under a fault, or during its handshake:
+  // allocated when first needed, freed when its handshake is done or at the observer's sweep
+  // once nothing in it is in use.
+  struct Rare {
+    // The hash of each request's arguments sent while a fault was in effect (or a failed
+    // command was watched, or the handshake was open), until its reply: what a failure cuts
+    // off is compared on it. At most kMaxAtRisk, 16 bytes each.
+    HashFifo hashes;
+    // The first request since a failed command was watched that is neither a resend nor setup:
+    // its good reply means the client moved on (ClientRecord::moved_on).
+    proxy::PendingId new_work = 0;
+    uint64_t new_work_us = 0;
+    // The text of pending requests the command table does not name, oldest first.
+    std::vector<Pending> names;
+    // The request whose reply a fault acted on last (SessionState::faulted).
+    Pending faulted_req;
+    // The handshake so far; dropped once it is done and recorded.
+    std::vector<std::string> handshake;
+    // Nothing a later event needs (faulted_req counts only while SessionState::faulted).
+    bool idle() const {
+      return hashes.empty() && !new_work && names.empty() && handshake.empty();
+    }
+  };
+  // 56 bytes a connection; the rest, when needed, in Rare.
   struct SessionState {
-    ClientRecord* record = nullptr;
     Tracked* tracked = nullptr;
     uint64_t id = 0;
     // Counted, not yet logged (VerdictLog: logged with the connection's next event).
     uint64_t requests = 0, successes = 0;
     // Tracked::ended at the last good reply logged; ~0: none yet.
     uint64_t success_logged = ~uint64_t{0};
-    // The hash of each request's arguments sent while a fault was in effect (or a failed
-    // command was watched), until its reply: what a failure cuts off is compared on it. At most
-    // kMaxAtRisk, 16 bytes each.
-    LazyDeque<std::pair<proxy::PendingId, uint64_t>> hashes;
-    // The first request since a failed command was watched that is neither a resend nor setup:
-    // its good reply means the client moved on (ClientRecord::moved_on).
-    proxy::PendingId new_work = 0;
-    uint64_t new_work_us = 0;
-    bool named = false;  // its client identity is a name
-    // The text of pending requests the command table does not name, oldest first (rare).
-    std::vector<Pending> names;
+    std::unique_ptr<Rare> rare;
     // The latest reply was one a fault acted on (delayed, truncated, the connection reset once
-    // Redis answered): if the connection breaks before another reply, the client never had it.
+    // Redis answered): if the connection breaks before another reply, the client never had it
+    // (Rare::faulted_req).
     bool faulted = false;
-    Pending faulted_req;
-    std::vector<std::string> handshake;
     bool handshake_done = false;
+    ClientRecord& rec() const { return tracked->rec; }
+    Rare& more() {
+      if (!rare) rare = std::make_unique<Rare>();
+      return *rare;
+    }
   };
   Pending at_risk_of(SessionState& st, const proxy::PendingInfo& info) const;
   // Replies answered up to `id` (inclusive): bookkeeping that waits for them.
@@ -396,8 +505,9 @@ private:
   void good_reply(SessionState& st);
   // The slow path for a reply: something waits for a good one, or for its id.
   static bool reply_watch(const SessionState& st) {
-    return !st.names.empty() || !st.hashes.empty() || st.new_work ||
-           st.success_logged != st.tracked->ended || st.record->recovery_pending();
+    return (st.rare && (!st.rare->names.empty() || !st.rare->hashes.empty() ||
+                        st.rare->new_work)) ||
+           st.success_logged != st.tracked->ended || st.rec().recovery_pending();
   }
   SessionState* state(const proxy::Session& s);
   static CommandIdent ident_of(const Pending& p, std::string& display);
@@ -405,6 +515,8 @@ private:
   ClientRecord& record_named(const std::string& name) { return tracked_named(name).rec; }
   void sync(const proxy::Proxy& p, Tracked& t, uint64_t now);
   void poll();
+  // Once a second (every polls_per_sweep_ polls): frees the Rare parts nothing uses any more.
+  void sweep();
   void finish_handshake(SessionState& st, uint64_t now);
 
   proxy::Registry& registry_;
@@ -424,6 +536,7 @@ private:
     return state_cache_[(reinterpret_cast<uintptr_t>(s) >> 6) % state_cache_.size()];
   }
   uv_timer_t* timer_ = nullptr;  // heap: freed by its close callback
+  uint32_t polls_per_sweep_ = 100, polls_ = 0;
 };
 
 } // namespace faultline::observe

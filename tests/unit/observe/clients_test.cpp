@@ -395,6 +395,92 @@ TEST(VerdictLog, IsBounded) {
   EXPECT_NE(log.identity(10), nullptr);
 }
 
+// The log is a ring of blocks: past its bound the oldest go, and a replay still meets the
+// events in the order they came, across block boundaries and the ring's wrap.
+TEST(VerdictLog, KeepsItsBoundAndOrderAcrossBlocks) {
+  using K = VerdictLog::Event::Kind;
+  VerdictLimits lim;
+  lim.events = VerdictLog::kBlock * 2 + 10;  // three blocks, the last one short
+  VerdictLog log(lim);
+  log.identify(1, "a");
+  const uint64_t n = lim.events * 3 + 7;     // wraps the ring three times
+  for (uint64_t i = 1; i <= n; ++i) {
+    log.add(ev(K::Connect, i * kMs, 1));
+    ASSERT_EQ(log.size(), std::min<size_t>(i, lim.events));
+  }
+  EXPECT_EQ(*log.complete_since_us(), (n - lim.events + 1) * kMs);
+
+  ClientRecord all(lim);
+  log.replay({}, all);
+  auto j = all.to_json(n * kMs, 0);
+  EXPECT_EQ(j["connects"]["total"], lim.events);
+  const auto& recent = j["connects"]["recent_ms"];
+  ASSERT_EQ(recent.size(), lim.recent_connects);
+  for (size_t i = 0; i < recent.size(); ++i)
+    EXPECT_DOUBLE_EQ(recent[i].get<double>(), double(n - lim.recent_connects + 1 + i)) << i;
+
+  // A range stops at the first event past its end: in order, it holds exactly its events.
+  ClientRecord range(lim);
+  log.replay({std::string("a"), (n - 300) * kMs, (n - 20) * kMs}, range);
+  EXPECT_EQ(range.to_json(n * kMs, 0)["connects"]["total"], 280);
+}
+
+// Counts ride on the events that have no use for n1 and n2; on the others those are hashes.
+TEST(VerdictLog, CountsGoWithTheEventsThatCarryThem) {
+  using K = VerdictLog::Event::Kind;
+  VerdictLog log;
+  log.identify(1, "127.0.0.1");
+  auto c = ev(K::Connect, 0, 1);
+  log.add(c);
+  auto r = ev(K::Request, 1 * kMs, 1);
+  r.set_ident({1234567, 7, 7654321, false, "INCR"});
+  r.list = {"INCR"};
+  log.add(r);
+  auto s = ev(K::Success, 2 * kMs, 1);
+  s.n1 = 4;  // requests counted before it
+  s.n2 = 3;
+  log.add(s);
+  auto e = ev(K::End, 3 * kMs, 1);
+  e.n1 = 2;
+  e.n2 = 2;
+  log.add(e);
+  ClientRecord out;
+  log.replay({std::string("127.0.0.1"), 0, UINT64_MAX}, out);
+  auto j = out.to_json(4 * kMs, 0);
+  EXPECT_EQ(j["commands"], 1 + 4 + 2) << j.dump();
+  EXPECT_EQ(j["successful_replies"], 1 + 3 + 2);
+  EXPECT_EQ(j["connects"]["total"], 1);
+}
+
+// Identities are kept once per text, whatever the number of connections, and by connection.
+TEST(VerdictLog, IdentitiesAreSharedRenamedAndForgotten) {
+  VerdictLimits lim;
+  lim.identities = 3;
+  VerdictLog log(lim);
+  auto who = [&](uint64_t session) {
+    const std::string* w = log.identity(session);
+    return w ? *w : std::string("<none>");
+  };
+  log.identify(2, "127.0.0.1");
+  log.identify(1, "127.0.0.1");  // out of order (a clear() identifies the open ones again)
+  log.identify(3, "127.0.0.1");
+  log.identify(2, "app");        // it named itself
+  EXPECT_EQ(who(1), "127.0.0.1");
+  EXPECT_EQ(who(2), "app");
+  EXPECT_EQ(who(3), "127.0.0.1");
+  EXPECT_EQ(log.identity(1), log.identity(3));  // one text for both
+  log.identify(4, "127.0.0.1");
+  EXPECT_EQ(who(1), "<none>");  // the oldest connection is forgotten
+  EXPECT_EQ(who(3), "127.0.0.1");
+  log.identify(5, "b");
+  log.identify(6, "b");
+  EXPECT_EQ(who(2), "<none>");
+  EXPECT_EQ(who(3), "<none>");
+  EXPECT_EQ(who(4), "127.0.0.1");
+  EXPECT_EQ(who(6), "b");
+  EXPECT_EQ(log.clients(), (std::vector<std::string>{"127.0.0.1", "app", "b"}));
+}
+
 TEST(ArgsHash, CoversEveryArgument) {
   resp::Arg a1[] = {{"INCR", 4}, {"ctr", 3}};
   resp::Arg a2[] = {{"INCR", 4}, {"cts", 3}};
