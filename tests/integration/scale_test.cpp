@@ -162,8 +162,10 @@ TEST(AcceptStorm, TwoThousandClientsConnectAtOnceAndAllAreServed) {
               static_cast<unsigned long long>(rl.rlim_cur));
   ASSERT_GE(n, 100) << "too few descriptors to test an accept storm";
 
+  // faultline opens its n upstream connections as fast as it accepts: Redis's own backlog (511
+  // by default) would overflow, and that counter is the same system-wide one checked below.
   Redis redis;
-  ASSERT_TRUE(redis.start());
+  ASSERT_TRUE(redis.start(0, {"--tcp-backlog", "4096"}));
   Faultline fl;
   ASSERT_TRUE(fl.start(redis.port())) << fl.process().log();
   const int idle_fds = fl.open_fds();
@@ -277,7 +279,7 @@ TEST(AcceptStorm, TwoThousandClientsConnectAtOnceAndAllAreServed) {
 #if !defined(__SANITIZE_ADDRESS__)
   // Quiet for a sweep or two, each connection frees its RESP state (Session::trim_if_idle):
   // what it costs then is under the bound docs/performance.md states.
-  constexpr double kMaxKbPerConnection = 5.0;
+  constexpr double kMaxKbPerConnection = 2.0;
   double per_conn = 0;
   EXPECT_TRUE(wait_until(
       [&] {
