@@ -19,7 +19,8 @@ SlotPool::~SlotPool() {
 void SlotPool::map_region() {
   char* r = static_cast<char*>(platform::map_pages(slot_bytes_ * kSlotsPerRegion));
   if (r == nullptr) std::abort();  // as operator new would throw: out of memory
-  regions_.push_back(r);
+  // Sorted, for trim() to find where one region ends.
+  regions_.insert(std::upper_bound(regions_.begin(), regions_.end(), r), r);
   // Highest first, so that acquire() hands out the region from its start.
   for (size_t i = kSlotsPerRegion; i-- > 0;) clean_.push_back(r + i * slot_bytes_);
 }
@@ -52,7 +53,9 @@ size_t SlotPool::trim() {
   size_t len = slot_bytes_;
   for (size_t i = 1; i <= n; ++i) {
     char* s = i < n ? static_cast<char*>(dirty_[i]) : nullptr;
-    if (s == run + len) {
+    // One call per run of adjacent slots, never across two regions (Windows decommits only
+    // within one allocation; two mappings may happen to be adjacent).
+    if (s == run + len && !std::binary_search(regions_.begin(), regions_.end(), s)) {
       len += slot_bytes_;
       continue;
     }
