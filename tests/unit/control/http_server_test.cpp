@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -600,6 +602,12 @@ Router stream_router(Streams& streams) {
 // again: the server closes its listener instead (the waiting client is reset, not left
 // hanging), and listens again on the same port by itself once descriptors are free.
 TEST(HttpServer, OutOfDescriptorsTheListenerPausesAndListensAgain) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizers' runtime opens descriptors of its own (UBSan checks that memory is readable
+  // through a pipe before it reads a vptr): with none free it reports errors that are not
+  // there. The release suite runs this test.
+  GTEST_SKIP() << "needs a process with no descriptor free, which the sanitizers cannot run in";
+#endif
   Harness h(HttpServerOptions{}, echo_router());
   const int port = h.port();
   {
@@ -630,12 +638,21 @@ TEST(HttpServer, OutOfDescriptorsTheListenerPausesAndListensAgain) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   // The kernel completes the handshake (the backlog); the server cannot accept it.
   ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  // The server may close its listener (resetting this connection) before the request is even
+  // sent: then the send fails, which is a clean end too.
   const std::string req = "GET /echo/b HTTP/1.1\r\nHost: x\r\n\r\n";
-  ASSERT_EQ(::send(client, req.data(), req.size(), MSG_NOSIGNAL), ssize_t(req.size()));
-  pollfd pfd{client, POLLIN, 0};
-  const int ready = ::poll(&pfd, 1, 5000);
-  char buf[256];
-  const ssize_t n = ready > 0 ? ::recv(client, buf, sizeof buf, 0) : 1;
+  const ssize_t sent = ::send(client, req.data(), req.size(), MSG_NOSIGNAL);
+  const int send_err = errno;
+  int ready = 1;
+  ssize_t n = -1;
+  if (sent >= 0) {
+    pollfd pfd{client, POLLIN, 0};
+    ready = ::poll(&pfd, 1, 5000);
+    char buf[256];
+    n = ready > 0 ? ::recv(client, buf, sizeof buf, 0) : 1;
+  } else {
+    EXPECT_TRUE(send_err == ECONNRESET || send_err == EPIPE) << std::strerror(send_err);
+  }
   ::close(client);
   EXPECT_EQ(ready, 1) << "the waiting client was left hanging";
   EXPECT_LE(n, 0) << "the waiting client got an answer with no descriptor free";
